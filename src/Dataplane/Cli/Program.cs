@@ -1,0 +1,122 @@
+using System.CommandLine;
+using Dataplane.Demo;
+using Dataplane.Leases;
+using Dataplane.Node;
+using Dataplane.TunTap;
+using Serilog;
+
+namespace Dataplane.Cli;
+
+/// <summary>The command line: <c>run</c>, <c>demo</c>, and hidden pod traffic tools used by the demo and tests.</summary>
+internal static class Program
+{
+    public static int Main(string[] args)
+    {
+        RootCommand root = new("Dataplane: a userspace UDP/VXLAN data plane for flannel-style overlay networks")
+        {
+            RunCommand(),
+            DemoCommandLine(),
+            PodSink(),
+            PodSend(),
+            PodPing(),
+        };
+        return root.Parse(args).Invoke();
+    }
+
+    private static Command RunCommand()
+    {
+        var leases = new Option<string?>("--leases") { Description = "the static cluster file (flannel's schema: {\"config\":..., \"subnets\":{...}})" };
+        var publicIp = new Option<string?>("--public-ip") { Description = "this node's underlay address (default: the address of --iface)" };
+        var iface = new Option<string?>("--iface") { Description = "the underlay interface (default: the one of the default route)" };
+        var device = new Option<string?>("--device") { Description = "device name (default flannel0 for udp, flannel.1 for vxlan)" };
+        var backend = new Option<string?>("--backend") { Description = "udp or vxlan (default: the config's Backend.Type)" };
+        var port = new Option<int?>("--port") { Description = "UDP port (default: the config's, else 8285 udp / 8472 vxlan)" };
+        var subnetFile = new Option<string>("--subnet-file") { Description = "where to write subnet.env", DefaultValueFactory = _ => "/run/flannel/subnet.env" };
+        var ipMasq = new Option<bool>("--ip-masq") { Description = "record FLANNEL_IPMASQ=true in subnet.env (rules are not installed yet)" };
+        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq };
+        cmd.SetAction(r =>
+        {
+            using Serilog.Core.Logger log = CreateLogger();
+            var options = new RunOptions
+            {
+                LeasesPath = r.GetValue(leases),
+                PublicIp = r.GetValue(publicIp),
+                Iface = r.GetValue(iface),
+                Device = r.GetValue(device),
+                Backend = r.GetValue(backend),
+                Port = r.GetValue(port),
+                SubnetFile = r.GetValue(subnetFile)!,
+                IpMasq = r.GetValue(ipMasq),
+            };
+            try
+            {
+                return NodeRunner.Run(options, log);
+            }
+            catch (ConfigException e)
+            {
+                return Fail(e.Message);
+            }
+            catch (NativeException e)
+            {
+                return Fail(e.Message);
+            }
+        });
+        return cmd;
+    }
+
+    private static Command DemoCommandLine()
+    {
+        var seconds = new Option<double>("--seconds") { Description = "length of each TCP transfer", DefaultValueFactory = _ => 5 };
+        var cmd = new Command("demo", "two nodes and two pods in network namespaces: ping and TCP over both backends") { seconds };
+        cmd.SetAction(r => DemoCommand.Run(r.GetValue(seconds), Console.Out));
+        return cmd;
+    }
+
+    private static Command PodSink()
+    {
+        var port = new Option<int>("--port") { DefaultValueFactory = _ => 5201 };
+        var timeout = new Option<int>("--timeout") { DefaultValueFactory = _ => 60 };
+        var cmd = new Command("pod-sink", "receive one TCP stream, print its size and SHA-256") { port, timeout };
+        cmd.Hidden = true;
+        cmd.SetAction(r => PodTraffic.Sink(r.GetValue(port), r.GetValue(timeout), Console.Out));
+        return cmd;
+    }
+
+    private static Command PodSend()
+    {
+        var to = new Option<string>("--to") { Required = true };
+        var bytes = new Option<long?>("--bytes");
+        var seconds = new Option<double?>("--seconds");
+        var cmd = new Command("pod-send", "send a seeded TCP stream, print its size, rate and SHA-256") { to, bytes, seconds };
+        cmd.Hidden = true;
+        cmd.SetAction(r =>
+        {
+            string target = r.GetValue(to)!;
+            int colon = target.LastIndexOf(':');
+            return PodTraffic.Send(target[..colon], int.Parse(target[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture),
+                r.GetValue(bytes), r.GetValue(seconds) ?? (r.GetValue(bytes) is null ? 5 : null), Console.Out);
+        });
+        return cmd;
+    }
+
+    private static Command PodPing()
+    {
+        var host = new Argument<string>("host");
+        var count = new Option<int>("--count") { DefaultValueFactory = _ => 5 };
+        var cmd = new Command("pod-ping", "ICMP echo") { host, count };
+        cmd.Hidden = true;
+        cmd.SetAction(r => PodTraffic.Ping(r.GetValue(host)!, r.GetValue(count), Console.Out));
+        return cmd;
+    }
+
+    private static Serilog.Core.Logger CreateLogger() => new LoggerConfiguration()
+        .MinimumLevel.Information()
+        .WriteTo.Console(outputTemplate: "{Timestamp:HH:mm:ss.fff} {Level:u3} {Message:lj}{NewLine}{Exception}")
+        .CreateLogger();
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine($"dataplane: {message}");
+        return 1;
+    }
+}

@@ -1,0 +1,123 @@
+using System.Globalization;
+using System.Security.Cryptography;
+
+namespace Dataplane.Demo;
+
+/// <summary>
+/// Hosts in network namespaces on this machine, for the demo and the integration tests. Every name
+/// carries a run id; everything lives in namespaces it creates (nothing in the root namespace) and
+/// <see cref="Dispose"/> kills what it started and deletes them.
+///
+/// Underlay: a switch namespace with a bridge; node i has <c>eth0</c> = 192.0.2.i/24 on it.
+/// Pod i hangs off node i: pod <c>eth0</c> = 10.244.i.2/24, node side <c>pod0</c> = 10.244.i.1/24,
+/// the pod's default route via 10.244.i.1. Nodes forward (ip_forward=1 inside the node namespace).
+/// </summary>
+internal sealed class Topology : IDisposable
+{
+    private readonly List<string> _namespaces = [];
+    private readonly List<NodeProcess> _processes = [];
+    private readonly string _ip;
+
+    public Topology(string? id = null)
+    {
+        _ip = Shell.Which("ip") ?? throw new InvalidOperationException("iproute2 ('ip') is not installed: apt-get install iproute2");
+        Id = id ?? Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(3));
+        WorkDir = Directory.CreateTempSubdirectory($"dataplane-{Id}-").FullName;
+        Switch = $"dp{Id}sw";
+        AddNamespace(Switch);
+        Ip(Switch, "link", "add", "br0", "type", "bridge");
+        Ip(Switch, "link", "set", "br0", "up");
+    }
+
+    public string Id { get; }
+    public string Switch { get; }
+    /// <summary>A temporary folder for lease files, subnet.env files and logs; deleted with the topology.</summary>
+    public string WorkDir { get; }
+
+    public string Node(int i) => $"dp{Id}n{i}";
+    public string Pod(int i) => $"dp{Id}p{i}";
+    public static string UnderlayIp(int i) => string.Create(CultureInfo.InvariantCulture, $"192.0.2.{i}");
+    public static string PodIp(int i) => string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.2");
+
+    /// <summary>Adds node i on the underlay (192.0.2.i) and its pod (10.244.i.2).</summary>
+    public void AddNode(int i, bool withPod = true)
+    {
+        string node = Node(i);
+        AddNamespace(node);
+        Ip(node, "link", "set", "lo", "up");
+        Ip(node, "link", "add", "eth0", "type", "veth", "peer", "name", $"s{i}", "netns", Switch);
+        Ip(node, "addr", "add", $"{UnderlayIp(i)}/24", "dev", "eth0");
+        Ip(node, "link", "set", "eth0", "up");
+        Ip(Switch, "link", "set", $"s{i}", "master", "br0");
+        Ip(Switch, "link", "set", $"s{i}", "up");
+        Shell.Check(_ip, "netns", "exec", node, "/bin/sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward");
+        if (!withPod)
+        {
+            return;
+        }
+        string pod = Pod(i);
+        AddNamespace(pod);
+        Ip(pod, "link", "set", "lo", "up");
+        Ip(node, "link", "add", "pod0", "type", "veth", "peer", "name", "eth0", "netns", pod);
+        Ip(node, "addr", "add", string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.1/24"), "dev", "pod0");
+        Ip(node, "link", "set", "pod0", "up");
+        Ip(pod, "addr", "add", $"{PodIp(i)}/24", "dev", "eth0");
+        Ip(pod, "link", "set", "eth0", "up");
+        Ip(pod, "route", "add", "default", "via", string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.1"));
+    }
+
+    /// <summary><c>ip -n NS ARGS</c>, throwing with stderr on failure.</summary>
+    public string Ip(string netns, params string[] args) => Shell.Check(_ip, ["-n", netns, .. args]);
+
+    /// <summary>Runs a command inside a namespace and returns its result (no throw).</summary>
+    public Shell.Result Exec(string netns, IEnumerable<string> command, int timeoutMs = 60_000) =>
+        Shell.Run(_ip, ["netns", "exec", netns, .. command], timeoutMs);
+
+    /// <summary>Starts a long-running command inside a namespace; it is killed on <see cref="Dispose"/>.</summary>
+    public NodeProcess Start(string netns, IEnumerable<string> command, string label, TextWriter? echo = null)
+    {
+        NodeProcess p = NodeProcess.Start(netns, command, label, echo);
+        lock (_processes)
+        {
+            _processes.Add(p);
+        }
+        return p;
+    }
+
+    private void AddNamespace(string name)
+    {
+        Shell.Check(_ip, "netns", "add", name);
+        _namespaces.Add(name);
+    }
+
+    public void Dispose()
+    {
+        lock (_processes)
+        {
+            foreach (NodeProcess p in _processes)
+            {
+                try
+                {
+                    p.Stop(TimeSpan.FromSeconds(5));
+                }
+                catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+                {
+                }
+                p.Dispose();
+            }
+            _processes.Clear();
+        }
+        foreach (string ns in Enumerable.Reverse(_namespaces))
+        {
+            Shell.Run(_ip, ["netns", "del", ns]);
+        }
+        _namespaces.Clear();
+        try
+        {
+            Directory.Delete(WorkDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

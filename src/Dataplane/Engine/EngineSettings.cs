@@ -1,0 +1,10 @@
+using Dataplane.Encap;
+
+namespace Dataplane.Engine;
+
+/// <summary>What the loops need to know that does not change while they run.</summary>
+internal sealed record EngineSettings(BackendKind Backend, uint Vni, MacAddress OurVtepMac, int BatchSize = 64)
+{
+    /// <summary>Slot size: headroom plus the largest datagram an underlay with a 1500-9000 MTU delivers.</summary>
+    public int SlotSize { get; init; } = TunTap.PacketBatch.Headroom + 9216;
+}

@@ -1,0 +1,68 @@
+using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using Dataplane.Encap;
+
+namespace Dataplane.Node;
+
+/// <summary>Read-only facts about this host (its namespace): interfaces, addresses, default route, capabilities.</summary>
+internal static class HostInfo
+{
+    private const int CapNetAdmin = 12;
+
+    /// <summary>The interface of the IPv4 default route (/proc/net/route), or null.</summary>
+    public static string? DefaultRouteInterface()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/net/route").Skip(1))
+            {
+                string[] f = line.Split('\t', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                if (f.Length > 7 && f[1] == "00000000" && f[7] == "00000000")
+                {
+                    return f[0];
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return null;
+    }
+
+    /// <summary>The first IPv4 address of <paramref name="iface"/>, or null.</summary>
+    public static uint? Ipv4AddressOf(string iface)
+    {
+        NetworkInterface? nic = NetworkInterface.GetAllNetworkInterfaces().FirstOrDefault(n => n.Name == iface);
+        IPAddress? a = nic?.GetIPProperties().UnicastAddresses
+            .Select(u => u.Address).FirstOrDefault(x => x.AddressFamily == AddressFamily.InterNetwork);
+        return a is null ? null : Ipv4Prefix.ToUInt32(a);
+    }
+
+    /// <summary>The interface that holds <paramref name="address"/>, or null.</summary>
+    public static string? InterfaceWith(uint address)
+    {
+        IPAddress ip = Ipv4Prefix.ToIPAddress(address);
+        return NetworkInterface.GetAllNetworkInterfaces()
+            .FirstOrDefault(n => n.GetIPProperties().UnicastAddresses.Any(u => u.Address.Equals(ip)))?.Name;
+    }
+
+    public static bool InterfaceExists(string iface) => NetworkInterface.GetAllNetworkInterfaces().Any(n => n.Name == iface);
+
+    /// <summary>Whether the effective capability set holds CAP_NET_ADMIN (/proc/self/status CapEff).</summary>
+    public static bool HasNetAdmin()
+    {
+        try
+        {
+            string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
+            return line is not null
+                && ulong.TryParse(line.AsSpan(7).Trim(), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong caps)
+                && (caps & (1UL << CapNetAdmin)) != 0;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using System.Net;
+using System.Runtime.InteropServices;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.Leases;
+using Dataplane.TunTap;
+using Serilog;
+
+namespace Dataplane.Node;
+
+/// <summary>
+/// <c>dataplane run</c>: one node of the overlay, from flags to forwarding and back.
+///
+///  1. Resolve everything that can be wrong before touching the host: the lease file, our public
+///     IP and its interface, our lease, the backend, /dev/net/tun, CAP_NET_ADMIN. Any problem is a
+///     <see cref="ConfigException"/>: one line, non-zero exit, nothing created.
+///  2. Create the device (a TUN: closing it deletes it), bind the UDP socket, then set the device
+///     up with flannel's MTU, address <c>&lt;subnet&gt;.0/32</c> and route <c>&lt;Network&gt; dev &lt;device&gt;</c>.
+///     A failure here undoes what was done.
+///  3. Write subnet.env, start the loops and the lease-file watcher, log "Ready".
+///  4. On SIGINT/SIGTERM: stop the watcher and the loops, delete the route and the device, exit 0.
+/// </summary>
+internal static class NodeRunner
+{
+    public static int Run(RunOptions o, ILogger log)
+    {
+        NodePlan plan = Plan(o);
+        log.Information("Lease file {Path}: network {Network}, SubnetLen {Len}, {Count} leases",
+            o.LeasesPath, plan.Node.Config.Network, plan.Node.Config.SubnetLength, plan.Snapshot.Leases.Count);
+        log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})",
+            plan.Node.Subnet, plan.Node.Lease.PublicIpText, plan.UnderlayIface);
+
+        var skipped = new List<string>();
+        SubnetTable table = plan.Node.BuildTable(plan.Snapshot, skipped);
+        foreach (string s in skipped)
+        {
+            log.Warning("Lease skipped: {Reason}", s);
+        }
+
+        using var stopping = new ManualResetEventSlim();
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.Set(); });
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
+
+        using NodeDevice device = NodeDevice.Create(plan, log);
+        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac);
+        using var engine = new DataplaneEngine(device.Tun, device.Socket, table, settings);
+        StaticLeaseSource.LogChanges([], table.Peers, log);
+
+        SubnetEnvFile.Write(o.SubnetFile, plan.Node.Config.Network, plan.Node.Subnet, plan.DeviceMtu, o.IpMasq);
+        log.Information("Wrote {Path}", o.SubnetFile);
+
+        engine.Start();
+        using var source = new StaticLeaseSource(o.LeasesPath!, plan.Node, table, engine.Publish, log);
+        log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
+            plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, device.Tun.Name);
+
+        stopping.Wait();
+        log.Information("Stopping");
+        source.Dispose();
+        engine.Stop();
+        CountersReport.Log(engine, log);
+        return 0;
+    }
+
+    /// <summary>Step 1: everything checked, nothing created.</summary>
+    public static NodePlan Plan(RunOptions o)
+    {
+        if (string.IsNullOrEmpty(o.LeasesPath))
+        {
+            throw new ConfigException("no lease source: give --leases FILE (the static cluster file)");
+        }
+        ClusterSnapshot snapshot = ClusterFile.Load(o.LeasesPath);
+
+        uint publicIp;
+        string? iface = o.Iface;
+        if (iface is not null && !HostInfo.InterfaceExists(iface))
+        {
+            throw new ConfigException($"--iface {iface}: no such interface");
+        }
+        if (o.PublicIp is not null)
+        {
+            if (!IPAddress.TryParse(o.PublicIp, out IPAddress? ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            {
+                throw new ConfigException($"--public-ip {o.PublicIp}: not an IPv4 address");
+            }
+            publicIp = Ipv4Prefix.ToUInt32(ip);
+        }
+        else
+        {
+            iface ??= HostInfo.DefaultRouteInterface()
+                ?? throw new ConfigException("no --public-ip and no --iface, and there is no default route to take the interface from");
+            publicIp = HostInfo.Ipv4AddressOf(iface)
+                ?? throw new ConfigException($"interface {iface} has no IPv4 address to use as the public IP; give --public-ip");
+        }
+        string underlay = HostInfo.InterfaceWith(publicIp)
+            ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
+
+        LeaseRecord lease = snapshot.LeaseOf(publicIp)
+            ?? throw new ConfigException($"lease file {o.LeasesPath}: no lease has PublicIP {Ipv4Prefix.Format(publicIp)} (this node)");
+
+        BackendKind backend = snapshot.Config.Backend;
+        if (o.Backend is not null && !NetworkConfig.TryParseBackend(o.Backend, out backend))
+        {
+            throw new ConfigException($"--backend {o.Backend}: unknown backend (supported: udp, vxlan)");
+        }
+        int port = o.Port ?? (backend == snapshot.Config.Backend ? snapshot.Config.Port : NetworkConfig.DefaultPort(backend));
+        if (port is < 1 or > 65535)
+        {
+            throw new ConfigException($"--port {port}: not a UDP port");
+        }
+        if (backend == BackendKind.Vxlan && lease.VtepMac is null)
+        {
+            throw new ConfigException($"lease file {o.LeasesPath}: our lease {lease.Subnet} has no BackendData.VtepMAC, which vxlan needs");
+        }
+        string device = o.Device ?? (backend == BackendKind.Vxlan ? "flannel.1" : "flannel0");
+        if (device.Length is 0 or > 15 || device.Contains('/') || device.Any(char.IsWhiteSpace))
+        {
+            throw new ConfigException($"--device {device}: not a valid interface name (1 to 15 characters, no '/' or spaces)");
+        }
+        if (!File.Exists(TunDevice.ClonePath))
+        {
+            throw new ConfigException($"{TunDevice.ClonePath} is missing: load the tun module (modprobe tun) or give the container the device");
+        }
+        if (!HostInfo.HasNetAdmin())
+        {
+            throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
+        }
+        int underlayMtu = RouteNetlink.GetMtu(underlay);
+        int overhead = backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend;
+        var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni);
+        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead);
+    }
+}

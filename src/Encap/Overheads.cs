@@ -1,0 +1,21 @@
+namespace Dataplane.Encap;
+
+/// <summary>Bytes each encapsulation adds in front of the inner packet, with the arithmetic.</summary>
+public static class Overheads
+{
+    public const int Ipv4Header = 20;
+    public const int Ipv6Header = 40;
+    public const int UdpHeader = 8;
+
+    /// <summary>flannel udp over IPv4: 20 IPv4 + 8 UDP.</summary>
+    public const int UdpBackend = Ipv4Header + UdpHeader; // 28
+
+    /// <summary>VXLAN over IPv4: 20 IPv4 + 8 UDP + 8 VXLAN + 14 Ethernet.</summary>
+    public const int VxlanBackend = Ipv4Header + UdpHeader + VxlanHeader.Length + EthernetHeader.Length; // 50
+
+    /// <summary>What VXLAN writes in front of the inner IP packet inside the UDP payload: 8 VXLAN + 14 Ethernet.</summary>
+    public const int VxlanPayloadPrefix = VxlanHeader.Length + EthernetHeader.Length; // 22
+
+    /// <summary>An IPv6 underlay adds this to each overhead (40 - 20).</summary>
+    public const int Ipv6UnderlayExtra = Ipv6Header - Ipv4Header; // 20
+}

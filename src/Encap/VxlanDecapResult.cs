@@ -1,0 +1,11 @@
+namespace Dataplane.Encap;
+
+public enum VxlanDecapResult
+{
+    Ok,
+    TooShort,
+    BadFlags,
+    WrongVni,
+    BadEtherType,
+    NotOurMac,
+}

@@ -1,0 +1,16 @@
+namespace Dataplane.TunTap;
+
+/// <summary>The device side of the data plane: plain IP packets to and from the host stack.</summary>
+public interface IPacketDevice : IDisposable
+{
+    string Name { get; }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMs"/> for packets, then reads as many as are ready (up to
+    /// the batch's capacity) at <see cref="PacketBatch.Headroom"/>. Returns the count (0 on timeout).
+    /// </summary>
+    int ReadBatch(PacketBatch batch, int timeoutMs);
+
+    /// <summary>Writes the slots 0..Count-1 whose length is non-zero. Returns how many the device took.</summary>
+    int WriteBatch(PacketBatch batch);
+}

@@ -1,0 +1,47 @@
+using System.Runtime.InteropServices;
+using Tmds.Linux;
+#pragma warning disable CS8981
+using mmsghdr = Dataplane.TunTap.Native.mmsghdr;
+#pragma warning restore CS8981
+
+namespace Dataplane.TunTap.Native;
+
+/// <summary>
+/// What Tmds.LibC lacks, declared with the C names so they can be checked against the man pages
+/// and &lt;linux/if_tun.h&gt;. Everything here is <c>SetLastError</c>: read the errno with
+/// <see cref="Marshal.GetLastPInvokeError"/> right after the call.
+/// </summary>
+internal static unsafe partial class NativeMethods
+{
+    private const string Libc = "libc";
+
+    // <linux/if_tun.h>
+    public const uint TUNSETIFF = 0x400454ca;     // _IOW('T', 202, int)
+    public const uint TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int)
+    public const uint TUNSETPERSIST = 0x400454cb; // _IOW('T', 203, int)
+    public const short IFF_TUN = 0x0001;
+    public const short IFF_TAP = 0x0002;
+    public const short IFF_NO_PI = 0x1000;
+    public const short IFF_VNET_HDR = 0x4000;
+    public const short IFF_MULTI_QUEUE = 0x0100;
+
+    // <linux/sockios.h>
+    public const uint SIOCGIFMTU = 0x8921;
+    public const uint SIOCGIFINDEX = 0x8933;
+
+    // <sys/socket.h>
+    public const int MSG_DONTWAIT = 0x40;
+    public const int MSG_TRUNC = 0x20;
+
+    [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int ioctl_ifreq(int fd, nuint request, ifreq* arg);
+
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial int recvmmsg(int sockfd, mmsghdr* msgvec, uint vlen, int flags, void* timeout);
+
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial int sendmmsg(int sockfd, mmsghdr* msgvec, uint vlen, int flags);
+
+    [LibraryImport(Libc, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial uint if_nametoindex(string ifname);
+}
