@@ -1,0 +1,57 @@
+namespace Dataplane.Encap.Tests;
+
+public class InternetChecksumTests
+{
+    [Fact]
+    public void Rfc1071_example_sums_to_ddf2()
+    {
+        // RFC 1071 section 3: the bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2 (checksum = ~ddf2 = 220d).
+        byte[] data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        Assert.Equal(0x220d, InternetChecksum.Compute(data));
+    }
+
+    [Fact]
+    public void Known_ipv4_header_checksum()
+    {
+        // The classic example header 4500 0073 0000 4000 4011 [b861] c0a8 0001 c0a8 00c7.
+        byte[] header = Convert.FromHexString("450000730000400040110000c0a80001c0a800c7");
+        Assert.Equal(0xb861, InternetChecksum.Compute(header));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(8)]
+    [InlineData(9)]
+    [InlineData(20)]
+    [InlineData(1499)]
+    [InlineData(1500)]
+    [InlineData(65535)]
+    public void Matches_the_naive_sum_for_every_length_and_alignment(int length)
+    {
+        var rng = new Random(length);
+        byte[] data = new byte[length + 3];
+        rng.NextBytes(data);
+        for (int start = 0; start < 3; start++)
+        {
+            ReadOnlySpan<byte> s = data.AsSpan(start, length);
+            Assert.Equal(TestPackets.NaiveChecksum(s), InternetChecksum.Compute(s));
+        }
+    }
+
+    [Fact]
+    public void All_ones_data_does_not_overflow()
+    {
+        byte[] data = Enumerable.Repeat((byte)0xFF, 65536).ToArray();
+        Assert.Equal(TestPackets.NaiveChecksum(data), InternetChecksum.Compute(data));
+    }
+
+    [Fact]
+    public void A_packet_with_its_checksum_verifies_to_zero()
+    {
+        byte[] p = TestPackets.Ipv4Echo();
+        Assert.Equal(0, InternetChecksum.Compute(p.AsSpan(0, 20)));
+        Assert.Equal(0, InternetChecksum.Compute(p.AsSpan(20)));
+    }
+}
