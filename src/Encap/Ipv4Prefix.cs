@@ -27,14 +27,12 @@ public readonly record struct Ipv4Prefix(uint Address, int Length)
         }
         int sep = text.LastIndexOfAny(['/', '-']);
         if (sep <= 0
-            || !IPAddress.TryParse(text.AsSpan(0, sep), out IPAddress? ip)
-            || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
+            || !TryParseAddress(text.AsSpan(0, sep), out uint addr)
             || !int.TryParse(text.AsSpan(sep + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int len)
             || len is < 0 or > 32)
         {
             return false;
         }
-        uint addr = ToUInt32(ip);
         var p = new Ipv4Prefix(addr, len);
         if ((addr & p.Mask) != addr)
         {
@@ -42,6 +40,24 @@ public readonly record struct Ipv4Prefix(uint Address, int Length)
         }
         prefix = p;
         return true;
+    }
+
+    /// <summary>Strict dotted quad "a.b.c.d" (no shorthand like "10.1", no leading '+', no IPv6).</summary>
+    public static bool TryParseAddress(ReadOnlySpan<char> text, out uint address)
+    {
+        address = 0;
+        int parts = 0;
+        foreach (Range r in text.Split('.'))
+        {
+            ReadOnlySpan<char> part = text[r];
+            if (++parts > 4 || part.Length is 0 or > 3
+                || !uint.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out uint octet) || octet > 255)
+            {
+                return false;
+            }
+            address = (address << 8) | octet;
+        }
+        return parts == 4;
     }
 
     public static uint ToUInt32(IPAddress ip)

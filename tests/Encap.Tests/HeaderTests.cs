@@ -193,4 +193,23 @@ public class HeaderTests
         Assert.False(sub.Contains(0x0AF40200u));
         Assert.Equal(0x0AF401FFu, sub.Last);
     }
+
+    [Theory]
+    [InlineData("192.0.2.1", true)]
+    [InlineData("0.0.0.0", true)]
+    [InlineData("255.255.255.255", true)]
+    [InlineData("192.0.2", false)]
+    [InlineData("192.0.2.256", false)]
+    [InlineData("192.0.2.1.5", false)]
+    [InlineData("192.0..1", false)]
+    [InlineData("+1.2.3.4", false)]
+    [InlineData("::1", false)]
+    public void Address_parse_is_strict(string text, bool ok)
+    {
+        Assert.Equal(ok, Ipv4Prefix.TryParseAddress(text, out uint a));
+        if (ok)
+        {
+            Assert.Equal(text, Ipv4Prefix.Format(a));
+        }
+    }
 }

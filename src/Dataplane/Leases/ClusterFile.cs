@@ -1,4 +1,3 @@
-using System.Net;
 using System.Text.Json;
 using Dataplane.Encap;
 using Dataplane.Engine;
@@ -141,7 +140,7 @@ internal static class ClusterFile
             throw new ConfigException($"{where}: must be an object");
         }
         string? ipText = GetString(lease, "PublicIP", where) ?? throw new ConfigException($"{where}: missing \"PublicIP\"");
-        if (!IPAddress.TryParse(ipText, out IPAddress? ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+        if (!Ipv4Prefix.TryParseAddress(ipText, out uint publicIp))
         {
             throw new ConfigException($"{where}.PublicIP: '{ipText}' is not an IPv4 address");
         }
@@ -162,7 +161,7 @@ internal static class ClusterFile
                 }
             }
         }
-        return new LeaseRecord(subnet.Value, Ipv4Prefix.ToUInt32(ip), backendType, mac);
+        return new LeaseRecord(subnet.Value, publicIp, backendType, mac);
     }
 
     /// <summary>Every lease a /SubnetLen inside the network; no subnet and no public IP twice.</summary>

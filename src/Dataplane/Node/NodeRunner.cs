@@ -1,4 +1,3 @@
-using System.Net;
 using System.Runtime.InteropServices;
 using Dataplane.Encap;
 using Dataplane.Engine;
@@ -79,11 +78,10 @@ internal static class NodeRunner
         }
         if (o.PublicIp is not null)
         {
-            if (!IPAddress.TryParse(o.PublicIp, out IPAddress? ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork)
+            if (!Ipv4Prefix.TryParseAddress(o.PublicIp, out publicIp))
             {
                 throw new ConfigException($"--public-ip {o.PublicIp}: not an IPv4 address");
             }
-            publicIp = Ipv4Prefix.ToUInt32(ip);
         }
         else
         {

@@ -1,0 +1,153 @@
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.TunTap;
+using PacketDotNet;
+
+namespace Dataplane.Tests;
+
+public class InboundTests
+{
+    private static readonly UdpEndpoint FromB = EngineFixture.PeerB.Endpoint with { Port = 51234 };
+
+    [Fact]
+    public void Udp_backend_delivers_a_valid_packet_from_a_peer()
+    {
+        using var f = new EngineFixture(BackendKind.Udp);
+        byte[] p = Packets.Udp("10.244.2.9", "10.244.1.2");
+        f.Socket.Deliver(p, FromB);
+        f.Engine.Inbound.RunOnce(1000);
+        Assert.Equal(p, Assert.Single(f.Device.Written));
+    }
+
+    [Fact]
+    public void Vxlan_backend_unwraps_and_delivers()
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        byte[] inner = Packets.Udp("10.244.2.9", "10.244.1.2", payload: 1000);
+        f.Socket.Deliver(Packets.Vxlan(inner, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
+        f.Engine.Inbound.RunOnce(1000);
+        Assert.Equal(inner, Assert.Single(f.Device.Written));
+    }
+
+    [Fact]
+    public void Ethernet_padding_is_trimmed_to_the_ip_length()
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        byte[] inner = Packets.Udp("10.244.2.9", "10.244.1.2", payload: 4);
+        byte[] padded = [.. inner, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        f.Socket.Deliver(Packets.Vxlan(padded, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
+        f.Engine.Inbound.RunOnce(1000);
+        Assert.Equal(inner, Assert.Single(f.Device.Written));
+    }
+
+    public static TheoryData<string, string> VxlanRefusals => new()
+    {
+        { "unknown-peer", nameof(DropReason.UnknownPeer) },
+        { "truncated", nameof(DropReason.Truncated) },
+        { "bad-flags", nameof(DropReason.BadVxlanFlags) },
+        { "wrong-vni", nameof(DropReason.WrongVni) },
+        { "other-mac", nameof(DropReason.NotOurMac) },
+        { "ethertype", nameof(DropReason.BadEtherType) },
+        { "short", nameof(DropReason.TooShort) },
+        { "inner-garbage", nameof(DropReason.MalformedInner) },
+        { "inner-checksum", nameof(DropReason.BadInnerChecksum) },
+        { "inner-spoofed-source", nameof(DropReason.InnerSourceNotPeerSubnet) },
+        { "inner-not-for-us", nameof(DropReason.InnerDestinationNotOurSubnet) },
+    };
+
+    [Theory]
+    [MemberData(nameof(VxlanRefusals))]
+    public void Vxlan_refusals_are_counted_by_reason(string kind, string reasonName)
+    {
+        DropReason reason = Enum.Parse<DropReason>(reasonName);
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        byte[] inner = Packets.Udp("10.244.2.9", "10.244.1.2");
+        MacAddress ours = EngineFixture.OurMac, theirs = EngineFixture.PeerB.VtepMac;
+        UdpEndpoint from = FromB;
+        bool truncated = false;
+        byte[] datagram = Packets.Vxlan(inner, 1, ours, theirs);
+        switch (kind)
+        {
+            case "unknown-peer": from = new UdpEndpoint(Packets.Ip("198.51.100.7"), 8472); break;
+            case "truncated": truncated = true; break;
+            case "bad-flags": datagram[0] = 0x0C; break;
+            case "wrong-vni": datagram = Packets.Vxlan(inner, 2, ours, theirs); break;
+            case "other-mac": datagram = Packets.Vxlan(inner, 1, theirs, theirs); break;
+            case "ethertype": datagram = Packets.Vxlan(inner, 1, ours, theirs, 0x88CC); break;
+            case "short": datagram = datagram[..12]; break;
+            case "inner-garbage": datagram = Packets.Vxlan([0x45, 1, 2, 3, 4], 1, ours, theirs); break;
+            case "inner-checksum": inner[8] = 1; datagram = Packets.Vxlan(inner, 1, ours, theirs); break;
+            case "inner-spoofed-source": datagram = Packets.Vxlan(Packets.Udp("10.244.3.9", "10.244.1.2"), 1, ours, theirs); break;
+            case "inner-not-for-us": datagram = Packets.Vxlan(Packets.Udp("10.244.2.9", "10.244.3.2"), 1, ours, theirs); break;
+        }
+        f.Socket.Deliver(datagram, from, truncated);
+        f.Engine.Inbound.RunOnce(1000);
+        Assert.Empty(f.Device.Written);
+        Assert.Equal(1, f.Drops(reason));
+        Assert.Equal(1, f.Engine.Inbound.Counters.Drops.Sum());
+    }
+
+    [Fact]
+    public void Arp_request_for_our_vtep_address_is_answered_to_the_peer()
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        byte[] arp = new byte[Arp.Length];
+        Arp.Write(arp, Arp.OperationRequest, EngineFixture.PeerB.VtepMac, Packets.Ip("10.244.2.0"), default, Packets.Ip("10.244.1.0"));
+        f.Socket.Deliver(Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp), FromB);
+        f.Engine.Inbound.RunOnce(1000);
+
+        Assert.Empty(f.Device.Written);
+        var (reply, to) = Assert.Single(f.Socket.Sent);
+        Assert.Equal(EngineFixture.PeerB.Endpoint, to); // the peer's VXLAN port, not its source port
+        Assert.Equal(VxlanReadResult.Ok, VxlanHeader.TryRead(reply, out uint vni));
+        Assert.Equal(1u, vni);
+        var eth = new EthernetPacket(new PacketDotNet.Utils.ByteArraySegment(reply[8..]));
+        Assert.Equal("0E005E000002", eth.DestinationHardwareAddress.ToString());
+        var a = eth.Extract<ArpPacket>();
+        Assert.Equal(ArpOperation.Response, a.Operation);
+        Assert.Equal("10.244.1.0", a.SenderProtocolAddress.ToString());
+        Assert.Equal("0E005E000001", a.SenderHardwareAddress.ToString());
+        Assert.Equal("10.244.2.0", a.TargetProtocolAddress.ToString());
+        Assert.Equal(1, f.Engine.Inbound.Counters.ArpReplies);
+        Assert.Equal(0, f.Engine.Inbound.Counters.Drops.Sum());
+    }
+
+    [Fact]
+    public void Arp_request_for_another_address_is_dropped()
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        byte[] arp = new byte[Arp.Length];
+        Arp.Write(arp, Arp.OperationRequest, EngineFixture.PeerB.VtepMac, Packets.Ip("10.244.2.0"), default, Packets.Ip("10.244.1.5"));
+        f.Socket.Deliver(Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp), FromB);
+        f.Engine.Inbound.RunOnce(1000);
+        Assert.Empty(f.Socket.Sent);
+        Assert.Equal(1, f.Drops(DropReason.ArpNotForUs));
+    }
+
+    [Fact]
+    public void Random_datagrams_from_a_peer_never_throw_and_are_all_accounted_for()
+    {
+        foreach (BackendKind backend in new[] { BackendKind.Udp, BackendKind.Vxlan })
+        {
+            using var f = new EngineFixture(backend);
+            var rng = new Random(11);
+            for (int i = 0; i < 5000; i++)
+            {
+                byte[] junk = new byte[rng.Next(0, 1600)];
+                rng.NextBytes(junk);
+                if (i % 3 == 0 && junk.Length > 8)
+                {
+                    junk[0] = 0x08;
+                    junk[1] = junk[2] = junk[3] = 0;
+                }
+                f.Socket.Deliver(junk, FromB);
+            }
+            while (f.Engine.Inbound.RunOnce(100) > 0)
+            {
+            }
+            LoopCounters c = f.Engine.Inbound.Counters;
+            Assert.Equal(5000, c.Packets);
+            Assert.Equal(c.Packets, f.Device.Written.Count + c.Drops.Sum() + c.ArpReplies);
+        }
+    }
+}
