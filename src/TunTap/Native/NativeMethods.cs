@@ -44,4 +44,10 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Libc, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial uint if_nametoindex(string ifname);
+
+    // <sched.h>
+    public const int CLONE_NEWNET = 0x40000000;
+
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial int setns(int fd, int nstype);
 }

@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using Dataplane.TunTap.Native;
+using Tmds.Linux;
+#pragma warning disable CS8981
+using mmsghdr = Dataplane.TunTap.Native.mmsghdr;
+#pragma warning restore CS8981
+
+namespace Dataplane.TunTap.Tests;
+
+/// <summary>
+/// Every C struct and constant we mirror, checked by the C compiler against the system headers:
+/// the test writes C with a _Static_assert per size, offset and value, and gcc must accept it.
+/// </summary>
+public class StructLayoutTests
+{
+    [Fact]
+    public void Mirrored_structs_and_constants_match_the_c_headers()
+    {
+        var c = new StringBuilder("""
+            #define _GNU_SOURCE
+            #include <stddef.h>
+            #include <sched.h>
+            #include <sys/socket.h>
+            #include <sys/ioctl.h>
+            #include <net/if.h>
+            #include <netinet/in.h>
+            #include <linux/if_tun.h>
+            #include <linux/sockios.h>
+            #include <linux/netlink.h>
+            #include <linux/rtnetlink.h>
+            #include <linux/if_link.h>
+            #include <linux/if_addr.h>
+
+            """);
+        void Check(string expr, long value) => c.AppendLine($"_Static_assert(({expr}) == {value}L, \"{expr} is {value} in C#\");");
+
+        Check("sizeof(struct ifreq)", Unsafe.SizeOf<ifreq>());
+        Check("offsetof(struct ifreq, ifr_flags)", Marshal.OffsetOf<ifreq>(nameof(ifreq.ifr_flags)));
+        Check("offsetof(struct ifreq, ifr_mtu)", Marshal.OffsetOf<ifreq>(nameof(ifreq.ifr_mtu)));
+        Check("offsetof(struct ifreq, ifr_ifindex)", Marshal.OffsetOf<ifreq>(nameof(ifreq.ifr_ifindex)));
+        Check("IFNAMSIZ", ifreq.IFNAMSIZ);
+        Check("sizeof(struct mmsghdr)", Unsafe.SizeOf<mmsghdr>());
+        Check("offsetof(struct mmsghdr, msg_len)", Marshal.OffsetOf<mmsghdr>(nameof(mmsghdr.msg_len)));
+        Check("sizeof(struct msghdr)", Unsafe.SizeOf<msghdr>());
+        Check("sizeof(struct iovec)", Unsafe.SizeOf<iovec>());
+        Check("sizeof(struct sockaddr_in)", Unsafe.SizeOf<sockaddr_in>());
+
+        Check("TUNSETIFF", NativeMethods.TUNSETIFF);
+        Check("TUNSETOFFLOAD", NativeMethods.TUNSETOFFLOAD);
+        Check("TUNSETPERSIST", NativeMethods.TUNSETPERSIST);
+        Check("IFF_TUN", NativeMethods.IFF_TUN);
+        Check("IFF_TAP", NativeMethods.IFF_TAP);
+        Check("IFF_NO_PI", NativeMethods.IFF_NO_PI);
+        Check("IFF_VNET_HDR", NativeMethods.IFF_VNET_HDR);
+        Check("IFF_MULTI_QUEUE", NativeMethods.IFF_MULTI_QUEUE);
+        Check("SIOCGIFMTU", NativeMethods.SIOCGIFMTU);
+        Check("SIOCGIFINDEX", NativeMethods.SIOCGIFINDEX);
+        Check("MSG_DONTWAIT", NativeMethods.MSG_DONTWAIT);
+        Check("MSG_TRUNC", NativeMethods.MSG_TRUNC);
+        Check("CLONE_NEWNET", NativeMethods.CLONE_NEWNET);
+
+        Check("NETLINK_ROUTE", NetlinkLayout.NETLINK_ROUTE);
+        Check("sizeof(struct sockaddr_nl)", NetlinkLayout.SockaddrNlSize);
+        Check("sizeof(struct nlmsghdr)", NetlinkLayout.NlmsghdrSize);
+        Check("sizeof(struct ifinfomsg)", NetlinkLayout.IfinfomsgSize);
+        Check("sizeof(struct ifaddrmsg)", NetlinkLayout.IfaddrmsgSize);
+        Check("sizeof(struct rtmsg)", NetlinkLayout.RtmsgSize);
+        Check("sizeof(struct rtattr)", NetlinkLayout.RtattrSize);
+        Check("offsetof(struct ifinfomsg, ifi_index)", 4);
+        Check("offsetof(struct ifinfomsg, ifi_flags)", 8);
+        Check("offsetof(struct ifinfomsg, ifi_change)", 12);
+        Check("offsetof(struct ifaddrmsg, ifa_index)", 4);
+        Check("offsetof(struct rtmsg, rtm_table)", 4);
+        Check("offsetof(struct rtmsg, rtm_protocol)", 5);
+        Check("offsetof(struct rtmsg, rtm_scope)", 6);
+        Check("offsetof(struct rtmsg, rtm_type)", 7);
+        Check("NLMSG_ERROR", NetlinkLayout.NLMSG_ERROR);
+        Check("NLM_F_REQUEST", NetlinkLayout.NLM_F_REQUEST);
+        Check("NLM_F_ACK", NetlinkLayout.NLM_F_ACK);
+        Check("NLM_F_REPLACE", NetlinkLayout.NLM_F_REPLACE);
+        Check("NLM_F_EXCL", NetlinkLayout.NLM_F_EXCL);
+        Check("NLM_F_CREATE", NetlinkLayout.NLM_F_CREATE);
+        Check("RTM_NEWLINK", NetlinkLayout.RTM_NEWLINK);
+        Check("RTM_DELLINK", NetlinkLayout.RTM_DELLINK);
+        Check("RTM_NEWADDR", NetlinkLayout.RTM_NEWADDR);
+        Check("RTM_NEWROUTE", NetlinkLayout.RTM_NEWROUTE);
+        Check("RTM_DELROUTE", NetlinkLayout.RTM_DELROUTE);
+        Check("IFLA_MTU", NetlinkLayout.IFLA_MTU);
+        Check("IFA_ADDRESS", NetlinkLayout.IFA_ADDRESS);
+        Check("IFA_LOCAL", NetlinkLayout.IFA_LOCAL);
+        Check("RTA_DST", NetlinkLayout.RTA_DST);
+        Check("RTA_OIF", NetlinkLayout.RTA_OIF);
+        Check("IFF_UP", NetlinkLayout.IFF_UP);
+        Check("RT_TABLE_MAIN", NetlinkLayout.RT_TABLE_MAIN);
+        Check("RTPROT_BOOT", NetlinkLayout.RTPROT_BOOT);
+        Check("RT_SCOPE_LINK", NetlinkLayout.RT_SCOPE_LINK);
+        Check("RTN_UNICAST", NetlinkLayout.RTN_UNICAST);
+
+        string dir = Directory.CreateTempSubdirectory("dp-layout-").FullName;
+        try
+        {
+            string file = Path.Combine(dir, "layout.c");
+            File.WriteAllText(file, c.ToString());
+            var psi = new ProcessStartInfo("gcc", ["-fsyntax-only", "-Wall", "-Werror", file]) { RedirectStandardError = true, RedirectStandardOutput = true };
+            Process gcc;
+            try
+            {
+                gcc = Process.Start(psi)!;
+            }
+            catch (System.ComponentModel.Win32Exception)
+            {
+                Assert.Fail("gcc is needed to check struct layouts against the C headers (apt-get install gcc libc6-dev linux-libc-dev)");
+                return;
+            }
+            string errors = gcc.StandardError.ReadToEnd();
+            gcc.WaitForExit();
+            Assert.True(gcc.ExitCode == 0, $"the C headers disagree:\n{errors}");
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+}
