@@ -5,6 +5,8 @@ internal enum DropReason
 {
     // outbound (device -> peer)
     NoRoute,
+    /// <summary>A multicast destination (IPv6 neighbour discovery, MLD): a point-to-point overlay carries none.</summary>
+    Multicast,
     OwnSubnet,
     BadIpVersion,
     MalformedOutbound,

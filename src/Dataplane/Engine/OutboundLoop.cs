@@ -137,6 +137,11 @@ internal sealed class OutboundLoop
             Counters.Drop(DropReason.OwnSubnet);
             return;
         }
+        if ((dst >> 28) == 0xE)
+        {
+            Counters.Drop(DropReason.Multicast);
+            return;
+        }
         Counters.Drop(DropReason.NoRoute);
         if (Ipv4Header.TryRead(packet, out Ipv4Header header, verifyChecksum: false) != IpParseResult.Ok
             || !IcmpErrors.ShouldAnswerIpv4(packet, header)
@@ -152,6 +157,11 @@ internal sealed class OutboundLoop
 
     private void NoRouteIpv6(Span<byte> packet)
     {
+        if (packet.Length >= Ipv6Header.Length && packet[24] == 0xFF)
+        {
+            Counters.Drop(DropReason.Multicast);
+            return;
+        }
         Counters.Drop(DropReason.NoRoute);
         if (Ipv6Header.TryRead(packet, out Ipv6Header header) != IpParseResult.Ok
             || !IcmpErrors.ShouldAnswerIpv6(packet, header)

@@ -1,0 +1,74 @@
+using Dataplane.Demo;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>
+/// One node of ours in vxlan mode beside a kernel flannel.1 node programmed as flanneld programs
+/// it: the kernel is the independent reader of what we put on the wire, and we of what it puts there.
+/// </summary>
+public class KernelVxlanTests
+{
+    [Fact]
+    public void Kernel_flannel_1_and_our_node_interoperate_in_both_directions()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        string kernelMac = ClusterFileBuilder.VtepMac(2);
+        new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(c.LeasesPath);
+        c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))]);
+        NodeProcess ours = c.StartNode(1, "vxlan");
+
+        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
+        Shell.Result back = c.Ping(c.Topology.Pod(2), Topology.PodIp(1));
+        Assert.True(back.ExitCode == 0, back.Stdout + back.Stderr);
+
+        c.StartTransfer(1, 2, 64L << 20).AssertIntact(TimeSpan.FromSeconds(90));
+        c.StartTransfer(2, 1, 64L << 20, port: 5202).AssertIntact(TimeSpan.FromSeconds(90));
+
+        Assert.Equal(0, ours.Stop(TimeSpan.FromSeconds(10)));
+        // Nothing the kernel sent us was refused.
+        string counters = Assert.Single(ours.Lines, l => l.Contains("Counters:", StringComparison.Ordinal));
+        string drops = counters[counters.IndexOf("drops:", StringComparison.Ordinal)..];
+        foreach (string inboundReason in new[] { "UnknownPeer", "BadVxlanFlags", "WrongVni", "NotOurMac", "BadEtherType", "MalformedInner", "BadInnerChecksum", "InnerSource", "InnerDestination", "Truncated", "TooShort" })
+        {
+            Assert.DoesNotContain(inboundReason, drops);
+        }
+    }
+
+    [Fact]
+    public void Tshark_reads_vni_1_and_the_inner_packet_on_the_underlay()
+    {
+        string tshark = Require.Tool("tshark", "tshark");
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+
+        string pcap = c.Path_("underlay.pcap");
+        NodeProcess capture = c.Topology.Start(c.Topology.Node(1), [tshark, "-i", "eth0", "-f", "udp port 8472", "-c", "4", "-a", "duration:20", "-w", pcap], "tshark");
+        Assert.NotNull(capture.WaitForLine("Capturing on", TimeSpan.FromSeconds(20)));
+        Thread.Sleep(300);
+        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 2);
+        Assert.True(ping.ExitCode == 0, ping.Stdout);
+        Assert.True(capture.WaitForExit(TimeSpan.FromSeconds(25)), capture.Output);
+
+        Shell.Result read = Shell.Run(tshark, ["-r", pcap, "-d", "udp.port==8472,vxlan", "-T", "fields", "-E", "separator=|",
+            "-e", "udp.dstport", "-e", "vxlan.flags", "-e", "vxlan.vni", "-e", "eth.dst", "-e", "eth.src", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"]);
+        Assert.True(read.ExitCode == 0, read.Stderr);
+        string[] lines = read.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length >= 4, read.Stdout);
+        // Fields of the outer and the inner frame come comma-separated: outer first, inner last.
+        string request = lines.First(l => l.Contains("|192.0.2.1,10.244.1.2|192.0.2.2,10.244.2.2|8", StringComparison.Ordinal));
+        string[] f = request.Split('|');
+        Assert.Equal("8472", f[0]);
+        Assert.Equal("0x0800", f[1]); // the I flag, nothing else
+        Assert.Equal("1", f[2]);
+        Assert.Equal(ClusterFileBuilder.VtepMac(2), f[3].Split(',')[^1]); // inner destination MAC: the peer's VtepMAC
+        Assert.Equal(ClusterFileBuilder.VtepMac(1), f[4].Split(',')[^1]); // inner source MAC: ours
+        Assert.Contains(lines, l => l.Contains("|192.0.2.2,10.244.2.2|192.0.2.1,10.244.1.2|0", StringComparison.Ordinal));
+    }
+}

@@ -1,0 +1,67 @@
+using Dataplane.Demo;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>Two nodes of ours, each backend: ping, a 64 MB TCP transfer with matching SHA-256, subnet.env, a clean stop.</summary>
+public class TwoNodeTests
+{
+    private const long TransferBytes = 64L << 20;
+
+    [Theory]
+    [InlineData("udp", "flannel0", "1472")]
+    [InlineData("vxlan", "flannel.1", "1450")]
+    public void Pods_on_two_nodes_ping_and_transfer_intact(string backend, string device, string mtu)
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n1 = c.StartNode(1, backend);
+        NodeProcess n2 = c.StartNode(2, backend);
+
+        // The node is set up as flannel sets it up.
+        string link = c.Topology.Ip(c.Topology.Node(1), "link", "show", device);
+        Assert.Contains($"mtu {mtu}", link);
+        Assert.Contains("10.244.1.0/32", c.Topology.Ip(c.Topology.Node(1), "addr", "show", "dev", device));
+        Assert.Contains($"10.244.0.0/16 dev {device}", c.Topology.Ip(c.Topology.Node(1), "route", "show"));
+        Assert.Equal($"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ=false\n",
+            File.ReadAllText(c.Path_("node1-subnet.env")));
+        Assert.Contains("Subnet added: 10.244.2.0/24 via 192.0.2.2", n1.Output);
+
+        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
+        Assert.Contains("3 received", ping.Stdout);
+
+        c.StartTransfer(1, 2, TransferBytes).AssertIntact(TimeSpan.FromSeconds(90));
+        c.StartTransfer(2, 1, TransferBytes, port: 5202).AssertIntact(TimeSpan.FromSeconds(90));
+
+        // SIGTERM: exit 0, device and route gone.
+        Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, n2.Stop(TimeSpan.FromSeconds(10)));
+        Assert.DoesNotContain(device, c.Topology.Ip(c.Topology.Node(1), "link", "show"));
+        Assert.DoesNotContain("10.244.0.0/16", c.Topology.Ip(c.Topology.Node(1), "route", "show"));
+        Assert.Contains("Removed device", n1.Output);
+    }
+
+    [Fact]
+    public void No_route_reaches_the_sender_as_icmp_net_unreachable()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n1 = c.StartNode(1, "udp");
+
+        // From a pod behind the node (forwarded by the node) and from the node itself.
+        foreach (string ns in new[] { c.Topology.Pod(1), c.Topology.Node(1) })
+        {
+            Shell.Result ping = c.Ping(ns, "10.244.9.9", count: 1);
+            Assert.NotEqual(0, ping.ExitCode);
+            Assert.Contains("From 10.244.9.0", ping.Stdout);
+            Assert.Contains("Destination Net Unreachable", ping.Stdout);
+        }
+        Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(10)));
+        Assert.Matches(@"ICMP sent [1-9]", n1.Output);
+        Assert.Matches(@"NoRoute [1-9]", n1.Output);
+    }
+}
