@@ -1,0 +1,125 @@
+using Dataplane.Demo;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>
+/// Every user error of <c>dataplane run</c>: one line on stderr naming what is wrong and where, a
+/// non-zero exit, and nothing created (each runs in a node namespace whose links are checked after).
+/// </summary>
+public class BadInputTests
+{
+    private static (int Code, string Stderr, string Links) RunNode(Cluster c, string[] args, string[]? wrapper = null)
+    {
+        Shell.Result r = c.Topology.Exec(c.Topology.Node(1), [.. wrapper ?? [], .. SelfCommand.Prefix(), "run", .. args,
+            "--subnet-file", c.Path_("subnet.env")], 60_000);
+        return (r.ExitCode, r.Stderr.Trim(), c.Topology.Ip(c.Topology.Node(1), "-o", "link", "show"));
+    }
+
+    private static void AssertOneLineError(Cluster c, (int Code, string Stderr, string Links) r, string expected)
+    {
+        Assert.NotEqual(0, r.Code);
+        Assert.StartsWith("dataplane: ", r.Stderr);
+        Assert.Contains(expected, r.Stderr);
+        Assert.DoesNotContain('\n', r.Stderr);
+        Assert.DoesNotContain("flannel", r.Links);
+        Assert.False(File.Exists(c.Path_("subnet.env")), "subnet.env was written although the node did not start");
+    }
+
+    public static TheoryData<string, string, string> FileCases => new()
+    {
+        { "missing", "", "no such file" },
+        { "directory", "", "cannot read" },
+        { "invalid-json", "{\n \"config\": {\"Network\": \"10.244.0.0/16\"},\n \"subnets\": {,}\n}", "invalid JSON at line 3, column" },
+        { "no-lease", Leases("\"10.244.2.0-24\": {\"PublicIP\": \"192.0.2.2\"}"), "no lease has PublicIP 192.0.2.1 (this node)" },
+        { "overlap", Leases("\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}, \"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.2\"}"), "subnets 10.244.1.0/24 and 10.244.1.0/24 overlap" },
+        { "outside", Leases("\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}, \"10.99.2.0-24\": {\"PublicIP\": \"192.0.2.2\"}"), "subnet 10.99.2.0/24 is outside the network 10.244.0.0/16" },
+        { "unknown-backend", "{\"config\": {\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"ipsec\"}}, \"subnets\": {\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}}}", "unknown backend 'ipsec'" },
+        { "vxlan-without-mac", "{\"config\": {\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}, \"subnets\": {\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}}}", "has no BackendData.VtepMAC, which vxlan needs" },
+    };
+
+    private static string Leases(string subnets) => $"{{\"config\": {{\"Network\": \"10.244.0.0/16\"}}, \"subnets\": {{{subnets}}}}}";
+
+    [Theory]
+    [MemberData(nameof(FileCases))]
+    public void Lease_file_errors(string kind, string content, string expected)
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false);
+        string path = c.Path_($"{kind}.json");
+        if (kind == "directory")
+        {
+            Directory.CreateDirectory(path);
+        }
+        else if (kind != "missing")
+        {
+            File.WriteAllText(path, content);
+        }
+        var r = RunNode(c, ["--leases", path, "--public-ip", "192.0.2.1"]);
+        AssertOneLineError(c, r, expected);
+        Assert.Contains($"lease file {path}", r.Stderr); // where
+    }
+
+    [Theory]
+    [InlineData("--backend", "geneve", "--backend geneve: unknown backend (supported: udp, vxlan)")]
+    [InlineData("--public-ip", "192.0.2.77", "public IP 192.0.2.77 is not an address of this host")]
+    [InlineData("--public-ip", "192.0.2", "--public-ip 192.0.2: not an IPv4 address")]
+    [InlineData("--iface", "nosuch0", "--iface nosuch0: no such interface")]
+    [InlineData("--device", "a/b", "--device a/b: not a valid interface name")]
+    [InlineData("--port", "0", "--port 0: not a UDP port")]
+    public void Flag_errors(string flag, string value, string expected)
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        string[] args = flag == "--public-ip" ? ["--leases", c.LeasesPath, flag, value] : ["--leases", c.LeasesPath, "--public-ip", "192.0.2.1", flag, value];
+        AssertOneLineError(c, RunNode(c, args), expected);
+    }
+
+    [Fact]
+    public void No_lease_source_at_all()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false);
+        AssertOneLineError(c, RunNode(c, ["--public-ip", "192.0.2.1"]), "no lease source: give --leases FILE");
+    }
+
+    [Fact]
+    public void Missing_dev_net_tun()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        string unshare = Require.Tool("unshare", "util-linux");
+        // A private mount namespace where /dev/net is an empty tmpfs: the container without the device.
+        var r = RunNode(c, ["--leases", c.LeasesPath, "--public-ip", "192.0.2.1"],
+            [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", "mount -t tmpfs none /dev/net && exec \"$0\" \"$@\""]);
+        AssertOneLineError(c, r, "/dev/net/tun is missing");
+    }
+
+    [Fact]
+    public void No_cap_net_admin()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        string setpriv = Require.Tool("setpriv", "util-linux");
+        var r = RunNode(c, ["--leases", c.LeasesPath, "--public-ip", "192.0.2.1"],
+            [setpriv, "--bounding-set", "-net_admin", "--inh-caps", "-net_admin", "--"]);
+        AssertOneLineError(c, r, "needs CAP_NET_ADMIN");
+    }
+
+    [Fact]
+    public void A_kernel_device_of_the_same_name_is_not_taken_over()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        c.Topology.Ip(c.Topology.Node(1), "link", "add", "flannel.1", "type", "vxlan", "id", "1", "dstport", "8472");
+        Shell.Result r = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath,
+            "--public-ip", "192.0.2.1", "--backend", "vxlan", "--subnet-file", c.Path_("subnet.env")]);
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("TUNSETIFF flannel.1: EINVAL", r.Stderr);
+        Assert.Contains("exists and is not ours", r.Stderr);
+        Assert.Contains("vxlan", c.Topology.Ip(c.Topology.Node(1), "-d", "link", "show", "flannel.1")); // left as it was
+    }
+}
