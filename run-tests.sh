@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# All tests: installs what they need (Debian packages), runs every test project, and prints
+# "N passed, N failed[, N skipped]" counted from the test results. Needs root: the integration
+# tests build hosts in network namespaces (nothing is configured in the root namespace).
+set -uo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v ip >/dev/null       || need+=(iproute2)
+command -v bridge >/dev/null   || need+=(iproute2)
+command -v ping >/dev/null     || need+=(iputils-ping)
+command -v tshark >/dev/null   || need+=(tshark)
+command -v ethtool >/dev/null  || need+=(ethtool)
+command -v gcc >/dev/null      || need+=(gcc)
+[ -f /usr/include/linux/if_tun.h ] || need+=(linux-libc-dev)
+[ -f /usr/include/stdio.h ]    || need+=(libc6-dev)
+command -v setpriv >/dev/null  || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "Installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null || { echo "apt-get install ${need[*]} failed"; exit 1; }
+fi
+
+results=TestResults
+rm -rf "$results"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+dotnet test Dataplane.sln -c Release --logger "trx" --results-directory "$results" "$@"
+status=$?
+
+passed=0; failed=0; skipped=0
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters"); passed=$((passed + ${p:-0}))
+  f=$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters"); failed=$((failed + ${f:-0}))
+  t=$(sed -n 's/.* total="\([0-9]*\)".*/\1/p' <<<"$counters")
+  e=$(sed -n 's/.* executed="\([0-9]*\)".*/\1/p' <<<"$counters"); skipped=$((skipped + ${t:-0} - ${e:-0}))
+done
+if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
+  echo "no test results found in $results"
+  exit 1
+fi
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ]
