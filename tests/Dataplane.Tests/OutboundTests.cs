@@ -81,6 +81,20 @@ public class OutboundTests
     }
 
     [Fact]
+    public void Multicast_is_dropped_without_icmp_and_counted_apart()
+    {
+        using var f = new EngineFixture(BackendKind.Udp);
+        f.Device.Inject(Packets.Udp("10.244.1.2", "224.0.0.251"));
+        byte[] mld = new byte[48];
+        Ipv6Header.Write(mld, 8, 58, 1, UInt128.One, UInt128.Parse("ff020000000000000000000000000016", System.Globalization.NumberStyles.HexNumber));
+        f.Device.Inject(mld);
+        f.Engine.Outbound.RunOnce(1000);
+        Assert.Equal(2, f.Drops(DropReason.Multicast));
+        Assert.Equal(0, f.Drops(DropReason.NoRoute));
+        Assert.Empty(f.Device.Written);
+    }
+
+    [Fact]
     public void Outside_the_network_is_no_route()
     {
         using var f = new EngineFixture(BackendKind.Udp);

@@ -64,4 +64,19 @@ public class TwoNodeTests
         Assert.Matches(@"ICMP sent [1-9]", n1.Output);
         Assert.Matches(@"NoRoute [1-9]", n1.Output);
     }
+
+    [Fact]
+    public void Public_ip_defaults_to_the_address_of_the_default_route_interface()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        c.Topology.Ip(c.Topology.Node(1), "route", "add", "default", "via", "192.0.2.254");
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n = c.Topology.Start(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath,
+            "--subnet-file", c.Path_("node1-subnet.env")], "node1");
+        Assert.NotNull(n.WaitForLine("Ready:", TimeSpan.FromSeconds(30)));
+        Assert.Contains("Lease acquired: 10.244.1.0/24 (public IP 192.0.2.1 on eth0)", n.Output);
+        Assert.Contains("listening on 192.0.2.1:8472", n.Output); // the file's config says vxlan
+    }
 }

@@ -20,7 +20,8 @@ internal static class Program
             PodSend(),
             PodPing(),
         };
-        return root.Parse(args).Invoke();
+        // The commands handle SIGINT/SIGTERM themselves (run: clean stop; demo: remove the namespaces).
+        return root.Parse(args).Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 
     private static Command RunCommand()

@@ -25,13 +25,30 @@ internal static partial class DemoCommand
             return 1;
         }
         using var topo = new Topology();
-        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c =>
+        // Ctrl-C: stop what runs in the namespaces; the steps below notice and unwind, and the
+        // topology is removed on the way out like at a normal end.
+        using var interrupted = new CancellationTokenSource();
+        void Interrupt(PosixSignalContext c)
         {
             c.Cancel = true;
-            o.WriteLine("Interrupted: removing the namespaces");
-            topo.Dispose();
-            Environment.Exit(130);
-        });
+            interrupted.Cancel();
+            topo.KillAll();
+        }
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Interrupt);
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
+        try
+        {
+            return Run(topo, seconds, o, interrupted.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            o.WriteLine($"Interrupted: removing the namespaces of run {topo.Id}.");
+            return 130;
+        }
+    }
+
+    private static int Run(Topology topo, double seconds, TextWriter o, CancellationToken interrupted)
+    {
         o.WriteLine($"Building two nodes and two pods in namespaces (run id {topo.Id}):");
         topo.AddNode(1);
         topo.AddNode(2);
@@ -44,6 +61,7 @@ internal static partial class DemoCommand
         var results = new List<(string Backend, string Ping, string Tcp, string Digest)>();
         foreach (string backend in new[] { "udp", "vxlan" })
         {
+            interrupted.ThrowIfCancellationRequested();
             o.WriteLine();
             o.WriteLine($"== backend {backend} ==");
             NodeProcess[] nodes = [StartNode(topo, 1, backend, leases, o), StartNode(topo, 2, backend, leases, o)];
@@ -53,6 +71,7 @@ internal static partial class DemoCommand
                 {
                     if (n.WaitForLine("Ready", TimeSpan.FromSeconds(30)) is null)
                     {
+                        interrupted.ThrowIfCancellationRequested();
                         Console.Error.WriteLine($"dataplane demo: a node did not start:\n{n.Output}");
                         return 1;
                     }
@@ -60,14 +79,17 @@ internal static partial class DemoCommand
                 o.WriteLine($"ping {Topology.PodIp(2)} from pod 1:");
                 Shell.Result ping = topo.Exec(topo.Pod(1), [.. SelfCommand.Prefix(), "pod-ping", Topology.PodIp(2), "--count", "5"]);
                 o.Write(Indent(ping.Stdout));
+                interrupted.ThrowIfCancellationRequested();
                 string pingSummary = Field(ping.Stdout, "received") is string rec ? $"{rec}/5 replies, avg {Field(ping.Stdout, "avg_ms")} ms" : "failed";
 
                 o.WriteLine($"TCP from pod 1 to pod 2 for {seconds.ToString(CultureInfo.InvariantCulture)} s:");
                 NodeProcess sink = topo.Start(topo.Pod(2), [.. SelfCommand.Prefix(), "pod-sink", "--port", "5201", "--timeout", "60"], "sink");
                 sink.WaitForLine("listening", TimeSpan.FromSeconds(15));
+                interrupted.ThrowIfCancellationRequested();
                 Shell.Result send = topo.Exec(topo.Pod(1), [.. SelfCommand.Prefix(), "pod-send", "--to", $"{Topology.PodIp(2)}:5201",
                     "--seconds", seconds.ToString(CultureInfo.InvariantCulture)], 120_000);
                 sink.WaitForExit(TimeSpan.FromSeconds(30));
+                interrupted.ThrowIfCancellationRequested();
                 string? received = sink.WaitForLine("received", TimeSpan.FromSeconds(1));
                 o.Write(Indent(send.Stdout));
                 o.WriteLine(Indent(received ?? "receiver reported nothing"));
@@ -78,7 +100,7 @@ internal static partial class DemoCommand
             }
             finally
             {
-                foreach (NodeProcess n in nodes)
+                foreach (NodeProcess n in nodes.Where(_ => !interrupted.IsCancellationRequested))
                 {
                     int code = n.Stop(TimeSpan.FromSeconds(10));
                     string? counters = n.Lines.LastOrDefault(l => l.Contains("Counters:", StringComparison.Ordinal));

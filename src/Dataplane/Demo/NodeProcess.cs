@@ -109,6 +109,18 @@ internal sealed class NodeProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGKILL, without waiting.</summary>
+    public void Kill()
+    {
+        try
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
     public bool WaitForExit(TimeSpan timeout)
     {
         if (!_process.WaitForExit(timeout))

@@ -84,6 +84,18 @@ internal sealed class Topology : IDisposable
         return p;
     }
 
+    /// <summary>Kills everything started in the namespaces at once (an interrupt); safe from any thread.</summary>
+    public void KillAll()
+    {
+        lock (_processes)
+        {
+            foreach (NodeProcess p in _processes)
+            {
+                p.Kill();
+            }
+        }
+    }
+
     private void AddNamespace(string name)
     {
         Shell.Check(_ip, "netns", "add", name);
