@@ -1,0 +1,189 @@
+using System.Buffers.Binary;
+
+namespace Dataplane.Encap.Offload;
+
+/// <summary>
+/// Generic receive offload for the TUN write side: consecutive TCP/IPv4 segments of one flow in
+/// a batch are merged into one superpacket that the kernel takes with a single write and a
+/// virtio-net header (<c>GSO_TCPV4</c>, <c>NEEDS_CSUM</c>), as its own GRO would merge them.
+///
+/// The rules are the kernel's (tcp_gro_receive): same addresses and ports, same ACK number,
+/// TOS, TTL, DF, window and TCP options; flags ACK (PSH only on the last segment merged); the
+/// next sequence number exactly; every merged segment the size of the first except a shorter
+/// last one; at most 64 KiB in all; no IP options, no fragments. A segment whose TCP checksum does
+/// not verify is never merged (the merged packet's checksum is computed anew by the kernel, which
+/// would hide the corruption): it is written alone and the kernel drops it as it would anyway.
+///
+/// Usage per batch: <see cref="Reset"/>, <see cref="Offer"/> each packet in order, then for each
+/// packet not merged, <see cref="Superpacket"/> gives the merged packet it heads (or empty).
+/// Buffers are allocated once, in the constructor.
+/// </summary>
+public sealed class TcpCoalescer
+{
+    public const int MaxSuperpacket = 65535;
+    private const int TcpFlagsOffset = 13;
+    private const byte TcpAck = 0x10, TcpPsh = 0x08;
+
+    private readonly byte[][] _buffers;
+    private readonly Item[] _items;
+    private readonly int[] _itemOfPacket;
+    private int _itemCount;
+    private int _buffersUsed;
+
+    public TcpCoalescer(int maxPackets, int maxSuperpackets = 8)
+    {
+        _buffers = new byte[maxSuperpackets][];
+        for (int i = 0; i < maxSuperpackets; i++)
+        {
+            _buffers[i] = GC.AllocateArray<byte>(VirtioNetHeader.Length + MaxSuperpacket, pinned: true);
+        }
+        _items = new Item[maxPackets];
+        _itemOfPacket = new int[maxPackets];
+    }
+
+    /// <summary>Packets merged into another since <see cref="Reset"/>.</summary>
+    public int Merged { get; private set; }
+
+    public void Reset()
+    {
+        Array.Fill(_itemOfPacket, -1);
+        _itemCount = 0;
+        _buffersUsed = 0;
+        Merged = 0;
+    }
+
+    /// <summary>
+    /// Offers packet number <paramref name="index"/> (indexes increase within a batch). True when
+    /// its payload was merged into an earlier packet's superpacket: the caller must not write it.
+    /// </summary>
+    public bool Offer(Memory<byte> packet, int index)
+    {
+        ReadOnlySpan<byte> p = packet.Span;
+        if (!IsCandidate(p, out int tcpLength, out int payload))
+        {
+            return false;
+        }
+        int hdrs = 20 + tcpLength;
+        uint seq = BinaryPrimitives.ReadUInt32BigEndian(p[24..]);
+        bool psh = (p[20 + TcpFlagsOffset] & TcpPsh) != 0;
+        for (int k = _itemCount - 1; k >= 0; k--)
+        {
+            ref Item item = ref _items[k];
+            if (!item.SameFlow(p, tcpLength))
+            {
+                continue;
+            }
+            if (item.Closed || seq != item.NextSeq || payload > item.GsoSize || item.Length + payload > MaxSuperpacket)
+            {
+                break; // same flow but not the next piece: start afresh below
+            }
+            if (item.Buffer < 0)
+            {
+                if (_buffersUsed == _buffers.Length)
+                {
+                    break;
+                }
+                item.Buffer = _buffersUsed++;
+                item.Head.Span[..item.Length].CopyTo(_buffers[item.Buffer].AsSpan(VirtioNetHeader.Length));
+            }
+            p.Slice(hdrs, payload).CopyTo(_buffers[item.Buffer].AsSpan(VirtioNetHeader.Length + item.Length));
+            item.Length += payload;
+            item.NextSeq = seq + (uint)payload;
+            item.Segments++;
+            item.Psh |= psh;
+            item.Closed = psh || payload < item.GsoSize;
+            Merged++;
+            return true;
+        }
+        if (_itemCount < _items.Length && index < _itemOfPacket.Length)
+        {
+            _itemOfPacket[index] = _itemCount;
+            _items[_itemCount++] = new Item(packet, p.Length, tcpLength, payload, seq + (uint)payload, psh);
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// The superpacket headed by packet <paramref name="index"/>, virtio-net header included, ready
+    /// to write; empty when that packet merged nothing (write it alone).
+    /// </summary>
+    public ReadOnlySpan<byte> Superpacket(int index)
+    {
+        int k = index < _itemOfPacket.Length ? _itemOfPacket[index] : -1;
+        if (k < 0 || _items[k].Buffer < 0)
+        {
+            return default;
+        }
+        ref Item item = ref _items[k];
+        Span<byte> buf = _buffers[item.Buffer].AsSpan(0, VirtioNetHeader.Length + item.Length);
+        Span<byte> pkt = buf[VirtioNetHeader.Length..];
+        BinaryPrimitives.WriteUInt16BigEndian(pkt[2..], (ushort)item.Length);
+        pkt[10] = pkt[11] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(pkt[10..], InternetChecksum.Compute(pkt[..20]));
+        if (item.Psh)
+        {
+            pkt[20 + TcpFlagsOffset] |= TcpPsh;
+        }
+        // NEEDS_CSUM: the field holds the folded pseudo-header sum; the kernel adds the rest.
+        ulong pseudo = InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(pkt[12..]),
+            BinaryPrimitives.ReadUInt32BigEndian(pkt[16..]), Ipv4Header.ProtocolTcp, item.Length - 20);
+        BinaryPrimitives.WriteUInt16BigEndian(pkt[36..], (ushort)~InternetChecksum.Finish(pseudo));
+        new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoTcpV4, (ushort)(20 + item.TcpLength),
+            (ushort)item.GsoSize, 20, 16).Write(buf);
+        return buf;
+    }
+
+    /// <summary>TCP over IPv4 without options or fragmentation, ACK or ACK+PSH, some payload, a verified checksum.</summary>
+    private static bool IsCandidate(ReadOnlySpan<byte> p, out int tcpLength, out int payload)
+    {
+        tcpLength = payload = 0;
+        if (p.Length < 40 || p[0] != 0x45 || p[9] != Ipv4Header.ProtocolTcp
+            || BinaryPrimitives.ReadUInt16BigEndian(p[2..]) != p.Length
+            || (BinaryPrimitives.ReadUInt16BigEndian(p[6..]) & 0x3FFF) != 0)
+        {
+            return false;
+        }
+        tcpLength = (p[32] >> 4) * 4;
+        if (tcpLength < 20 || 20 + tcpLength >= p.Length)
+        {
+            return false;
+        }
+        byte flags = p[20 + TcpFlagsOffset];
+        if (flags is not (TcpAck or (TcpAck | TcpPsh)))
+        {
+            return false;
+        }
+        payload = p.Length - 20 - tcpLength;
+        ulong pseudo = InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(p[12..]),
+            BinaryPrimitives.ReadUInt32BigEndian(p[16..]), Ipv4Header.ProtocolTcp, p.Length - 20);
+        return InternetChecksum.Finish(InternetChecksum.Sum(p[20..], pseudo)) == 0;
+    }
+
+    private struct Item(Memory<byte> head, int length, int tcpLength, int gsoSize, uint nextSeq, bool psh)
+    {
+        public Memory<byte> Head = head;
+        public int Length = length;
+        public int TcpLength = tcpLength;
+        public int GsoSize = gsoSize;
+        public uint NextSeq = nextSeq;
+        public bool Psh = psh;
+        public bool Closed = psh;
+        public int Segments = 1;
+        public int Buffer = -1;
+
+        /// <summary>Same flow and same everything the kernel's GRO requires to match.</summary>
+        public readonly bool SameFlow(ReadOnlySpan<byte> p, int tcpLength)
+        {
+            ReadOnlySpan<byte> h = Head.Span;
+            return tcpLength == TcpLength
+                && h[1] == p[1]                                     // TOS
+                && h[8] == p[8]                                     // TTL
+                && (h[6] & 0x40) == (p[6] & 0x40)                   // DF
+                && h.Slice(12, 8).SequenceEqual(p.Slice(12, 8))     // addresses
+                && h.Slice(20, 4).SequenceEqual(p.Slice(20, 4))     // ports
+                && h.Slice(28, 4).SequenceEqual(p.Slice(28, 4))     // ACK number
+                && h.Slice(34, 2).SequenceEqual(p.Slice(34, 2))     // window
+                && h.Slice(40, tcpLength - 20).SequenceEqual(p.Slice(40, tcpLength - 20)); // options
+        }
+    }
+}

@@ -1,0 +1,264 @@
+using System.Buffers.Binary;
+using Dataplane.Encap.Offload;
+using PacketDotNet;
+
+namespace Dataplane.Encap.Tests;
+
+public class OffloadTests
+{
+    private const uint Src = 0x0AF40102, Dst = 0x0AF40202;
+
+    /// <summary>A TCP/IPv4 superpacket as a TUN hands it over: checksum field holds the pseudo-header sum (NEEDS_CSUM).</summary>
+    private static (byte[] Packet, VirtioNetHeader Header) TcpSuperpacket(int payload, int mss = 1400, byte flags = 0x18, int options = 12, uint seq = 1000)
+    {
+        int tcpLen = 20 + options;
+        byte[] p = new byte[20 + tcpLen + payload];
+        Ipv4Header.Write(p, p.Length, 0x1000, 0x4000, 64, Ipv4Header.ProtocolTcp, Src, Dst);
+        Span<byte> t = p.AsSpan(20);
+        BinaryPrimitives.WriteUInt16BigEndian(t, 40000);
+        BinaryPrimitives.WriteUInt16BigEndian(t[2..], 5201);
+        BinaryPrimitives.WriteUInt32BigEndian(t[4..], seq);
+        BinaryPrimitives.WriteUInt32BigEndian(t[8..], 777);
+        t[12] = (byte)(tcpLen / 4 << 4);
+        t[13] = flags;
+        BinaryPrimitives.WriteUInt16BigEndian(t[14..], 512);
+        for (int i = 0; i < options; i++)
+        {
+            t[20 + i] = i % 4 == 0 ? (byte)1 : (byte)(i * 7); // NOPs and bytes
+        }
+        for (int i = 0; i < payload; i++)
+        {
+            p[20 + tcpLen + i] = (byte)(i * 31 + 7);
+        }
+        ulong pseudo = InternetChecksum.PseudoHeaderIpv4(Src, Dst, 6, tcpLen + payload);
+        BinaryPrimitives.WriteUInt16BigEndian(t[16..], (ushort)~InternetChecksum.Finish(pseudo));
+        var h = new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoTcpV4, (ushort)(20 + tcpLen), (ushort)mss, 20, 16);
+        return (p, h);
+    }
+
+    private static List<byte[]> Split(byte[] p, VirtioNetHeader h)
+    {
+        Assert.True(Segmenter.TryDescribe(p, h, out int l4, out int hdrs, out int n));
+        var segments = new List<byte[]>();
+        byte[] buf = new byte[2048];
+        for (int i = 0; i < n; i++)
+        {
+            int len = Segmenter.WriteSegment(p, h, l4, hdrs, i, buf);
+            segments.Add(buf[..len]);
+        }
+        return segments;
+    }
+
+    [Fact]
+    public void Tso_split_makes_valid_segments_as_the_kernel_would()
+    {
+        var (p, h) = TcpSuperpacket(10_000, flags: 0x18 | 0x80 | 0x01); // ACK PSH CWR FIN
+        List<byte[]> segs = Split(p, h);
+        Assert.Equal(8, segs.Count); // 7 x 1400 + 200
+        var payload = new List<byte>();
+        for (int i = 0; i < segs.Count; i++)
+        {
+            var ip = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(segs[i]));
+            Assert.True(ip.ValidIPChecksum, $"segment {i} IP checksum");
+            Assert.Equal(segs[i].Length, ip.TotalLength);
+            Assert.Equal(0x1000 + i, ip.Id);
+            var tcp = ip.Extract<TcpPacket>();
+            Assert.True(tcp.ValidTcpChecksum, $"segment {i} TCP checksum");
+            Assert.Equal(1000u + (uint)(i * 1400), tcp.SequenceNumber);
+            Assert.Equal(i == 0, tcp.CongestionWindowReduced);
+            Assert.Equal(i == segs.Count - 1, tcp.Push);
+            Assert.Equal(i == segs.Count - 1, tcp.Finished);
+            Assert.True(tcp.Acknowledgment);
+            Assert.Equal(i < 7 ? 1400 : 200, tcp.PayloadData.Length);
+            payload.AddRange(tcp.PayloadData);
+        }
+        Assert.Equal(p[52..], payload.ToArray());
+    }
+
+    [Fact]
+    public void Tso_split_of_tcp_over_ipv6()
+    {
+        int payload = 3000;
+        byte[] p = new byte[40 + 20 + payload];
+        UInt128 s = UInt128.Parse("fd000000000000000000000000000001", System.Globalization.NumberStyles.HexNumber);
+        UInt128 d = UInt128.Parse("fd000000000000000000000000000002", System.Globalization.NumberStyles.HexNumber);
+        Ipv6Header.Write(p, 20 + payload, 6, 64, s, d);
+        p[40 + 12] = 0x50;
+        p[40 + 13] = 0x10;
+        for (int i = 0; i < payload; i++)
+        {
+            p[60 + i] = (byte)i;
+        }
+        var h = new VirtioNetHeader(1, VirtioNetHeader.GsoTcpV6, 60, 1200, 40, 16);
+        List<byte[]> segs = Split(p, h);
+        Assert.Equal(3, segs.Count);
+        foreach (byte[] seg in segs)
+        {
+            var ip = new IPv6Packet(new PacketDotNet.Utils.ByteArraySegment(seg));
+            Assert.Equal(seg.Length - 40, ip.PayloadLength);
+            Assert.True(ip.Extract<TcpPacket>().ValidTcpChecksum);
+        }
+    }
+
+    [Fact]
+    public void Uso_split_gives_udp_datagrams_with_their_own_length_and_checksum()
+    {
+        int payload = 4000;
+        byte[] p = new byte[28 + payload];
+        Ipv4Header.Write(p, p.Length, 9, 0, 64, Ipv4Header.ProtocolUdp, Src, Dst);
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(20), 5000);
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(22), 6000);
+        new Random(3).NextBytes(p.AsSpan(28));
+        var h = new VirtioNetHeader(1, VirtioNetHeader.GsoUdpL4, 28, 1000, 20, 6);
+        List<byte[]> segs = Split(p, h);
+        Assert.Equal(4, segs.Count);
+        for (int i = 0; i < 4; i++)
+        {
+            var ip = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(segs[i]));
+            Assert.True(ip.ValidIPChecksum);
+            var udp = ip.Extract<UdpPacket>();
+            Assert.Equal(1008, udp.Length);
+            Assert.True(udp.ValidUdpChecksum);
+            Assert.Equal(p.AsSpan(28 + i * 1000, 1000).ToArray(), udp.PayloadData);
+        }
+    }
+
+    [Fact]
+    public void Describe_refuses_what_it_cannot_segment()
+    {
+        var (p, h) = TcpSuperpacket(3000);
+        Assert.False(Segmenter.TryDescribe(p, h with { GsoSize = 0 }, out _, out _, out _));
+        Assert.False(Segmenter.TryDescribe(p, h with { ChecksumStart = 24 }, out _, out _, out _));
+        Assert.False(Segmenter.TryDescribe(p, h with { GsoType = VirtioNetHeader.GsoTcpV6 }, out _, out _, out _));
+        Assert.False(Segmenter.TryDescribe(p, h with { GsoType = VirtioNetHeader.GsoUdp }, out _, out _, out _));
+        Assert.False(Segmenter.TryDescribe(p.AsSpan(0, 30), h, out _, out _, out _));
+        Assert.False(Segmenter.TryDescribe([0x75, .. p[1..]], h, out _, out _, out _));
+    }
+
+    [Fact]
+    public void Finish_checksum_completes_a_partial_one()
+    {
+        var (p, h) = TcpSuperpacket(500);
+        Assert.True(Segmenter.FinishChecksum(p, h.ChecksumStart, h.ChecksumOffset));
+        var tcp = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(p)).Extract<TcpPacket>();
+        Assert.True(tcp.ValidTcpChecksum);
+        Assert.False(Segmenter.FinishChecksum(p, p.Length, 16));
+    }
+
+    [Fact]
+    public void Coalescing_the_segments_of_a_superpacket_gives_it_back()
+    {
+        var (p, h) = TcpSuperpacket(20_000, flags: 0x18);
+        List<byte[]> segs = Split(p, h);
+        var c = new TcpCoalescer(64);
+        c.Reset();
+        for (int i = 0; i < segs.Count; i++)
+        {
+            Assert.Equal(i > 0, c.Offer(segs[i], i));
+        }
+        Assert.Equal(segs.Count - 1, c.Merged);
+        byte[] sp = c.Superpacket(0).ToArray();
+        Assert.Equal(0, c.Superpacket(1).Length);
+        var v = VirtioNetHeader.Read(sp);
+        Assert.Equal(VirtioNetHeader.FlagNeedsChecksum, v.Flags);
+        Assert.Equal(VirtioNetHeader.GsoTcpV4, v.GsoType);
+        Assert.Equal(1400, v.GsoSize);
+        Assert.Equal(20, v.ChecksumStart);
+        Assert.Equal(16, v.ChecksumOffset);
+        Assert.Equal(52, v.HeaderLength);
+        byte[] merged = sp[VirtioNetHeader.Length..];
+        Assert.Equal(p.Length, merged.Length);
+        // What the kernel does with NEEDS_CSUM: finish the sum. Then it is the original, byte for byte.
+        Assert.True(Segmenter.FinishChecksum(merged, 20, 16));
+        Assert.True(Segmenter.FinishChecksum(p, 20, 16));
+        var ip = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(merged));
+        Assert.True(ip.ValidIPChecksum);
+        Assert.True(ip.Extract<TcpPacket>().ValidTcpChecksum);
+        Assert.True(ip.Extract<TcpPacket>().Push); // PSH of the last segment carried over
+        Assert.Equal(p.AsSpan(20).ToArray(), merged.AsSpan(20).ToArray());
+    }
+
+    [Fact]
+    public void Two_interleaved_flows_coalesce_separately()
+    {
+        var (a, ha) = TcpSuperpacket(4200, flags: 0x10);
+        var (b, hb) = TcpSuperpacket(4200, flags: 0x10, seq: 50_000);
+        BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(20), 40001); // other source port
+        ulong pseudo = InternetChecksum.PseudoHeaderIpv4(Src, Dst, 6, b.Length - 20);
+        BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(36), (ushort)~InternetChecksum.Finish(pseudo));
+        List<byte[]> sa = Split(a, ha), sb = Split(b, hb);
+        var c = new TcpCoalescer(64);
+        c.Reset();
+        int idx = 0;
+        for (int i = 0; i < 3; i++)
+        {
+            c.Offer(sa[i], idx++);
+            c.Offer(sb[i], idx++);
+        }
+        Assert.Equal(4, c.Merged);
+        Assert.Equal(VirtioNetHeader.Length + a.Length, c.Superpacket(0).Length);
+        Assert.Equal(VirtioNetHeader.Length + b.Length, c.Superpacket(1).Length);
+    }
+
+    [Fact]
+    public void What_must_not_be_merged_is_not()
+    {
+        var (p, h) = TcpSuperpacket(5600, flags: 0x10);
+        List<byte[]> segs = Split(p, h);
+        var c = new TcpCoalescer(64);
+
+        // A gap in the sequence.
+        c.Reset();
+        Assert.False(c.Offer(segs[0], 0));
+        Assert.False(c.Offer(segs[2], 1));
+        Assert.Equal(0, c.Merged);
+
+        // A segment whose checksum does not verify.
+        c.Reset();
+        byte[] bad = (byte[])segs[1].Clone();
+        bad[^1] ^= 0xFF;
+        Assert.False(c.Offer(segs[0], 0));
+        Assert.False(c.Offer(bad, 1));
+        Assert.Equal(0, c.Superpacket(0).Length);
+
+        // SYN (or anything but ACK/PSH) and a different ACK number.
+        c.Reset();
+        byte[] syn = (byte[])segs[1].Clone();
+        syn[33] = 0x12;
+        Assert.False(c.Offer(segs[0], 0));
+        Assert.False(c.Offer(syn, 1));
+        byte[] otherAck = (byte[])segs[1].Clone();
+        otherAck[31] ^= 1;
+        Assert.False(c.Offer(otherAck, 2));
+
+        // A shorter segment closes the superpacket; nothing is appended after it.
+        var (q, hq) = TcpSuperpacket(2900, flags: 0x10); // 1400 + 1400 + 100
+        List<byte[]> qs = Split(q, hq);
+        var (r, hr) = TcpSuperpacket(1400, flags: 0x10, seq: 1000 + 2900);
+        c.Reset();
+        c.Offer(qs[0], 0);
+        Assert.True(c.Offer(qs[1], 1));
+        Assert.True(c.Offer(qs[2], 2));
+        Assert.False(c.Offer(Split(r, hr)[0], 3));
+    }
+
+    [Fact]
+    public void Never_more_than_64_KiB()
+    {
+        // 120 kB of one flow in sequence: more than one IPv4 packet can hold.
+        var (a, ha) = TcpSuperpacket(60_000, flags: 0x10);
+        var (b, hb) = TcpSuperpacket(60_000, flags: 0x10, seq: 61_000);
+        List<byte[]> segs = [.. Split(a, ha), .. Split(b, hb)];
+        var c = new TcpCoalescer(256);
+        c.Reset();
+        for (int i = 0; i < segs.Count; i++)
+        {
+            c.Offer(segs[i], i);
+        }
+        for (int i = 0; i < segs.Count; i++)
+        {
+            Assert.True(c.Superpacket(i).Length <= VirtioNetHeader.Length + TcpCoalescer.MaxSuperpacket);
+        }
+        Assert.True(c.Merged >= segs.Count - 3);
+    }
+}
