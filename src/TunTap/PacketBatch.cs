@@ -51,6 +51,9 @@ public sealed class PacketBatch
     /// <summary>The packet in slot <paramref name="i"/>.</summary>
     public Span<byte> Packet(int i) => _memory.AsSpan(i * SlotSize + Offsets[i], Lengths[i]);
 
+    /// <summary>The packet in slot <paramref name="i"/> as memory (for consumers that keep it across calls within a batch).</summary>
+    public Memory<byte> PacketMemory(int i) => _memory.AsMemory(i * SlotSize + Offsets[i], Lengths[i]);
+
     /// <summary>Address of the first byte of slot <paramref name="i"/>; the memory is pinned for the batch's life.</summary>
     internal unsafe byte* SlotPointer(int i) =>
         (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_memory)) + (nint)i * SlotSize;

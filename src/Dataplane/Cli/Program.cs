@@ -34,7 +34,10 @@ internal static class Program
         var port = new Option<int?>("--port") { Description = "UDP port (default: the config's, else 8285 udp / 8472 vxlan)" };
         var subnetFile = new Option<string>("--subnet-file") { Description = "where to write subnet.env", DefaultValueFactory = _ => "/run/flannel/subnet.env" };
         var ipMasq = new Option<bool>("--ip-masq") { Description = "record FLANNEL_IPMASQ=true in subnet.env (rules are not installed yet)" };
-        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq };
+        var offload = new Option<string>("--offload") { Description = "on: TUN TSO/GRO and UDP GSO/GRO where the kernel has them; off: plain packets", DefaultValueFactory = _ => "on" };
+        offload.AcceptOnlyFromAmong("on", "off");
+        var batch = new Option<int>("--batch") { Description = "packets per system call at most (1: one packet per call, the naive mode)", DefaultValueFactory = _ => 64 };
+        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch };
         cmd.SetAction(r =>
         {
             using Serilog.Core.Logger log = CreateLogger();
@@ -48,6 +51,8 @@ internal static class Program
                 Port = r.GetValue(port),
                 SubnetFile = r.GetValue(subnetFile)!,
                 IpMasq = r.GetValue(ipMasq),
+                Offload = r.GetValue(offload) == "on",
+                Batch = r.GetValue(batch),
             };
             try
             {

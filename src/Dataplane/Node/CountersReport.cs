@@ -14,6 +14,14 @@ internal static class CountersReport
             engine.Outbound.Counters.IcmpSent, engine.Inbound.Counters.ArpReplies, Drops(engine));
     }
 
+    public static void LogOffloads(NodeDevice device, ILogger log)
+    {
+        log.Information("Offload counters: device superpackets in {SuperIn} (split into {Segments}), out {SuperOut} (merging {Merged} packets), segmentation errors {SegErrors}; socket GSO sends {Gso}, GRO receives {Gro}, send errors {SendErrors}{GsoOff}",
+            device.Tun.SuperpacketsIn, device.Tun.SegmentsOut, device.Tun.SuperpacketsOut, device.Tun.Coalesced, device.Tun.SegmentationErrors,
+            device.Socket.GsoMessages, device.Socket.GroMessages, device.Socket.SendErrors,
+            device.Socket.GsoDisabledReason is null ? "" : $" (GSO turned off: {device.Socket.GsoDisabledReason})");
+    }
+
     public static string Drops(DataplaneEngine engine)
     {
         var parts = new List<string>();

@@ -26,12 +26,12 @@ internal sealed class NodeDevice : IDisposable
     public TunDevice Tun { get; }
     public UdpBatchSocket Socket { get; }
 
-    public static NodeDevice Create(NodePlan plan, ILogger log)
+    public static NodeDevice Create(NodePlan plan, bool offload, int batch, ILogger log)
     {
         TunDevice tun;
         try
         {
-            tun = TunDevice.Open(plan.DeviceName);
+            tun = TunDevice.Open(plan.DeviceName, offload);
         }
         catch (NativeException e) when (e.Errno == Errno.EINVAL || e.Errno == Errno.EBUSY)
         {
@@ -45,7 +45,7 @@ internal sealed class NodeDevice : IDisposable
         UdpBatchSocket socket;
         try
         {
-            socket = UdpBatchSocket.Bind(new UdpEndpoint(plan.Node.Lease.PublicIp, (ushort)plan.Node.Port), 64);
+            socket = UdpBatchSocket.Bind(new UdpEndpoint(plan.Node.Lease.PublicIp, (ushort)plan.Node.Port), batch, offload);
         }
         catch (NativeException e)
         {
@@ -53,6 +53,7 @@ internal sealed class NodeDevice : IDisposable
             throw new Leases.ConfigException(e.Message + (e.Errno == Errno.EADDRINUSE ? " (is flanneld or another data plane running?)" : ""));
         }
         var device = new NodeDevice(plan, tun, socket, log);
+        log.Information("Offloads: device {TunOffloads}; socket {UdpOffloads}; batch {Batch}", tun.Offloads, socket.Offloads, batch);
         try
         {
             device.Configure();

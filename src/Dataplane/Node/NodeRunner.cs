@@ -40,8 +40,8 @@ internal static class NodeRunner
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.Set(); });
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
 
-        using NodeDevice device = NodeDevice.Create(plan, log);
-        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac);
+        using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, log);
+        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch);
         using var engine = new DataplaneEngine(device.Tun, device.Socket, table, settings);
         StaticLeaseSource.LogChanges([], table.Peers, log);
 
@@ -58,6 +58,7 @@ internal static class NodeRunner
         source.Dispose();
         engine.Stop();
         CountersReport.Log(engine, log);
+        CountersReport.LogOffloads(device, log);
         return 0;
     }
 
@@ -114,6 +115,10 @@ internal static class NodeRunner
         if (device.Length is 0 or > 15 || device.Contains('/') || device.Any(char.IsWhiteSpace))
         {
             throw new ConfigException($"--device {device}: not a valid interface name (1 to 15 characters, no '/' or spaces)");
+        }
+        if (o.Batch is < 1 or > EngineSettings.MaxBatch)
+        {
+            throw new ConfigException($"--batch {o.Batch}: must be 1 to {EngineSettings.MaxBatch}");
         }
         if (!File.Exists(TunDevice.ClonePath))
         {

@@ -11,4 +11,8 @@ internal sealed record RunOptions
     public int? Port { get; init; }
     public string SubnetFile { get; init; } = "/run/flannel/subnet.env";
     public bool IpMasq { get; init; }
+    /// <summary>TUN offloads (virtio-net header, TSO/USO, GRO) and UDP GSO/GRO.</summary>
+    public bool Offload { get; init; } = true;
+    /// <summary>Packets per system call at most (1: the naive one-packet-per-call mode).</summary>
+    public int Batch { get; init; } = 64;
 }

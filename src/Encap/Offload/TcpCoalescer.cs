@@ -133,6 +133,13 @@ public sealed class TcpCoalescer
         return buf;
     }
 
+    /// <summary>How many packets the superpacket headed by packet <paramref name="index"/> holds (1 when none were merged).</summary>
+    public int SegmentsOf(int index)
+    {
+        int k = index < _itemOfPacket.Length ? _itemOfPacket[index] : -1;
+        return k < 0 ? 1 : _items[k].Segments;
+    }
+
     /// <summary>TCP over IPv4 without options or fragmentation, ACK or ACK+PSH, some payload, a verified checksum.</summary>
     private static bool IsCandidate(ReadOnlySpan<byte> p, out int tcpLength, out int payload)
     {

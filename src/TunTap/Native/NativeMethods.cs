@@ -36,11 +36,33 @@ internal static unsafe partial class NativeMethods
     [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int ioctl_ifreq(int fd, nuint request, ifreq* arg);
 
+    [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int ioctl_value(int fd, nuint request, nuint arg);
+
+    // TUNSETOFFLOAD flags, <linux/if_tun.h>
+    public const uint TUN_F_CSUM = 0x01;
+    public const uint TUN_F_TSO4 = 0x02;
+    public const uint TUN_F_TSO6 = 0x04;
+    public const uint TUN_F_TSO_ECN = 0x08;
+    public const uint TUN_F_UFO = 0x10;
+    public const uint TUN_F_USO4 = 0x20;
+    public const uint TUN_F_USO6 = 0x40;
+
+    // <netinet/udp.h>, <linux/udp.h>
+    public const int SOL_UDP = 17;
+    public const int UDP_SEGMENT = 103;
+    public const int UDP_GRO = 104;
+    /// <summary>The kernel's cap on segments in one UDP GSO send (UDP_MAX_SEGMENTS).</summary>
+    public const int UDP_MAX_SEGMENTS = 64;
+
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int recvmmsg(int sockfd, mmsghdr* msgvec, uint vlen, int flags, void* timeout);
 
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int sendmmsg(int sockfd, mmsghdr* msgvec, uint vlen, int flags);
+
+    [LibraryImport(Libc, SetLastError = true)]
+    public static partial nint write(int fd, byte* buf, nuint count);
 
     [LibraryImport(Libc, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial uint if_nametoindex(string ifname);
