@@ -8,8 +8,10 @@ namespace Dataplane.Integration.Tests;
 /// </summary>
 public class KernelVxlanTests
 {
-    [Fact]
-    public void Kernel_flannel_1_and_our_node_interoperate_in_both_directions()
+    [Theory]
+    [InlineData("on")]
+    [InlineData("off")]
+    public void Kernel_flannel_1_and_our_node_interoperate_in_both_directions(string offload)
     {
         using var c = new Cluster();
         c.Topology.AddNode(1);
@@ -17,7 +19,7 @@ public class KernelVxlanTests
         string kernelMac = ClusterFileBuilder.VtepMac(2);
         new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(c.LeasesPath);
         c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))]);
-        NodeProcess ours = c.StartNode(1, "vxlan");
+        NodeProcess ours = c.StartNode(1, "vxlan", null, "--offload", offload);
 
         Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);

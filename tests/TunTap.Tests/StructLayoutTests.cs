@@ -33,6 +33,8 @@ public class StructLayoutTests
             #include <linux/rtnetlink.h>
             #include <linux/if_link.h>
             #include <linux/if_addr.h>
+            #include <linux/virtio_net.h>
+            #include <netinet/udp.h>
 
             """);
         void Check(string expr, long value) => c.AppendLine($"_Static_assert(({expr}) == {value}L, \"{expr} is {value} in C#\");");
@@ -47,6 +49,35 @@ public class StructLayoutTests
         Check("sizeof(struct msghdr)", Unsafe.SizeOf<msghdr>());
         Check("sizeof(struct iovec)", Unsafe.SizeOf<iovec>());
         Check("sizeof(struct sockaddr_in)", Unsafe.SizeOf<sockaddr_in>());
+        // Tmds.LibC's msghdr wraps its size_t fields in properties: check where they really are.
+        Check("offsetof(struct msghdr, msg_iov)", Marshal.OffsetOf<msghdr>("<msg_iov>k__BackingField"));
+        Check("offsetof(struct msghdr, msg_iovlen)", Marshal.OffsetOf<msghdr>("_msg_iovlen"));
+        Check("offsetof(struct msghdr, msg_control)", Marshal.OffsetOf<msghdr>("<msg_control>k__BackingField"));
+        Check("offsetof(struct msghdr, msg_controllen)", Marshal.OffsetOf<msghdr>("_msg_controllen"));
+        Check("offsetof(struct msghdr, msg_flags)", Marshal.OffsetOf<msghdr>("<msg_flags>k__BackingField"));
+        Check("sizeof(struct cmsghdr)", 16);
+        Check("CMSG_LEN(sizeof(__u16))", 18);
+        Check("CMSG_SPACE(sizeof(__u16))", 24);
+        Check("sizeof(struct virtio_net_hdr)", Dataplane.Encap.Offload.VirtioNetHeader.Length);
+        Check("offsetof(struct virtio_net_hdr, gso_size)", 4);
+        Check("offsetof(struct virtio_net_hdr, csum_start)", 6);
+        Check("VIRTIO_NET_HDR_F_NEEDS_CSUM", Dataplane.Encap.Offload.VirtioNetHeader.FlagNeedsChecksum);
+        Check("VIRTIO_NET_HDR_GSO_TCPV4", Dataplane.Encap.Offload.VirtioNetHeader.GsoTcpV4);
+        Check("VIRTIO_NET_HDR_GSO_TCPV6", Dataplane.Encap.Offload.VirtioNetHeader.GsoTcpV6);
+        c.AppendLine("#ifdef VIRTIO_NET_HDR_GSO_UDP_L4 /* Linux 6.2 headers and later */");
+        Check("VIRTIO_NET_HDR_GSO_UDP_L4", Dataplane.Encap.Offload.VirtioNetHeader.GsoUdpL4);
+        c.AppendLine("#endif");
+        Check("VIRTIO_NET_HDR_GSO_ECN", Dataplane.Encap.Offload.VirtioNetHeader.GsoEcn);
+        Check("TUN_F_CSUM", NativeMethods.TUN_F_CSUM);
+        Check("TUN_F_TSO4", NativeMethods.TUN_F_TSO4);
+        Check("TUN_F_TSO6", NativeMethods.TUN_F_TSO6);
+        c.AppendLine("#ifdef TUN_F_USO4 /* Linux 6.2 headers and later */");
+        Check("TUN_F_USO4", NativeMethods.TUN_F_USO4);
+        Check("TUN_F_USO6", NativeMethods.TUN_F_USO6);
+        c.AppendLine("#endif");
+        Check("SOL_UDP", NativeMethods.SOL_UDP);
+        Check("UDP_SEGMENT", NativeMethods.UDP_SEGMENT);
+        Check("UDP_GRO", NativeMethods.UDP_GRO);
 
         Check("TUNSETIFF", NativeMethods.TUNSETIFF);
         Check("TUNSETOFFLOAD", NativeMethods.TUNSETOFFLOAD);

@@ -1,0 +1,151 @@
+using System.Net;
+using System.Net.Sockets;
+using Dataplane.Encap;
+using PacketDotNet;
+
+namespace Dataplane.TunTap.Tests;
+
+/// <summary>The offload paths against the real kernel, inside a test namespace.</summary>
+public class OffloadDeviceTests
+{
+    private static uint Ip(string s) => Ipv4Prefix.ToUInt32(IPAddress.Parse(s));
+
+    [Fact]
+    public void Udp_gso_send_and_gro_receive_move_a_run_of_datagrams_in_one_message()
+    {
+        using var ns = new TestNamespace();
+        var (a, b) = ns.Run(() => (UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18474), 64, offload: true),
+                                   UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18475), 64, offload: true)));
+        using (a)
+        using (b)
+        {
+            Assert.True(a.GsoEnabled, "UDP_SEGMENT not available");
+            Assert.True(b.GroEnabled, "UDP_GRO not available");
+            var tx = new PacketBatch(64, 2048);
+            for (int i = 0; i < 20; i++)
+            {
+                byte[] d = new byte[i == 19 ? 300 : 1000]; // equal sizes, a shorter last one
+                d[0] = (byte)i;
+                d[^1] = (byte)(0xA0 + i);
+                tx.Set(i, d, b.LocalEndpoint);
+            }
+            tx.Count = 20;
+            Assert.Equal(20, a.SendBatch(tx));
+            Assert.Equal(1, a.GsoMessages); // one system call, one message, twenty datagrams
+
+            var rx = new PacketBatch(64, 2048);
+            var got = new List<(int First, int Last, int Length)>();
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (got.Count < 20 && DateTime.UtcNow < deadline)
+            {
+                int n = b.ReceiveBatch(rx, 200);
+                for (int i = 0; i < n; i++)
+                {
+                    Span<byte> p = rx.Packet(i);
+                    Assert.Equal(a.LocalEndpoint, rx.Endpoints[i]);
+                    got.Add((p[0], p[^1], p.Length));
+                }
+            }
+            Assert.Equal(20, got.Count);
+            for (int i = 0; i < 20; i++)
+            {
+                Assert.Equal((i, 0xA0 + i, i == 19 ? 300 : 1000), got[i]);
+            }
+            Assert.True(b.GroMessages >= 1, "the kernel handed the run over glued (GRO)");
+        }
+    }
+
+    [Fact]
+    public void Gso_is_only_used_for_equal_runs_to_one_peer()
+    {
+        using var ns = new TestNamespace();
+        var (a, b, c) = ns.Run(() => (UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18476), 64, offload: true),
+                                      UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18477), 64, offload: true),
+                                      UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18478), 64, offload: true)));
+        using (a)
+        using (b)
+        using (c)
+        {
+            var tx = new PacketBatch(64, 2048);
+            // b b b c c (b) : two GSO runs, then a lone datagram to b (a larger one starts a new message)
+            int[] sizes = [500, 500, 500, 700, 700, 900];
+            UdpEndpoint[] to = [b.LocalEndpoint, b.LocalEndpoint, b.LocalEndpoint, c.LocalEndpoint, c.LocalEndpoint, b.LocalEndpoint];
+            for (int i = 0; i < sizes.Length; i++)
+            {
+                tx.Set(i, new byte[sizes[i]], to[i]);
+            }
+            tx.Count = sizes.Length;
+            Assert.Equal(6, a.SendBatch(tx));
+            Assert.Equal(2, a.GsoMessages);
+            Assert.Equal(4, Drain(b).Count);
+            Assert.Equal([700, 700], Drain(c));
+        }
+    }
+
+    private static List<int> Drain(UdpBatchSocket s)
+    {
+        var rx = new PacketBatch(64, 2048);
+        var lengths = new List<int>();
+        for (int tries = 0; tries < 10; tries++)
+        {
+            int n = s.ReceiveBatch(rx, 100);
+            for (int i = 0; i < n; i++)
+            {
+                lengths.Add(rx.Lengths[i]);
+            }
+        }
+        return lengths;
+    }
+
+    [Fact]
+    public void A_uso_superpacket_from_the_kernel_is_split_into_valid_datagrams()
+    {
+        using var ns = new TestNamespace();
+        var (tun, sender) = ns.Run(() =>
+        {
+            TunDevice t = TunDevice.Open("dpoff0", offload: true);
+            using RouteNetlink nl = RouteNetlink.Open();
+            int index = RouteNetlink.LinkIndex("dpoff0");
+            nl.SetLinkUp(index, 1450, "up");
+            nl.AddAddress(index, Ip("10.244.1.0"), 32, "addr");
+            nl.ReplaceRoute(new Ipv4Prefix(Ip("10.244.0.0"), 16), index, "route");
+            // A plain socket that asks for UDP GSO itself: the superpacket reaches the TUN whole.
+            var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            s.SetRawSocketOption(17, 103, BitConverter.GetBytes(1000)); // SOL_UDP, UDP_SEGMENT
+            return (t, s);
+        });
+        using (tun)
+        using (sender)
+        {
+            Assert.Contains("uso4", tun.Offloads);
+            byte[] payload = new byte[8000];
+            new Random(5).NextBytes(payload);
+            sender.SendTo(payload, new IPEndPoint(IPAddress.Parse("10.244.2.5"), 9999));
+            var batch = new PacketBatch(64, 2048);
+            var datagrams = new List<byte[]>();
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (datagrams.Count < 8 && DateTime.UtcNow < deadline)
+            {
+                int n = tun.ReadBatch(batch, 200);
+                for (int i = 0; i < n; i++)
+                {
+                    byte[] p = batch.Packet(i).ToArray();
+                    if (p[0] >> 4 == 4 && p[9] == 17)
+                    {
+                        datagrams.Add(p);
+                    }
+                }
+            }
+            Assert.Equal(8, datagrams.Count);
+            Assert.Equal(1, tun.SuperpacketsIn);
+            for (int i = 0; i < 8; i++)
+            {
+                var ip = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(datagrams[i]));
+                Assert.True(ip.ValidIPChecksum);
+                var udp = ip.Extract<UdpPacket>();
+                Assert.True(udp.ValidUdpChecksum, $"datagram {i}");
+                Assert.Equal(payload.AsSpan(i * 1000, 1000).ToArray(), udp.PayloadData);
+            }
+        }
+    }
+}
