@@ -34,29 +34,16 @@ internal sealed class Cluster : IDisposable
     }
 
     /// <summary>
-    /// Node i as a kernel VXLAN node programmed exactly as flanneld programs one:
-    /// <c>flannel.1 type vxlan id 1 dstport 8472 nolearning</c> with our VtepMAC, address
-    /// &lt;subnet&gt;.0/32, and per peer a permanent neighbour, an FDB entry and an onlink route.
+    /// Node i as a kernel VXLAN node programmed as flanneld does (<see cref="Topology.AddKernelVxlan"/>).
+    /// veth leaves the inner checksum of a kernel-encapsulated packet unfinished (checksum offload
+    /// that no hardware ever completes); a real NIC finishes it before the wire. Model the wire:
+    /// with tx checksum offload off the kernel completes inner checksums itself.
     /// </summary>
     public void ProgramKernelVxlanNode(int i, string mac, IEnumerable<(int Node, string Mac)> peers)
     {
-        string n = Topology.Node(i);
-        // veth leaves the inner checksum of a kernel-encapsulated packet unfinished (checksum
-        // offload that no hardware ever completes); a real NIC finishes it before the wire. Model
-        // the wire: with tx checksum offload off the kernel completes inner checksums itself.
-        Shell.Check(Require.Tool("ip", "iproute2"), "netns", "exec", n, Require.Tool("ethtool", "ethtool"), "-K", "eth0", "tx", "off");
-        Topology.Ip(n, "link", "add", "flannel.1", "type", "vxlan", "id", "1", "local", Topology.UnderlayIp(i),
-            "dev", "eth0", "dstport", "8472", "nolearning");
-        Topology.Ip(n, "link", "set", "flannel.1", "address", mac, "mtu", "1450");
-        Topology.Ip(n, "addr", "add", string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.0/32"), "dev", "flannel.1");
-        Topology.Ip(n, "link", "set", "flannel.1", "up");
-        foreach (var (peer, peerMac) in peers)
-        {
-            string vtep = string.Create(CultureInfo.InvariantCulture, $"10.244.{peer}.0");
-            Topology.Ip(n, "neigh", "replace", vtep, "lladdr", peerMac, "dev", "flannel.1", "nud", "permanent");
-            Shell.Check(Require.Tool("bridge", "iproute2"), "-n", n, "fdb", "replace", peerMac, "dev", "flannel.1", "dst", Topology.UnderlayIp(peer), "self", "permanent");
-            Topology.Ip(n, "route", "replace", string.Create(CultureInfo.InvariantCulture, $"10.244.{peer}.0/24"), "via", vtep, "dev", "flannel.1", "onlink");
-        }
+        Shell.Check(Require.Tool("ip", "iproute2"), "netns", "exec", Topology.Node(i), Require.Tool("ethtool", "ethtool"), "-K", "eth0", "tx", "off");
+        Require.Tool("bridge", "iproute2");
+        Topology.AddKernelVxlan(i, mac, peers);
     }
 
     /// <summary>iputils ping from a namespace: the independent reader of ICMP.</summary>

@@ -16,6 +16,7 @@ internal static class Program
         {
             RunCommand(),
             DemoCommandLine(),
+            BenchCommandLine(),
             PodSink(),
             PodSend(),
             PodPing(),
@@ -75,6 +76,18 @@ internal static class Program
         var seconds = new Option<double>("--seconds") { Description = "length of each TCP transfer", DefaultValueFactory = _ => 5 };
         var cmd = new Command("demo", "two nodes and two pods in network namespaces: ping and TCP over both backends") { seconds };
         cmd.SetAction(r => DemoCommand.Run(r.GetValue(seconds), Console.Out));
+        return cmd;
+    }
+
+    private static Command BenchCommandLine()
+    {
+        var seconds = new Option<double>("--seconds") { Description = "length of each TCP test", DefaultValueFactory = _ => 10 };
+        var udpSeconds = new Option<double>("--udp-seconds") { Description = "length of each 64-byte UDP probe", DefaultValueFactory = _ => 3 };
+        var only = new Option<string?>("--only") { Description = "comma-separated configurations (host-gw, dataplane-vxlan, dataplane-udp, naive-udp); kernel-vxlan always runs" };
+        var rounds = new Option<int>("--rounds") { Description = "measure every configuration this many times, alternating; report medians", DefaultValueFactory = _ => 1 };
+        var output = new Option<string>("--out") { Description = "folder for the JSON and SVG results", DefaultValueFactory = _ => "bench/results" };
+        var cmd = new Command("bench", "compare this data plane with kernel VXLAN, host-gw and the naive mode in namespaces") { seconds, udpSeconds, only, rounds, output };
+        cmd.SetAction(r => Bench.BenchCommand.Run(r.GetValue(seconds), r.GetValue(udpSeconds), r.GetValue(only), Math.Max(1, r.GetValue(rounds)), r.GetValue(output)!, Console.Out));
         return cmd;
     }
 

@@ -66,6 +66,28 @@ internal sealed class Topology : IDisposable
         Ip(pod, "route", "add", "default", "via", string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.1"));
     }
 
+    /// <summary>
+    /// Node i as a kernel VXLAN node programmed exactly as flanneld programs one:
+    /// <c>flannel.1 type vxlan id 1 dstport 8472 nolearning</c> with its VtepMAC, MTU 1450, address
+    /// &lt;subnet&gt;.0/32, and per peer a permanent neighbour, an FDB entry and an onlink route.
+    /// </summary>
+    public void AddKernelVxlan(int i, string mac, IEnumerable<(int Node, string Mac)> peers)
+    {
+        string n = Node(i);
+        Ip(n, "link", "add", "flannel.1", "type", "vxlan", "id", "1", "local", UnderlayIp(i), "dev", "eth0", "dstport", "8472", "nolearning");
+        Ip(n, "link", "set", "flannel.1", "address", mac, "mtu", "1450");
+        Ip(n, "addr", "add", string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.0/32"), "dev", "flannel.1");
+        Ip(n, "link", "set", "flannel.1", "up");
+        string bridge = Shell.Which("bridge") ?? throw new InvalidOperationException("'bridge' (iproute2) is missing");
+        foreach (var (peer, peerMac) in peers)
+        {
+            string vtep = string.Create(CultureInfo.InvariantCulture, $"10.244.{peer}.0");
+            Ip(n, "neigh", "replace", vtep, "lladdr", peerMac, "dev", "flannel.1", "nud", "permanent");
+            Shell.Check(bridge, "-n", n, "fdb", "replace", peerMac, "dev", "flannel.1", "dst", UnderlayIp(peer), "self", "permanent");
+            Ip(n, "route", "replace", string.Create(CultureInfo.InvariantCulture, $"10.244.{peer}.0/24"), "via", vtep, "dev", "flannel.1", "onlink");
+        }
+    }
+
     /// <summary><c>ip -n NS ARGS</c>, throwing with stderr on failure.</summary>
     public string Ip(string netns, params string[] args) => Shell.Check(_ip, ["-n", netns, .. args]);
 
