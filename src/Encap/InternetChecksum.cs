@@ -1,12 +1,14 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Dataplane.Encap;
 
 /// <summary>
 /// The Internet checksum (RFC 1071): the ones' complement of the ones' complement sum of
-/// 16-bit big-endian words. Sums are accumulated in 64 bits eight bytes at a time and
-/// folded at the end, so a 1500-byte packet costs about 190 additions.
+/// 16-bit big-endian words. The sum does not depend on byte order until the end (RFC 1071 1.2.B),
+/// so words are added in native order, 32 bytes at a time with AVX2 (16-bit lanes widened into
+/// 32-bit accumulators) or 8 bytes at a time without, and the folded result is swapped once.
 /// </summary>
 public static class InternetChecksum
 {
@@ -17,17 +19,22 @@ public static class InternetChecksum
     public static ulong Sum(ReadOnlySpan<byte> data, ulong initial)
     {
         ulong sum = initial;
+        ulong swappedSum = 0;
+        int vectorBytes = 0;
+        if (Vector256.IsHardwareAccelerated && data.Length >= 64)
+        {
+            swappedSum = SumVector256(data, out vectorBytes);
+        }
         // Eight bytes at a time; the words are read in native (little-endian) order, which
         // the ones' complement sum tolerates: the folded result is byte-swapped once at the end.
-        ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(data);
-        ulong swappedSum = 0;
+        ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(data[vectorBytes..]);
         foreach (ulong w in words)
         {
             ulong lo = w & 0xFFFF_FFFF;
             ulong hi = w >> 32;
             swappedSum += lo + hi;
         }
-        int i = words.Length * 8;
+        int i = vectorBytes + words.Length * 8;
         // Fold the native-order sum to 16 bits and swap it to network order.
         if (i > 0)
         {
@@ -48,6 +55,34 @@ public static class InternetChecksum
             sum += (ulong)data[i] << 8;
         }
         return sum;
+    }
+
+    /// <summary>Native-order sum of the 32-byte blocks of <paramref name="data"/>; <paramref name="consumed"/> says how far it got.</summary>
+    private static ulong SumVector256(ReadOnlySpan<byte> data, out int consumed)
+    {
+        ref byte start = ref MemoryMarshal.GetReference(data);
+        int blocks = data.Length / 32;
+        ulong total = 0;
+        int done = 0;
+        while (done < blocks)
+        {
+            // 16-bit lanes widened into 32-bit accumulators: 2^15 blocks cannot overflow them.
+            int chunk = Math.Min(blocks - done, 1 << 15);
+            Vector256<uint> a = Vector256<uint>.Zero, b = Vector256<uint>.Zero;
+            for (int k = 0; k < chunk; k++)
+            {
+                Vector256<ushort> v = Vector256.LoadUnsafe(ref start, (nuint)((done + k) * 32)).AsUInt16();
+                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(v);
+                a += lo;
+                b += hi;
+            }
+            (Vector256<ulong> a0, Vector256<ulong> a1) = Vector256.Widen(a);
+            (Vector256<ulong> b0, Vector256<ulong> b1) = Vector256.Widen(b);
+            total += Vector256.Sum(a0 + a1 + b0 + b1);
+            done += chunk;
+        }
+        consumed = blocks * 32;
+        return total;
     }
 
     /// <summary>Folds a running sum to 16 bits and returns its ones' complement.</summary>

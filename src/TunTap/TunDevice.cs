@@ -72,7 +72,12 @@ public sealed unsafe class TunDevice : IPacketDevice
     public long Coalesced { get; private set; }
 
     /// <summary>Creates (or attaches to) the TUN device <paramref name="name"/>. Throws <see cref="NativeException"/> with what failed.</summary>
-    public static TunDevice Open(string name, bool offload = false)
+    /// <remarks>
+    /// With <paramref name="multiQueue"/> (<c>IFF_MULTI_QUEUE</c>) each call on the same name attaches
+    /// one more queue: the kernel spreads flows over the queues' descriptors, and the device lives
+    /// until the last one is closed.
+    /// </remarks>
+    public static TunDevice Open(string name, bool offload = false, bool multiQueue = false)
     {
         if (Encoding.UTF8.GetByteCount(name) is 0 or >= ifreq.IFNAMSIZ)
         {
@@ -98,7 +103,8 @@ public sealed unsafe class TunDevice : IPacketDevice
         {
             req.ifr_name[i] = nameBytes[i];
         }
-        req.ifr_flags = (short)(NativeMethods.IFF_TUN | NativeMethods.IFF_NO_PI | (offload ? NativeMethods.IFF_VNET_HDR : 0));
+        req.ifr_flags = (short)(NativeMethods.IFF_TUN | NativeMethods.IFF_NO_PI | (offload ? NativeMethods.IFF_VNET_HDR : 0)
+            | (multiQueue ? NativeMethods.IFF_MULTI_QUEUE : 0));
         if (NativeMethods.ioctl_ifreq(fd, NativeMethods.TUNSETIFF, &req) < 0)
         {
             int err = Marshal.GetLastPInvokeError();

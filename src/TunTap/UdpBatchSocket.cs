@@ -79,7 +79,11 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     };
 
     /// <summary>Opens and binds the socket; <paramref name="batchCapacity"/> is the largest batch it will move.</summary>
-    public static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload = false)
+    /// <remarks>
+    /// With <paramref name="reusePort"/> (<c>SO_REUSEPORT</c>) several sockets share the address,
+    /// one per queue; the kernel spreads incoming datagrams over them by a hash of the source.
+    /// </remarks>
+    public static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload = false, bool reusePort = false)
     {
         int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -95,6 +99,13 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(int)) < 0)
         {
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(int));
+        }
+        int on = 1;
+        if (reusePort && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(int)) < 0)
+        {
+            int err = errno;
+            close(fd);
+            throw new NativeException($"SO_REUSEPORT {local}", err);
         }
         sockaddr_in addr = default;
         Write(&addr, local);

@@ -28,8 +28,9 @@ internal static partial class BenchCommand
 
     private sealed record Config(string Name, string Label, int PodMtu, Func<Topology, string, Action> Setup);
 
-    public static int Run(double seconds, double udpSeconds, string? only, int rounds, string outDir, TextWriter o)
+    public static int Run(double seconds, double udpSeconds, string? only, int rounds, int queues, string outDir, TextWriter o)
     {
+        string q = queues.ToString(CultureInfo.InvariantCulture);
         if (!Node.HostInfo.HasNetAdmin())
         {
             Console.Error.WriteLine("dataplane bench: needs root (CAP_NET_ADMIN) to create network namespaces");
@@ -46,9 +47,9 @@ internal static partial class BenchCommand
         [
             new("host-gw", "host-gw routes", 1500, HostGw),
             new("kernel-vxlan", "kernel VXLAN (flannel.1)", 1450, KernelVxlan),
-            new("dataplane-vxlan", "dataplane vxlan", 1450, (t, l) => Ours(t, l, "vxlan")),
-            new("dataplane-udp", "dataplane udp", 1472, (t, l) => Ours(t, l, "udp")),
-            new("naive-udp", "naive (1 packet/syscall)", 1472, (t, l) => Ours(t, l, "udp", "--offload", "off", "--batch", "1")),
+            new("dataplane-vxlan", "dataplane vxlan", 1450, (t, l) => Ours(t, l, "vxlan", "--queues", q)),
+            new("dataplane-udp", "dataplane udp", 1472, (t, l) => Ours(t, l, "udp", "--queues", q)),
+            new("naive-udp", "naive (1 packet/syscall)", 1472, (t, l) => Ours(t, l, "udp", "--offload", "off", "--batch", "1", "--queues", "1")),
         ];
         if (only is not null)
         {
@@ -78,6 +79,7 @@ internal static partial class BenchCommand
             Console.Error.WriteLine($"dataplane bench: iperf3 server did not start:\n{server.Output}");
             return 1;
         }
+        o.WriteLine($"This data plane runs with {queues} queue(s) per node; the naive mode with one.");
         o.WriteLine($"Each configuration: ping RTT, TCP 1 and 4 streams for {seconds.ToString(CultureInfo.InvariantCulture)} s, 64-byte UDP for {udpSeconds.ToString(CultureInfo.InvariantCulture)} s per probe; {rounds} round(s), medians reported.");
 
         var all = configs.ToDictionary(c => c.Name, _ => new List<BenchResult>());

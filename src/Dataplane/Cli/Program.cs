@@ -38,7 +38,8 @@ internal static class Program
         var offload = new Option<string>("--offload") { Description = "on: TUN TSO/GRO and UDP GSO/GRO where the kernel has them; off: plain packets", DefaultValueFactory = _ => "on" };
         offload.AcceptOnlyFromAmong("on", "off");
         var batch = new Option<int>("--batch") { Description = "packets per system call at most (1: one packet per call, the naive mode)", DefaultValueFactory = _ => 64 };
-        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch };
+        var queues = new Option<int>("--queues") { Description = "TUN queues and sockets, each with its own outbound and inbound loop (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues };
         cmd.SetAction(r =>
         {
             using Serilog.Core.Logger log = CreateLogger();
@@ -54,6 +55,7 @@ internal static class Program
                 IpMasq = r.GetValue(ipMasq),
                 Offload = r.GetValue(offload) == "on",
                 Batch = r.GetValue(batch),
+                Queues = r.GetValue(queues),
             };
             try
             {
@@ -86,8 +88,9 @@ internal static class Program
         var only = new Option<string?>("--only") { Description = "comma-separated configurations (host-gw, dataplane-vxlan, dataplane-udp, naive-udp); kernel-vxlan always runs" };
         var rounds = new Option<int>("--rounds") { Description = "measure every configuration this many times, alternating; report medians", DefaultValueFactory = _ => 1 };
         var output = new Option<string>("--out") { Description = "folder for the JSON and SVG results", DefaultValueFactory = _ => "bench/results" };
-        var cmd = new Command("bench", "compare this data plane with kernel VXLAN, host-gw and the naive mode in namespaces") { seconds, udpSeconds, only, rounds, output };
-        cmd.SetAction(r => Bench.BenchCommand.Run(r.GetValue(seconds), r.GetValue(udpSeconds), r.GetValue(only), Math.Max(1, r.GetValue(rounds)), r.GetValue(output)!, Console.Out));
+        var queues = new Option<int>("--queues") { Description = "queues per node for this data plane (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var cmd = new Command("bench", "compare this data plane with kernel VXLAN, host-gw and the naive mode in namespaces") { seconds, udpSeconds, only, rounds, queues, output };
+        cmd.SetAction(r => Bench.BenchCommand.Run(r.GetValue(seconds), r.GetValue(udpSeconds), r.GetValue(only), Math.Max(1, r.GetValue(rounds)), Math.Max(1, r.GetValue(queues)), r.GetValue(output)!, Console.Out));
         return cmd;
     }
 

@@ -3,9 +3,10 @@ using Dataplane.TunTap;
 namespace Dataplane.Engine;
 
 /// <summary>
-/// The packet loops of one node: an outbound and an inbound loop over one device and one socket,
-/// each on its own named thread (<c>dp-out-0</c>, <c>dp-in-0</c>). The control plane talks to the
-/// engine only through <see cref="Publish"/>.
+/// The packet loops of one node: per queue an outbound and an inbound loop over that queue's
+/// device descriptor and socket, each on its own named thread (<c>dp-out-Q</c>, <c>dp-in-Q</c>),
+/// each with its own buffers and counters. Nothing on the packet path is shared and mutable
+/// except the table reference, which the control plane replaces through <see cref="Publish"/>.
 /// </summary>
 internal sealed class DataplaneEngine : IDisposable
 {
@@ -14,23 +15,40 @@ internal sealed class DataplaneEngine : IDisposable
     private readonly List<Thread> _threads = [];
 
     public DataplaneEngine(IPacketDevice device, IDatagramSocket socket, SubnetTable table, EngineSettings settings)
+        : this([(device, socket)], table, settings)
     {
-        _table = new TableHolder(table);
-        Outbound = new OutboundLoop(device, socket, _table, settings);
-        Inbound = new InboundLoop(device, socket, _table, settings);
     }
 
-    public OutboundLoop Outbound { get; }
-    public InboundLoop Inbound { get; }
+    public DataplaneEngine(IReadOnlyList<(IPacketDevice Device, IDatagramSocket Socket)> queues, SubnetTable table, EngineSettings settings)
+    {
+        _table = new TableHolder(table);
+        OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Socket, _table, settings))];
+        InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Socket, _table, settings))];
+    }
+
+    public IReadOnlyList<OutboundLoop> OutboundLoops { get; }
+    public IReadOnlyList<InboundLoop> InboundLoops { get; }
+    /// <summary>The first queue's loops (engine tests run one queue).</summary>
+    public OutboundLoop Outbound => OutboundLoops[0];
+    public InboundLoop Inbound => InboundLoops[0];
     public SubnetTable Table => _table.Current;
+
+    /// <summary>The outbound and inbound counters summed over the queues (a snapshot for reports).</summary>
+    public LoopCounters OutboundTotal => LoopCounters.Sum(OutboundLoops.Select(l => l.Counters));
+    public LoopCounters InboundTotal => LoopCounters.Sum(InboundLoops.Select(l => l.Counters));
 
     /// <summary>Replaces the subnet table; the loops pick it up at their next batch.</summary>
     public void Publish(SubnetTable table) => _table.Publish(table);
 
     public void Start()
     {
-        Start("dp-out-0", () => Outbound.Run(_stop.Token));
-        Start("dp-in-0", () => Inbound.Run(_stop.Token));
+        for (int q = 0; q < OutboundLoops.Count; q++)
+        {
+            OutboundLoop o = OutboundLoops[q];
+            InboundLoop i = InboundLoops[q];
+            Start($"dp-out-{q}", () => o.Run(_stop.Token));
+            Start($"dp-in-{q}", () => i.Run(_stop.Token));
+        }
     }
 
     private void Start(string name, Action body)

@@ -18,4 +18,23 @@ internal sealed class LoopCounters
     public void Drop(DropReason reason) => Drops[(int)reason]++;
 
     public long DropsOf(DropReason reason) => Volatile.Read(ref Drops[(int)reason]);
+
+    /// <summary>A new set holding the sum of <paramref name="all"/> (read racily: a report, not a ledger).</summary>
+    public static LoopCounters Sum(IEnumerable<LoopCounters> all)
+    {
+        var s = new LoopCounters();
+        foreach (LoopCounters c in all)
+        {
+            s.Packets += Volatile.Read(ref c.Packets);
+            s.Bytes += Volatile.Read(ref c.Bytes);
+            s.IcmpSent += Volatile.Read(ref c.IcmpSent);
+            s.ArpReplies += Volatile.Read(ref c.ArpReplies);
+            s.Batches += Volatile.Read(ref c.Batches);
+            for (int r = 0; r < ReasonCount; r++)
+            {
+                s.Drops[r] += Volatile.Read(ref c.Drops[r]);
+            }
+        }
+        return s;
+    }
 }

@@ -1,4 +1,3 @@
-using System.Collections.Frozen;
 using Dataplane.Encap;
 
 namespace Dataplane.Engine;
@@ -18,7 +17,7 @@ internal sealed class SubnetTable
     public const int MaxIndexBits = 22;
 
     private readonly Peer?[] _bySubnet;
-    private readonly FrozenDictionary<uint, Peer> _byPublicIp;
+    private readonly Dictionary<uint, Peer> _byPublicIp; // filled here, then only read
     private readonly int _shift;
 
     public SubnetTable(Ipv4Prefix network, int subnetLength, Ipv4Prefix ourSubnet, IEnumerable<Peer> peers)
@@ -33,8 +32,9 @@ internal sealed class SubnetTable
         OurSubnet = ourSubnet;
         _shift = 32 - subnetLength;
         _bySubnet = new Peer?[1 << bits];
-        var list = new List<Peer>();
-        var byIp = new Dictionary<uint, Peer>();
+        int expected = peers.TryGetNonEnumeratedCount(out int n) ? n : 16;
+        var list = new List<Peer>(expected);
+        var byIp = new Dictionary<uint, Peer>(expected);
         foreach (Peer p in peers)
         {
             if (p.Subnet.Length != subnetLength || !network.Contains(p.Subnet))
@@ -51,7 +51,7 @@ internal sealed class SubnetTable
             byIp[p.PublicIp] = p;
         }
         Peers = list;
-        _byPublicIp = byIp.ToFrozenDictionary();
+        _byPublicIp = byIp;
     }
 
     public Ipv4Prefix Network { get; }

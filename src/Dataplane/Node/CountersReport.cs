@@ -3,31 +3,42 @@ using Serilog;
 
 namespace Dataplane.Node;
 
-/// <summary>The loops' counters as one lifecycle log line (at stop), drops by reason where non-zero.</summary>
+/// <summary>The loops' counters as lifecycle log lines (at stop), summed over queues, drops by reason where non-zero.</summary>
 internal static class CountersReport
 {
     public static void Log(DataplaneEngine engine, ILogger log)
     {
+        LoopCounters o = engine.OutboundTotal, i = engine.InboundTotal;
         log.Information("Counters: out {OutPackets} packets {OutBytes} bytes, in {InPackets} packets {InBytes} bytes, ICMP sent {Icmp}, ARP replies {Arp}; drops: {Drops}",
-            engine.Outbound.Counters.Packets, engine.Outbound.Counters.Bytes,
-            engine.Inbound.Counters.Packets, engine.Inbound.Counters.Bytes,
-            engine.Outbound.Counters.IcmpSent, engine.Inbound.Counters.ArpReplies, Drops(engine));
+            o.Packets, o.Bytes, i.Packets, i.Bytes, o.IcmpSent, i.ArpReplies, Drops(o, i));
     }
 
     public static void LogOffloads(NodeDevice device, ILogger log)
     {
+        long superIn = 0, segments = 0, superOut = 0, merged = 0, segErrors = 0, gso = 0, gro = 0, sendErrors = 0;
+        string? gsoOff = null;
+        foreach (var (tun, socket) in device.Queues)
+        {
+            superIn += tun.SuperpacketsIn;
+            segments += tun.SegmentsOut;
+            superOut += tun.SuperpacketsOut;
+            merged += tun.Coalesced;
+            segErrors += tun.SegmentationErrors;
+            gso += socket.GsoMessages;
+            gro += socket.GroMessages;
+            sendErrors += socket.SendErrors;
+            gsoOff ??= socket.GsoDisabledReason;
+        }
         log.Information("Offload counters: device superpackets in {SuperIn} (split into {Segments}), out {SuperOut} (merging {Merged} packets), segmentation errors {SegErrors}; socket GSO sends {Gso}, GRO receives {Gro}, send errors {SendErrors}{GsoOff}",
-            device.Tun.SuperpacketsIn, device.Tun.SegmentsOut, device.Tun.SuperpacketsOut, device.Tun.Coalesced, device.Tun.SegmentationErrors,
-            device.Socket.GsoMessages, device.Socket.GroMessages, device.Socket.SendErrors,
-            device.Socket.GsoDisabledReason is null ? "" : $" (GSO turned off: {device.Socket.GsoDisabledReason})");
+            superIn, segments, superOut, merged, segErrors, gso, gro, sendErrors, gsoOff is null ? "" : $" (GSO turned off: {gsoOff})");
     }
 
-    public static string Drops(DataplaneEngine engine)
+    public static string Drops(LoopCounters outbound, LoopCounters inbound)
     {
         var parts = new List<string>();
         foreach (DropReason r in Enum.GetValues<DropReason>())
         {
-            long n = engine.Outbound.Counters.DropsOf(r) + engine.Inbound.Counters.DropsOf(r);
+            long n = outbound.DropsOf(r) + inbound.DropsOf(r);
             if (n > 0)
             {
                 parts.Add($"{r} {n}");

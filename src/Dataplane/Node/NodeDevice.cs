@@ -5,9 +5,10 @@ using Serilog;
 namespace Dataplane.Node;
 
 /// <summary>
-/// The host-side objects of a running node: the TUN device with flannel's address and route, and
-/// the bound UDP socket. <see cref="Create"/> undoes its own steps if one fails; <see cref="Dispose"/>
-/// deletes the route and the device (closing a non-persistent TUN deletes it too).
+/// The host-side objects of a running node: the TUN device (one descriptor per queue) with
+/// flannel's address and route, and one bound UDP socket per queue (SO_REUSEPORT when there are
+/// several). <see cref="Create"/> undoes its own steps if one fails; <see cref="Dispose"/> deletes
+/// the route and the device (closing a non-persistent TUN's last descriptor deletes it too).
 /// </summary>
 internal sealed class NodeDevice : IDisposable
 {
@@ -15,23 +16,45 @@ internal sealed class NodeDevice : IDisposable
     private readonly ILogger _log;
     private int _index;
 
-    private NodeDevice(NodePlan plan, TunDevice tun, UdpBatchSocket socket, ILogger log)
+    private readonly List<(TunDevice Tun, UdpBatchSocket Socket)> _queues = [];
+
+    private NodeDevice(NodePlan plan, ILogger log)
     {
         _plan = plan;
-        Tun = tun;
-        Socket = socket;
         _log = log;
     }
 
-    public TunDevice Tun { get; }
-    public UdpBatchSocket Socket { get; }
+    public IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> Queues => _queues;
+    public TunDevice Tun => _queues[0].Tun;
+    public UdpBatchSocket Socket => _queues[0].Socket;
 
-    public static NodeDevice Create(NodePlan plan, bool offload, int batch, ILogger log)
+    public static NodeDevice Create(NodePlan plan, bool offload, int batch, int queues, ILogger log)
+    {
+        var device = new NodeDevice(plan, log);
+        try
+        {
+            for (int q = 0; q < queues; q++)
+            {
+                device._queues.Add(OpenQueue(plan, offload, batch, multiQueue: queues > 1));
+            }
+            device.Configure();
+        }
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
+        log.Information("Offloads: device {TunOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues}",
+            device.Tun.Offloads, device.Socket.Offloads, batch, queues);
+        return device;
+    }
+
+    private static (TunDevice, UdpBatchSocket) OpenQueue(NodePlan plan, bool offload, int batch, bool multiQueue)
     {
         TunDevice tun;
         try
         {
-            tun = TunDevice.Open(plan.DeviceName, offload);
+            tun = TunDevice.Open(plan.DeviceName, offload, multiQueue);
         }
         catch (NativeException e) when (e.Errno == Errno.EINVAL || e.Errno == Errno.EBUSY)
         {
@@ -42,28 +65,15 @@ internal sealed class NodeDevice : IDisposable
         {
             throw new Leases.ConfigException(e.Message);
         }
-        UdpBatchSocket socket;
         try
         {
-            socket = UdpBatchSocket.Bind(new UdpEndpoint(plan.Node.Lease.PublicIp, (ushort)plan.Node.Port), batch, offload);
+            return (tun, UdpBatchSocket.Bind(new UdpEndpoint(plan.Node.Lease.PublicIp, (ushort)plan.Node.Port), batch, offload, reusePort: multiQueue));
         }
         catch (NativeException e)
         {
             tun.Dispose();
             throw new Leases.ConfigException(e.Message + (e.Errno == Errno.EADDRINUSE ? " (is flanneld or another data plane running?)" : ""));
         }
-        var device = new NodeDevice(plan, tun, socket, log);
-        log.Information("Offloads: device {TunOffloads}; socket {UdpOffloads}; batch {Batch}", tun.Offloads, socket.Offloads, batch);
-        try
-        {
-            device.Configure();
-        }
-        catch
-        {
-            device.Dispose();
-            throw;
-        }
-        return device;
     }
 
     private void Configure()
@@ -96,8 +106,11 @@ internal sealed class NodeDevice : IDisposable
                 _log.Warning("Cleanup: {Error}", e.Message);
             }
         }
-        Socket.Dispose();
-        Tun.Dispose();
+        foreach (var (tun, socket) in _queues)
+        {
+            socket.Dispose();
+            tun.Dispose();
+        }
         if (_index > 0)
         {
             _log.Information("Removed device {Device} and route {Network}", _plan.DeviceName, _plan.Node.Config.Network);

@@ -40,9 +40,9 @@ internal static class NodeRunner
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.Set(); });
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
 
-        using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, log);
+        using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
         var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch);
-        using var engine = new DataplaneEngine(device.Tun, device.Socket, table, settings);
+        using var engine = new DataplaneEngine([.. device.Queues.Select(q => ((IPacketDevice)q.Tun, (IDatagramSocket)q.Socket))], table, settings);
         StaticLeaseSource.LogChanges([], table.Peers, log);
 
         SubnetEnvFile.Write(o.SubnetFile, plan.Node.Config.Network, plan.Node.Subnet, plan.DeviceMtu, o.IpMasq);
@@ -115,6 +115,10 @@ internal static class NodeRunner
         if (device.Length is 0 or > 15 || device.Contains('/') || device.Any(char.IsWhiteSpace))
         {
             throw new ConfigException($"--device {device}: not a valid interface name (1 to 15 characters, no '/' or spaces)");
+        }
+        if (o.Queues is < 1 or > 64)
+        {
+            throw new ConfigException($"--queues {o.Queues}: must be 1 to 64");
         }
         if (o.Batch is < 1 or > EngineSettings.MaxBatch)
         {

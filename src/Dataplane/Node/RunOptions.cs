@@ -15,4 +15,6 @@ internal sealed record RunOptions
     public bool Offload { get; init; } = true;
     /// <summary>Packets per system call at most (1: the naive one-packet-per-call mode).</summary>
     public int Batch { get; init; } = 64;
+    /// <summary>TUN queues and sockets, each with its own pair of loops.</summary>
+    public int Queues { get; init; } = Environment.ProcessorCount;
 }
