@@ -8,18 +8,20 @@ public class TwoNodeTests
     private const long TransferBytes = 64L << 20;
 
     [Theory]
-    [InlineData("udp", "flannel0", "1472", "on", 64)]
-    [InlineData("vxlan", "flannel.1", "1450", "on", 64)]
-    [InlineData("udp", "flannel0", "1472", "off", 64)]
-    [InlineData("vxlan", "flannel.1", "1450", "off", 64)]
-    [InlineData("udp", "flannel0", "1472", "off", 1)] // the naive mode: one packet per system call
-    public void Pods_on_two_nodes_ping_and_transfer_intact(string backend, string device, string mtu, string offload, int batch)
+    [InlineData("udp", "flannel0", "1472", "on", 64, 2)]
+    [InlineData("vxlan", "flannel.1", "1450", "on", 64, 2)]
+    [InlineData("vxlan", "flannel.1", "1450", "on", 64, 1)]
+    [InlineData("udp", "flannel0", "1472", "off", 64, 2)]
+    [InlineData("vxlan", "flannel.1", "1450", "off", 64, 1)]
+    [InlineData("udp", "flannel0", "1472", "off", 1, 1)] // the naive mode: one packet per system call
+    public void Pods_on_two_nodes_ping_and_transfer_intact(string backend, string device, string mtu, string offload, int batch, int queues)
     {
         using var c = new Cluster();
         c.Topology.AddNode(1);
         c.Topology.AddNode(2);
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
-        string[] flags = ["--offload", offload, "--batch", batch.ToString(System.Globalization.CultureInfo.InvariantCulture)];
+        string[] flags = ["--offload", offload, "--batch", batch.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--queues", queues.ToString(System.Globalization.CultureInfo.InvariantCulture)];
         NodeProcess n1 = c.StartNode(1, backend, null, flags);
         NodeProcess n2 = c.StartNode(2, backend, null, flags);
 
@@ -31,6 +33,7 @@ public class TwoNodeTests
         Assert.Equal($"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ=false\n",
             File.ReadAllText(c.Path_("node1-subnet.env")));
         Assert.Contains("Subnet added: 10.244.2.0/24 via 192.0.2.2", n1.Output);
+        Assert.Contains($"queues {queues}", n1.Output);
 
         Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);

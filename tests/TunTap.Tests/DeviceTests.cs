@@ -181,4 +181,24 @@ public class DeviceTests
         }
         return -1;
     }
+
+    [Fact]
+    public void Multiqueue_device_lives_until_its_last_queue_closes_and_reuseport_sockets_share_a_port()
+    {
+        using var ns = new TestNamespace();
+        var (q0, q1, s0, s1) = ns.Run(() => (TunDevice.Open("dpmq0", multiQueue: true), TunDevice.Open("dpmq0", multiQueue: true),
+            UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18480), 4, reusePort: true),
+            UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18480), 4, reusePort: true)));
+        using (s0)
+        using (s1)
+        {
+            Assert.Contains("multi_queue", ns.Ip("-d", "link", "show", "dpmq0"));
+            q0.Dispose();
+            Assert.Contains("dpmq0", ns.Ip("link", "show"));
+            q1.Dispose();
+            Assert.DoesNotContain("dpmq0", ns.Ip("link", "show"));
+            var e = Assert.Throws<AggregateException>(() => ns.Run(() => UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18480), 4)));
+            Assert.Contains("EADDRINUSE", e.InnerException!.Message); // without SO_REUSEPORT the port is taken
+        }
+    }
 }
