@@ -23,7 +23,7 @@ public class AllocationTests
         var device = new ReplayDevice(packets);
         var socket = new ReplaySocket([], default);
         using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
-            new EngineSettings(backend, 1, EngineFixture.OurMac));
+            new EngineSettings(backend, 1, EngineFixture.OurMac) { IcmpRate = 1e12, IcmpBurst = 1e6 });
         for (int i = 0; i < 100; i++)
         {
             engine.Outbound.RunOnce(0); // warm up: tiering, first-use statics
@@ -55,7 +55,7 @@ public class AllocationTests
         var device = new ReplayDevice([]);
         var socket = new ReplaySocket(datagrams, EngineFixture.PeerB.Endpoint);
         using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
-            new EngineSettings(backend, 1, EngineFixture.OurMac));
+            new EngineSettings(backend, 1, EngineFixture.OurMac) { IcmpRate = 1e12, IcmpBurst = 1e6 });
         for (int i = 0; i < 100; i++)
         {
             engine.Inbound.RunOnce(0);

@@ -173,4 +173,39 @@ public class OutboundTests
         }
         Assert.True(f.Engine.Outbound.Counters.Batches >= 1000 / f.Settings.BatchSize);
     }
+
+    [Fact]
+    public void Icmp_errors_are_rate_limited_by_a_token_bucket()
+    {
+        var device = new MemoryDevice();
+        var socket = new MemorySocket(default);
+        using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB),
+            new EngineSettings(BackendKind.Udp, 1, EngineFixture.OurMac) { IcmpRate = 10, IcmpBurst = 5 });
+        for (int i = 0; i < 50; i++)
+        {
+            device.Inject(Packets.Icmpv4Echo("10.244.1.2", "10.244.9.7"));
+        }
+        while (engine.Outbound.RunOnce(100) > 0)
+        {
+        }
+        Assert.Equal(5, engine.Outbound.Counters.IcmpSent); // the burst
+        Assert.Equal(45, engine.Outbound.Counters.IcmpRateLimited);
+        Assert.Equal(50, engine.Outbound.Counters.DropsOf(DropReason.NoRoute));
+        Thread.Sleep(350); // ~3 tokens at 10 a second
+        device.Inject(Packets.Icmpv4Echo("10.244.1.2", "10.244.9.7"));
+        engine.Outbound.RunOnce(100);
+        Assert.Equal(6, engine.Outbound.Counters.IcmpSent);
+    }
+
+    [Fact]
+    public void Icmp_rate_zero_sends_none()
+    {
+        var device = new MemoryDevice();
+        using var engine = new DataplaneEngine(device, new MemorySocket(default), EngineFixture.Table(EngineFixture.PeerB),
+            new EngineSettings(BackendKind.Udp, 1, EngineFixture.OurMac) { IcmpRate = 0 });
+        device.Inject(Packets.Icmpv4Echo("10.244.1.2", "10.244.9.7"));
+        engine.Outbound.RunOnce(100);
+        Assert.Empty(device.Written);
+        Assert.Equal(1, engine.Outbound.Counters.IcmpRateLimited);
+    }
 }

@@ -11,6 +11,7 @@ internal sealed class LoopCounters
     public long Packets;
     public long Bytes;
     public long IcmpSent;
+    public long IcmpRateLimited;
     public long ArpReplies;
     public long Batches;
     public readonly long[] Drops = new long[ReasonCount];
@@ -28,6 +29,7 @@ internal sealed class LoopCounters
             s.Packets += Volatile.Read(ref c.Packets);
             s.Bytes += Volatile.Read(ref c.Bytes);
             s.IcmpSent += Volatile.Read(ref c.IcmpSent);
+            s.IcmpRateLimited += Volatile.Read(ref c.IcmpRateLimited);
             s.ArpReplies += Volatile.Read(ref c.ArpReplies);
             s.Batches += Volatile.Read(ref c.Batches);
             for (int r = 0; r < ReasonCount; r++)

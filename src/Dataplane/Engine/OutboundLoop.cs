@@ -10,7 +10,8 @@ namespace Dataplane.Engine;
 ///  2. Read the subnet table once for the whole batch.
 ///  3. Per packet: classify by IP version, take the destination, look up the owning peer.
 ///  4. No owner: drop, and (unless the packet is itself an ICMP error, a non-first fragment or
-///     multicast) queue an ICMP "net unreachable" back into the device. Its source is the base
+///     multicast, or the loop's ICMP token bucket is empty) queue an ICMP "net unreachable"
+///     back into the device. Its source is the base
 ///     address of the unreachable subnet, never one of our own addresses, so the kernel does not
 ///     drop it as a martian and it reaches the sender (a pod or the node itself).
 ///  5. Owner: write the encapsulation in front of the packet (vxlan: 8 VXLAN + 14 Ethernet; udp:
@@ -27,6 +28,7 @@ internal sealed class OutboundLoop
     private readonly EngineSettings _settings;
     private readonly PacketBatch _batch;
     private readonly PacketBatch _icmp;
+    private readonly TokenBucket _icmpBudget;
 
     public OutboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings)
     {
@@ -36,6 +38,7 @@ internal sealed class OutboundLoop
         _settings = settings;
         _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
         _icmp = new PacketBatch(settings.BatchSize, PacketBatch.Headroom + IcmpErrors.Ipv6MaxErrorLength);
+        _icmpBudget = new TokenBucket(settings.IcmpRate, settings.IcmpBurst);
     }
 
     public LoopCounters Counters { get; } = new();
@@ -149,6 +152,11 @@ internal sealed class OutboundLoop
         {
             return;
         }
+        if (!_icmpBudget.TryTake())
+        {
+            Counters.IcmpRateLimited++;
+            return;
+        }
         int slot = _icmp.Count++;
         Span<byte> target = _icmp.Slot(slot)[PacketBatch.Headroom..];
         _icmp.Offsets[slot] = PacketBatch.Headroom;
@@ -167,6 +175,11 @@ internal sealed class OutboundLoop
             || !IcmpErrors.ShouldAnswerIpv6(packet, header)
             || _icmp.Count == _icmp.Capacity)
         {
+            return;
+        }
+        if (!_icmpBudget.TryTake())
+        {
+            Counters.IcmpRateLimited++;
             return;
         }
         int slot = _icmp.Count++;
