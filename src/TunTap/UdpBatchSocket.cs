@@ -68,6 +68,8 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     public long GroMessages { get; private set; }
     public long SendErrors { get; private set; }
     public int LastSendErrno { get; private set; }
+    /// <summary>Send errors by errno (index: the errno value, 0 to 133), kept by the one sending thread.</summary>
+    public long[] SendErrorsByErrno { get; } = new long[134];
     public long ReceiveErrors { get; private set; }
 
     public string Offloads => (GsoEnabled, GroEnabled) switch
@@ -383,6 +385,10 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
             }
             SendErrors++;
             LastSendErrno = err;
+            if ((uint)err < (uint)SendErrorsByErrno.Length)
+            {
+                SendErrorsByErrno[err]++;
+            }
             done++;
             retries = 0;
         }

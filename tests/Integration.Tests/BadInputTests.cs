@@ -11,7 +11,7 @@ public class BadInputTests
     private static (int Code, string Stderr, string Links) RunNode(Cluster c, string[] args, string[]? wrapper = null)
     {
         Shell.Result r = c.Topology.Exec(c.Topology.Node(1), [.. wrapper ?? [], .. SelfCommand.Prefix(), "run", .. args,
-            "--subnet-file", c.Path_("subnet.env")], 60_000);
+            "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)], 60_000);
         return (r.ExitCode, r.Stderr.Trim(), c.Topology.Ip(c.Topology.Node(1), "-o", "link", "show"));
     }
 
@@ -116,7 +116,7 @@ public class BadInputTests
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         c.Topology.Ip(c.Topology.Node(1), "link", "add", "flannel.1", "type", "vxlan", "id", "1", "dstport", "8472");
         Shell.Result r = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath,
-            "--public-ip", "192.0.2.1", "--backend", "vxlan", "--subnet-file", c.Path_("subnet.env")]);
+            "--public-ip", "192.0.2.1", "--backend", "vxlan", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
         Assert.NotEqual(0, r.ExitCode);
         Assert.Contains("TUNSETIFF flannel.1: EINVAL", r.Stderr);
         Assert.Contains("exists and is not ours", r.Stderr);

@@ -22,12 +22,15 @@ internal sealed class Cluster : IDisposable
 
     public string Path_(string name) => Path.Combine(Topology.WorkDir, name);
 
+    /// <summary>Node i's control socket (what <c>dataplane stats</c> reads).</summary>
+    public string ControlSocket(int i) => Path_($"node{i}.sock");
+
     /// <summary>Starts our data plane on node i and waits for "Ready".</summary>
     public NodeProcess StartNode(int i, string backend, string? leases = null, params string[] extra)
     {
         NodeProcess p = Topology.Start(Topology.Node(i), [.. SelfCommand.Prefix(), "run", "--leases", leases ?? LeasesPath,
             "--public-ip", Topology.UnderlayIp(i), "--backend", backend,
-            "--subnet-file", Path_($"node{i}-subnet.env"), .. extra], $"node{i}");
+            "--subnet-file", Path_($"node{i}-subnet.env"), "--control-socket", ControlSocket(i), .. extra], $"node{i}");
         string? ready = p.WaitForLine("Ready:", TimeSpan.FromSeconds(30));
         Assert.True(ready is not null, $"node {i} did not become ready:\n{p.Output}");
         return p;

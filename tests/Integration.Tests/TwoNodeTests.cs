@@ -101,7 +101,7 @@ public class TwoNodeTests
         c.Topology.Ip(c.Topology.Node(1), "route", "add", "default", "via", "192.0.2.254");
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         NodeProcess n = c.Topology.Start(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath,
-            "--subnet-file", c.Path_("node1-subnet.env")], "node1");
+            "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", c.ControlSocket(1)], "node1");
         Assert.NotNull(n.WaitForLine("Ready:", TimeSpan.FromSeconds(30)));
         Assert.Contains("Lease acquired: 10.244.1.0/24 (public IP 192.0.2.1 on eth0)", n.Output);
         Assert.Contains("listening on 192.0.2.1:8472", n.Output); // the file's config says vxlan

@@ -241,7 +241,8 @@ internal static partial class BenchCommand
     private static Action Ours(Topology topo, string leases, string backend, params string[] extra)
     {
         NodeProcess[] nodes = [.. new[] { 1, 2 }.Select(i => topo.Start(topo.Node(i), [.. SelfCommand.Prefix(), "run", "--leases", leases,
-            "--public-ip", Topology.UnderlayIp(i), "--backend", backend, "--subnet-file", Path.Combine(topo.WorkDir, $"node{i}.env"), .. extra], $"node{i}"))];
+            "--public-ip", Topology.UnderlayIp(i), "--backend", backend, "--subnet-file", Path.Combine(topo.WorkDir, $"node{i}.env"),
+            "--control-socket", Path.Combine(topo.WorkDir, $"node{i}.sock"), .. extra], $"node{i}"))];
         foreach (NodeProcess n in nodes)
         {
             if (n.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is null)

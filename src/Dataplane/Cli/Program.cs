@@ -16,6 +16,7 @@ internal static class Program
         {
             RunCommand(),
             DemoCommandLine(),
+            StatsCommandLine(),
             BenchCommandLine(),
             PodSink(),
             PodSend(),
@@ -39,7 +40,11 @@ internal static class Program
         offload.AcceptOnlyFromAmong("on", "off");
         var batch = new Option<int>("--batch") { Description = "packets per system call at most (1: one packet per call, the naive mode)", DefaultValueFactory = _ => 64 };
         var queues = new Option<int>("--queues") { Description = "TUN queues and sockets, each with its own outbound and inbound loop (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues };
+        var metrics = new Option<string?>("--metrics") { Description = "serve Prometheus metrics at http://ADDR:PORT/metrics (for example 127.0.0.1:9100)" };
+        var controlSocket = new Option<string?>("--control-socket") { Description = "Unix socket that 'dataplane stats' reads (default /run/dataplane/DEVICE.sock)" };
+        var icmpRate = new Option<double>("--icmp-rate") { Description = "ICMP errors per second per loop at most (0: none)", DefaultValueFactory = _ => 1000 };
+        var icmpBurst = new Option<double>("--icmp-burst") { Description = "ICMP errors a loop may send at once after a quiet time", DefaultValueFactory = _ => 50 };
+        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst };
         cmd.SetAction(r =>
         {
             using Serilog.Core.Logger log = CreateLogger();
@@ -56,6 +61,10 @@ internal static class Program
                 Offload = r.GetValue(offload) == "on",
                 Batch = r.GetValue(batch),
                 Queues = r.GetValue(queues),
+                Metrics = r.GetValue(metrics),
+                ControlSocket = r.GetValue(controlSocket),
+                IcmpRate = r.GetValue(icmpRate),
+                IcmpBurst = r.GetValue(icmpBurst),
             };
             try
             {
@@ -78,6 +87,18 @@ internal static class Program
         var seconds = new Option<double>("--seconds") { Description = "length of each TCP transfer", DefaultValueFactory = _ => 5 };
         var cmd = new Command("demo", "two nodes and two pods in network namespaces: ping and TCP over both backends") { seconds };
         cmd.SetAction(r => DemoCommand.Run(r.GetValue(seconds), Console.Out));
+        return cmd;
+    }
+
+    private static Command StatsCommandLine()
+    {
+        var socket = new Option<string?>("--socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock)" };
+        var device = new Option<string>("--device") { Description = "the node's device, to find its control socket", DefaultValueFactory = _ => "flannel.1" };
+        var once = new Option<bool>("--once") { Description = "print one snapshot and exit" };
+        var interval = new Option<double>("--interval") { Description = "seconds between refreshes", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("stats", "counters of a running node, live") { socket, device, once, interval };
+        cmd.SetAction(r => Metrics.StatsCommand.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!),
+            r.GetValue(once), Math.Max(0.2, r.GetValue(interval)), Console.Out));
         return cmd;
     }
 

@@ -121,7 +121,8 @@ internal static partial class DemoCommand
 
     private static NodeProcess StartNode(Topology topo, int i, string backend, string leases, TextWriter o) =>
         topo.Start(topo.Node(i), [.. SelfCommand.Prefix(), "run", "--leases", leases, "--public-ip", Topology.UnderlayIp(i),
-            "--backend", backend, "--subnet-file", Path.Combine(topo.WorkDir, $"node{i}-subnet.env")], $"node{i}", o);
+            "--backend", backend, "--subnet-file", Path.Combine(topo.WorkDir, $"node{i}-subnet.env"),
+            "--control-socket", Path.Combine(topo.WorkDir, $"node{i}.sock")], $"node{i}", o);
 
     private static string Indent(string text) =>
         string.Concat(text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => $"  {l}\n"));

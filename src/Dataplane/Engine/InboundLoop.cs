@@ -36,9 +36,10 @@ internal sealed class InboundLoop
         _settings = settings;
         _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
         _arp = new PacketBatch(4, PacketBatch.Headroom + 128);
+        Counters = new LoopCounters(table.Current.SlotCount);
     }
 
-    public LoopCounters Counters { get; } = new();
+    public LoopCounters Counters { get; }
 
     public void Run(CancellationToken stop)
     {
@@ -142,10 +143,10 @@ internal sealed class InboundLoop
                 return AnswerArp(table, sender, batch.Packet(i), innerSource);
             }
         }
-        return CheckInnerPacket(table, sender, batch, i);
+        return CheckInnerPacket(table, sender, batch, i, Counters);
     }
 
-    private static DropReason? CheckInnerPacket(SubnetTable table, Peer sender, PacketBatch batch, int i)
+    private static DropReason? CheckInnerPacket(SubnetTable table, Peer sender, PacketBatch batch, int i, LoopCounters counters)
     {
         Span<byte> packet = batch.Packet(i);
         int version = packet.Length > 0 ? packet[0] >> 4 : 0;
@@ -165,6 +166,7 @@ internal sealed class InboundLoop
                 return DropReason.InnerDestinationNotOurSubnet;
             }
             batch.Lengths[i] = h.TotalLength; // drop link-layer padding
+            counters.CountPeer(table.SlotOf(sender.Subnet), h.TotalLength);
             return null;
         }
         // IPv6 overlays are not configured yet: nothing inbound can be for us.

@@ -2,10 +2,14 @@ namespace Dataplane.Engine;
 
 /// <summary>
 /// Counters of one loop. Exactly one thread writes them (plain increments, no locks); readers
-/// sum the loops' counters and accept a slightly stale view.
+/// sum the loops' counters and accept a slightly stale view. Per-peer packets and bytes are kept
+/// by subnet slot (<see cref="SubnetTable.SlotOf"/>), so they survive table swaps; networks with
+/// more than <see cref="MaxPeerSlots"/> subnets keep none.
 /// </summary>
-internal sealed class LoopCounters
+internal sealed class LoopCounters(int peerSlots = 0)
 {
+    public const int MaxPeerSlots = 1 << 16;
+
     public static readonly int ReasonCount = Enum.GetValues<DropReason>().Length;
 
     public long Packets;
@@ -15,6 +19,17 @@ internal sealed class LoopCounters
     public long ArpReplies;
     public long Batches;
     public readonly long[] Drops = new long[ReasonCount];
+    public readonly long[] PeerPackets = new long[peerSlots <= MaxPeerSlots ? peerSlots : 0];
+    public readonly long[] PeerBytes = new long[peerSlots <= MaxPeerSlots ? peerSlots : 0];
+
+    public void CountPeer(int slot, int bytes)
+    {
+        if ((uint)slot < (uint)PeerPackets.Length)
+        {
+            PeerPackets[slot]++;
+            PeerBytes[slot] += bytes;
+        }
+    }
 
     public void Drop(DropReason reason) => Drops[(int)reason]++;
 
@@ -23,9 +38,15 @@ internal sealed class LoopCounters
     /// <summary>A new set holding the sum of <paramref name="all"/> (read racily: a report, not a ledger).</summary>
     public static LoopCounters Sum(IEnumerable<LoopCounters> all)
     {
-        var s = new LoopCounters();
-        foreach (LoopCounters c in all)
+        LoopCounters[] list = [.. all];
+        var s = new LoopCounters(list.Length == 0 ? 0 : list[0].PeerPackets.Length);
+        foreach (LoopCounters c in list)
         {
+            for (int p = 0; p < Math.Min(s.PeerPackets.Length, c.PeerPackets.Length); p++)
+            {
+                s.PeerPackets[p] += Volatile.Read(ref c.PeerPackets[p]);
+                s.PeerBytes[p] += Volatile.Read(ref c.PeerBytes[p]);
+            }
             s.Packets += Volatile.Read(ref c.Packets);
             s.Bytes += Volatile.Read(ref c.Bytes);
             s.IcmpSent += Volatile.Read(ref c.IcmpSent);

@@ -39,9 +39,10 @@ internal sealed class OutboundLoop
         _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
         _icmp = new PacketBatch(settings.BatchSize, PacketBatch.Headroom + IcmpErrors.Ipv6MaxErrorLength);
         _icmpBudget = new TokenBucket(settings.IcmpRate, settings.IcmpBurst);
+        Counters = new LoopCounters(table.Current.SlotCount);
     }
 
-    public LoopCounters Counters { get; } = new();
+    public LoopCounters Counters { get; }
 
     /// <summary>Runs batches until <paramref name="stop"/> is cancelled.</summary>
     public void Run(CancellationToken stop)
@@ -109,6 +110,7 @@ internal sealed class OutboundLoop
                 NoRouteIpv4(table, packet, dst);
                 return false;
             }
+            Counters.CountPeer(table.SlotOf(peer.Subnet), packet.Length);
             Encapsulate(batch, i, peer, EthernetHeader.EtherTypeIpv4);
             return true;
         }

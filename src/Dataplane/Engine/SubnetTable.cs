@@ -73,6 +73,12 @@ internal sealed class SubnetTable
     /// <summary>The peer whose public IP is <paramref name="publicIp"/>, or null.</summary>
     public Peer? PeerAt(uint publicIp) => _byPublicIp.GetValueOrDefault(publicIp);
 
+    /// <summary>How many subnets the network holds: the index range of <see cref="SlotOf"/>.</summary>
+    public int SlotCount => _bySubnet.Length;
+
+    /// <summary>The index of a subnet of the network (stable across tables of the same network).</summary>
+    public int SlotOf(Ipv4Prefix subnet) => (int)((subnet.Address - Network.Address) >> _shift);
+
     /// <summary>The base address of the /SubnetLen around <paramref name="address"/>.</summary>
     public uint SubnetBase(uint address) => address & (uint.MaxValue << _shift);
 }

@@ -1,7 +1,10 @@
+using System.Net;
 using System.Runtime.InteropServices;
 using Dataplane.Encap;
 using Dataplane.Engine;
 using Dataplane.Leases;
+using Dataplane.Metrics;
+using System.Net.Sockets;
 using Dataplane.TunTap;
 using Serilog;
 
@@ -41,7 +44,7 @@ internal static class NodeRunner
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
 
         using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
-        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch);
+        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch) { IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst };
         using var engine = new DataplaneEngine([.. device.Queues.Select(q => ((IPacketDevice)q.Tun, (IDatagramSocket)q.Socket))], table, settings);
         StaticLeaseSource.LogChanges([], table.Peers, log);
 
@@ -50,6 +53,11 @@ internal static class NodeRunner
 
         engine.Start();
         using var source = new StaticLeaseSource(o.LeasesPath!, plan.Node, table, engine.Publish, log);
+        var metricsSource = new MetricsText.Source(engine, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues);
+        string controlPath = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
+        using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsSource));
+        log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
+        using MetricsServer? metrics = plan.MetricsEndpoint is null ? null : StartMetrics(plan.MetricsEndpoint, metricsSource, log);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
             plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, device.Tun.Name);
 
@@ -60,6 +68,20 @@ internal static class NodeRunner
         CountersReport.Log(engine, log);
         CountersReport.LogOffloads(device, log);
         return 0;
+    }
+
+    private static MetricsServer StartMetrics(IPEndPoint endpoint, MetricsText.Source source, ILogger log)
+    {
+        try
+        {
+            MetricsServer server = MetricsServer.Http(endpoint, () => MetricsText.Render(source));
+            log.Information("Metrics at http://{Endpoint}/metrics", endpoint);
+            return server;
+        }
+        catch (SocketException e)
+        {
+            throw new ConfigException($"--metrics {endpoint}: cannot listen: {e.SocketErrorCode}");
+        }
     }
 
     /// <summary>Step 1: everything checked, nothing created.</summary>
@@ -116,6 +138,19 @@ internal static class NodeRunner
         {
             throw new ConfigException($"--device {device}: not a valid interface name (1 to 15 characters, no '/' or spaces)");
         }
+        IPEndPoint? metricsEndpoint = null;
+        if (o.Metrics is not null)
+        {
+            string text = o.Metrics.StartsWith(':') ? "0.0.0.0" + o.Metrics : o.Metrics;
+            if (!IPEndPoint.TryParse(text, out metricsEndpoint) || metricsEndpoint.Port == 0)
+            {
+                throw new ConfigException($"--metrics {o.Metrics}: not ADDR:PORT (for example 127.0.0.1:9100 or :9100)");
+            }
+        }
+        if (o.IcmpRate < 0 || o.IcmpBurst < 1)
+        {
+            throw new ConfigException($"--icmp-rate {o.IcmpRate} --icmp-burst {o.IcmpBurst}: the rate must be 0 or more, the burst 1 or more");
+        }
         if (o.Queues is < 1 or > 64)
         {
             throw new ConfigException($"--queues {o.Queues}: must be 1 to 64");
@@ -135,6 +170,6 @@ internal static class NodeRunner
         int underlayMtu = RouteNetlink.GetMtu(underlay);
         int overhead = backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend;
         var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni);
-        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead);
+        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = metricsEndpoint };
     }
 }

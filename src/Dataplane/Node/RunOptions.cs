@@ -17,4 +17,10 @@ internal sealed record RunOptions
     public int Batch { get; init; } = 64;
     /// <summary>TUN queues and sockets, each with its own pair of loops.</summary>
     public int Queues { get; init; } = Environment.ProcessorCount;
+    /// <summary>Prometheus endpoint ("127.0.0.1:9100", ":9100"), or none.</summary>
+    public string? Metrics { get; init; }
+    /// <summary>The Unix socket <c>dataplane stats</c> reads (default /run/dataplane/DEVICE.sock).</summary>
+    public string? ControlSocket { get; init; }
+    public double IcmpRate { get; init; } = 1000;
+    public double IcmpBurst { get; init; } = 50;
 }

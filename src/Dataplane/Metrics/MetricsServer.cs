@@ -1,0 +1,123 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Dataplane.Metrics;
+
+/// <summary>
+/// Serves the metrics text two ways, each from a background thread, never from a packet loop:
+/// HTTP <c>GET /metrics</c> on <c>--metrics ADDR:PORT</c> (for Prometheus), and a Unix socket that
+/// writes the same text to whoever connects (for <c>dataplane stats</c>; root only, no port).
+/// A tiny HTTP/1.1 responder: one request per connection, then close.
+/// </summary>
+internal sealed class MetricsServer : IDisposable
+{
+    private readonly Func<string> _render;
+    private readonly Socket _listener;
+    private readonly string? _unixPath;
+    private readonly Thread _thread;
+    private volatile bool _stopped;
+
+    private MetricsServer(Socket listener, Func<string> render, string? unixPath)
+    {
+        _listener = listener;
+        _render = render;
+        _unixPath = unixPath;
+        _thread = new Thread(Serve) { Name = unixPath is null ? "metrics-http" : "control-socket", IsBackground = true };
+        _thread.Start();
+    }
+
+    public static MetricsServer Http(IPEndPoint endpoint, Func<string> render)
+    {
+        var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        s.Bind(endpoint);
+        s.Listen(16);
+        return new MetricsServer(s, render, null);
+    }
+
+    public static MetricsServer Unix(string path, Func<string> render)
+    {
+        string? dir = Path.GetDirectoryName(path);
+        if (!string.IsNullOrEmpty(dir))
+        {
+            Directory.CreateDirectory(dir);
+        }
+        if (File.Exists(path))
+        {
+            File.Delete(path); // a leftover of a killed instance: nobody listens there any more
+        }
+        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        s.Bind(new UnixDomainSocketEndPoint(path));
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        s.Listen(4);
+        return new MetricsServer(s, render, path);
+    }
+
+    private void Serve()
+    {
+        while (!_stopped)
+        {
+            Socket client;
+            try
+            {
+                client = _listener.Accept();
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                return;
+            }
+            using (client)
+            {
+                try
+                {
+                    client.ReceiveTimeout = 2000;
+                    client.SendTimeout = 2000;
+                    if (_unixPath is not null)
+                    {
+                        client.Send(Encoding.UTF8.GetBytes(_render()));
+                    }
+                    else
+                    {
+                        Respond(client);
+                    }
+                }
+                catch (SocketException)
+                {
+                }
+            }
+        }
+    }
+
+    private void Respond(Socket client)
+    {
+        byte[] buffer = new byte[4096];
+        int n = client.Receive(buffer);
+        string request = Encoding.ASCII.GetString(buffer, 0, n);
+        string firstLine = request.Split('\n')[0].Trim();
+        string[] parts = firstLine.Split(' ');
+        (string status, string type, string body) = parts.Length >= 2 && parts[0] == "GET" && parts[1].Split('?')[0] == "/metrics"
+            ? ("200 OK", "text/plain; version=0.0.4; charset=utf-8", _render())
+            : ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics\n");
+        byte[] payload = Encoding.UTF8.GetBytes(body);
+        string head = $"HTTP/1.1 {status}\r\nContent-Type: {type}\r\nContent-Length: {payload.Length}\r\nConnection: close\r\n\r\n";
+        client.Send([.. Encoding.ASCII.GetBytes(head), .. payload]);
+    }
+
+    public void Dispose()
+    {
+        _stopped = true;
+        _listener.Close();
+        _thread.Join(2000);
+        if (_unixPath is not null)
+        {
+            try
+            {
+                File.Delete(_unixPath);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Dataplane.Demo;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>Counters a user can read: Prometheus text over HTTP, and <c>dataplane stats</c> over the control socket.</summary>
+public class MetricsTests
+{
+    [Fact]
+    public void Metrics_over_http_and_stats_over_the_control_socket_count_what_happened()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        c.StartNode(1, "vxlan", null, "--metrics", "192.0.2.1:9100", "--icmp-rate", "2", "--icmp-burst", "1");
+        c.StartNode(2, "vxlan");
+
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 5).ExitCode);
+        c.Ping(c.Topology.Pod(1), "10.244.9.9", count: 4); // no route: ICMP, rate limited to 2/s with a burst of 1
+        c.StartTransfer(1, 2, 8L << 20).AssertIntact(TimeSpan.FromSeconds(60));
+
+        // Prometheus text over HTTP, fetched from the other node with bash's /dev/tcp (an independent client).
+        Shell.Result http = c.Topology.Exec(c.Topology.Node(2), ["/bin/bash", "-c",
+            "exec 3<>/dev/tcp/192.0.2.1/9100; printf 'GET /metrics HTTP/1.1\\r\\nHost: node1\\r\\n\\r\\n' >&3; timeout 5 cat <&3"]);
+        Assert.StartsWith("HTTP/1.1 200 OK", http.Stdout);
+        Assert.Contains("Content-Type: text/plain; version=0.0.4", http.Stdout);
+        string m = http.Stdout;
+        Assert.True(Value(m, "dataplane_packets_total{direction=\"out\"}") > 5000, m);
+        Assert.True(Value(m, "dataplane_peer_packets_total{peer=\"192.0.2.2\",subnet=\"10.244.2.0/24\",direction=\"out\"}") > 5000, m);
+        Assert.True(Value(m, "dataplane_peer_bytes_total{peer=\"192.0.2.2\",subnet=\"10.244.2.0/24\",direction=\"out\"}") >= 8L << 20, m);
+        Assert.True(Value(m, "dataplane_peer_packets_total{peer=\"192.0.2.2\",subnet=\"10.244.2.0/24\",direction=\"in\"}") > 100, m);
+        Assert.Equal(4, Value(m, "dataplane_drops_total{reason=\"no_route\"}"));
+        double sent = Value(m, "dataplane_icmp_errors_total{result=\"sent\"}"), limited = Value(m, "dataplane_icmp_errors_total{result=\"rate_limited\"}");
+        Assert.Equal(4, sent + limited);
+        Assert.True(limited >= 1, m);
+        Assert.Contains("dataplane_offload_info{device=\"csum tso4 tso6", m);
+        Assert.Contains("dataplane_build_info{version=", m);
+        Assert.Contains("dataplane_drops_total{reason=\"bad_vxlan_flags\"} 0", m);
+        Shell.Result notFound = c.Topology.Exec(c.Topology.Node(2), ["/bin/bash", "-c",
+            "exec 3<>/dev/tcp/192.0.2.1/9100; printf 'GET / HTTP/1.1\\r\\n\\r\\n' >&3; timeout 5 cat <&3"]);
+        Assert.StartsWith("HTTP/1.1 404", notFound.Stdout);
+
+        // dataplane stats, one snapshot from the control socket.
+        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        Assert.True(stats.ExitCode == 0, stats.Stderr);
+        Assert.Contains("flannel.1 (vxlan), 1 peers", stats.Stdout);
+        Assert.Matches(@"peer 192\.0\.2\.2 10\.244\.2\.0/24\s+out\s+\d{4,}", stats.Stdout);
+        Assert.Contains("no_route 4", stats.Stdout);
+        Assert.Contains("offloads: device csum tso4", stats.Stdout);
+
+        Shell.Result missing = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.Path_("nobody.sock"), "--once"]);
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Contains("cannot read", missing.Stderr);
+    }
+
+    private static double Value(string metrics, string series)
+    {
+        Match m = Regex.Match(metrics, "^" + Regex.Escape(series) + @" (\S+)$", RegexOptions.Multiline);
+        Assert.True(m.Success, $"no series {series}");
+        return double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+}
