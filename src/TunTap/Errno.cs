@@ -9,6 +9,7 @@ public static class Errno
     public const int ENOENT = 2;
     public const int EINTR = 4;
     public const int EIO = 5;
+    public const int ENXIO = 6;
     public const int EBADF = 9;
     public const int EAGAIN = 11;
     public const int ENOMEM = 12;
@@ -18,6 +19,7 @@ public static class Errno
     public const int EEXIST = 17;
     public const int ENODEV = 19;
     public const int EINVAL = 22;
+    public const int EBADFD = 77;
     public const int EMSGSIZE = 90;
     public const int EADDRINUSE = 98;
     public const int EADDRNOTAVAIL = 99;
@@ -33,6 +35,8 @@ public static class Errno
         ENOENT => "ENOENT",
         EINTR => "EINTR",
         EIO => "EIO",
+        ENXIO => "ENXIO",
+        EBADFD => "EBADFD",
         EBADF => "EBADF",
         EAGAIN => "EAGAIN",
         ENOMEM => "ENOMEM",

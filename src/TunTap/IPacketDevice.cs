@@ -13,4 +13,7 @@ public interface IPacketDevice : IDisposable
 
     /// <summary>Writes the slots 0..Count-1 whose length is non-zero. Returns how many the device took.</summary>
     int WriteBatch(PacketBatch batch);
+
+    /// <summary>The device went away under us (deleted): nothing will ever be read again.</summary>
+    bool Gone => false;
 }

@@ -63,6 +63,9 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// <summary>Read errors other than EAGAIN since open (for example the device was deleted).</summary>
     public long ReadErrors { get; private set; }
     public int LastReadErrno { get; private set; }
+
+    /// <summary>The device was deleted under us: poll reports an error, reads fail with EBADFD.</summary>
+    public bool Gone { get; private set; }
     /// <summary>Superpackets we could not segment (dropped), and packets merged on write.</summary>
     public long SegmentationErrors { get; private set; }
     /// <summary>Superpackets read (split into <see cref="SegmentsOut"/> packets) and written (merged from <see cref="Coalesced"/> + 1 each).</summary>
@@ -185,7 +188,7 @@ public sealed unsafe class TunDevice : IPacketDevice
         {
             ReadErrors++;
             LastReadErrno = Errno.EIO;
-            Thread.Sleep(Math.Min(timeoutMs, 100)); // the device is gone; do not spin
+            Gone = true; // a deleted TUN device polls as POLLERR forever
             return false;
         }
         return true;
@@ -291,6 +294,7 @@ public sealed unsafe class TunDevice : IPacketDevice
         {
             ReadErrors++;
             LastReadErrno = err;
+            Gone |= err is Errno.EBADFD or Errno.ENODEV or Errno.ENXIO;
         }
     }
 

@@ -46,6 +46,26 @@ public sealed class StaticLeaseSourceTests : IDisposable
         Assert.NotNull(published!.Lookup(Packets.Ip("10.244.3.9")));
     }
 
+    [Fact]
+    public void A_file_that_keeps_changing_is_still_applied_every_settle_delay()
+    {
+        string path = Path.Combine(_dir, "cluster.json");
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(path);
+        ClusterSnapshot s = ClusterFile.Load(path);
+        var node = new NodeIdentity(s.LeaseOf(Packets.Ip("192.0.2.1"))!, s.Config, BackendKind.Vxlan, 8472, 1);
+        int published = 0;
+        using var source = new StaticLeaseSource(path, node, node.BuildTable(s, []), _ => Interlocked.Increment(ref published), Logger());
+        var until = DateTime.UtcNow.AddSeconds(2);
+        int edits = 0;
+        while (DateTime.UtcNow < until)
+        {
+            var b = new ClusterFileBuilder().Node(1).Node(2);
+            (edits++ % 2 == 0 ? b.Node(3) : b).WriteTo(path);
+            Thread.Sleep(25);
+        }
+        Assert.True(published >= 5, $"{edits} edits over 2 s, {published} applied");
+    }
+
     private static void WaitFor(Func<bool> condition)
     {
         var sw = Stopwatch.StartNew();

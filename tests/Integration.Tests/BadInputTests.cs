@@ -66,6 +66,11 @@ public class BadInputTests
     [InlineData("--iface", "nosuch0", "--iface nosuch0: no such interface")]
     [InlineData("--device", "a/b", "--device a/b: not a valid interface name")]
     [InlineData("--port", "0", "--port 0: not a UDP port")]
+    [InlineData("--metrics", "localhost", "--metrics localhost: not ADDR:PORT")]
+    [InlineData("--metrics", "192.0.2.77:9100", "--metrics 192.0.2.77:9100: cannot listen: AddressNotAvailable")]
+    [InlineData("--icmp-rate", "-1", "the rate must be 0 or more")]
+    [InlineData("--queues", "0", "--queues 0: must be 1 to 64")]
+    [InlineData("--batch", "0", "--batch 0: must be 1 to 256")]
     public void Flag_errors(string flag, string value, string expected)
     {
         using var c = new Cluster();

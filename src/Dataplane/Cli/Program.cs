@@ -21,6 +21,7 @@ internal static class Program
             PodSink(),
             PodSend(),
             PodPing(),
+            Flood(),
         };
         // The commands handle SIGINT/SIGTERM themselves (run: clean stop; demo: remove the namespaces).
         return root.Parse(args).Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null });
@@ -149,6 +150,19 @@ internal static class Program
         var cmd = new Command("pod-ping", "ICMP echo") { host, count };
         cmd.Hidden = true;
         cmd.SetAction(r => PodTraffic.Ping(r.GetValue(host)!, r.GetValue(count), Console.Out));
+        return cmd;
+    }
+
+    private static Command Flood()
+    {
+        var from = new Option<string>("--from") { Required = true };
+        var to = new Option<string>("--to") { Required = true };
+        var count = new Option<int>("--count") { DefaultValueFactory = _ => 300_000 };
+        var seconds = new Option<double>("--seconds") { DefaultValueFactory = _ => 10 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var cmd = new Command("flood", "random datagrams to a node, bounded in count and time (fault tests)") { from, to, count, seconds, seed };
+        cmd.Hidden = true;
+        cmd.SetAction(r => GarbageFlood.Run(r.GetValue(from)!, r.GetValue(to)!, r.GetValue(count), r.GetValue(seconds), r.GetValue(seed), Console.Out));
         return cmd;
     }
 

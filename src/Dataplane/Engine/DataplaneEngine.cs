@@ -13,6 +13,7 @@ internal sealed class DataplaneEngine : IDisposable
     private readonly TableHolder _table;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Thread> _threads = [];
+    private readonly ManualResetEventSlim _faulted = new();
 
     public DataplaneEngine(IPacketDevice device, IDatagramSocket socket, SubnetTable table, EngineSettings settings)
         : this([(device, socket)], table, settings)
@@ -37,6 +38,10 @@ internal sealed class DataplaneEngine : IDisposable
     public LoopCounters OutboundTotal => LoopCounters.Sum(OutboundLoops.Select(l => l.Counters));
     public LoopCounters InboundTotal => LoopCounters.Sum(InboundLoops.Select(l => l.Counters));
 
+    /// <summary>Set when a loop stopped on its own; <see cref="Failure"/> says why.</summary>
+    public WaitHandle Faulted => _faulted.WaitHandle;
+    public string? Failure { get; private set; }
+
     /// <summary>Replaces the subnet table; the loops pick it up at their next batch.</summary>
     public void Publish(SubnetTable table) => _table.Publish(table);
 
@@ -46,7 +51,15 @@ internal sealed class DataplaneEngine : IDisposable
         {
             OutboundLoop o = OutboundLoops[q];
             InboundLoop i = InboundLoops[q];
-            Start($"dp-out-{q}", () => o.Run(_stop.Token));
+            Start($"dp-out-{q}", () =>
+            {
+                string? failure = o.Run(_stop.Token);
+                if (failure is not null)
+                {
+                    Failure ??= failure;
+                    _faulted.Set();
+                }
+            });
             Start($"dp-in-{q}", () => i.Run(_stop.Token));
         }
     }
@@ -73,5 +86,6 @@ internal sealed class DataplaneEngine : IDisposable
     {
         Stop();
         _stop.Dispose();
+        _faulted.Dispose();
     }
 }

@@ -44,8 +44,11 @@ internal sealed class OutboundLoop
 
     public LoopCounters Counters { get; }
 
-    /// <summary>Runs batches until <paramref name="stop"/> is cancelled.</summary>
-    public void Run(CancellationToken stop)
+    /// <summary>
+    /// Runs batches until <paramref name="stop"/> is cancelled. Returns why it stopped on its own
+    /// (the device is gone), or null when it was asked to stop.
+    /// </summary>
+    public string? Run(CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
@@ -53,7 +56,12 @@ internal sealed class OutboundLoop
             {
                 ProcessBatch();
             }
+            else if (_device.Gone)
+            {
+                return $"device {_device.Name} is gone (deleted under us)";
+            }
         }
+        return null;
     }
 
     /// <summary>Steps 2-6 for the batch currently in <see cref="_batch"/> (public to tests through <see cref="RunOnce"/>).</summary>

@@ -4,10 +4,12 @@ using Serilog;
 namespace Dataplane.Leases;
 
 /// <summary>
-/// Watches the static cluster file and applies edits live. An edit is re-read after a short
-/// settle delay (editors write in several steps), validated whole, and only then turned into a
-/// new table and published; a bad edit is logged and the current table stays. Peers are diffed
-/// by subnet so the log says what changed in flanneld's words.
+/// Watches the static cluster file and applies edits live. The file is re-read a short settle
+/// delay after the first change of a burst (editors write in several steps); the delay is not
+/// pushed back by later changes, so a file that keeps changing is still applied every
+/// <see cref="SettleDelay"/>. Each read is validated whole and only then turned into a new table
+/// and published; a bad edit is logged and the current table stays. Peers are diffed by subnet so
+/// the log says what changed in flanneld's words.
 /// </summary>
 internal sealed class StaticLeaseSource : IDisposable
 {
@@ -18,10 +20,11 @@ internal sealed class StaticLeaseSource : IDisposable
     private readonly Action<SubnetTable> _publish;
     private readonly ILogger _log;
     private readonly FileSystemWatcher _watcher;
-    private readonly Timer _timer;
+    private readonly Thread _thread;
+    private readonly AutoResetEvent _changed = new(false);
+    private readonly CancellationTokenSource _stop = new();
     private readonly Lock _gate = new();
     private IReadOnlyList<Peer> _peers;
-    private DateTime _lastWrite;
 
     public StaticLeaseSource(string path, NodeIdentity node, SubnetTable initial, Action<SubnetTable> publish, ILogger log)
     {
@@ -30,8 +33,6 @@ internal sealed class StaticLeaseSource : IDisposable
         _publish = publish;
         _log = log;
         _peers = initial.Peers;
-        _lastWrite = File.GetLastWriteTimeUtc(_path);
-        _timer = new Timer(_ => Reload(), null, Timeout.Infinite, Timeout.Infinite);
         _watcher = new FileSystemWatcher(Path.GetDirectoryName(_path)!, Path.GetFileName(_path))
         {
             NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
@@ -40,12 +41,33 @@ internal sealed class StaticLeaseSource : IDisposable
         _watcher.Created += (_, _) => Schedule();
         _watcher.Renamed += (_, _) => Schedule();
         _watcher.EnableRaisingEvents = true;
+        // A thread of its own, not the thread pool: the packet loops may keep every core busy,
+        // and lease changes must still be applied while they do.
+        _thread = new Thread(WatchLoop) { Name = "lease-file", IsBackground = true };
+        _thread.Start();
     }
 
     /// <summary>How many edits were applied (tests wait on it).</summary>
     public int Generation { get; private set; }
 
-    private void Schedule() => _timer.Change(SettleDelay, Timeout.InfiniteTimeSpan);
+    private void Schedule() => _changed.Set();
+
+    private void WatchLoop()
+    {
+        WaitHandle[] handles = [_changed, _stop.Token.WaitHandle];
+        while (WaitHandle.WaitAny(handles) == 0)
+        {
+            // Let the writer finish; changes during the wait are covered by the read below, and
+            // changes after it set the event again, so a file that keeps changing is re-read
+            // every settle delay rather than never.
+            if (_stop.Token.WaitHandle.WaitOne(SettleDelay))
+            {
+                return;
+            }
+            _changed.Reset();
+            Reload();
+        }
+    }
 
     /// <summary>Re-reads the file now; also the watcher's target.</summary>
     public void Reload()
@@ -126,6 +148,9 @@ internal sealed class StaticLeaseSource : IDisposable
     public void Dispose()
     {
         _watcher.Dispose();
-        _timer.Dispose();
+        _stop.Cancel();
+        _thread.Join();
+        _stop.Dispose();
+        _changed.Dispose();
     }
 }

@@ -21,6 +21,7 @@ namespace Dataplane.Node;
 ///     A failure here undoes what was done.
 ///  3. Write subnet.env, start the loops and the lease-file watcher, log "Ready".
 ///  4. On SIGINT/SIGTERM: stop the watcher and the loops, delete the route and the device, exit 0.
+///     If the device is deleted under us: one error line, clean up the rest, exit 1.
 /// </summary>
 internal static class NodeRunner
 {
@@ -39,6 +40,11 @@ internal static class NodeRunner
             log.Warning("Lease skipped: {Reason}", s);
         }
 
+        // The metrics port is the one thing that can still be refused: bind it before creating anything.
+        MetricsText.Source? metricsSource = null;
+        using MetricsServer? metrics = plan.MetricsEndpoint is null ? null
+            : StartMetrics(plan.MetricsEndpoint, () => metricsSource is { } m ? MetricsText.Render(m) : "", log);
+
         using var stopping = new ManualResetEventSlim();
         using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.Set(); });
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
@@ -53,28 +59,37 @@ internal static class NodeRunner
 
         engine.Start();
         using var source = new StaticLeaseSource(o.LeasesPath!, plan.Node, table, engine.Publish, log);
-        var metricsSource = new MetricsText.Source(engine, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues);
+        var metricsNow = new MetricsText.Source(engine, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues);
+        metricsSource = metricsNow;
         string controlPath = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
-        using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsSource));
+        using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsNow));
         log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
-        using MetricsServer? metrics = plan.MetricsEndpoint is null ? null : StartMetrics(plan.MetricsEndpoint, metricsSource, log);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
             plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, device.Tun.Name);
 
-        stopping.Wait();
-        log.Information("Stopping");
+        int woke = WaitHandle.WaitAny([stopping.WaitHandle, engine.Faulted]);
+        if (woke == 1)
+        {
+            // Exit non-zero rather than recreate the device: whatever deleted it may do so again,
+            // and a restart by the service manager runs every start-up check anew.
+            log.Error("Stopping: {Failure}; exiting with status 1 so the service manager restarts the node", engine.Failure);
+        }
+        else
+        {
+            log.Information("Stopping");
+        }
         source.Dispose();
         engine.Stop();
         CountersReport.Log(engine, log);
         CountersReport.LogOffloads(device, log);
-        return 0;
+        return woke == 1 ? 1 : 0;
     }
 
-    private static MetricsServer StartMetrics(IPEndPoint endpoint, MetricsText.Source source, ILogger log)
+    private static MetricsServer StartMetrics(IPEndPoint endpoint, Func<string> render, ILogger log)
     {
         try
         {
-            MetricsServer server = MetricsServer.Http(endpoint, () => MetricsText.Render(source));
+            MetricsServer server = MetricsServer.Http(endpoint, render);
             log.Information("Metrics at http://{Endpoint}/metrics", endpoint);
             return server;
         }

@@ -1,0 +1,138 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Dataplane.Demo;
+using Xunit.Abstractions;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>Faults a node must survive or handle cleanly, in namespaces with real traffic.</summary>
+public class FaultTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Device_deleted_under_a_running_node_exits_1_with_one_clear_line()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n = c.StartNode(1, "udp");
+        c.Topology.Ip(c.Topology.Node(1), "link", "del", "flannel0");
+        Assert.True(n.WaitForExit(TimeSpan.FromSeconds(10)), "the node did not notice its device was deleted");
+        Assert.Equal(1, n.ExitCode);
+        Assert.Single(n.Lines, l => l.Contains("ERR Stopping: device flannel0 is gone (deleted under us); exiting with status 1", StringComparison.Ordinal));
+        Assert.DoesNotContain("10.244.0.0/16", c.Topology.Ip(c.Topology.Node(1), "route", "show"));
+        Assert.False(File.Exists(c.ControlSocket(1)), "the control socket was left behind");
+    }
+
+    [Fact]
+    public void After_sigkill_a_new_start_finds_the_leftovers_and_takes_over()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess first = c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+        Shell.Run("/bin/sh", ["-c", $"kill -KILL {first.Pid}"]);
+        Assert.True(first.WaitForExit(TimeSpan.FromSeconds(10)));
+        // What a killed node leaves: the kernel removed the device (its last descriptor closed) and
+        // with it the route; the control socket file and subnet.env stay.
+        Assert.DoesNotContain("flannel.1", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
+        Assert.True(File.Exists(c.ControlSocket(1)));
+        c.StartNode(1, "vxlan");
+        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout);
+        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        Assert.True(stats.ExitCode == 0, stats.Stderr); // the new instance serves the old path
+    }
+
+    [Theory]
+    [InlineData("vxlan")]
+    [InlineData("udp")]
+    public void Garbage_flood_from_the_peers_address_while_ping_and_a_transfer_run(string backend)
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n1 = c.StartNode(1, backend);
+        c.StartNode(2, backend);
+        string port = backend == "vxlan" ? "8472" : "8285";
+
+        Transfer transfer = c.StartTimedTransfer(2, 1, seconds: 8);
+        NodeProcess ping = c.Topology.Start(c.Topology.Pod(2), [Require.Tool("ping", "iputils-ping"), "-c", "60", "-i", "0.1", "-W", "1", Topology.PodIp(1)], "ping");
+        NodeProcess flood = c.Topology.Start(c.Topology.Node(2), [.. SelfCommand.Prefix(), "flood", "--from", Topology.UnderlayIp(2),
+            "--to", $"{Topology.UnderlayIp(1)}:{port}", "--count", "300000", "--seconds", "8"], "flood");
+
+        Assert.True(flood.WaitForExit(TimeSpan.FromSeconds(30)), flood.Output);
+        string sent = transfer.AssertIntact(TimeSpan.FromSeconds(60));
+        Assert.True(ping.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.False(n1.HasExited, n1.Output);
+        string floodLine = flood.Lines.Single(l => l.StartsWith("flood ", StringComparison.Ordinal));
+        string pingLine = ping.Lines.Single(l => l.Contains("packet loss", StringComparison.Ordinal));
+        double loss = double.Parse(Regex.Match(pingLine, @"([\d.]+)% packet loss").Groups[1].Value, CultureInfo.InvariantCulture);
+
+        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        string drops = stats.Stdout.Split('\n').Single(l => l.TrimStart().StartsWith("drops:", StringComparison.Ordinal)).Trim();
+        output.WriteLine($"{backend}: {floodLine}; legitimate ping: {pingLine.Trim()}; transfer: {sent}; node 1 {drops}");
+
+        Assert.True(loss <= 50, $"legitimate ping lost {loss}% during the flood");
+        Assert.Matches(@"flood sent=\d{5,}", floodLine);
+        string[] expected = backend == "vxlan"
+            ? ["bad_vxlan_flags", "wrong_vni", "not_our_mac", "malformed_inner", "bad_inner_checksum", "inner_source_not_peer_subnet", "truncated"]
+            : ["malformed_inner", "truncated"];
+        foreach (string reason in expected)
+        {
+            Assert.Matches($@"\b{reason} [1-9]", drops);
+        }
+    }
+
+    [Fact]
+    public void Lease_changes_at_a_high_rate_during_a_transfer_to_an_unchanged_peer()
+    {
+        using var c = new Cluster();
+        for (int i = 1; i <= 2; i++)
+        {
+            c.Topology.AddNode(i);
+        }
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n1 = c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+        Transfer transfer = c.StartTimedTransfer(1, 2, seconds: 6);
+        // Every edit changes the third peer (10.244.3-9.0/24), at jittered intervals, so each time
+        // the watcher reads the file it finds a new state to apply.
+        var rng = new Random(4);
+        int edits = 0;
+        var until = DateTime.UtcNow.AddSeconds(5);
+        while (DateTime.UtcNow < until && edits < 300)
+        {
+            new ClusterFileBuilder().Node(1).Node(2).Node(3 + edits % 7).WriteTo(c.LeasesPath);
+            edits++;
+            Thread.Sleep(rng.Next(5, 40));
+        }
+        string sent = transfer.AssertIntact(TimeSpan.FromSeconds(60));
+        int applied = n1.Lines.Count(l => Regex.IsMatch(l, @"Subnet added: 10\.244\.[3-9]\.0/24"));
+        output.WriteLine($"{edits} edits written in 5 s, {applied} applied (the watcher reads at most every 150 ms); transfer: {sent}");
+        Assert.True(edits >= 100 && applied >= 15, $"{edits} edits, {applied} applied");
+        Assert.DoesNotContain(n1.Lines, l => l.Contains("Subnet removed: 10.244.2.0/24", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Send_errors_are_counted_and_never_fatal()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        // Peer 3 sits at an address node 1 has no route to: every datagram to it fails with ENETUNREACH.
+        new ClusterFileBuilder().Node(1).Node(2).Node(3, publicIp: "198.51.100.9").WriteTo(c.LeasesPath);
+        NodeProcess n1 = c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+        Shell.Result lost = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3);
+        Assert.NotEqual(0, lost.ExitCode);
+        Shell.Result ok = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3);
+        Assert.True(ok.ExitCode == 0, ok.Stdout);
+        Assert.False(n1.HasExited);
+        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        Assert.Matches(@"socket send errors: ENETUNREACH [3-9]", stats.Stdout);
+        Assert.Matches(@"udp_send_failed [3-9]", stats.Stdout);
+    }
+}
