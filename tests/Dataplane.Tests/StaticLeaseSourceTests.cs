@@ -64,6 +64,8 @@ public sealed class StaticLeaseSourceTests : IDisposable
             Thread.Sleep(25);
         }
         Assert.True(published >= 5, $"{edits} edits over 2 s, {published} applied");
+        source.Dispose();
+        source.Dispose(); // run disposes it explicitly and again through 'using'
     }
 
     private static void WaitFor(Func<bool> condition)

@@ -147,10 +147,13 @@ internal sealed class StaticLeaseSource : IDisposable
 
     public void Dispose()
     {
+        if (_stop.IsCancellationRequested)
+        {
+            return; // disposed already
+        }
         _watcher.Dispose();
         _stop.Cancel();
         _thread.Join();
-        _stop.Dispose();
         _changed.Dispose();
     }
 }
