@@ -15,6 +15,8 @@ command -v gcc >/dev/null      || need+=(gcc)
 [ -f /usr/include/linux/if_tun.h ] || need+=(linux-libc-dev)
 [ -f /usr/include/stdio.h ]    || need+=(libc6-dev)
 command -v setpriv >/dev/null  || need+=(util-linux)
+command -v afl-fuzz >/dev/null || need+=(afl++)
+command -v iperf3 >/dev/null   || need+=(iperf3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,6 +26,7 @@ fi
 results=TestResults
 rm -rf "$results"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+dotnet tool restore >/dev/null || { echo "dotnet tool restore failed (SharpFuzz.CommandLine for the fuzz tests)"; exit 1; }
 dotnet test Dataplane.sln -c Release --logger "trx" --results-directory "$results" "$@"
 status=$?
 

@@ -80,6 +80,21 @@ public class ClusterFileTests
     }
 
     [Fact]
+    public void Invalid_utf8_is_a_clear_error_not_a_crash()
+    {
+        // Found by the fuzzer: invalid UTF-8 inside a JSON string passed the parser and threw
+        // InvalidOperationException when the string was read.
+        byte[] json = Encoding.UTF8.GetBytes(Valid);
+        int at = Valid.IndexOf("192.0.2.1", StringComparison.Ordinal) + 3;
+        json[at] = 0xFF;
+        var e = Assert.Throws<ConfigException>(() => ClusterFile.Parse(json, "cluster.json"));
+        Assert.Equal($"lease file cluster.json: not valid UTF-8 at byte {at}", e.Message);
+
+        using var doc = System.Text.Json.JsonDocument.Parse(Encoding.UTF8.GetBytes("{\"PublicIP\": \"192.0.2.1\"}").Select(b => b == (byte)'9' ? (byte)0xC3 : b).ToArray());
+        Assert.Throws<ConfigException>(() => ClusterFile.ParseLease("10.244.1.0-24", doc.RootElement, "subnets/10.244.1.0-24"));
+    }
+
+    [Fact]
     public void Missing_file_is_a_clear_error()
     {
         string e = Assert.Throws<ConfigException>(() => ClusterFile.Load("/nonexistent/cluster.json")).Message;

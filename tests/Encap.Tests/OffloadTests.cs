@@ -133,6 +133,15 @@ public class OffloadTests
         Assert.False(Segmenter.TryDescribe(p, h with { GsoType = VirtioNetHeader.GsoUdp }, out _, out _, out _));
         Assert.False(Segmenter.TryDescribe(p.AsSpan(0, 30), h, out _, out _, out _));
         Assert.False(Segmenter.TryDescribe([0x75, .. p[1..]], h, out _, out _, out _));
+        // Found by the fuzzer: a header that does not match the packet it describes.
+        Assert.False(Segmenter.TryDescribe(p, h with { GsoType = VirtioNetHeader.GsoUdpL4, ChecksumOffset = 6 }, out _, out _, out _)); // TCP packet, USO header
+        Assert.False(Segmenter.TryDescribe(p, h with { ChecksumOffset = 6 }, out _, out _, out _));
+        byte[] icmp = (byte[])p.Clone();
+        icmp[9] = Ipv4Header.ProtocolIcmp;
+        Assert.False(Segmenter.TryDescribe(icmp, h, out _, out _, out _));
+        byte[] shortTcp = (byte[])p.Clone();
+        shortTcp[32] = 0x10; // data offset 1: a 4-byte TCP header
+        Assert.False(Segmenter.TryDescribe(shortTcp, h, out _, out _, out _));
     }
 
     [Fact]

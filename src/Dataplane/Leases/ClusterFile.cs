@@ -36,6 +36,11 @@ internal static class ClusterFile
 
     public static ClusterSnapshot Parse(ReadOnlySpan<byte> json, string where)
     {
+        int bad = InvalidUtf8At(json);
+        if (bad >= 0)
+        {
+            throw new ConfigException($"lease file {where}: not valid UTF-8 at byte {bad}");
+        }
         JsonDocument doc;
         try
         {
@@ -199,7 +204,33 @@ internal static class ClusterFile
         {
             return null;
         }
-        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new ConfigException($"{where}.{name}: must be a string");
+        if (v.ValueKind != JsonValueKind.String)
+        {
+            throw new ConfigException($"{where}.{name}: must be a string");
+        }
+        try
+        {
+            return v.GetString();
+        }
+        catch (InvalidOperationException)
+        {
+            throw new ConfigException($"{where}.{name}: not valid UTF-8"); // JSON from etcd is not checked up front
+        }
+    }
+
+    /// <summary>The offset of the first byte that is not valid UTF-8, or -1.</summary>
+    public static int InvalidUtf8At(ReadOnlySpan<byte> text)
+    {
+        int at = 0;
+        while (at < text.Length)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(text[at..], out _, out int consumed) != System.Buffers.OperationStatus.Done)
+            {
+                return at;
+            }
+            at += consumed;
+        }
+        return -1;
     }
 
     private static int? GetInt(JsonElement obj, string name, string where)

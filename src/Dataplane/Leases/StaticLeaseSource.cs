@@ -65,7 +65,15 @@ internal sealed class StaticLeaseSource : IDisposable
                 return;
             }
             _changed.Reset();
-            Reload();
+            try
+            {
+                Reload();
+            }
+            catch (Exception e)
+            {
+                // A bug, not a bad file (those are ConfigExceptions): keep watching and say so.
+                _log.Error(e, "Reading the lease file failed unexpectedly; keeping the current subnets");
+            }
         }
     }
 

@@ -54,16 +54,22 @@ public static class Segmenter
         {
             return false; // extension headers or options we did not expect: refuse rather than guess
         }
+        byte protocol = version == 4 ? packet[9] : packet[6]; // no IPv6 extension headers: checked above
         if (gso is VirtioNetHeader.GsoTcpV4 or VirtioNetHeader.GsoTcpV6)
         {
-            if (packet.Length < l4Start + 20)
+            int tcpLength = packet.Length >= l4Start + 20 ? (packet[l4Start + 12] >> 4) * 4 : 0;
+            if (protocol != Ipv4Header.ProtocolTcp || tcpLength < 20 || h.ChecksumOffset != 16)
             {
                 return false;
             }
-            headersLength = l4Start + (packet[l4Start + 12] >> 4) * 4;
+            headersLength = l4Start + tcpLength;
         }
         else if (gso == VirtioNetHeader.GsoUdpL4)
         {
+            if (protocol != Ipv4Header.ProtocolUdp || h.ChecksumOffset != 6)
+            {
+                return false;
+            }
             headersLength = l4Start + 8;
         }
         else

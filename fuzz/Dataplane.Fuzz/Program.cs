@@ -1,0 +1,48 @@
+using Dataplane.Engine;
+using SharpFuzz;
+
+namespace Dataplane.Fuzz;
+
+/// <summary>
+/// AFL++ harnesses (SharpFuzz, out of process, persistent). One target per run:
+///   inbound-vxlan, inbound-udp  a datagram from a peer through the real inbound loop;
+///   ip                          the IPv4/IPv6 views, ICMP error rules and builders, the TSO
+///                               segmenter and the TCP coalescer on the same bytes;
+///   leases                      the static cluster file, and flannel's config and lease values
+///                               as etcd holds them.
+/// Any exception is a crash; so is a broken invariant (every packet delivered or counted).
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        if (args.Length != 1)
+        {
+            Console.Error.WriteLine("usage: Dataplane.Fuzz inbound-vxlan|inbound-udp|ip|leases  (reads one input per run from AFL)");
+            return 2;
+        }
+        string target = args[0];
+        if (target is not ("inbound-vxlan" or "inbound-udp" or "ip" or "leases"))
+        {
+            Console.Error.WriteLine($"unknown target {target}");
+            return 2;
+        }
+        // Instrumented code may only run inside Run, once SharpFuzz has mapped AFL's coverage
+        // memory: the harness is built on the first input, not before.
+        Action<byte[]>? body = null;
+        Fuzzer.OutOfProcess.Run(stream =>
+        {
+            body ??= target switch
+            {
+                "inbound-vxlan" => new InboundHarness(BackendKind.Vxlan).Run,
+                "inbound-udp" => new InboundHarness(BackendKind.Udp).Run,
+                "ip" => IpHarness.Run,
+                _ => LeaseHarness.Run,
+            };
+            using var ms = new MemoryStream();
+            stream.CopyTo(ms);
+            body(ms.ToArray());
+        });
+        return 0;
+    }
+}
