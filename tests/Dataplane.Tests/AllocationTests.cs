@@ -5,9 +5,28 @@ using Dataplane.TunTap;
 
 namespace Dataplane.Tests;
 
-/// <summary>The per-packet path allocates nothing: measured with the thread's allocation counter over many batches.</summary>
+/// <summary>
+/// The per-packet path allocates nothing: measured with the thread's allocation counter over many
+/// batches. A per-packet allocation shows in every window; a one-off of the runtime (tiered
+/// compilation finishing under load) does not, so the best of three windows must be zero.
+/// </summary>
 public class AllocationTests
 {
+    internal static long LeastAllocated(Action run, int iterations)
+    {
+        long least = long.MaxValue;
+        for (int window = 0; window < 3 && least > 0; window++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < iterations; i++)
+            {
+                run();
+            }
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        return least;
+    }
+
     [Theory]
     [InlineData("Udp")]
     [InlineData("Vxlan")]
@@ -28,13 +47,7 @@ public class AllocationTests
         {
             engine.Outbound.RunOnce(0); // warm up: tiering, first-use statics
         }
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 2000; i++)
-        {
-            engine.Outbound.RunOnce(0);
-        }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
+        Assert.Equal(0, LeastAllocated(() => engine.Outbound.RunOnce(0), 2000));
         Assert.True(socket.Sent > 2000 * 40, $"only {socket.Sent} datagrams sent");
         Assert.True(device.Written > 2000 * 20, $"only {device.Written} ICMP errors written");
     }
@@ -60,12 +73,7 @@ public class AllocationTests
         {
             engine.Inbound.RunOnce(0);
         }
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 2000; i++)
-        {
-            engine.Inbound.RunOnce(0);
-        }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, LeastAllocated(() => engine.Inbound.RunOnce(0), 2000));
         Assert.True(device.Written > 2000 * 20, $"only {device.Written} packets delivered");
     }
 }
