@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -58,15 +57,7 @@ internal static partial class BenchCommand
         }
 
         using var topo = new Topology();
-        using var interrupted = new CancellationTokenSource();
-        void Interrupt(PosixSignalContext c)
-        {
-            c.Cancel = true;
-            interrupted.Cancel();
-            topo.KillAll();
-        }
-        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Interrupt);
-        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
+        using Topology.InterruptScope interrupted = topo.CancelOnSignals();
 
         o.WriteLine($"Topology (run id {topo.Id}): two nodes on an underlay switch (192.0.2.1, 192.0.2.2), pods 10.244.1.2 and 10.244.2.2");
         topo.AddNode(1);

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 
 namespace Dataplane.Demo;
@@ -25,17 +24,7 @@ internal static partial class DemoCommand
             return 1;
         }
         using var topo = new Topology();
-        // Ctrl-C: stop what runs in the namespaces; the steps below notice and unwind, and the
-        // topology is removed on the way out like at a normal end.
-        using var interrupted = new CancellationTokenSource();
-        void Interrupt(PosixSignalContext c)
-        {
-            c.Cancel = true;
-            interrupted.Cancel();
-            topo.KillAll();
-        }
-        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Interrupt);
-        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
+        using Topology.InterruptScope interrupted = topo.CancelOnSignals();
         try
         {
             return Run(topo, seconds, o, interrupted.Token);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace Dataplane.Demo;
@@ -104,6 +105,41 @@ internal sealed class Topology : IDisposable
             _processes.Add(p);
         }
         return p;
+    }
+
+    /// <summary>
+    /// Ctrl-C and SIGTERM for the commands that build a topology: the returned scope's token is
+    /// cancelled and everything started in the namespaces is killed at once; the command's steps
+    /// notice, unwind, and the topology is removed on the way out as at a normal end.
+    /// </summary>
+    public InterruptScope CancelOnSignals() => new(this);
+
+    internal sealed class InterruptScope : IDisposable
+    {
+        private readonly CancellationTokenSource _cts = new();
+        private readonly PosixSignalRegistration _sigint;
+        private readonly PosixSignalRegistration _sigterm;
+
+        public InterruptScope(Topology topology)
+        {
+            void Interrupt(PosixSignalContext c)
+            {
+                c.Cancel = true;
+                _cts.Cancel();
+                topology.KillAll();
+            }
+            _sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Interrupt);
+            _sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Interrupt);
+        }
+
+        public CancellationToken Token => _cts.Token;
+
+        public void Dispose()
+        {
+            _sigint.Dispose();
+            _sigterm.Dispose();
+            _cts.Dispose();
+        }
     }
 
     /// <summary>Kills everything started in the namespaces at once (an interrupt); safe from any thread.</summary>

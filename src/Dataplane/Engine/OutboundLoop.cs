@@ -156,21 +156,32 @@ internal sealed class OutboundLoop
             return;
         }
         Counters.Drop(DropReason.NoRoute);
-        if (Ipv4Header.TryRead(packet, out Ipv4Header header, verifyChecksum: false) != IpParseResult.Ok
-            || !IcmpErrors.ShouldAnswerIpv4(packet, header)
-            || _icmp.Count == _icmp.Capacity)
+        if (Ipv4Header.TryRead(packet, out Ipv4Header header, verifyChecksum: false) == IpParseResult.Ok
+            && IcmpErrors.ShouldAnswerIpv4(packet, header)
+            && TryTakeIcmpSlot(out int slot, out Span<byte> target))
         {
-            return;
+            _icmp.Lengths[slot] = IcmpErrors.WriteIpv4NetUnreachable(target, packet, header, table.SubnetBase(dst));
+        }
+    }
+
+    /// <summary>A free slot for an ICMP error, if the batch has room and the token bucket a token.</summary>
+    private bool TryTakeIcmpSlot(out int slot, out Span<byte> target)
+    {
+        slot = -1;
+        target = default;
+        if (_icmp.Count == _icmp.Capacity)
+        {
+            return false;
         }
         if (!_icmpBudget.TryTake())
         {
             Counters.IcmpRateLimited++;
-            return;
+            return false;
         }
-        int slot = _icmp.Count++;
-        Span<byte> target = _icmp.Slot(slot)[PacketBatch.Headroom..];
+        slot = _icmp.Count++;
+        target = _icmp.Slot(slot)[PacketBatch.Headroom..];
         _icmp.Offsets[slot] = PacketBatch.Headroom;
-        _icmp.Lengths[slot] = IcmpErrors.WriteIpv4NetUnreachable(target, packet, header, table.SubnetBase(dst));
+        return true;
     }
 
     private void NoRouteIpv6(Span<byte> packet)
@@ -181,23 +192,14 @@ internal sealed class OutboundLoop
             return;
         }
         Counters.Drop(DropReason.NoRoute);
-        if (Ipv6Header.TryRead(packet, out Ipv6Header header) != IpParseResult.Ok
-            || !IcmpErrors.ShouldAnswerIpv6(packet, header)
-            || _icmp.Count == _icmp.Capacity)
+        if (Ipv6Header.TryRead(packet, out Ipv6Header header) == IpParseResult.Ok
+            && IcmpErrors.ShouldAnswerIpv6(packet, header)
+            && TryTakeIcmpSlot(out int slot, out Span<byte> target))
         {
-            return;
+            // From the /64 of the unreachable destination: not one of ours, so not a martian.
+            UInt128 source = header.Destination & (UInt128.MaxValue << 64);
+            _icmp.Lengths[slot] = IcmpErrors.WriteIpv6NoRoute(target, packet, header, source);
         }
-        if (!_icmpBudget.TryTake())
-        {
-            Counters.IcmpRateLimited++;
-            return;
-        }
-        int slot = _icmp.Count++;
-        Span<byte> target = _icmp.Slot(slot)[PacketBatch.Headroom..];
-        _icmp.Offsets[slot] = PacketBatch.Headroom;
-        // From the /64 of the unreachable destination: not one of ours, so not a martian.
-        UInt128 source = header.Destination & (UInt128.MaxValue << 64);
-        _icmp.Lengths[slot] = IcmpErrors.WriteIpv6NoRoute(target, packet, header, source);
     }
 
     /// <summary>One read-and-process step without the loop (engine tests, benchmarks).</summary>

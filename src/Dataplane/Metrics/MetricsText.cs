@@ -61,21 +61,8 @@ internal static class MetricsText
 
         if (s.Queues.Count > 0)
         {
-            long[] byErrno = new long[134];
-            long gso = 0, gro = 0, superIn = 0, superOut = 0, merged = 0, readErrors = 0;
-            foreach (var (tun, socket) in s.Queues)
-            {
-                for (int e = 0; e < byErrno.Length; e++)
-                {
-                    byErrno[e] += socket.SendErrorsByErrno[e];
-                }
-                gso += socket.GsoMessages;
-                gro += socket.GroMessages;
-                superIn += tun.SuperpacketsIn;
-                superOut += tun.SuperpacketsOut;
-                merged += tun.Coalesced;
-                readErrors += tun.ReadErrors;
-            }
+            Node.OffloadTotals t = Node.NodeDevice.Totals(s.Queues);
+            long[] byErrno = t.SendErrorsByErrno;
             Family(b, "dataplane_socket_send_errors_total", "counter", "Datagrams the socket refused, by errno (counted, never fatal).");
             foreach (int e in new[] { Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM })
             {
@@ -83,13 +70,13 @@ internal static class MetricsText
             }
             Line(b, "dataplane_socket_send_errors_total", byErrno.Sum() - new[] { Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM }.Sum(e => byErrno[e]), ("errno", "other"));
             Family(b, "dataplane_offload_total", "counter", "Offload work: superpackets read and split, written and merged, UDP GSO sends and GRO receives.");
-            Line(b, "dataplane_offload_total", superIn, ("kind", "device_superpackets_in"));
-            Line(b, "dataplane_offload_total", superOut, ("kind", "device_superpackets_out"));
-            Line(b, "dataplane_offload_total", merged, ("kind", "device_packets_merged"));
-            Line(b, "dataplane_offload_total", gso, ("kind", "socket_gso_sends"));
-            Line(b, "dataplane_offload_total", gro, ("kind", "socket_gro_receives"));
+            Line(b, "dataplane_offload_total", t.SuperpacketsIn, ("kind", "device_superpackets_in"));
+            Line(b, "dataplane_offload_total", t.SuperpacketsOut, ("kind", "device_superpackets_out"));
+            Line(b, "dataplane_offload_total", t.Merged, ("kind", "device_packets_merged"));
+            Line(b, "dataplane_offload_total", t.GsoSends, ("kind", "socket_gso_sends"));
+            Line(b, "dataplane_offload_total", t.GroReceives, ("kind", "socket_gro_receives"));
             Family(b, "dataplane_device_read_errors_total", "counter", "Device reads that failed for another reason than no data.");
-            Line(b, "dataplane_device_read_errors_total", readErrors);
+            Line(b, "dataplane_device_read_errors_total", t.ReadErrors);
             Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");
             Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Tun.Offloads), ("socket", s.Queues[0].Socket.Offloads),
                 ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Queues.Count.ToString(CultureInfo.InvariantCulture)));

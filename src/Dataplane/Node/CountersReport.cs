@@ -15,22 +15,10 @@ internal static class CountersReport
 
     public static void LogOffloads(NodeDevice device, ILogger log)
     {
-        long superIn = 0, segments = 0, superOut = 0, merged = 0, segErrors = 0, gso = 0, gro = 0, sendErrors = 0;
-        string? gsoOff = null;
-        foreach (var (tun, socket) in device.Queues)
-        {
-            superIn += tun.SuperpacketsIn;
-            segments += tun.SegmentsOut;
-            superOut += tun.SuperpacketsOut;
-            merged += tun.Coalesced;
-            segErrors += tun.SegmentationErrors;
-            gso += socket.GsoMessages;
-            gro += socket.GroMessages;
-            sendErrors += socket.SendErrors;
-            gsoOff ??= socket.GsoDisabledReason;
-        }
+        OffloadTotals t = NodeDevice.Totals(device.Queues);
         log.Information("Offload counters: device superpackets in {SuperIn} (split into {Segments}), out {SuperOut} (merging {Merged} packets), segmentation errors {SegErrors}; socket GSO sends {Gso}, GRO receives {Gro}, send errors {SendErrors}{GsoOff}",
-            superIn, segments, superOut, merged, segErrors, gso, gro, sendErrors, gsoOff is null ? "" : $" (GSO turned off: {gsoOff})");
+            t.SuperpacketsIn, t.SegmentsOut, t.SuperpacketsOut, t.Merged, t.SegmentationErrors, t.GsoSends, t.GroReceives, t.SendErrors,
+            t.GsoDisabledReason is null ? "" : $" (GSO turned off: {t.GsoDisabledReason})");
     }
 
     public static string Drops(LoopCounters outbound, LoopCounters inbound)

@@ -26,6 +26,30 @@ internal sealed class NodeDevice : IDisposable
 
     public IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> Queues => _queues;
     public TunDevice Tun => _queues[0].Tun;
+
+    /// <summary>The offload and error counters of the device's and sockets' queues, summed (a report).</summary>
+    public static OffloadTotals Totals(IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> queues)
+    {
+        var t = new OffloadTotals();
+        foreach (var (tun, socket) in queues)
+        {
+            t.SuperpacketsIn += tun.SuperpacketsIn;
+            t.SegmentsOut += tun.SegmentsOut;
+            t.SuperpacketsOut += tun.SuperpacketsOut;
+            t.Merged += tun.Coalesced;
+            t.SegmentationErrors += tun.SegmentationErrors;
+            t.ReadErrors += tun.ReadErrors;
+            t.GsoSends += socket.GsoMessages;
+            t.GroReceives += socket.GroMessages;
+            t.SendErrors += socket.SendErrors;
+            for (int e = 0; e < t.SendErrorsByErrno.Length; e++)
+            {
+                t.SendErrorsByErrno[e] += socket.SendErrorsByErrno[e];
+            }
+            t.GsoDisabledReason ??= socket.GsoDisabledReason;
+        }
+        return t;
+    }
     public UdpBatchSocket Socket => _queues[0].Socket;
 
     public static NodeDevice Create(NodePlan plan, bool offload, int batch, int queues, ILogger log)
