@@ -17,6 +17,8 @@ command -v gcc >/dev/null      || need+=(gcc)
 command -v setpriv >/dev/null  || need+=(util-linux)
 command -v afl-fuzz >/dev/null || need+=(afl++)
 command -v iperf3 >/dev/null   || need+=(iperf3)
+command -v etcd >/dev/null     || need+=(etcd-server)
+command -v etcdctl >/dev/null  || need+=(etcd-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -45,7 +45,15 @@ internal static class Program
         var controlSocket = new Option<string?>("--control-socket") { Description = "Unix socket that 'dataplane stats' reads (default /run/dataplane/DEVICE.sock)" };
         var icmpRate = new Option<double>("--icmp-rate") { Description = "ICMP errors per second per loop at most (0: none)", DefaultValueFactory = _ => 1000 };
         var icmpBurst = new Option<double>("--icmp-burst") { Description = "ICMP errors a loop may send at once after a quiet time", DefaultValueFactory = _ => 50 };
-        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst };
+        var etcdEndpoints = new Option<string?>("--etcd-endpoints") { Description = "etcd v3 endpoints (comma-separated URLs) holding flannel's config and leases" };
+        var etcdPrefix = new Option<string>("--etcd-prefix") { Description = "etcd prefix of flannel's keys", DefaultValueFactory = _ => "/coreos.com/network" };
+        var etcdTimeout = new Option<double>("--etcd-timeout") { Description = "seconds to wait for etcd per request (and at start)", DefaultValueFactory = _ => 5 };
+        var etcdUser = new Option<string?>("--etcd-username") { Description = "etcd user" };
+        var etcdPassword = new Option<string?>("--etcd-password") { Description = "etcd password" };
+        var renewMargin = new Option<double>("--subnet-lease-renew-margin") { Description = "minutes before expiry to renew our lease", DefaultValueFactory = _ => 60 };
+        var vtepMacFile = new Option<string?>("--vtep-mac-file") { Description = "where our VTEP MAC is kept across restarts (etcd; default /var/lib/dataplane/DEVICE.vtepmac)" };
+        var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
+            etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, renewMargin, vtepMacFile };
         cmd.SetAction(r =>
         {
             using Serilog.Core.Logger log = CreateLogger();
@@ -66,6 +74,18 @@ internal static class Program
                 ControlSocket = r.GetValue(controlSocket),
                 IcmpRate = r.GetValue(icmpRate),
                 IcmpBurst = r.GetValue(icmpBurst),
+                Etcd = r.GetValue(etcdEndpoints) is string endpoints
+                    ? new Leases.EtcdOptions
+                    {
+                        Endpoints = endpoints.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                        Prefix = r.GetValue(etcdPrefix)!.TrimEnd('/'),
+                        Timeout = TimeSpan.FromSeconds(Math.Max(0.5, r.GetValue(etcdTimeout))),
+                        Username = r.GetValue(etcdUser),
+                        Password = r.GetValue(etcdPassword),
+                        RenewMargin = TimeSpan.FromMinutes(r.GetValue(renewMargin)),
+                        VtepMacFile = r.GetValue(vtepMacFile) ?? $"/var/lib/dataplane/{r.GetValue(device) ?? "flannel.1"}.vtepmac",
+                    }
+                    : null,
             };
             try
             {

@@ -130,7 +130,37 @@ internal static class ClusterFile
                 throw new ConfigException($"{where}.Backend.Port: {port} is not a UDP port");
             }
         }
-        return new NetworkConfig(network.Value, subnetLength, backend, vni, port == 0 ? NetworkConfig.DefaultPort(backend) : port);
+        uint step = 1u << (32 - subnetLength);
+        uint min = network.Value.Address + step, max = network.Value.Last - step + 1;
+        foreach ((string name, bool isMin) in new[] { ("SubnetMin", true), ("SubnetMax", false) })
+        {
+            string? text = GetString(config, name, where);
+            if (text is null)
+            {
+                continue;
+            }
+            if (!Ipv4Prefix.TryParseAddress(text, out uint a) || !network.Value.Contains(a) || (a & (step - 1)) != 0)
+            {
+                throw new ConfigException($"{where}.{name}: '{text}' is not the base address of a /{subnetLength} inside {network}");
+            }
+            if (isMin)
+            {
+                min = a;
+            }
+            else
+            {
+                max = a;
+            }
+        }
+        if (min > max)
+        {
+            throw new ConfigException($"{where}: SubnetMin {Ipv4Prefix.Format(min)} is above SubnetMax {Ipv4Prefix.Format(max)}");
+        }
+        return new NetworkConfig(network.Value, subnetLength, backend, vni, port == 0 ? NetworkConfig.DefaultPort(backend) : port)
+        {
+            SubnetMin = min,
+            SubnetMax = max,
+        };
     }
 
     /// <summary>Parses one lease value (also etcd's <c>/subnets/KEY</c> value).</summary>

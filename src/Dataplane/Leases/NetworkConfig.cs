@@ -10,6 +10,10 @@ namespace Dataplane.Leases;
 /// </summary>
 internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, BackendKind Backend, uint Vni, int Port)
 {
+    /// <summary>The first and last subnet base addresses a node may lease (flannel: the second subnet to the last).</summary>
+    public uint SubnetMin { get; init; }
+    public uint SubnetMax { get; init; }
+
     public const int DefaultUdpPort = 8285;   // flannel udp backend
     public const int DefaultVxlanPort = 8472; // Linux vxlan default, as flannel.1 uses
     public const uint DefaultVni = 1;

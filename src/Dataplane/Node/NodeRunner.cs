@@ -27,9 +27,10 @@ internal static class NodeRunner
 {
     public static int Run(RunOptions o, ILogger log)
     {
-        NodePlan plan = Plan(o);
-        log.Information("Lease file {Path}: network {Network}, SubnetLen {Len}, {Count} leases",
-            o.LeasesPath, plan.Node.Config.Network, plan.Node.Config.SubnetLength, plan.Snapshot.Leases.Count);
+        NodePlan plan = Plan(o, log);
+        using EtcdLeaseSource? etcd = plan.Etcd;
+        log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases",
+            plan.LeaseSource, plan.Node.Config.Network, plan.Node.Config.SubnetLength, plan.Snapshot.Leases.Count);
         log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})",
             plan.Node.Subnet, plan.Node.Lease.PublicIpText, plan.UnderlayIface);
 
@@ -58,7 +59,8 @@ internal static class NodeRunner
         log.Information("Wrote {Path}", o.SubnetFile);
 
         engine.Start();
-        using var source = new StaticLeaseSource(o.LeasesPath!, plan.Node, table, engine.Publish, log);
+        using StaticLeaseSource? source = etcd is null ? new StaticLeaseSource(o.LeasesPath!, plan.Node, table, engine.Publish, log) : null;
+        etcd?.Start(plan.Node, table, engine.Publish);
         var metricsNow = new MetricsText.Source(engine, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues);
         metricsSource = metricsNow;
         string controlPath = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
@@ -78,7 +80,8 @@ internal static class NodeRunner
         {
             log.Information("Stopping");
         }
-        source.Dispose();
+        source?.Dispose();
+        etcd?.Dispose();
         engine.Stop();
         CountersReport.Log(engine, log);
         CountersReport.LogOffloads(device, log);
@@ -100,13 +103,42 @@ internal static class NodeRunner
     }
 
     /// <summary>Step 1: everything checked, nothing created.</summary>
-    public static NodePlan Plan(RunOptions o)
+    public static NodePlan Plan(RunOptions o, ILogger log)
     {
-        if (string.IsNullOrEmpty(o.LeasesPath))
+        EtcdLeaseSource? etcd = null;
+        try
         {
-            throw new ConfigException("no lease source: give --leases FILE (the static cluster file)");
+            return Plan(o, log, ref etcd);
         }
-        ClusterSnapshot snapshot = ClusterFile.Load(o.LeasesPath);
+        catch
+        {
+            etcd?.Dispose();
+            throw;
+        }
+    }
+
+    private static NodePlan Plan(RunOptions o, ILogger log, ref EtcdLeaseSource? etcd)
+    {
+        ClusterSnapshot snapshot;
+        string leaseSource;
+        if (o.Etcd is not null)
+        {
+            if (!string.IsNullOrEmpty(o.LeasesPath))
+            {
+                throw new ConfigException("two lease sources: give --leases FILE or --etcd-endpoints URL, not both");
+            }
+            (etcd, snapshot) = EtcdLeaseSource.Connect(o.Etcd, log);
+            leaseSource = $"etcd {etcd.Where}";
+        }
+        else if (string.IsNullOrEmpty(o.LeasesPath))
+        {
+            throw new ConfigException("no lease source: give --leases FILE (the static cluster file) or --etcd-endpoints URL");
+        }
+        else
+        {
+            snapshot = ClusterFile.Load(o.LeasesPath);
+            leaseSource = $"lease file {o.LeasesPath}";
+        }
 
         uint publicIp;
         string? iface = o.Iface;
@@ -131,8 +163,11 @@ internal static class NodeRunner
         string underlay = HostInfo.InterfaceWith(publicIp)
             ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
 
-        LeaseRecord lease = snapshot.LeaseOf(publicIp)
-            ?? throw new ConfigException($"lease file {o.LeasesPath}: no lease has PublicIP {Ipv4Prefix.Format(publicIp)} (this node)");
+        LeaseRecord? lease = snapshot.LeaseOf(publicIp);
+        if (lease is null && etcd is null)
+        {
+            throw new ConfigException($"lease file {o.LeasesPath}: no lease has PublicIP {Ipv4Prefix.Format(publicIp)} (this node)");
+        }
 
         BackendKind backend = snapshot.Config.Backend;
         if (o.Backend is not null && !NetworkConfig.TryParseBackend(o.Backend, out backend))
@@ -144,7 +179,7 @@ internal static class NodeRunner
         {
             throw new ConfigException($"--port {port}: not a UDP port");
         }
-        if (backend == BackendKind.Vxlan && lease.VtepMac is null)
+        if (etcd is null && backend == BackendKind.Vxlan && lease!.VtepMac is null)
         {
             throw new ConfigException($"lease file {o.LeasesPath}: our lease {lease.Subnet} has no BackendData.VtepMAC, which vxlan needs");
         }
@@ -184,7 +219,19 @@ internal static class NodeRunner
         }
         int underlayMtu = RouteNetlink.GetMtu(underlay);
         int overhead = backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend;
-        var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni);
-        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = metricsEndpoint };
+        if (etcd is not null)
+        {
+            // Everything local checked: now take (or reuse) our subnet in the cluster.
+            lease = etcd.Acquire(snapshot, publicIp, backend, snapshot.Config.Vni);
+            LeaseRecord ours = lease;
+            snapshot = snapshot with { Leases = [.. snapshot.Leases.Where(l => l.PublicIp != ours.PublicIp && l.Subnet != ours.Subnet), ours] };
+        }
+        var node = new NodeIdentity(lease!, snapshot.Config, backend, port, snapshot.Config.Vni);
+        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead)
+        {
+            MetricsEndpoint = metricsEndpoint,
+            Etcd = etcd,
+            LeaseSource = leaseSource,
+        };
     }
 }

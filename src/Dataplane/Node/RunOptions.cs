@@ -21,6 +21,8 @@ internal sealed record RunOptions
     public string? Metrics { get; init; }
     /// <summary>The Unix socket <c>dataplane stats</c> reads (default /run/dataplane/DEVICE.sock).</summary>
     public string? ControlSocket { get; init; }
+    /// <summary>etcd as the lease source instead of a file.</summary>
+    public Leases.EtcdOptions? Etcd { get; init; }
     public double IcmpRate { get; init; } = 1000;
     public double IcmpBurst { get; init; } = 50;
 }

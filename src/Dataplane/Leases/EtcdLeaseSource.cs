@@ -1,0 +1,317 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using dotnet_etcd;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using Serilog;
+
+namespace Dataplane.Leases;
+
+/// <summary>
+/// Leases from etcd (v3 API) in flannel's schema, so Dataplane nodes and flanneld nodes share one
+/// cluster: the network config at <c>&lt;prefix&gt;/config</c>, one lease per node at
+/// <c>&lt;prefix&gt;/subnets/10.244.1.0-24</c> bound to an etcd lease (24 h, renewed before expiry).
+///
+///  1. <see cref="Connect"/>: read the config (one clear line if etcd is unreachable within the
+///     timeout, or the config is missing or invalid), list the leases.
+///  2. <see cref="Acquire"/>: reuse the lease whose PublicIP is ours (also one flanneld wrote), else
+///     take a free subnet between SubnetMin and SubnetMax with a put-if-absent transaction bound to
+///     a granted etcd lease; a lost race tries another subnet. Our lease is (re)written with our
+///     BackendType/BackendData; the VTEP MAC is kept in a file across restarts.
+///  3. <see cref="Start"/>: a thread of its own watches <c>&lt;prefix&gt;/subnets/</c> (the watch only
+///     wakes it; every wake and every resync interval re-lists the whole range, which also covers
+///     compaction and reconnects), publishes a new table when the peers changed, and renews our
+///     lease before it expires (re-acquiring it if it vanished). While etcd is away the last table
+///     stays and the packet loops never notice.
+/// </summary>
+internal sealed class EtcdLeaseSource : IDisposable
+{
+    private static readonly TimeSpan Resync = TimeSpan.FromSeconds(10);
+
+    private readonly EtcdClient _client;
+    private readonly EtcdOptions _options;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly AutoResetEvent _wake = new(false);
+    private Thread? _thread;
+    private long _leaseId;
+    private DateTime _leaseExpires;
+    private IReadOnlyList<Peer> _peers = [];
+
+    private EtcdLeaseSource(EtcdClient client, EtcdOptions options, ILogger log)
+    {
+        _client = client;
+        _options = options;
+        _log = log;
+    }
+
+    public string Where => string.Join(",", _options.Endpoints);
+    private string ConfigKey => $"{_options.Prefix}/config";
+    private string SubnetsPrefix => $"{_options.Prefix}/subnets/";
+
+    /// <summary>Step 1: reach etcd and read the network config and every lease.</summary>
+    public static (EtcdLeaseSource Source, ClusterSnapshot Snapshot) Connect(EtcdOptions options, ILogger log)
+    {
+        AppContext.SetSwitch("System.Net.Http.SocketsHttpHandler.Http2UnencryptedSupport", true);
+        string endpoints = string.Join(",", options.Endpoints);
+        EtcdClient client;
+        try
+        {
+            client = string.IsNullOrEmpty(options.Username)
+                ? new EtcdClient(endpoints)
+                : new EtcdClient(endpoints, options.Username, options.Password ?? "");
+        }
+        catch (Exception e) when (e is ArgumentException or UriFormatException or FormatException or InvalidOperationException)
+        {
+            throw new ConfigException($"--etcd-endpoints {endpoints}: {e.Message}");
+        }
+        var source = new EtcdLeaseSource(client, options, log);
+        ClusterSnapshot snapshot = source.ReadSnapshot(initial: true);
+        return (source, snapshot);
+    }
+
+    private DateTime Deadline => DateTime.UtcNow + _options.Timeout;
+
+    private ClusterSnapshot ReadSnapshot(bool initial)
+    {
+        RangeResponse config, subnets;
+        try
+        {
+            config = _client.Get(ConfigKey, deadline: Deadline);
+            subnets = _client.GetRange(SubnetsPrefix, deadline: Deadline);
+        }
+        catch (RpcException e) when (initial)
+        {
+            throw new ConfigException($"etcd {Where}: not reachable within {_options.Timeout.TotalSeconds:0.#} s ({e.StatusCode})");
+        }
+        if (config.Kvs.Count == 0)
+        {
+            throw new ConfigException($"etcd {Where}: no network config at {ConfigKey}");
+        }
+        NetworkConfig network = ParseJson(config.Kvs[0].Value, doc => ClusterFile.ParseConfig(doc.RootElement, $"etcd {ConfigKey}"), $"etcd {ConfigKey}");
+        var leases = new List<LeaseRecord>();
+        foreach (Mvccpb.KeyValue kv in subnets.Kvs)
+        {
+            string key = kv.Key.ToStringUtf8()[SubnetsPrefix.Length..];
+            try
+            {
+                leases.Add(ParseJson(kv.Value, doc => ClusterFile.ParseLease(key, doc.RootElement, $"etcd {SubnetsPrefix}{key}"), $"etcd {SubnetsPrefix}{key}"));
+            }
+            catch (ConfigException e)
+            {
+                _log.Warning("Lease skipped: {Error}", e.Message);
+            }
+        }
+        return new ClusterSnapshot(network, leases);
+    }
+
+    private static T ParseJson<T>(ByteString value, Func<JsonDocument, T> parse, string where)
+    {
+        byte[] bytes = value.ToByteArray();
+        if (ClusterFile.InvalidUtf8At(bytes) is int bad and >= 0)
+        {
+            throw new ConfigException($"{where}: not valid UTF-8 at byte {bad}");
+        }
+        try
+        {
+            using JsonDocument doc = JsonDocument.Parse(bytes);
+            return parse(doc);
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"{where}: invalid JSON at line {e.LineNumber + 1}, column {e.BytePositionInLine + 1}");
+        }
+    }
+
+    /// <summary>Step 2: reuse or create our lease. Returns it as it now stands in etcd.</summary>
+    public LeaseRecord Acquire(ClusterSnapshot snapshot, uint publicIp, BackendKind backend, uint vni)
+    {
+        MacAddress? mac = backend == BackendKind.Vxlan ? LoadOrCreateMac(snapshot.LeaseOf(publicIp)?.VtepMac) : null;
+        _leaseId = _client.LeaseGrant(new LeaseGrantRequest { TTL = (long)_options.LeaseTtl.TotalSeconds }, deadline: Deadline).ID;
+        _leaseExpires = DateTime.UtcNow + _options.LeaseTtl;
+        var lease = new LeaseRecord(default, publicIp, backend == BackendKind.Vxlan ? "vxlan" : null, mac);
+        if (snapshot.LeaseOf(publicIp) is LeaseRecord mine && snapshot.Config.Network.Contains(mine.Subnet))
+        {
+            lease = lease with { Subnet = mine.Subnet };
+            _client.Put(new PutRequest { Key = Key(mine.Subnet), Value = Value(lease, vni), Lease = _leaseId }, deadline: Deadline);
+            _log.Information("Lease reused: {Subnet} (it names our public IP {PublicIP})", mine.Subnet, lease.PublicIpText);
+            return lease;
+        }
+        NetworkConfig c = snapshot.Config;
+        var taken = snapshot.Leases.Select(l => l.Subnet.Address).ToHashSet();
+        uint step = 1u << (32 - c.SubnetLength);
+        var free = new List<uint>();
+        for (ulong a = c.SubnetMin; a <= c.SubnetMax; a += step)
+        {
+            if (!taken.Contains((uint)a))
+            {
+                free.Add((uint)a);
+            }
+        }
+        // Random order: nodes starting together rarely try the same subnet, and a lost race retries.
+        RandomNumberGenerator.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(free));
+        foreach (uint candidate in free)
+        {
+            var subnet = new Ipv4Prefix(candidate, c.SubnetLength);
+            var txn = new TxnRequest();
+            txn.Compare.Add(new Compare { Key = Key(subnet), Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
+            txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = Key(subnet), Value = Value(lease with { Subnet = subnet }, vni), Lease = _leaseId } });
+            if (_client.Transaction(txn, deadline: Deadline).Succeeded)
+            {
+                _log.Information("Lease acquired: {Subnet}", subnet);
+                return lease with { Subnet = subnet };
+            }
+        }
+        throw new ConfigException($"etcd {Where}: no free subnet between {Ipv4Prefix.Format(c.SubnetMin)} and {Ipv4Prefix.Format(c.SubnetMax)}");
+    }
+
+    private MacAddress LoadOrCreateMac(MacAddress? fromLease)
+    {
+        string path = _options.VtepMacFile;
+        if (File.Exists(path) && MacAddress.TryParse(File.ReadAllText(path).Trim(), out MacAddress? saved))
+        {
+            return saved.Value;
+        }
+        MacAddress mac = fromLease ?? Random();
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null)
+        {
+            Directory.CreateDirectory(dir);
+        }
+        File.WriteAllText(path, mac + "\n");
+        return mac;
+
+        static MacAddress Random()
+        {
+            Span<byte> b = stackalloc byte[6];
+            RandomNumberGenerator.Fill(b);
+            b[0] = (byte)((b[0] & 0xFE) | 0x02); // unicast, locally administered
+            return MacAddress.Read(b);
+        }
+    }
+
+    private ByteString Key(Ipv4Prefix subnet) => ByteString.CopyFromUtf8(SubnetsPrefix + subnet.ToKey());
+
+    /// <summary>A lease as flanneld writes it: vxlan with BackendType/BackendData, udp with neither.</summary>
+    private static ByteString Value(LeaseRecord lease, uint vni)
+    {
+        var o = new JsonObject { ["PublicIP"] = lease.PublicIpText, ["PublicIPv6"] = null };
+        if (lease.VtepMac is MacAddress mac)
+        {
+            o["BackendType"] = "vxlan";
+            o["BackendData"] = new JsonObject { ["VNI"] = vni, ["VtepMAC"] = mac.ToString() };
+        }
+        return ByteString.CopyFromUtf8(o.ToJsonString());
+    }
+
+    /// <summary>Step 3: watch, resync and renew on a thread of its own.</summary>
+    public void Start(NodeIdentity node, SubnetTable initial, Action<SubnetTable> publish)
+    {
+        _peers = initial.Peers;
+        _thread = new Thread(() => Loop(node, publish)) { Name = "etcd-leases", IsBackground = true };
+        _thread.Start();
+        _ = WatchAsync();
+    }
+
+    private async Task WatchAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                await _client.WatchRangeAsync(SubnetsPrefix, _ => _wake.Set(), cancellationToken: _stop.Token).ConfigureAwait(false);
+                await Task.Delay(Timeout.Infinite, _stop.Token).ConfigureAwait(false);
+            }
+            catch (Exception) when (!_stop.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1)).ConfigureAwait(false); // the resync covers the gap
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void Loop(NodeIdentity node, Action<SubnetTable> publish)
+    {
+        bool away = false;
+        TimeSpan backoff = TimeSpan.FromSeconds(1);
+        WaitHandle[] handles = [_wake, _stop.Token.WaitHandle];
+        while (true)
+        {
+            int woke = WaitHandle.WaitAny(handles, away ? backoff : Resync);
+            if (woke == 1)
+            {
+                return;
+            }
+            try
+            {
+                ClusterSnapshot snapshot = ReadSnapshot(initial: false);
+                if (away)
+                {
+                    _log.Information("etcd {Where} reachable again", Where);
+                    away = false;
+                    backoff = TimeSpan.FromSeconds(1);
+                }
+                if (snapshot.LeaseOf(node.Lease.PublicIp)?.Subnet != node.Subnet || DateTime.UtcNow > _leaseExpires - _options.RenewMargin)
+                {
+                    Renew(node);
+                    snapshot = ReadSnapshot(initial: false);
+                }
+                var skipped = new List<string>();
+                SubnetTable table = node.BuildTable(snapshot, skipped); // leaves our own lease out
+                if (!table.Peers.SequenceEqual(_peers))
+                {
+                    StaticLeaseSource.LogChanges(_peers, table.Peers, _log);
+                    _peers = table.Peers;
+                    publish(table);
+                }
+            }
+            catch (Exception e) when (e is RpcException or ConfigException or ArgumentException or InvalidOperationException)
+            {
+                if (!away)
+                {
+                    _log.Warning("etcd {Where}: {Error}; forwarding on the last known subnets", Where, e is RpcException r ? r.StatusCode.ToString() : e.Message);
+                    away = true;
+                }
+                backoff = TimeSpan.FromSeconds(Math.Min(30, backoff.TotalSeconds * 2));
+            }
+        }
+    }
+
+    /// <summary>Keeps our lease alive, or writes it again (on a new etcd lease) if it vanished.</summary>
+    private void Renew(NodeIdentity node)
+    {
+        LeaseTimeToLiveResponse ttl = _client.LeaseTimeToLive(new LeaseTimeToLiveRequest { ID = _leaseId }, deadline: Deadline);
+        bool alive = ttl.TTL > 0;
+        if (alive)
+        {
+            _client.LeaseKeepAlive(_leaseId, CancellationToken.None).Wait(_options.Timeout);
+        }
+        else
+        {
+            _leaseId = _client.LeaseGrant(new LeaseGrantRequest { TTL = (long)_options.LeaseTtl.TotalSeconds }, deadline: Deadline).ID;
+        }
+        _client.Put(new PutRequest { Key = Key(node.Subnet), Value = Value(node.Lease, node.Vni), Lease = _leaseId }, deadline: Deadline);
+        _leaseExpires = DateTime.UtcNow + _options.LeaseTtl;
+        _log.Information(alive ? "Lease renewed: {Subnet}" : "Lease re-acquired: {Subnet}", node.Subnet);
+    }
+
+    public void Dispose()
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return;
+        }
+        _stop.Cancel();
+        _wake.Set();
+        _thread?.Join();
+        _client.Dispose();
+    }
+}

@@ -1,0 +1,140 @@
+using System.Text.RegularExpressions;
+using Dataplane.Demo;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>
+/// Leases from a real etcd (Debian's etcd-server) running in its own namespace on the underlay
+/// (192.0.2.100), written and read with etcdctl as an independent client.
+/// </summary>
+public class EtcdTests
+{
+    private const int EtcdHost = 100;
+    private const string Endpoint = "http://192.0.2.100:2379";
+    private const string VxlanConfig = """{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1}}""";
+
+    private static NodeProcess StartEtcd(Cluster c)
+    {
+        c.Topology.AddNode(EtcdHost, withPod: false);
+        NodeProcess etcd = c.Topology.Start(c.Topology.Node(EtcdHost), [Require.Tool("etcd", "etcd-server"), "--data-dir", c.Path_("etcd"),
+            "--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint, "--listen-peer-urls", "http://127.0.0.1:2380"], "etcd");
+        Assert.True(etcd.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, etcd.Output);
+        return etcd;
+    }
+
+    private static string Etcdctl(Cluster c, params string[] args)
+    {
+        Shell.Result r = c.Topology.Exec(c.Topology.Node(EtcdHost), [Require.Tool("etcdctl", "etcd-client"), "--endpoints", Endpoint, .. args]);
+        Assert.True(r.ExitCode == 0, $"etcdctl {string.Join(' ', args)}: {r.Stderr}");
+        return r.Stdout;
+    }
+
+    private static NodeProcess StartNode(Cluster c, int i, params string[] extra)
+    {
+        NodeProcess p = c.Topology.Start(c.Topology.Node(i), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
+            "--public-ip", Topology.UnderlayIp(i), "--subnet-file", c.Path_($"node{i}-subnet.env"), "--control-socket", c.ControlSocket(i),
+            "--vtep-mac-file", c.Path_($"node{i}.vtepmac"), .. extra], $"node{i}");
+        Assert.True(p.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, p.Output);
+        return p;
+    }
+
+    [Fact]
+    public void Leases_written_as_flanneld_writes_them_are_reused_and_carry_traffic()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
+        // As flanneld writes them (its VtepMACs); the pods behind each node sit in these subnets.
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24",
+            """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24",
+            """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+        NodeProcess n1 = StartNode(c, 1);
+        StartNode(c, 2);
+        Assert.Contains("Lease reused: 10.244.1.0/24", n1.Output);
+        Assert.Contains("FLANNEL_SUBNET=10.244.1.1/24", File.ReadAllText(c.Path_("node1-subnet.env")));
+
+        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout);
+        c.StartTransfer(1, 2, 32L << 20).AssertIntact(TimeSpan.FromSeconds(60));
+
+        // Our leases now carry a TTL (an etcd lease) and our BackendData; the MAC was kept.
+        string leases = Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "-w", "fields");
+        Assert.Contains("\"Lease\" : ", leases);
+        Assert.DoesNotMatch("\"Lease\" : 0\\n", leases);
+        Assert.Contains("0e:11:11:11:11:11", Etcdctl(c, "get", "/coreos.com/network/subnets/10.244.1.0-24", "--print-value-only"));
+        Assert.Equal("0e:11:11:11:11:11", File.ReadAllText(c.Path_("node1.vtepmac")).Trim());
+    }
+
+    [Fact]
+    public void Nodes_starting_together_get_distinct_subnets_and_see_each_other_join_and_leave()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        for (int i = 1; i <= 3; i++)
+        {
+            c.Topology.AddNode(i, withPod: false);
+        }
+        Etcdctl(c, "put", "/coreos.com/network/config", """{"Network":"10.244.0.0/16","SubnetLen":24,"SubnetMin":"10.244.10.0","SubnetMax":"10.244.13.0"}""");
+        // Three at once (udp: the config names no backend), from a range of only four subnets.
+        Task<NodeProcess>[] starting = [.. Enumerable.Range(1, 3).Select(i => Task.Run(() => StartNode(c, i)))];
+        NodeProcess[] nodes = [.. starting.Select(t => t.Result)];
+        string[] subnets = [.. Enumerable.Range(1, 3).Select(i => Regex.Match(File.ReadAllText(c.Path_($"node{i}-subnet.env")), @"FLANNEL_SUBNET=(\S+)").Groups[1].Value)];
+        Assert.Equal(3, subnets.Distinct().Count());
+        Assert.All(subnets, s => Assert.Matches(@"^10\.244\.1[0-3]\.1/24$", s));
+        string keys = Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only");
+        Assert.Equal(3, keys.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+
+        // Each sees the other two (the watch), and a node leaving (its key deleted) is removed live.
+        foreach (NodeProcess n in nodes)
+        {
+            Assert.True(n.WaitForLine("via 192.0.2.", TimeSpan.FromSeconds(15)) is not null, n.Output);
+        }
+        Assert.True(SpinUntil(() => nodes[0].Lines.Count(l => l.Contains("Subnet added:", StringComparison.Ordinal)) >= 2, 20), nodes[0].Output);
+        string node3Subnet = subnets[2].Replace(".1/24", ".0-24", StringComparison.Ordinal);
+        nodes[2].Stop(TimeSpan.FromSeconds(10));
+        Etcdctl(c, "del", $"/coreos.com/network/subnets/{node3Subnet}");
+        Assert.True(nodes[0].WaitForLine($"Subnet removed: {subnets[2].Replace(".1/24", ".0/24", StringComparison.Ordinal)}", TimeSpan.FromSeconds(20)) is not null, nodes[0].Output);
+    }
+
+    [Fact]
+    public void Etcd_errors_are_one_line_and_create_nothing()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1, withPod: false);
+        Shell.Result noConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
+            "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
+        Assert.NotEqual(0, noConfig.ExitCode);
+        Assert.Equal($"dataplane: etcd {Endpoint}: no network config at /coreos.com/network/config", noConfig.Stderr.Trim());
+
+        Shell.Result unreachable = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", "http://192.0.2.99:2379",
+            "--etcd-timeout", "2", "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
+        Assert.NotEqual(0, unreachable.ExitCode);
+        Assert.StartsWith("dataplane: etcd http://192.0.2.99:2379: not reachable within 2 s", unreachable.Stderr.Trim());
+        Assert.DoesNotContain('\n', unreachable.Stderr.Trim());
+
+        Etcdctl(c, "put", "/coreos.com/network/config", """{"Network":"10.244.0.0/16","Backend":{"Type":"geneve"}}""");
+        Shell.Result badConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
+            "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
+        Assert.Contains("etcd /coreos.com/network/config.Backend.Type: unknown backend 'geneve'", badConfig.Stderr);
+        Assert.DoesNotContain("flannel", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
+        Assert.False(File.Exists(c.Path_("subnet.env")));
+    }
+
+    private static bool SpinUntil(Func<bool> condition, int seconds)
+    {
+        var until = DateTime.UtcNow.AddSeconds(seconds);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > until)
+            {
+                return false;
+            }
+            Thread.Sleep(100);
+        }
+        return true;
+    }
+}
