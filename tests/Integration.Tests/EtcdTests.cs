@@ -124,6 +124,49 @@ public class EtcdTests
         Assert.False(File.Exists(c.Path_("subnet.env")));
     }
 
+    [Fact]
+    public void A_short_lived_lease_is_renewed_before_it_expires()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1, withPod: false);
+        Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
+        // A 4 s lease renewed 2 s (0.0333 min) before expiry: over 12 s it must be renewed several times and never lapse.
+        NodeProcess n = StartNode(c, 1, "--etcd-lease-ttl", "4", "--subnet-lease-renew-margin", "0.0333");
+        for (int t = 0; t < 12; t++)
+        {
+            Thread.Sleep(1000);
+            Assert.Single(Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only").Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        }
+        Assert.True(n.Lines.Count(l => l.Contains("Lease renewed:", StringComparison.Ordinal)) >= 3, n.Output);
+    }
+
+    [Fact]
+    public void Etcd_stopped_during_a_transfer_then_started_again()
+    {
+        using var c = new Cluster();
+        NodeProcess etcd = StartEtcd(c);
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+        NodeProcess n1 = StartNode(c, 1, "--etcd-timeout", "1");
+        StartNode(c, 2, "--etcd-timeout", "1");
+
+        Transfer transfer = c.StartTimedTransfer(1, 2, seconds: 14);
+        Thread.Sleep(500);
+        etcd.Stop(TimeSpan.FromSeconds(10));
+        Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
+        NodeProcess again = c.Topology.Start(c.Topology.Node(EtcdHost), [Require.Tool("etcd", "etcd-server"), "--data-dir", c.Path_("etcd"),
+            "--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint, "--listen-peer-urls", "http://127.0.0.1:2380"], "etcd-again");
+        Assert.True(again.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, again.Output);
+        Assert.True(n1.WaitForLine("reachable again", TimeSpan.FromSeconds(40)) is not null, n1.Output);
+        transfer.AssertIntact(TimeSpan.FromSeconds(60));
+        Assert.False(n1.HasExited);
+        Assert.Contains("10.244.1.0-24", Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only")); // our lease still held
+    }
+
     private static bool SpinUntil(Func<bool> condition, int seconds)
     {
         var until = DateTime.UtcNow.AddSeconds(seconds);

@@ -51,9 +51,10 @@ internal static class Program
         var etcdUser = new Option<string?>("--etcd-username") { Description = "etcd user" };
         var etcdPassword = new Option<string?>("--etcd-password") { Description = "etcd password" };
         var renewMargin = new Option<double>("--subnet-lease-renew-margin") { Description = "minutes before expiry to renew our lease", DefaultValueFactory = _ => 60 };
+        var leaseTtl = new Option<double>("--etcd-lease-ttl") { Description = "seconds our lease lives in etcd unless renewed (flannel: 24 h)", DefaultValueFactory = _ => 24 * 3600, Hidden = true };
         var vtepMacFile = new Option<string?>("--vtep-mac-file") { Description = "where our VTEP MAC is kept across restarts (etcd; default /var/lib/dataplane/DEVICE.vtepmac)" };
         var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
-            etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, renewMargin, vtepMacFile };
+            etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, renewMargin, vtepMacFile, leaseTtl };
         cmd.SetAction(r =>
         {
             using Serilog.Core.Logger log = CreateLogger();
@@ -83,6 +84,7 @@ internal static class Program
                         Username = r.GetValue(etcdUser),
                         Password = r.GetValue(etcdPassword),
                         RenewMargin = TimeSpan.FromMinutes(r.GetValue(renewMargin)),
+                        LeaseTtl = TimeSpan.FromSeconds(Math.Max(2, r.GetValue(leaseTtl))),
                         VtepMacFile = r.GetValue(vtepMacFile) ?? $"/var/lib/dataplane/{r.GetValue(device) ?? "flannel.1"}.vtepmac",
                     }
                     : null,

@@ -245,7 +245,9 @@ internal sealed class EtcdLeaseSource : IDisposable
         WaitHandle[] handles = [_wake, _stop.Token.WaitHandle];
         while (true)
         {
-            int woke = WaitHandle.WaitAny(handles, away ? backoff : Resync);
+            TimeSpan untilRenew = _leaseExpires - _options.RenewMargin - DateTime.UtcNow;
+            TimeSpan wait = away ? backoff : untilRenew < Resync ? (untilRenew > TimeSpan.Zero ? untilRenew : TimeSpan.Zero) : Resync;
+            int woke = WaitHandle.WaitAny(handles, wait);
             if (woke == 1)
             {
                 return;
@@ -285,22 +287,27 @@ internal sealed class EtcdLeaseSource : IDisposable
         }
     }
 
-    /// <summary>Keeps our lease alive, or writes it again (on a new etcd lease) if it vanished.</summary>
+    /// <summary>
+    /// Renews our lease before it expires, or writes it again if it vanished: a new etcd lease is
+    /// granted, our key is put on it, and the old one is revoked (its key has moved, so nothing is
+    /// deleted). One request each, with deadlines: nothing keeps running in the background.
+    /// </summary>
     private void Renew(NodeIdentity node)
     {
-        LeaseTimeToLiveResponse ttl = _client.LeaseTimeToLive(new LeaseTimeToLiveRequest { ID = _leaseId }, deadline: Deadline);
-        bool alive = ttl.TTL > 0;
-        if (alive)
-        {
-            _client.LeaseKeepAlive(_leaseId, CancellationToken.None).Wait(_options.Timeout);
-        }
-        else
-        {
-            _leaseId = _client.LeaseGrant(new LeaseGrantRequest { TTL = (long)_options.LeaseTtl.TotalSeconds }, deadline: Deadline).ID;
-        }
+        bool present = _client.Get(Key(node.Subnet).ToStringUtf8(), deadline: Deadline).Kvs.Count > 0;
+        long old = _leaseId;
+        _leaseId = _client.LeaseGrant(new LeaseGrantRequest { TTL = (long)_options.LeaseTtl.TotalSeconds }, deadline: Deadline).ID;
         _client.Put(new PutRequest { Key = Key(node.Subnet), Value = Value(node.Lease, node.Vni), Lease = _leaseId }, deadline: Deadline);
         _leaseExpires = DateTime.UtcNow + _options.LeaseTtl;
-        _log.Information(alive ? "Lease renewed: {Subnet}" : "Lease re-acquired: {Subnet}", node.Subnet);
+        try
+        {
+            _client.LeaseRevoke(new LeaseRevokeRequest { ID = old }, deadline: Deadline);
+        }
+        catch (RpcException)
+        {
+            // expired already: nothing to revoke
+        }
+        _log.Information(present ? "Lease renewed: {Subnet} for {Ttl}" : "Lease re-acquired: {Subnet} for {Ttl}", node.Subnet, _options.LeaseTtl);
     }
 
     public void Dispose()
