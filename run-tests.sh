@@ -19,6 +19,7 @@ command -v afl-fuzz >/dev/null || need+=(afl++)
 command -v iperf3 >/dev/null   || need+=(iperf3)
 command -v etcd >/dev/null     || need+=(etcd-server)
 command -v etcdctl >/dev/null  || need+=(etcd-client)
+command -v iptables >/dev/null || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

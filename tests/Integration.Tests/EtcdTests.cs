@@ -167,6 +167,53 @@ public class EtcdTests
         Assert.Contains("10.244.1.0-24", Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only")); // our lease still held
     }
 
+    [Fact]
+    public void Readiness_ip_masq_and_a_kernel_node_programmed_from_the_etcd_leases()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+
+        // Readiness on a test NOTIFY_SOCKET, as systemd's Type=notify receives it.
+        string notifyPath = c.Path_("notify.sock");
+        using var notify = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Unspecified);
+        notify.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(notifyPath));
+        notify.ReceiveTimeout = 30_000;
+        NodeProcess n1 = c.Topology.Start(c.Topology.Node(1), [Require.Tool("env", "coreutils"), $"NOTIFY_SOCKET={notifyPath}", .. SelfCommand.Prefix(), "run",
+            "--etcd-endpoints", Endpoint, "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", c.ControlSocket(1),
+            "--vtep-mac-file", c.Path_("node1.vtepmac"), "--ip-masq"], "node1");
+        byte[] buf = new byte[512];
+        string ready = System.Text.Encoding.UTF8.GetString(buf, 0, notify.Receive(buf));
+        Assert.StartsWith("READY=1", ready);
+        Assert.Contains("FLANNEL_IPMASQ=true", File.ReadAllText(c.Path_("node1-subnet.env"))); // written before READY=1
+
+        // flanneld's rules, inside the node's namespace only.
+        string iptables = Require.Tool("iptables", "iptables");
+        Shell.Result nat = c.Topology.Exec(c.Topology.Node(1), [iptables, "-t", "nat", "-S"]);
+        Assert.Contains("-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG", nat.Stdout);
+        Assert.Contains("-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully", nat.Stdout);
+        Assert.Contains("-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT", c.Topology.Exec(c.Topology.Node(1), [iptables, "-S"]).Stdout);
+
+        // Node 2 is a kernel flannel.1 programmed from what etcd holds (its lease and ours).
+        string ours = Etcdctl(c, "get", "/coreos.com/network/subnets/10.244.1.0-24", "--print-value-only");
+        string ourMac = Regex.Match(ours, "\"VtepMAC\":\"([0-9a-f:]{17})\"").Groups[1].Value;
+        c.ProgramKernelVxlanNode(2, "0e:22:22:22:22:22", [(1, ourMac)]);
+        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + n1.Output);
+        c.StartTransfer(2, 1, 16L << 20).AssertIntact(TimeSpan.FromSeconds(60));
+
+        // Stop: STOPPING=1, exit 0, rules gone.
+        Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(10)));
+        string stopping = System.Text.Encoding.UTF8.GetString(buf, 0, notify.Receive(buf));
+        Assert.Equal("STOPPING=1", stopping);
+        Assert.DoesNotContain("FLANNEL", c.Topology.Exec(c.Topology.Node(1), [iptables, "-t", "nat", "-S"]).Stdout);
+        Assert.DoesNotContain("FLANNEL", c.Topology.Exec(c.Topology.Node(1), [iptables, "-S"]).Stdout);
+    }
+
     private static bool SpinUntil(Func<bool> condition, int seconds)
     {
         var until = DateTime.UtcNow.AddSeconds(seconds);

@@ -36,7 +36,7 @@ internal static class Program
         var backend = new Option<string?>("--backend") { Description = "udp or vxlan (default: the config's Backend.Type)" };
         var port = new Option<int?>("--port") { Description = "UDP port (default: the config's, else 8285 udp / 8472 vxlan)" };
         var subnetFile = new Option<string>("--subnet-file") { Description = "where to write subnet.env", DefaultValueFactory = _ => "/run/flannel/subnet.env" };
-        var ipMasq = new Option<bool>("--ip-masq") { Description = "record FLANNEL_IPMASQ=true in subnet.env (rules are not installed yet)" };
+        var ipMasq = new Option<bool>("--ip-masq") { Description = "install flanneld's masquerade rules for traffic leaving the overlay (removed on stop)" };
         var offload = new Option<string>("--offload") { Description = "on: TUN TSO/GRO and UDP GSO/GRO where the kernel has them; off: plain packets", DefaultValueFactory = _ => "on" };
         offload.AcceptOnlyFromAmong("on", "off");
         var batch = new Option<int>("--batch") { Description = "packets per system call at most (1: one packet per call, the naive mode)", DefaultValueFactory = _ => 64 };

@@ -55,6 +55,7 @@ internal static class NodeRunner
         using var engine = new DataplaneEngine([.. device.Queues.Select(q => ((IPacketDevice)q.Tun, (IDatagramSocket)q.Socket))], table, settings);
         StaticLeaseSource.LogChanges([], table.Peers, log);
 
+        using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;
         SubnetEnvFile.Write(o.SubnetFile, plan.Node.Config.Network, plan.Node.Subnet, plan.DeviceMtu, o.IpMasq);
         log.Information("Wrote {Path}", o.SubnetFile);
 
@@ -69,7 +70,9 @@ internal static class NodeRunner
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
             plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, device.Tun.Name);
 
+        ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
         int woke = WaitHandle.WaitAny([stopping.WaitHandle, engine.Faulted]);
+        ServiceNotifier.Notify("STOPPING=1");
         if (woke == 1)
         {
             // Exit non-zero rather than recreate the device: whatever deleted it may do so again,
