@@ -214,6 +214,50 @@ public class EtcdTests
         Assert.DoesNotContain("FLANNEL", c.Topology.Exec(c.Topology.Node(1), [iptables, "-S"]).Stdout);
     }
 
+    [Fact]
+    public void Etcd_over_tls_with_a_client_certificate()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(EtcdHost, withPod: false);
+        c.Topology.AddNode(1, withPod: false);
+        string d = c.Topology.WorkDir;
+        // A throwaway CA, a server certificate for 192.0.2.100 and a client certificate.
+        Shell.Result pki = Shell.Run("/bin/bash", ["-c", $"""
+            set -e; cd {d}; o={Require.Tool("openssl", "openssl")}
+            $o req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca 2>/dev/null
+            for n in server client; do
+              $o req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $n.key -out $n.csr -subj /CN=$n 2>/dev/null
+            done
+            echo 'subjectAltName=IP:192.0.2.100' > server.ext; echo 'extendedKeyUsage=serverAuth' >> server.ext
+            echo 'extendedKeyUsage=clientAuth' > client.ext
+            for n in server client; do
+              $o x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 1 -extfile $n.ext 2>/dev/null
+            done
+            """]);
+        Assert.True(pki.ExitCode == 0, pki.Stderr);
+        const string tlsEndpoint = "https://192.0.2.100:2379";
+        NodeProcess etcd = c.Topology.Start(c.Topology.Node(EtcdHost), [Require.Tool("etcd", "etcd-server"), "--data-dir", c.Path_("etcd"),
+            "--listen-client-urls", tlsEndpoint, "--advertise-client-urls", tlsEndpoint, "--listen-peer-urls", "http://127.0.0.1:2380",
+            "--cert-file", $"{d}/server.crt", "--key-file", $"{d}/server.key", "--trusted-ca-file", $"{d}/ca.crt", "--client-cert-auth"], "etcd");
+        Assert.True(etcd.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, etcd.Output);
+        Shell.Result put = c.Topology.Exec(c.Topology.Node(EtcdHost), [Require.Tool("etcdctl", "etcd-client"), "--endpoints", tlsEndpoint,
+            "--cacert", $"{d}/ca.crt", "--cert", $"{d}/client.crt", "--key", $"{d}/client.key", "put", "/coreos.com/network/config", VxlanConfig]);
+        Assert.True(put.ExitCode == 0, put.Stderr);
+
+        string[] common = ["run", "--etcd-endpoints", tlsEndpoint, "--etcd-timeout", "3", "--public-ip", "192.0.2.1",
+            "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", c.ControlSocket(1), "--vtep-mac-file", c.Path_("node1.vtepmac")];
+        // Without our certificate etcd refuses us: one line, nothing created.
+        Shell.Result refused = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), .. common, "--etcd-cafile", $"{d}/ca.crt"]);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.StartsWith($"dataplane: etcd {tlsEndpoint}: not reachable", refused.Stderr.Trim());
+        Assert.False(File.Exists(c.Path_("node1-subnet.env")));
+
+        NodeProcess n = c.Topology.Start(c.Topology.Node(1), [.. SelfCommand.Prefix(), .. common,
+            "--etcd-cafile", $"{d}/ca.crt", "--etcd-certfile", $"{d}/client.crt", "--etcd-keyfile", $"{d}/client.key"], "node1");
+        Assert.True(n.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, n.Output);
+        Assert.Contains("Lease acquired: 10.244.", n.Output);
+    }
+
     private static bool SpinUntil(Func<bool> condition, int seconds)
     {
         var until = DateTime.UtcNow.AddSeconds(seconds);

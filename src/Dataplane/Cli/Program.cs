@@ -49,12 +49,15 @@ internal static class Program
         var etcdPrefix = new Option<string>("--etcd-prefix") { Description = "etcd prefix of flannel's keys", DefaultValueFactory = _ => "/coreos.com/network" };
         var etcdTimeout = new Option<double>("--etcd-timeout") { Description = "seconds to wait for etcd per request (and at start)", DefaultValueFactory = _ => 5 };
         var etcdUser = new Option<string?>("--etcd-username") { Description = "etcd user" };
+        var etcdCa = new Option<string?>("--etcd-cafile") { Description = "TLS: the CA that signed etcd's certificate (PEM)" };
+        var etcdCert = new Option<string?>("--etcd-certfile") { Description = "TLS: our client certificate (PEM)" };
+        var etcdKey = new Option<string?>("--etcd-keyfile") { Description = "TLS: the key of our client certificate (PEM)" };
         var etcdPassword = new Option<string?>("--etcd-password") { Description = "etcd password" };
         var renewMargin = new Option<double>("--subnet-lease-renew-margin") { Description = "minutes before expiry to renew our lease", DefaultValueFactory = _ => 60 };
         var leaseTtl = new Option<double>("--etcd-lease-ttl") { Description = "seconds our lease lives in etcd unless renewed (flannel: 24 h)", DefaultValueFactory = _ => 24 * 3600, Hidden = true };
         var vtepMacFile = new Option<string?>("--vtep-mac-file") { Description = "where our VTEP MAC is kept across restarts (etcd; default /var/lib/dataplane/DEVICE.vtepmac)" };
         var cmd = new Command("run", "run this node's data plane") { leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
-            etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, renewMargin, vtepMacFile, leaseTtl };
+            etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl };
         cmd.SetAction(r =>
         {
             using Serilog.Core.Logger log = CreateLogger();
@@ -83,6 +86,9 @@ internal static class Program
                         Timeout = TimeSpan.FromSeconds(Math.Max(0.5, r.GetValue(etcdTimeout))),
                         Username = r.GetValue(etcdUser),
                         Password = r.GetValue(etcdPassword),
+                        CaFile = r.GetValue(etcdCa),
+                        CertFile = r.GetValue(etcdCert),
+                        KeyFile = r.GetValue(etcdKey),
                         RenewMargin = TimeSpan.FromMinutes(r.GetValue(renewMargin)),
                         LeaseTtl = TimeSpan.FromSeconds(Math.Max(2, r.GetValue(leaseTtl))),
                         VtepMacFile = r.GetValue(vtepMacFile) ?? $"/var/lib/dataplane/{r.GetValue(device) ?? "flannel.1"}.vtepmac",

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using dotnet_etcd;
@@ -62,8 +63,13 @@ internal sealed class EtcdLeaseSource : IDisposable
         EtcdClient client;
         try
         {
-            client = string.IsNullOrEmpty(options.Username)
-                ? new EtcdClient(endpoints)
+            bool tls = options.CaFile is not null || options.CertFile is not null;
+            if (tls && !string.IsNullOrEmpty(options.Username))
+            {
+                throw new ConfigException("--etcd-username with TLS client options is not supported yet: use one or the other");
+            }
+            client = tls ? new EtcdClient(endpoints, configureSslOptions: Tls(options))
+                : string.IsNullOrEmpty(options.Username) ? new EtcdClient(endpoints)
                 : new EtcdClient(endpoints, options.Username, options.Password ?? "");
         }
         catch (Exception e) when (e is ArgumentException or UriFormatException or FormatException or InvalidOperationException)
@@ -73,6 +79,53 @@ internal sealed class EtcdLeaseSource : IDisposable
         var source = new EtcdLeaseSource(client, options, log);
         ClusterSnapshot snapshot = source.ReadSnapshot(initial: true);
         return (source, snapshot);
+    }
+
+    /// <summary>
+    /// TLS as flanneld's --etcd-cafile/--etcd-certfile/--etcd-keyfile: etcd's certificate must chain
+    /// to the given CA (and match the endpoint's name or address); our certificate is offered to it.
+    /// </summary>
+    private static Action<System.Net.Security.SslClientAuthenticationOptions> Tls(EtcdOptions o)
+    {
+        X509Certificate2? ca = null;
+        X509Certificate2? mine = null;
+        try
+        {
+            if (o.CaFile is not null)
+            {
+                ca = X509Certificate2.CreateFromPem(File.ReadAllText(o.CaFile));
+            }
+            if (o.CertFile is not null)
+            {
+                mine = X509Certificate2.CreateFromPemFile(o.CertFile, o.KeyFile ?? throw new ConfigException("--etcd-certfile needs --etcd-keyfile"));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            throw new ConfigException($"etcd TLS files ({o.CaFile ?? "-"}, {o.CertFile ?? "-"}, {o.KeyFile ?? "-"}): {e.Message}");
+        }
+        return ssl =>
+        {
+            if (mine is not null)
+            {
+                ssl.ClientCertificates = [mine];
+            }
+            if (ca is not null)
+            {
+                ssl.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+                {
+                    if (certificate is null || (errors & System.Net.Security.SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+                    {
+                        return false;
+                    }
+                    using var chain = new X509Chain();
+                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                    chain.ChainPolicy.CustomTrustStore.Add(ca);
+                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                    return chain.Build(new X509Certificate2(certificate));
+                };
+            }
+        };
     }
 
     private DateTime Deadline => DateTime.UtcNow + _options.Timeout;
