@@ -125,6 +125,34 @@ public class EtcdTests
     }
 
     [Fact]
+    public void A_node_joining_and_one_leaving_while_a_transfer_between_two_others_stays_intact()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        c.Topology.AddNode(3, withPod: false);
+        c.Topology.AddNode(4, withPod: false);
+        Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+        NodeProcess n1 = StartNode(c, 1);
+        StartNode(c, 2);
+        NodeProcess leaving = StartNode(c, 4);
+
+        Transfer transfer = c.StartTimedTransfer(1, 2, seconds: 8);
+        Thread.Sleep(500);
+        NodeProcess joining = StartNode(c, 3); // takes a free subnet while the transfer runs
+        Assert.True(n1.WaitForLine("via 192.0.2.3", TimeSpan.FromSeconds(15)) is not null, n1.Output);
+        string leavingSubnet = Regex.Match(File.ReadAllText(c.Path_("node4-subnet.env")), @"FLANNEL_SUBNET=10\.244\.(\d+)\.1/24").Groups[1].Value;
+        leaving.Stop(TimeSpan.FromSeconds(10));
+        Etcdctl(c, "del", $"/coreos.com/network/subnets/10.244.{leavingSubnet}.0-24"); // as its lease expiring would
+        Assert.True(n1.WaitForLine($"Subnet removed: 10.244.{leavingSubnet}.0/24", TimeSpan.FromSeconds(20)) is not null, n1.Output);
+        transfer.AssertIntact(TimeSpan.FromSeconds(60));
+        Assert.False(joining.HasExited);
+    }
+
+    [Fact]
     public void A_short_lived_lease_is_renewed_before_it_expires()
     {
         using var c = new Cluster();
