@@ -216,7 +216,7 @@ internal sealed class EtcdLeaseSource : IDisposable
             txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = Key(subnet), Value = Value(lease with { Subnet = subnet }, vni), Lease = _leaseId } });
             if (_client.Transaction(txn, deadline: Deadline).Succeeded)
             {
-                _log.Information("Lease acquired: {Subnet}", subnet);
+                _log.Information("Subnet {Subnet} was free: lease created in etcd", subnet);
                 return lease with { Subnet = subnet };
             }
         }
