@@ -153,6 +153,20 @@ public class EtcdTests
     }
 
     [Fact]
+    public void Our_lease_deleted_from_etcd_is_written_again()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1, withPod: false);
+        Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
+        NodeProcess n = StartNode(c, 1);
+        string key = Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only").Trim();
+        Etcdctl(c, "del", key);
+        Assert.True(n.WaitForLine("Lease re-acquired:", TimeSpan.FromSeconds(20)) is not null, n.Output);
+        Assert.Equal(key, Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only").Trim()); // the same subnet
+    }
+
+    [Fact]
     public void A_short_lived_lease_is_renewed_before_it_expires()
     {
         using var c = new Cluster();
