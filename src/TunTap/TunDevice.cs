@@ -62,7 +62,6 @@ public sealed unsafe class TunDevice : IPacketDevice
 
     /// <summary>Read errors other than EAGAIN since open (for example the device was deleted).</summary>
     public long ReadErrors { get; private set; }
-    public int LastReadErrno { get; private set; }
 
     /// <summary>The device was deleted under us: poll reports an error, reads fail with EBADFD.</summary>
     public bool Gone { get; private set; }
@@ -187,7 +186,6 @@ public sealed unsafe class TunDevice : IPacketDevice
         if ((revents & failure) != 0 && (revents & 0x001) == 0)
         {
             ReadErrors++;
-            LastReadErrno = Errno.EIO;
             Gone = true; // a deleted TUN device polls as POLLERR forever
             return false;
         }
@@ -293,7 +291,6 @@ public sealed unsafe class TunDevice : IPacketDevice
         if (err != Errno.EAGAIN && err != Errno.EINTR)
         {
             ReadErrors++;
-            LastReadErrno = err;
             Gone |= err is Errno.EBADFD or Errno.ENODEV or Errno.ENXIO;
         }
     }

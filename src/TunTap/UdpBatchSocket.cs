@@ -67,7 +67,6 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     public long GsoMessages { get; private set; }
     public long GroMessages { get; private set; }
     public long SendErrors { get; private set; }
-    public int LastSendErrno { get; private set; }
     /// <summary>Send errors by errno (index: the errno value, 0 to 133), kept by the one sending thread.</summary>
     public long[] SendErrorsByErrno { get; } = new long[134];
     public long ReceiveErrors { get; private set; }
@@ -384,7 +383,6 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
                 return sent + SendFrom(batch, _tx.MessageFirstSlot[done]);
             }
             SendErrors++;
-            LastSendErrno = err;
             if ((uint)err < (uint)SendErrorsByErrno.Length)
             {
                 SendErrorsByErrno[err]++;

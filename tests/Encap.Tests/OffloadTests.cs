@@ -230,6 +230,16 @@ public class OffloadTests
         Assert.False(c.Offer(bad, 1));
         Assert.Equal(0, c.Superpacket(0).Length);
 
+        // A head whose checksum does not verify merges nothing; the next segment heads its own.
+        c.Reset();
+        byte[] badHead = (byte[])segs[0].Clone();
+        badHead[^1] ^= 0xFF;
+        Assert.False(c.Offer(badHead, 0));
+        Assert.False(c.Offer(segs[1], 1));
+        Assert.True(c.Offer(segs[2], 2));
+        Assert.Equal(0, c.Superpacket(0).Length);
+        Assert.Equal(VirtioNetHeader.Length + segs[1].Length + segs[2].Length - 52, c.Superpacket(1).Length);
+
         // SYN (or anything but ACK/PSH) and a different ACK number.
         c.Reset();
         byte[] syn = (byte[])segs[1].Clone();

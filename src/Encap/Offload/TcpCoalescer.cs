@@ -13,6 +13,8 @@ namespace Dataplane.Encap.Offload;
 /// last one; at most 64 KiB in all; no IP options, no fragments. A segment whose TCP checksum does
 /// not verify is never merged (the merged packet's checksum is computed anew by the kernel, which
 /// would hide the corruption): it is written alone and the kernel drops it as it would anyway.
+/// Checksums are verified only when a merge is about to happen (the head once, then each
+/// newcomer): a packet that merges with nothing is written as it came and the kernel checks it.
 ///
 /// Usage per batch: <see cref="Reset"/>, <see cref="Offer"/> each packet in order, then for each
 /// packet not merged, <see cref="Superpacket"/> gives the merged packet it heads (or empty).
@@ -29,6 +31,7 @@ public sealed class TcpCoalescer
     private readonly int[] _itemOfPacket;
     private int _itemCount;
     private int _buffersUsed;
+    private int _highestIndex = -1;
 
     public TcpCoalescer(int maxPackets, int maxSuperpackets = 8)
     {
@@ -39,6 +42,7 @@ public sealed class TcpCoalescer
         }
         _items = new Item[maxPackets];
         _itemOfPacket = new int[maxPackets];
+        Array.Fill(_itemOfPacket, -1);
     }
 
     /// <summary>Packets merged into another since <see cref="Reset"/>.</summary>
@@ -46,7 +50,8 @@ public sealed class TcpCoalescer
 
     public void Reset()
     {
-        Array.Fill(_itemOfPacket, -1);
+        Array.Fill(_itemOfPacket, -1, 0, Math.Min(_highestIndex + 1, _itemOfPacket.Length));
+        _highestIndex = -1;
         _itemCount = 0;
         _buffersUsed = 0;
         Merged = 0;
@@ -59,6 +64,7 @@ public sealed class TcpCoalescer
     public bool Offer(Memory<byte> packet, int index)
     {
         ReadOnlySpan<byte> p = packet.Span;
+        _highestIndex = Math.Max(_highestIndex, index);
         if (!IsCandidate(p, out int tcpLength, out int payload))
         {
             return false;
@@ -76,6 +82,15 @@ public sealed class TcpCoalescer
             if (item.Closed || seq != item.NextSeq || payload > item.GsoSize || item.Length + payload > MaxSuperpacket)
             {
                 break; // same flow but not the next piece: start afresh below
+            }
+            if (item.Buffer < 0 && !ChecksumValid(item.Head.Span[..item.Length]))
+            {
+                item.Closed = true; // a broken head merges nothing; this packet may head its own
+                break;
+            }
+            if (!ChecksumValid(p))
+            {
+                return false; // not merged: written alone, and the kernel judges it
             }
             if (item.Buffer < 0)
             {
@@ -140,7 +155,7 @@ public sealed class TcpCoalescer
         return k < 0 ? 1 : _items[k].Segments;
     }
 
-    /// <summary>TCP over IPv4 without options or fragmentation, ACK or ACK+PSH, some payload, a verified checksum.</summary>
+    /// <summary>TCP over IPv4 without options or fragmentation, ACK or ACK+PSH, some payload.</summary>
     private static bool IsCandidate(ReadOnlySpan<byte> p, out int tcpLength, out int payload)
     {
         tcpLength = payload = 0;
@@ -161,6 +176,11 @@ public sealed class TcpCoalescer
             return false;
         }
         payload = p.Length - 20 - tcpLength;
+        return true;
+    }
+
+    private static bool ChecksumValid(ReadOnlySpan<byte> p)
+    {
         ulong pseudo = InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(p[12..]),
             BinaryPrimitives.ReadUInt32BigEndian(p[16..]), Ipv4Header.ProtocolTcp, p.Length - 20);
         return InternetChecksum.Finish(InternetChecksum.Sum(p[20..], pseudo)) == 0;
