@@ -11,6 +11,9 @@ public interface IDatagramSocket : IDisposable
     /// </summary>
     int ReceiveBatch(PacketBatch batch, int timeoutMs);
 
-    /// <summary>Sends slots 0..Count-1 whose length is non-zero to their endpoints. Returns how many were sent.</summary>
+    /// <summary>
+    /// Sends slots 0..Count-1 whose length is non-zero to their endpoints. Returns how many were
+    /// sent. Safe to call from the inbound and the outbound loop of a queue at once.
+    /// </summary>
     int SendBatch(PacketBatch batch);
 }

@@ -11,7 +11,10 @@ public interface IPacketDevice : IDisposable
     /// </summary>
     int ReadBatch(PacketBatch batch, int timeoutMs);
 
-    /// <summary>Writes the slots 0..Count-1 whose length is non-zero. Returns how many the device took.</summary>
+    /// <summary>
+    /// Writes the slots 0..Count-1 whose length is non-zero. Returns how many the device took.
+    /// Safe to call from the inbound and the outbound loop of a queue at once.
+    /// </summary>
     int WriteBatch(PacketBatch batch);
 
     /// <summary>The device went away under us (deleted): nothing will ever be read again.</summary>

@@ -36,6 +36,9 @@ public sealed unsafe class TunDevice : IPacketDevice
     private readonly byte[]? _super;        // offload: one superpacket as read, virtio header first
     private readonly TcpCoalescer? _coalescer;
     private readonly bool[] _merged = new bool[512];
+    // The write path (coalescer, merge flags) is shared by the inbound loop and the outbound
+    // loop's rare ICMP errors: one uncontended lock per batch keeps them apart.
+    private readonly Lock _writeGate = new();
     private int _fd;
     private int _pendingLength;              // offload: bytes of a superpacket still to split (0: none)
     private int _pendingNext;                // its next segment
@@ -298,7 +301,14 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// <summary>Writes slots 0..Count-1 whose length is non-zero; returns how many packets the device took (merged ones included).</summary>
     public int WriteBatch(PacketBatch batch)
     {
-        return _coalescer is null ? WritePlain(batch) : WriteOffload(batch);
+        if (_coalescer is null)
+        {
+            return WritePlain(batch); // stateless: write() per packet
+        }
+        lock (_writeGate)
+        {
+            return WriteOffload(batch);
+        }
     }
 
     private int WritePlain(PacketBatch batch)

@@ -40,6 +40,9 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     private readonly Direction _rx;
     private readonly Direction _tx;
     private readonly byte[]? _groMemory;
+    // The send vector is shared by the outbound loop and the inbound loop's rare replies (ARP):
+    // one uncontended lock per batch keeps them apart.
+    private readonly Lock _sendGate = new();
     private int _fd;
     // GRO: messages received but not yet cut into slots.
     private int _groMessages, _groNext, _groOffset;
@@ -278,7 +281,13 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         return total;
     }
 
-    public int SendBatch(PacketBatch batch) => SendFrom(batch, 0);
+    public int SendBatch(PacketBatch batch)
+    {
+        lock (_sendGate)
+        {
+            return SendFrom(batch, 0);
+        }
+    }
 
     private int SendFrom(PacketBatch batch, int firstSlot)
     {
