@@ -29,6 +29,13 @@ public class EtcdTests
         return r.Stdout;
     }
 
+    /// <summary>Leases for nodes 1 and 2 as flanneld writes them (its VtepMACs); the pods behind them sit in these subnets.</summary>
+    private static void PutFlanneldLeases(Cluster c)
+    {
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+    }
+
     private static NodeProcess StartNode(Cluster c, int i, params string[] extra)
     {
         NodeProcess p = c.Topology.Start(c.Topology.Node(i), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
@@ -134,8 +141,7 @@ public class EtcdTests
         c.Topology.AddNode(3, withPod: false);
         c.Topology.AddNode(4, withPod: false);
         Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
-        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
-        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+        PutFlanneldLeases(c);
         NodeProcess n1 = StartNode(c, 1);
         StartNode(c, 2);
         NodeProcess leaving = StartNode(c, 4);
@@ -192,8 +198,7 @@ public class EtcdTests
         c.Topology.AddNode(1);
         c.Topology.AddNode(2);
         Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
-        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
-        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+        PutFlanneldLeases(c);
         NodeProcess n1 = StartNode(c, 1, "--etcd-timeout", "1");
         StartNode(c, 2, "--etcd-timeout", "1");
 
@@ -218,8 +223,7 @@ public class EtcdTests
         c.Topology.AddNode(1);
         c.Topology.AddNode(2);
         Etcdctl(c, "put", "/coreos.com/network/config", VxlanConfig);
-        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}}""");
-        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
+        PutFlanneldLeases(c);
 
         // Readiness on a test NOTIFY_SOCKET, as systemd's Type=notify receives it.
         string notifyPath = c.Path_("notify.sock");
