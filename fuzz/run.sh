@@ -17,7 +17,7 @@ fi
 cd "$root"
 dotnet tool restore >/dev/null
 dotnet build fuzz/Dataplane.Fuzz -c Release -o "$work/bin" -nologo -v quiet >/dev/null
-for dll in Dataplane.Encap.dll dataplane.dll; do
+for dll in Dataplane.Encap.dll Dataplane.Node.dll; do
   dotnet tool run sharpfuzz "$work/bin/$dll" >/dev/null
 done
 export AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1

@@ -1,8 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using Dataplane.Encap;
 using Dataplane.Engine;
-using Dataplane.Engine.Memory;
-using Dataplane.TunTap;
+using Dataplane.TestSupport;
 
 namespace Dataplane.Benchmarks;
 

@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using Dataplane.Encap;
 using Dataplane.Engine;
-using Dataplane.Engine.Memory;
+using Dataplane.TestSupport;
 using Dataplane.TunTap;
 
 namespace Dataplane.Benchmarks;

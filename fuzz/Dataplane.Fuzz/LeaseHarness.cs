@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using Dataplane.Leases;
 
@@ -29,14 +28,14 @@ internal static class LeaseHarness
         {
             try
             {
-                ClusterFile.ParseConfig(doc.RootElement, "config");
+                NetworkConfig.Parse(doc.RootElement, "config");
             }
             catch (ConfigException)
             {
             }
             try
             {
-                ClusterFile.ParseLease("10.244.1.0-24", doc.RootElement, "subnets/10.244.1.0-24");
+                LeaseRecord.Parse("10.244.1.0-24", doc.RootElement, "subnets/10.244.1.0-24");
             }
             catch (ConfigException)
             {

@@ -15,7 +15,4 @@ public static class Overheads
 
     /// <summary>What VXLAN writes in front of the inner IP packet inside the UDP payload: 8 VXLAN + 14 Ethernet.</summary>
     public const int VxlanPayloadPrefix = VxlanHeader.Length + EthernetHeader.Length; // 22
-
-    /// <summary>An IPv6 underlay adds this to each overhead (40 - 20).</summary>
-    public const int Ipv6UnderlayExtra = Ipv6Header - Ipv4Header; // 20
 }

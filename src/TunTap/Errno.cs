@@ -5,6 +5,13 @@ namespace Dataplane.TunTap;
 /// <summary>errno values the edges act on, and a short "what failed" formatter for setup errors.</summary>
 public static class Errno
 {
+    /// <summary>
+    /// The errno of the last native call on this thread. Every call in this project is declared with
+    /// <c>SetLastError</c> (ours through <c>[LibraryImport]</c>, Tmds.LibC's through its own), so this is
+    /// the one way errno is read.
+    /// </summary>
+    public static int Last => Marshal.GetLastPInvokeError();
+
     public const int EPERM = 1;
     public const int ENOENT = 2;
     public const int EINTR = 4;

@@ -16,4 +16,10 @@ public interface IDatagramSocket : IDisposable
     /// sent. Safe to call from the inbound and the outbound loop of a queue at once.
     /// </summary>
     int SendBatch(PacketBatch batch);
+
+    /// <summary>
+    /// Wakes a loop waiting in <see cref="ReceiveBatch"/> on another thread (it returns 0 at once), and
+    /// makes every later wait return at once too: the node is stopping.
+    /// </summary>
+    void StopWaiting();
 }

@@ -19,4 +19,10 @@ public interface IPacketDevice : IDisposable
 
     /// <summary>The device went away under us (deleted): nothing will ever be read again.</summary>
     bool Gone => false;
+
+    /// <summary>
+    /// Wakes a loop waiting in <see cref="ReadBatch"/> on another thread (it returns 0 at once), and
+    /// makes every later wait return at once too: the node is stopping.
+    /// </summary>
+    void StopWaiting();
 }

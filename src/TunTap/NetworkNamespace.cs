@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using Dataplane.TunTap.Native;
 
 namespace Dataplane.TunTap;
@@ -42,7 +41,7 @@ public static class NetworkNamespace
         using Microsoft.Win32.SafeHandles.SafeFileHandle ns = File.OpenHandle(path);
         if (NativeMethods.setns((int)ns.DangerousGetHandle(), NativeMethods.CLONE_NEWNET) < 0)
         {
-            throw new NativeException($"setns {path}", Marshal.GetLastPInvokeError());
+            throw new NativeException($"setns {path}", Errno.Last);
         }
     }
 }

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using System.Text;
 using Dataplane.Encap;
 using Dataplane.TunTap.Native;
@@ -17,24 +16,24 @@ namespace Dataplane.TunTap;
 /// </summary>
 public sealed unsafe class RouteNetlink : IDisposable
 {
-    private int _fd;
+    private readonly FileDescriptor _fd;
     private uint _seq = (uint)Environment.TickCount;
 
-    private RouteNetlink(int fd) => _fd = fd;
+    private RouteNetlink(int fd) => _fd = new FileDescriptor(fd);
 
     public static RouteNetlink Open()
     {
         int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NetlinkLayout.NETLINK_ROUTE);
         if (fd < 0)
         {
-            throw new NativeException("socket(AF_NETLINK, NETLINK_ROUTE)", errno);
+            throw new NativeException("socket(AF_NETLINK, NETLINK_ROUTE)", Errno.Last);
         }
         byte* addr = stackalloc byte[NetlinkLayout.SockaddrNlSize];
         new Span<byte>(addr, NetlinkLayout.SockaddrNlSize).Clear();
         *(ushort*)addr = (ushort)AF_NETLINK;
         if (bind(fd, (sockaddr*)addr, NetlinkLayout.SockaddrNlSize) < 0)
         {
-            int err = errno;
+            int err = Errno.Last;
             close(fd);
             throw new NativeException("bind(AF_NETLINK)", err);
         }
@@ -47,12 +46,12 @@ public sealed unsafe class RouteNetlink : IDisposable
     /// <summary>The MTU of <paramref name="name"/> (SIOCGIFMTU).</summary>
     public static int GetMtu(string name)
     {
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
+        int number = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (number < 0)
         {
-            throw new NativeException("socket(AF_INET)", errno);
+            throw new NativeException("socket(AF_INET)", Errno.Last);
         }
-        try
+        using var fd = new FileDescriptor(number);
         {
             ifreq req = default;
             byte[] bytes = Encoding.UTF8.GetBytes(name);
@@ -64,15 +63,11 @@ public sealed unsafe class RouteNetlink : IDisposable
             {
                 req.ifr_name[i] = bytes[i];
             }
-            if (NativeMethods.ioctl_ifreq(fd, NativeMethods.SIOCGIFMTU, &req) < 0)
+            if (NativeMethods.ioctl_ifreq(fd.Number, NativeMethods.SIOCGIFMTU, &req) < 0)
             {
-                throw new NativeException($"SIOCGIFMTU {name}", Marshal.GetLastPInvokeError());
+                throw new NativeException($"SIOCGIFMTU {name}", Errno.Last);
             }
             return req.ifr_mtu;
-        }
-        finally
-        {
-            close(fd);
         }
     }
 
@@ -162,9 +157,9 @@ public sealed unsafe class RouteNetlink : IDisposable
         *(ushort*)kernel = (ushort)AF_NETLINK;
         fixed (byte* p = request)
         {
-            if (sendto(_fd, p, request.Length, 0, (sockaddr*)kernel, NetlinkLayout.SockaddrNlSize) < 0)
+            if (sendto(_fd.Number, p, request.Length, 0, (sockaddr*)kernel, NetlinkLayout.SockaddrNlSize) < 0)
             {
-                throw new NativeException(what, errno);
+                throw new NativeException(what, Errno.Last);
             }
         }
         byte[] reply = new byte[8192];
@@ -173,11 +168,11 @@ public sealed unsafe class RouteNetlink : IDisposable
             long got;
             fixed (byte* p = reply)
             {
-                got = recv(_fd, p, reply.Length, 0);
+                got = recv(_fd.Number, p, reply.Length, 0);
             }
             if (got < 0)
             {
-                int err = errno;
+                int err = Errno.Last;
                 if (err == Errno.EINTR)
                 {
                     continue;
@@ -208,14 +203,7 @@ public sealed unsafe class RouteNetlink : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0)
-        {
-            close(fd);
-        }
-    }
+    public void Dispose() => _fd.Dispose();
 
     /// <summary>A request being built: nlmsghdr, a family header, attributes.</summary>
     private sealed class Message

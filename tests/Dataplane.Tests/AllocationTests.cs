@@ -1,7 +1,6 @@
 using Dataplane.Encap;
 using Dataplane.Engine;
-using Dataplane.Engine.Memory;
-using Dataplane.TunTap;
+using Dataplane.TestSupport;
 
 namespace Dataplane.Tests;
 

@@ -91,7 +91,7 @@ public class ClusterFileTests
         Assert.Equal($"lease file cluster.json: not valid UTF-8 at byte {at}", e.Message);
 
         using var doc = System.Text.Json.JsonDocument.Parse(Encoding.UTF8.GetBytes("{\"PublicIP\": \"192.0.2.1\"}").Select(b => b == (byte)'9' ? (byte)0xC3 : b).ToArray());
-        Assert.Throws<ConfigException>(() => ClusterFile.ParseLease("10.244.1.0-24", doc.RootElement, "subnets/10.244.1.0-24"));
+        Assert.Throws<ConfigException>(() => LeaseRecord.Parse("10.244.1.0-24", doc.RootElement, "subnets/10.244.1.0-24"));
     }
 
     [Fact]

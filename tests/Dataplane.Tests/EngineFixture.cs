@@ -2,6 +2,8 @@ using Dataplane.Encap;
 using Dataplane.Engine;
 using Dataplane.TunTap;
 
+using Dataplane.TestSupport;
+
 namespace Dataplane.Tests;
 
 /// <summary>

@@ -3,6 +3,8 @@ using Dataplane.Encap;
 using Dataplane.Engine;
 using PacketDotNet;
 
+using Dataplane.TestSupport;
+
 namespace Dataplane.Tests;
 
 public class OutboundTests

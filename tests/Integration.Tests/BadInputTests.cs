@@ -1,4 +1,7 @@
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Node;
+
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -10,7 +13,7 @@ public class BadInputTests
 {
     private static (int Code, string Stderr, string Links) RunNode(Cluster c, string[] args, string[]? wrapper = null)
     {
-        Shell.Result r = c.Topology.Exec(c.Topology.Node(1), [.. wrapper ?? [], .. SelfCommand.Prefix(), "run", .. args,
+        ProcessRunner.Result r = c.Topology.Exec(c.Topology.Node(1), [.. wrapper ?? [], .. SelfCommand.Prefix(), "run", .. args,
             "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)], 60_000);
         return (r.ExitCode, r.Stderr.Trim(), c.Topology.Ip(c.Topology.Node(1), "-o", "link", "show"));
     }
@@ -120,7 +123,7 @@ public class BadInputTests
         c.Topology.AddNode(1, withPod: false);
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         c.Topology.Ip(c.Topology.Node(1), "link", "add", "flannel.1", "type", "vxlan", "id", "1", "dstport", "8472");
-        Shell.Result r = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath,
+        ProcessRunner.Result r = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath,
             "--public-ip", "192.0.2.1", "--backend", "vxlan", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
         Assert.NotEqual(0, r.ExitCode);
         Assert.Contains("TUNSETIFF flannel.1: EINVAL", r.Stderr);

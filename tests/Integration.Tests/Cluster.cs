@@ -1,5 +1,9 @@
 using System.Globalization;
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Lab.Demo;
+using Dataplane.Node;
+
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -44,13 +48,13 @@ internal sealed class Cluster : IDisposable
     /// </summary>
     public void ProgramKernelVxlanNode(int i, string mac, IEnumerable<(int Node, string Mac)> peers)
     {
-        Shell.Check(Require.Tool("ip", "iproute2"), "netns", "exec", Topology.Node(i), Require.Tool("ethtool", "ethtool"), "-K", "eth0", "tx", "off");
+        ProcessRunner.Check(Require.Tool("ip", "iproute2"), "netns", "exec", Topology.Node(i), Require.Tool("ethtool", "ethtool"), "-K", "eth0", "tx", "off");
         Require.Tool("bridge", "iproute2");
         Topology.AddKernelVxlan(i, mac, peers);
     }
 
     /// <summary>iputils ping from a namespace: the independent reader of ICMP.</summary>
-    public Shell.Result Ping(string netns, string target, int count = 3) =>
+    public ProcessRunner.Result Ping(string netns, string target, int count = 3) =>
         Topology.Exec(netns, [Require.Tool("ping", "iputils-ping"), "-c", count.ToString(CultureInfo.InvariantCulture), "-i", "0.2", "-W", "2", target], 30_000);
 
     /// <summary>Sends <paramref name="bytes"/> from pod <paramref name="from"/> to pod <paramref name="to"/> over TCP; asserts both ends saw the same bytes.</summary>

@@ -1,6 +1,9 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Node;
+
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -11,12 +14,12 @@ public partial class DemoTests
     public void Demo_moves_traffic_over_both_backends_and_removes_everything()
     {
         Require.Root();
-        Shell.Result r = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "demo", "--seconds", "1"], 180_000);
+        ProcessRunner.Result r = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "demo", "--seconds", "1"], 180_000);
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
         Assert.Matches(@"udp\s+5/5 replies.*Gbit/s.*SHA-256 match", r.Stdout);
         Assert.Matches(@"vxlan\s+5/5 replies.*Gbit/s.*SHA-256 match", r.Stdout);
         string id = RunId().Match(r.Stdout).Groups[1].Value;
-        Assert.DoesNotContain($"dp{id}", Shell.Check(Require.Tool("ip", "iproute2"), "netns", "list"));
+        Assert.DoesNotContain($"dp{id}", ProcessRunner.Check(Require.Tool("ip", "iproute2"), "netns", "list"));
     }
 
     [Fact]
@@ -47,14 +50,14 @@ public partial class DemoTests
         Assert.NotNull(id);
         // The demo's group: setsid may have forked (then the demo is its child), so take the group
         // of its first child, which is the demo or one of the demo's own children.
-        string group = Shell.Run("/bin/sh", ["-c", $"ps -o pgid= -p $(pgrep -P {p.Id} | head -n 1) | tr -d ' '"]).Stdout.Trim();
+        string group = ProcessRunner.Run("/bin/sh", ["-c", $"ps -o pgid= -p $(pgrep -P {p.Id} | head -n 1) | tr -d ' '"]).Stdout.Trim();
         Assert.True(int.TryParse(group, out int pgid) && pgid > 1, $"no process group found under {p.Id}: '{group}'");
-        string tree = Shell.Run("/bin/sh", ["-c", $"ps -o pid,ppid,pgid,sid,cmd -g {pgid}; kill -INT -{pgid}; echo kill=$?"]).Stdout;
+        string tree = ProcessRunner.Run("/bin/sh", ["-c", $"ps -o pid,ppid,pgid,sid,cmd -g {pgid}; kill -INT -{pgid}; echo kill=$?"]).Stdout;
         string rest = p.StandardOutput.ReadToEnd();
         Assert.True(p.WaitForExit(30_000), "the demo did not exit after Ctrl-C");
         Assert.True(rest.Contains($"Interrupted: removing the namespaces of run {id}", StringComparison.Ordinal), tree + "\n" + rest);
-        Assert.DoesNotContain($"dp{id}", Shell.Check(Require.Tool("ip", "iproute2"), "netns", "list"));
-        Assert.Empty(Shell.Run("/bin/sh", ["-c", $"pgrep -f '[d]ataplane-{id}' || true"]).Stdout.Trim());
+        Assert.DoesNotContain($"dp{id}", ProcessRunner.Check(Require.Tool("ip", "iproute2"), "netns", "list"));
+        Assert.Empty(ProcessRunner.Run("/bin/sh", ["-c", $"pgrep -f '[d]ataplane-{id}' || true"]).Stdout.Trim());
     }
 
     [GeneratedRegex(@"run id ([0-9a-f]{6})")]

@@ -1,5 +1,8 @@
 using System.Text.RegularExpressions;
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Node;
+
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -24,7 +27,7 @@ public class EtcdTests
 
     private static string Etcdctl(Cluster c, params string[] args)
     {
-        Shell.Result r = c.Topology.Exec(c.Topology.Node(EtcdHost), [Require.Tool("etcdctl", "etcd-client"), "--endpoints", Endpoint, .. args]);
+        ProcessRunner.Result r = c.Topology.Exec(c.Topology.Node(EtcdHost), [Require.Tool("etcdctl", "etcd-client"), "--endpoints", Endpoint, .. args]);
         Assert.True(r.ExitCode == 0, $"etcdctl {string.Join(' ', args)}: {r.Stderr}");
         return r.Stdout;
     }
@@ -63,7 +66,7 @@ public class EtcdTests
         Assert.Contains("Lease reused: 10.244.1.0/24", n1.Output);
         Assert.Contains("FLANNEL_SUBNET=10.244.1.1/24", File.ReadAllText(c.Path_("node1-subnet.env")));
 
-        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout);
         c.StartTransfer(1, 2, 32L << 20).AssertIntact(TimeSpan.FromSeconds(60));
 
@@ -112,19 +115,19 @@ public class EtcdTests
         using var c = new Cluster();
         StartEtcd(c);
         c.Topology.AddNode(1, withPod: false);
-        Shell.Result noConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
+        ProcessRunner.Result noConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
             "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
         Assert.NotEqual(0, noConfig.ExitCode);
         Assert.Equal($"dataplane: etcd {Endpoint}: no network config at /coreos.com/network/config", noConfig.Stderr.Trim());
 
-        Shell.Result unreachable = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", "http://192.0.2.99:2379",
+        ProcessRunner.Result unreachable = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", "http://192.0.2.99:2379",
             "--etcd-timeout", "2", "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
         Assert.NotEqual(0, unreachable.ExitCode);
         Assert.StartsWith("dataplane: etcd http://192.0.2.99:2379: not reachable within 2 s", unreachable.Stderr.Trim());
         Assert.DoesNotContain('\n', unreachable.Stderr.Trim());
 
         Etcdctl(c, "put", "/coreos.com/network/config", """{"Network":"10.244.0.0/16","Backend":{"Type":"geneve"}}""");
-        Shell.Result badConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
+        ProcessRunner.Result badConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
             "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
         Assert.Contains("etcd /coreos.com/network/config.Backend.Type: unknown backend 'geneve'", badConfig.Stderr);
         Assert.DoesNotContain("flannel", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
@@ -240,7 +243,7 @@ public class EtcdTests
 
         // flanneld's rules, inside the node's namespace only.
         string iptables = Require.Tool("iptables", "iptables");
-        Shell.Result nat = c.Topology.Exec(c.Topology.Node(1), [iptables, "-t", "nat", "-S"]);
+        ProcessRunner.Result nat = c.Topology.Exec(c.Topology.Node(1), [iptables, "-t", "nat", "-S"]);
         Assert.Contains("-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG", nat.Stdout);
         Assert.Contains("-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully", nat.Stdout);
         Assert.Contains("-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT", c.Topology.Exec(c.Topology.Node(1), [iptables, "-S"]).Stdout);
@@ -249,7 +252,7 @@ public class EtcdTests
         string ours = Etcdctl(c, "get", "/coreos.com/network/subnets/10.244.1.0-24", "--print-value-only");
         string ourMac = Regex.Match(ours, "\"VtepMAC\":\"([0-9a-f:]{17})\"").Groups[1].Value;
         c.ProgramKernelVxlanNode(2, "0e:22:22:22:22:22", [(1, ourMac)]);
-        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout + n1.Output);
         c.StartTransfer(2, 1, 16L << 20).AssertIntact(TimeSpan.FromSeconds(60));
 
@@ -269,7 +272,7 @@ public class EtcdTests
         c.Topology.AddNode(1, withPod: false);
         string d = c.Topology.WorkDir;
         // A throwaway CA, a server certificate for 192.0.2.100 and a client certificate.
-        Shell.Result pki = Shell.Run("/bin/bash", ["-c", $"""
+        ProcessRunner.Result pki = ProcessRunner.Run("/bin/bash", ["-c", $"""
             set -e; cd {d}; o={Require.Tool("openssl", "openssl")}
             $o req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca 2>/dev/null
             for n in server client; do
@@ -287,14 +290,14 @@ public class EtcdTests
             "--listen-client-urls", tlsEndpoint, "--advertise-client-urls", tlsEndpoint, "--listen-peer-urls", "http://127.0.0.1:2380",
             "--cert-file", $"{d}/server.crt", "--key-file", $"{d}/server.key", "--trusted-ca-file", $"{d}/ca.crt", "--client-cert-auth"], "etcd");
         Assert.True(etcd.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, etcd.Output);
-        Shell.Result put = c.Topology.Exec(c.Topology.Node(EtcdHost), [Require.Tool("etcdctl", "etcd-client"), "--endpoints", tlsEndpoint,
+        ProcessRunner.Result put = c.Topology.Exec(c.Topology.Node(EtcdHost), [Require.Tool("etcdctl", "etcd-client"), "--endpoints", tlsEndpoint,
             "--cacert", $"{d}/ca.crt", "--cert", $"{d}/client.crt", "--key", $"{d}/client.key", "put", "/coreos.com/network/config", VxlanConfig]);
         Assert.True(put.ExitCode == 0, put.Stderr);
 
         string[] common = ["run", "--etcd-endpoints", tlsEndpoint, "--etcd-timeout", "3", "--public-ip", "192.0.2.1",
             "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", c.ControlSocket(1), "--vtep-mac-file", c.Path_("node1.vtepmac")];
         // Without our certificate etcd refuses us: one line, nothing created.
-        Shell.Result refused = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), .. common, "--etcd-cafile", $"{d}/ca.crt"]);
+        ProcessRunner.Result refused = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), .. common, "--etcd-cafile", $"{d}/ca.crt"]);
         Assert.NotEqual(0, refused.ExitCode);
         Assert.StartsWith($"dataplane: etcd {tlsEndpoint}: not reachable", refused.Stderr.Trim());
         Assert.False(File.Exists(c.Path_("node1-subnet.env")));

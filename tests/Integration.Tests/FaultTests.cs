@@ -1,7 +1,10 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Node;
 using Xunit.Abstractions;
+
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -23,6 +26,37 @@ public class FaultTests(ITestOutputHelper output)
         Assert.False(File.Exists(c.ControlSocket(1)), "the control socket was left behind");
     }
 
+    [Theory]
+    [InlineData("outbound")]
+    [InlineData("inbound")]
+    public void An_exception_in_a_loop_stops_the_node_through_the_clean_up_path_with_status_1(string loop)
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        string iptables = Require.Tool("iptables", "iptables");
+        NodeProcess n1 = c.StartNode(1, "vxlan", null, "--ip-masq", "--inject-fault", loop);
+        c.StartNode(2, "vxlan");
+        Assert.Contains("FLANNEL-POSTRTG", c.Topology.Exec(c.Topology.Node(1), [iptables, "-t", "nat", "-S"]).Stdout);
+
+        // A packet through the faulty loop: out of pod 1, or into node 1 from pod 2.
+        c.Ping(loop == "outbound" ? c.Topology.Pod(1) : c.Topology.Pod(2), loop == "outbound" ? Topology.PodIp(2) : Topology.PodIp(1), count: 1);
+        Assert.True(n1.WaitForExit(TimeSpan.FromSeconds(10)), $"the node did not stop after the fault:\n{n1.Output}");
+        Assert.Equal(1, n1.ExitCode);
+        string thread = loop == "outbound" ? "dp-out-" : "dp-in-";
+        // Logged once, with the exception's stack, then the same clean-up as on SIGTERM.
+        Assert.Single(n1.Lines, l => l.Contains($"ERR Stopping: loop {thread}", StringComparison.Ordinal)
+            && l.Contains($"InvalidOperationException: injected fault in the {loop} loop", StringComparison.Ordinal));
+        Assert.Contains(n1.Lines, l => l.TrimStart().StartsWith("at Dataplane.", StringComparison.Ordinal));
+        Assert.Contains(n1.Lines, l => l.Contains("Removed device flannel.1 and route 10.244.0.0/16", StringComparison.Ordinal));
+        Assert.DoesNotContain("flannel.1", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
+        Assert.DoesNotContain("10.244.0.0/16", c.Topology.Ip(c.Topology.Node(1), "route", "show"));
+        Assert.DoesNotContain("FLANNEL", c.Topology.Exec(c.Topology.Node(1), [iptables, "-t", "nat", "-S"]).Stdout);
+        Assert.DoesNotContain("FLANNEL", c.Topology.Exec(c.Topology.Node(1), [iptables, "-S"]).Stdout);
+        Assert.False(File.Exists(c.ControlSocket(1)), "the control socket was left behind");
+    }
+
     [Fact]
     public void After_sigkill_a_new_start_finds_the_leftovers_and_takes_over()
     {
@@ -32,16 +66,16 @@ public class FaultTests(ITestOutputHelper output)
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         NodeProcess first = c.StartNode(1, "vxlan");
         c.StartNode(2, "vxlan");
-        Shell.Run("/bin/sh", ["-c", $"kill -KILL {first.Pid}"]);
+        ProcessRunner.Run("/bin/sh", ["-c", $"kill -KILL {first.Pid}"]);
         Assert.True(first.WaitForExit(TimeSpan.FromSeconds(10)));
         // What a killed node leaves: the kernel removed the device (its last descriptor closed) and
         // with it the route; the control socket file and subnet.env stay.
         Assert.DoesNotContain("flannel.1", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
         Assert.True(File.Exists(c.ControlSocket(1)));
         c.StartNode(1, "vxlan");
-        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout);
-        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
         Assert.True(stats.ExitCode == 0, stats.Stderr); // the new instance serves the old path
     }
 
@@ -71,7 +105,7 @@ public class FaultTests(ITestOutputHelper output)
         string pingLine = ping.Lines.Single(l => l.Contains("packet loss", StringComparison.Ordinal));
         double loss = double.Parse(Regex.Match(pingLine, @"([\d.]+)% packet loss").Groups[1].Value, CultureInfo.InvariantCulture);
 
-        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
         string drops = stats.Stdout.Split('\n').Single(l => l.TrimStart().StartsWith("drops:", StringComparison.Ordinal)).Trim();
         output.WriteLine($"{backend}: {floodLine}; legitimate ping: {pingLine.Trim()}; transfer: {sent}; node 1 {drops}");
 
@@ -126,12 +160,12 @@ public class FaultTests(ITestOutputHelper output)
         new ClusterFileBuilder().Node(1).Node(2).Node(3, publicIp: "198.51.100.9").WriteTo(c.LeasesPath);
         NodeProcess n1 = c.StartNode(1, "vxlan");
         c.StartNode(2, "vxlan");
-        Shell.Result lost = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3);
+        ProcessRunner.Result lost = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3);
         Assert.NotEqual(0, lost.ExitCode);
-        Shell.Result ok = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3);
+        ProcessRunner.Result ok = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3);
         Assert.True(ok.ExitCode == 0, ok.Stdout);
         Assert.False(n1.HasExited);
-        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
         Assert.Matches(@"socket send errors: ENETUNREACH [3-9]", stats.Stdout);
         Assert.Matches(@"udp_send_failed [3-9]", stats.Stdout);
     }

@@ -1,7 +1,9 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Dataplane.Demo;
+using Dataplane.Node;
 using Xunit.Abstractions;
+
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -24,7 +26,7 @@ public class FuzzTests(ITestOutputHelper output)
         string work = Directory.CreateTempSubdirectory($"dataplane-fuzz-{target}-").FullName;
         try
         {
-            Shell.Result r = Shell.Run("/bin/bash", [Path.Combine(root, "fuzz", "run.sh"), target, "25", work], 300_000);
+            ProcessRunner.Result r = ProcessRunner.Run("/bin/bash", [Path.Combine(root, "fuzz", "run.sh"), target, "25", work], 300_000);
             string summary = r.Stdout.Split('\n').FirstOrDefault(l => l.StartsWith("fuzz ", StringComparison.Ordinal)) ?? "";
             output.WriteLine(summary);
             Assert.True(r.ExitCode == 0, $"{r.Stdout}\n{r.Stderr}");

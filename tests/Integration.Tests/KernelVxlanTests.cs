@@ -1,4 +1,7 @@
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Node;
+
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -21,9 +24,9 @@ public class KernelVxlanTests
         c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))]);
         NodeProcess ours = c.StartNode(1, "vxlan", null, "--offload", offload);
 
-        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
-        Shell.Result back = c.Ping(c.Topology.Pod(2), Topology.PodIp(1));
+        ProcessRunner.Result back = c.Ping(c.Topology.Pod(2), Topology.PodIp(1));
         Assert.True(back.ExitCode == 0, back.Stdout + back.Stderr);
 
         c.StartTransfer(1, 2, 64L << 20).AssertIntact(TimeSpan.FromSeconds(90));
@@ -54,11 +57,11 @@ public class KernelVxlanTests
         NodeProcess capture = c.Topology.Start(c.Topology.Node(1), [tshark, "-i", "eth0", "-f", "udp port 8472", "-c", "4", "-a", "duration:20", "-w", pcap], "tshark");
         Assert.NotNull(capture.WaitForLine("Capturing on", TimeSpan.FromSeconds(20)));
         Thread.Sleep(300);
-        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 2);
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 2);
         Assert.True(ping.ExitCode == 0, ping.Stdout);
         Assert.True(capture.WaitForExit(TimeSpan.FromSeconds(25)), capture.Output);
 
-        Shell.Result read = Shell.Run(tshark, ["-r", pcap, "-d", "udp.port==8472,vxlan", "-T", "fields", "-E", "separator=|",
+        ProcessRunner.Result read = ProcessRunner.Run(tshark, ["-r", pcap, "-d", "udp.port==8472,vxlan", "-T", "fields", "-E", "separator=|",
             "-e", "udp.dstport", "-e", "vxlan.flags", "-e", "vxlan.vni", "-e", "eth.dst", "-e", "eth.src", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"]);
         Assert.True(read.ExitCode == 0, read.Stderr);
         string[] lines = read.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);

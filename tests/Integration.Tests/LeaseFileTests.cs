@@ -1,4 +1,6 @@
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Lab.Demo;
+using Dataplane.Node;
 
 namespace Dataplane.Integration.Tests;
 
@@ -21,7 +23,7 @@ public class LeaseFileTests
         c.StartNode(2, "vxlan");
         c.StartNode(3, "vxlan", node3File);
 
-        Shell.Result before = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 1);
+        ProcessRunner.Result before = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 1);
         Assert.Contains("Destination Net Unreachable", before.Stdout);
 
         Transfer transfer = c.StartTimedTransfer(1, 2, seconds: 8);
@@ -29,13 +31,13 @@ public class LeaseFileTests
 
         new ClusterFileBuilder().Node(1).Node(2).Node(3).WriteTo(c.LeasesPath);
         Assert.NotNull(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(10)));
-        Shell.Result added = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3);
+        ProcessRunner.Result added = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3);
         Assert.True(added.ExitCode == 0, added.Stdout);
 
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         Assert.NotNull(n1.WaitForLine("Subnet removed: 10.244.3.0/24", TimeSpan.FromSeconds(10)));
         // Several probes: a bulk transfer fills the same device queue, and one echo may be lost to it.
-        Shell.Result removed = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3);
+        ProcessRunner.Result removed = c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3);
         Assert.Contains("Destination Net Unreachable", removed.Stdout);
 
         Assert.False(transfer.Sender.HasExited, "the transfer ended before the edits: make it longer so the test proves something");
@@ -45,7 +47,7 @@ public class LeaseFileTests
         // A broken edit is refused and the node keeps forwarding on the last good table.
         File.WriteAllText(c.LeasesPath, "{ \"config\": ");
         Assert.NotNull(n1.WaitForLine("Ignoring the edit", TimeSpan.FromSeconds(10)));
-        Shell.Result still = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3);
+        ProcessRunner.Result still = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3);
         Assert.True(still.ExitCode == 0, still.Stdout);
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Node;
 
 namespace Dataplane.Integration.Tests;
 
@@ -22,7 +23,7 @@ public class MetricsTests
         c.StartTransfer(1, 2, 8L << 20).AssertIntact(TimeSpan.FromSeconds(60));
 
         // Prometheus text over HTTP, fetched from the other node with bash's /dev/tcp (an independent client).
-        Shell.Result http = c.Topology.Exec(c.Topology.Node(2), ["/bin/bash", "-c",
+        ProcessRunner.Result http = c.Topology.Exec(c.Topology.Node(2), ["/bin/bash", "-c",
             "exec 3<>/dev/tcp/192.0.2.1/9100; printf 'GET /metrics HTTP/1.1\\r\\nHost: node1\\r\\n\\r\\n' >&3; timeout 5 cat <&3"]);
         Assert.StartsWith("HTTP/1.1 200 OK", http.Stdout);
         Assert.Contains("Content-Type: text/plain; version=0.0.4", http.Stdout);
@@ -38,19 +39,19 @@ public class MetricsTests
         Assert.Contains("dataplane_offload_info{device=\"csum tso4 tso6", m);
         Assert.Contains("dataplane_build_info{version=", m);
         Assert.Contains("dataplane_drops_total{reason=\"bad_vxlan_flags\"} 0", m);
-        Shell.Result notFound = c.Topology.Exec(c.Topology.Node(2), ["/bin/bash", "-c",
+        ProcessRunner.Result notFound = c.Topology.Exec(c.Topology.Node(2), ["/bin/bash", "-c",
             "exec 3<>/dev/tcp/192.0.2.1/9100; printf 'GET / HTTP/1.1\\r\\n\\r\\n' >&3; timeout 5 cat <&3"]);
         Assert.StartsWith("HTTP/1.1 404", notFound.Stdout);
 
         // dataplane stats, one snapshot from the control socket.
-        Shell.Result stats = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
         Assert.True(stats.ExitCode == 0, stats.Stderr);
         Assert.Contains("flannel.1 (vxlan), 1 peers", stats.Stdout);
         Assert.Matches(@"peer 192\.0\.2\.2 10\.244\.2\.0/24\s+out\s+\d{4,}", stats.Stdout);
         Assert.Contains("no_route 4", stats.Stdout);
         Assert.Contains("offloads: device csum tso4", stats.Stdout);
 
-        Shell.Result missing = Shell.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.Path_("nobody.sock"), "--once"]);
+        ProcessRunner.Result missing = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.Path_("nobody.sock"), "--once"]);
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("cannot read", missing.Stderr);
     }

@@ -1,4 +1,5 @@
-using Dataplane.Demo;
+using Dataplane.Lab;
+using Dataplane.Node;
 
 namespace Dataplane.Integration.Tests;
 
@@ -35,7 +36,7 @@ public class TwoNodeTests
         Assert.Contains("Subnet added: 10.244.2.0/24 via 192.0.2.2", n1.Output);
         Assert.Contains($"queues {queues}", n1.Output);
 
-        Shell.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
         Assert.Contains("3 received", ping.Stdout);
 
@@ -82,7 +83,7 @@ public class TwoNodeTests
         // From a pod behind the node (forwarded by the node) and from the node itself.
         foreach (string ns in new[] { c.Topology.Pod(1), c.Topology.Node(1) })
         {
-            Shell.Result ping = c.Ping(ns, "10.244.9.9", count: 1);
+            ProcessRunner.Result ping = c.Ping(ns, "10.244.9.9", count: 1);
             Assert.NotEqual(0, ping.ExitCode);
             Assert.Contains("From 10.244.9.0", ping.Stdout);
             Assert.Contains("Destination Net Unreachable", ping.Stdout);

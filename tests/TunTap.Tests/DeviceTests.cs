@@ -4,6 +4,8 @@ using System.Net.Sockets;
 using Dataplane.Encap;
 using PacketDotNet;
 
+using Dataplane.TestSupport;
+
 namespace Dataplane.TunTap.Tests;
 
 /// <summary>Real TUN devices, rtnetlink and UDP batch sockets, each inside a namespace made for the test.</summary>

@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using Tmds.Linux;
 #pragma warning disable CS8981
-using mmsghdr = Dataplane.TunTap.Native.mmsghdr;
 #pragma warning restore CS8981
 
 namespace Dataplane.TunTap.Native;
@@ -9,7 +8,7 @@ namespace Dataplane.TunTap.Native;
 /// <summary>
 /// What Tmds.LibC lacks, declared with the C names so they can be checked against the man pages
 /// and &lt;linux/if_tun.h&gt;. Everything here is <c>SetLastError</c>: read the errno with
-/// <see cref="Marshal.GetLastPInvokeError"/> right after the call.
+/// <see cref="Errno.Last"/> right after the call.
 /// </summary>
 internal static unsafe partial class NativeMethods
 {
@@ -18,9 +17,7 @@ internal static unsafe partial class NativeMethods
     // <linux/if_tun.h>
     public const uint TUNSETIFF = 0x400454ca;     // _IOW('T', 202, int)
     public const uint TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int)
-    public const uint TUNSETPERSIST = 0x400454cb; // _IOW('T', 203, int)
     public const short IFF_TUN = 0x0001;
-    public const short IFF_TAP = 0x0002;
     public const short IFF_NO_PI = 0x1000;
     public const short IFF_VNET_HDR = 0x4000;
     public const short IFF_MULTI_QUEUE = 0x0100;
@@ -28,10 +25,6 @@ internal static unsafe partial class NativeMethods
     // <linux/sockios.h>
     public const uint SIOCGIFMTU = 0x8921;
     public const uint SIOCGIFINDEX = 0x8933;
-
-    // <sys/socket.h>
-    public const int MSG_DONTWAIT = 0x40;
-    public const int MSG_TRUNC = 0x20;
 
     [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int ioctl_ifreq(int fd, nuint request, ifreq* arg);
@@ -43,10 +36,16 @@ internal static unsafe partial class NativeMethods
     public const uint TUN_F_CSUM = 0x01;
     public const uint TUN_F_TSO4 = 0x02;
     public const uint TUN_F_TSO6 = 0x04;
-    public const uint TUN_F_TSO_ECN = 0x08;
-    public const uint TUN_F_UFO = 0x10;
     public const uint TUN_F_USO4 = 0x20;
     public const uint TUN_F_USO6 = 0x40;
+
+    /// <summary>
+    /// <c>CMSG_LEN(len)</c> as glibc and the kernel define it: the aligned header plus the data,
+    /// unpadded (18 for a u16). Tmds.LibC 0.5.0's <c>CMSG_LEN</c> pads the data too (24), and the
+    /// kernel refuses a UDP_SEGMENT control message whose length is not exactly CMSG_LEN(2) (EINVAL),
+    /// so this one is ours; the other CMSG_* helpers are Tmds.LibC's. Checked against gcc.
+    /// </summary>
+    public static int CMSG_LEN(int len) => LibC.CMSG_SPACE(0) + len;
 
     // <netinet/udp.h>, <linux/udp.h>
     public const int SOL_UDP = 17;

@@ -1,0 +1,356 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Dataplane.Node;
+
+namespace Dataplane.Lab.Bench;
+
+/// <summary>
+/// <c>dataplane bench</c>: the end-to-end comparison users run. One topology (two nodes, two pods,
+/// an underlay switch, all in namespaces), and one configuration after another on it:
+///
+///  1. host-gw: plain routes between the nodes (no encapsulation; the upper bound).
+///  2. kernel VXLAN configured exactly as flanneld configures flannel.1 (the reference: every
+///     figure is reported as a ratio to it, measured in the same run).
+///  3. this data plane, vxlan backend; 4. this data plane, udp backend (offloads and batching on);
+///  5. the naive mode: udp backend, --offload off --batch 1 (one packet per system call, as
+///     flannel's C proxy works).
+///
+/// Per configuration: ping RTT, iperf3 TCP with one and with four streams, and the highest
+/// 64-byte UDP rate received with at most 5% loss. The pods' MTU follows the configuration, as
+/// the CNI plugin sets it from subnet.env. Results: a table, JSON and an SVG chart.
+/// </summary>
+internal static partial class BenchCommand
+{
+    private const double MaxLossPercent = 5;
+
+    private sealed record Config(string Name, string Label, int PodMtu, Func<Topology, string, Action> Setup);
+
+    public static int Run(double seconds, double udpSeconds, string? only, int rounds, int queues, string outDir, TextWriter o)
+    {
+        string q = queues.ToString(CultureInfo.InvariantCulture);
+        if (!Node.HostInfo.HasNetAdmin())
+        {
+            Console.Error.WriteLine("dataplane bench: needs root (CAP_NET_ADMIN) to create network namespaces");
+            return 1;
+        }
+        string? iperf = ProcessRunner.Which("iperf3");
+        string? ping = ProcessRunner.Which("ping");
+        if (iperf is null || ping is null || ProcessRunner.Which("ip") is null || ProcessRunner.Which("bridge") is null)
+        {
+            Console.Error.WriteLine("dataplane bench: needs iperf3, ping and iproute2: apt-get install iperf3 iputils-ping iproute2");
+            return 1;
+        }
+        Config[] configs =
+        [
+            new("host-gw", "host-gw routes", 1500, HostGw),
+            new("kernel-vxlan", "kernel VXLAN (flannel.1)", 1450, KernelVxlan),
+            new("dataplane-vxlan", "dataplane vxlan", 1450, (t, l) => Ours(t, l, "vxlan", "--queues", q)),
+            new("dataplane-udp", "dataplane udp", 1472, (t, l) => Ours(t, l, "udp", "--queues", q)),
+            new("naive-udp", "naive (1 packet/syscall)", 1472, (t, l) => Ours(t, l, "udp", "--offload", "off", "--batch", "1", "--queues", "1")),
+        ];
+        if (only is not null)
+        {
+            string[] names = only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            configs = [.. configs.Where(c => c.Name == "kernel-vxlan" || names.Contains(c.Name))];
+        }
+
+        using var topo = new Topology();
+        using Topology.InterruptScope interrupted = topo.CancelOnSignals();
+
+        o.WriteLine($"Topology (run id {topo.Id}): two nodes on an underlay switch (192.0.2.1, 192.0.2.2), pods 10.244.1.2 and 10.244.2.2");
+        topo.AddNode(1);
+        topo.AddNode(2);
+        string leases = Path.Combine(topo.WorkDir, "cluster.json");
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(leases);
+        NodeProcess server = topo.Start(topo.Pod(2), [iperf, "-s", "-p", "5201", "--forceflush"], "iperf3-server");
+        if (server.WaitForLine("Server listening", TimeSpan.FromSeconds(10)) is null)
+        {
+            Console.Error.WriteLine($"dataplane bench: iperf3 server did not start:\n{server.Output}");
+            return 1;
+        }
+        o.WriteLine($"This data plane runs with {queues} queue(s) per node; the naive mode with one.");
+        o.WriteLine($"Each configuration: ping RTT, TCP 1 and 4 streams for {seconds.ToString(CultureInfo.InvariantCulture)} s, 64-byte UDP for {udpSeconds.ToString(CultureInfo.InvariantCulture)} s per probe; {rounds} round(s), medians reported.");
+
+        var all = configs.ToDictionary(c => c.Name, _ => new List<BenchResult>());
+        try
+        {
+            for (int round = 1; round <= rounds; round++)
+            {
+                for (int i = 0; i < configs.Length; i++)
+                {
+                    interrupted.Token.ThrowIfCancellationRequested();
+                    Config c = configs[i];
+                    o.Write($"[round {round}/{rounds}, {i + 1}/{configs.Length}] {c.Label,-26}");
+                    BenchResult r = Measure(topo, c, leases, iperf, ping, seconds, udpSeconds, o, interrupted.Token);
+                    all[c.Name].Add(r);
+                    o.WriteLine(r.Error is null
+                        ? string.Create(CultureInfo.InvariantCulture, $" rtt {r.RttMs:F3} ms, tcp1 {r.Tcp1Gbps:F2}, tcp4 {r.Tcp4Gbps:F2} Gbit/s, udp64 {r.Udp64Pps / 1000:F0} kpps ({r.Udp64LossPercent:F1}% loss)")
+                        : $" failed: {r.Error}");
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            o.WriteLine();
+            o.WriteLine($"Interrupted: removing the namespaces of run {topo.Id}.");
+            return 130;
+        }
+
+        List<BenchResult> results = [.. configs.Select(c => Median(all[c.Name]))];
+        BenchResult kernel = results.Single(r => r.Config == "kernel-vxlan");
+        o.WriteLine();
+        Report(results, kernel, o);
+        Directory.CreateDirectory(outDir);
+        string stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture);
+        string json = Path.Combine(outDir, $"bench-{stamp}.json");
+        string svg = Path.Combine(outDir, $"bench-{stamp}.svg");
+        File.WriteAllText(json, Json(results, kernel, seconds, udpSeconds, rounds));
+        File.WriteAllText(svg, SvgChart.Render(results, kernel, $"dataplane bench {stamp} ({Environment.ProcessorCount} vCPU, {CpuModel()}, Linux {KernelRelease()})"));
+        o.WriteLine($"Wrote {json} and {svg}");
+        return results.Any(r => r.Error is not null) ? 1 : 0;
+    }
+
+    private static BenchResult Measure(Topology topo, Config c, string leases, string iperf, string ping, double seconds, double udpSeconds, TextWriter o, CancellationToken stop)
+    {
+        var r = new BenchResult(c.Name, c.Label);
+        Action? teardown = null;
+        try
+        {
+            SetPodMtu(topo, c.PodMtu);
+            teardown = c.Setup(topo, leases);
+            stop.ThrowIfCancellationRequested();
+            // Reachability first (also fills neighbour caches).
+            ProcessRunner.Result warm = topo.Exec(topo.Pod(1), [ping, "-c", "3", "-i", "0.2", "-W", "2", Topology.PodIp(2)], 20_000);
+            if (!warm.Stdout.Contains(" 0% packet loss", StringComparison.Ordinal) && !warm.Stdout.Contains("3 received", StringComparison.Ordinal) && !warm.Stdout.Contains("2 received", StringComparison.Ordinal))
+            {
+                r.Error = "pods cannot reach each other: " + warm.Stdout.Trim().Split('\n').LastOrDefault();
+                return r;
+            }
+            ProcessRunner.Result rtt = topo.Exec(topo.Pod(1), [ping, "-c", "50", "-i", "0.02", "-q", Topology.PodIp(2)], 30_000);
+            Match m = RttLine().Match(rtt.Stdout);
+            r.RttMs = m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : double.NaN;
+            stop.ThrowIfCancellationRequested();
+            r.Tcp1Gbps = Tcp(topo, iperf, 1, seconds);
+            stop.ThrowIfCancellationRequested();
+            r.Tcp4Gbps = Tcp(topo, iperf, 4, seconds);
+            stop.ThrowIfCancellationRequested();
+            (r.Udp64Pps, r.Udp64LossPercent) = Udp64(topo, iperf, udpSeconds, stop);
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException or JsonException or FormatException)
+        {
+            r.Error = e.Message.Split('\n')[0];
+        }
+        finally
+        {
+            teardown?.Invoke();
+        }
+        return r;
+    }
+
+    private static double Tcp(Topology topo, string iperf, int streams, double seconds)
+    {
+        JsonNode run = Iperf(topo, iperf, ["-t", seconds.ToString(CultureInfo.InvariantCulture), "-P", streams.ToString(CultureInfo.InvariantCulture)], seconds);
+        return run["end"]!["sum_received"]!["bits_per_second"]!.GetValue<double>() / 1e9;
+    }
+
+    /// <summary>
+    /// 64-byte datagrams: first as fast as one iperf3 sender goes; if more than 5% is lost, offer
+    /// less (the rate that arrived, then 80% of it each step) until the loss is at most 5%.
+    /// </summary>
+    private static (double Pps, double Loss) Udp64(Topology topo, string iperf, double seconds, CancellationToken stop)
+    {
+        double offeredBps = 0; // 0: unlimited
+        (double pps, double loss) = (double.NaN, double.NaN);
+        for (int attempt = 0; attempt < 5; attempt++)
+        {
+            stop.ThrowIfCancellationRequested();
+            JsonNode run = Iperf(topo, iperf, ["-u", "-l", "64", "-b", offeredBps.ToString("0", CultureInfo.InvariantCulture),
+                "-t", seconds.ToString(CultureInfo.InvariantCulture)], seconds);
+            JsonNode sum = run["end"]!["sum"]!;
+            double packets = sum["packets"]!.GetValue<double>();
+            double lost = sum["lost_packets"]!.GetValue<double>();
+            double secs = sum["seconds"]!.GetValue<double>();
+            loss = packets > 0 ? lost / packets * 100 : 100;
+            pps = (packets - lost) / secs;
+            if (loss <= MaxLossPercent)
+            {
+                break;
+            }
+            double nextPps = attempt == 0 ? pps : offeredBps / (64 * 8) * 0.8;
+            offeredBps = nextPps * 64 * 8;
+        }
+        return (pps, loss);
+    }
+
+    private static JsonNode Iperf(Topology topo, string iperf, string[] args, double seconds)
+    {
+        ProcessRunner.Result r = topo.Exec(topo.Pod(1), [iperf, "-c", Topology.PodIp(2), "-p", "5201", "-J", .. args], (int)(seconds * 1000) + 30_000);
+        JsonNode node = JsonNode.Parse(r.Stdout) ?? throw new FormatException("iperf3 printed no JSON");
+        if (node["error"] is JsonNode error)
+        {
+            throw new InvalidOperationException($"iperf3: {error}");
+        }
+        return node;
+    }
+
+    private static void SetPodMtu(Topology topo, int mtu)
+    {
+        string m = mtu.ToString(CultureInfo.InvariantCulture);
+        for (int i = 1; i <= 2; i++)
+        {
+            topo.Ip(topo.Pod(i), "link", "set", "eth0", "mtu", m);
+            topo.Ip(topo.Node(i), "link", "set", "pod0", "mtu", m);
+            topo.Ip(topo.Pod(i), "route", "flush", "cache");
+            topo.Ip(topo.Node(i), "route", "flush", "cache");
+        }
+    }
+
+    private static Action HostGw(Topology topo, string leases)
+    {
+        topo.Ip(topo.Node(1), "route", "add", "10.244.2.0/24", "via", Topology.UnderlayIp(2));
+        topo.Ip(topo.Node(2), "route", "add", "10.244.1.0/24", "via", Topology.UnderlayIp(1));
+        return () =>
+        {
+            topo.Ip(topo.Node(1), "route", "del", "10.244.2.0/24");
+            topo.Ip(topo.Node(2), "route", "del", "10.244.1.0/24");
+        };
+    }
+
+    private static Action KernelVxlan(Topology topo, string leases)
+    {
+        topo.AddKernelVxlan(1, ClusterFileBuilder.VtepMac(1), [(2, ClusterFileBuilder.VtepMac(2))]);
+        topo.AddKernelVxlan(2, ClusterFileBuilder.VtepMac(2), [(1, ClusterFileBuilder.VtepMac(1))]);
+        return () =>
+        {
+            topo.Ip(topo.Node(1), "link", "del", "flannel.1");
+            topo.Ip(topo.Node(2), "link", "del", "flannel.1");
+        };
+    }
+
+    private static Action Ours(Topology topo, string leases, string backend, params string[] extra)
+    {
+        NodeProcess[] nodes = [.. new[] { 1, 2 }.Select(i => topo.Start(topo.Node(i), [.. SelfCommand.Prefix(), "run", "--leases", leases,
+            "--public-ip", Topology.UnderlayIp(i), "--backend", backend, "--subnet-file", Path.Combine(topo.WorkDir, $"node{i}.env"),
+            "--control-socket", Path.Combine(topo.WorkDir, $"node{i}.sock"), .. extra], $"node{i}"))];
+        foreach (NodeProcess n in nodes)
+        {
+            if (n.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is null)
+            {
+                foreach (NodeProcess x in nodes)
+                {
+                    x.Stop(TimeSpan.FromSeconds(5));
+                }
+                throw new InvalidOperationException($"a node did not start: {n.Output.Split('\n').LastOrDefault()}");
+            }
+        }
+        return () =>
+        {
+            foreach (NodeProcess n in nodes)
+            {
+                n.Stop(TimeSpan.FromSeconds(10));
+            }
+        };
+    }
+
+    private static BenchResult Median(List<BenchResult> runs)
+    {
+        BenchResult first = runs[0];
+        var ok = runs.Where(r => r.Error is null).ToList();
+        if (ok.Count == 0)
+        {
+            return first;
+        }
+        static double Med(IEnumerable<double> xs)
+        {
+            double[] a = [.. xs.Where(double.IsFinite).Order()];
+            return a.Length == 0 ? double.NaN : a.Length % 2 == 1 ? a[a.Length / 2] : (a[a.Length / 2 - 1] + a[a.Length / 2]) / 2;
+        }
+        return new BenchResult(first.Config, first.Label)
+        {
+            Tcp1Gbps = Med(ok.Select(r => r.Tcp1Gbps)),
+            Tcp4Gbps = Med(ok.Select(r => r.Tcp4Gbps)),
+            Udp64Pps = Med(ok.Select(r => r.Udp64Pps)),
+            Udp64LossPercent = Med(ok.Select(r => r.Udp64LossPercent)),
+            RttMs = Med(ok.Select(r => r.RttMs)),
+        };
+    }
+
+    private static void Report(IReadOnlyList<BenchResult> results, BenchResult kernel, TextWriter o)
+    {
+        // Always this figure over kernel VXLAN's; for RTT a lower ratio is better (the header says so).
+        static string Ratio(double v, double k) =>
+            v / k is double ratio && double.IsFinite(ratio) ? ratio.ToString("0.00x", CultureInfo.InvariantCulture) : "-";
+        o.WriteLine("Results (ratio to kernel VXLAN measured in this run; RTT ratio: lower is better):");
+        o.WriteLine($"  {"configuration",-26} {"TCP 1 stream",-22} {"TCP 4 streams",-22} {"UDP 64 B, <=5% loss",-30} {"RTT",-18}");
+        foreach (BenchResult r in results)
+        {
+            if (r.Error is not null)
+            {
+                o.WriteLine($"  {r.Label,-26} failed: {r.Error}");
+                continue;
+            }
+            o.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {r.Label,-26} {$"{r.Tcp1Gbps:F2} Gbit/s {Ratio(r.Tcp1Gbps, kernel.Tcp1Gbps)}",-22} {$"{r.Tcp4Gbps:F2} Gbit/s {Ratio(r.Tcp4Gbps, kernel.Tcp4Gbps)}",-22} {$"{r.Udp64Pps / 1000:F0} kpps {Ratio(r.Udp64Pps, kernel.Udp64Pps)} ({r.Udp64LossPercent:F1}%)",-30} {$"{r.RttMs:F3} ms {Ratio(r.RttMs, kernel.RttMs)}",-18}"));
+        }
+    }
+
+    private static string Json(IReadOnlyList<BenchResult> results, BenchResult kernel, double seconds, double udpSeconds, int rounds)
+    {
+        static JsonNode? N(double d) => double.IsFinite(d) ? JsonValue.Create(Math.Round(d, 4)) : null;
+        var root = new JsonObject
+        {
+            ["date"] = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture),
+            ["machine"] = new JsonObject
+            {
+                ["cpu"] = CpuModel(),
+                ["vcpus"] = Environment.ProcessorCount,
+                ["kernel"] = KernelRelease(),
+                ["dotnet"] = Environment.Version.ToString(),
+            },
+            ["tcp_seconds"] = seconds,
+            ["udp_seconds_per_probe"] = udpSeconds,
+            ["rounds"] = rounds,
+            ["reference"] = "kernel-vxlan",
+            ["results"] = new JsonArray([.. results.Select(r => (JsonNode)new JsonObject
+            {
+                ["config"] = r.Config,
+                ["label"] = r.Label,
+                ["error"] = r.Error,
+                ["tcp1_gbps"] = N(r.Tcp1Gbps),
+                ["tcp4_gbps"] = N(r.Tcp4Gbps),
+                ["udp64_pps"] = N(r.Udp64Pps),
+                ["udp64_loss_percent"] = N(r.Udp64LossPercent),
+                ["rtt_ms"] = N(r.RttMs),
+                ["ratio"] = new JsonObject
+                {
+                    ["tcp1"] = N(r.Tcp1Gbps / kernel.Tcp1Gbps),
+                    ["tcp4"] = N(r.Tcp4Gbps / kernel.Tcp4Gbps),
+                    ["udp64"] = N(r.Udp64Pps / kernel.Udp64Pps),
+                    ["rtt"] = N(r.RttMs / kernel.RttMs),
+                },
+            })]),
+        };
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    private static string KernelRelease() =>
+        File.Exists("/proc/sys/kernel/osrelease") ? File.ReadAllText("/proc/sys/kernel/osrelease").Trim() : Environment.OSVersion.VersionString;
+
+    private static string CpuModel()
+    {
+        try
+        {
+            string? line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            return line is null ? "unknown" : line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
+    [GeneratedRegex(@"rtt min/avg/max/mdev = [\d.]+/([\d.]+)/")]
+    private static partial Regex RttLine();
+}

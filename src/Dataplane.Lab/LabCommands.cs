@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Globalization;
+using Dataplane.Lab.Bench;
+using Dataplane.Lab.Demo;
+using Dataplane.Lab.PodTools;
+
+namespace Dataplane.Lab;
+
+/// <summary>
+/// The lab's commands: <c>demo</c>, <c>bench</c>, and the hidden pod tools the demo, the bench and
+/// the integration tests start inside network namespaces (<c>pod-sink</c>, <c>pod-send</c>,
+/// <c>pod-ping</c>, <c>flood</c>). The program adds them beside the node's own commands.
+/// </summary>
+internal static class LabCommands
+{
+    public static IEnumerable<Command> All() =>
+        [DemoCommandLine(), BenchCommandLine(), PodSink(), PodSend(), PodPing(), Flood()];
+
+    private static Command DemoCommandLine()
+    {
+        var seconds = new Option<double>("--seconds") { Description = "length of each TCP transfer", DefaultValueFactory = _ => 5 };
+        var cmd = new Command("demo", "two nodes and two pods in network namespaces: ping and TCP over both backends") { seconds };
+        cmd.SetAction(r => DemoCommand.Run(r.GetValue(seconds), Console.Out));
+        return cmd;
+    }
+
+    private static Command BenchCommandLine()
+    {
+        var seconds = new Option<double>("--seconds") { Description = "length of each TCP test", DefaultValueFactory = _ => 10 };
+        var udpSeconds = new Option<double>("--udp-seconds") { Description = "length of each 64-byte UDP probe", DefaultValueFactory = _ => 3 };
+        var only = new Option<string?>("--only") { Description = "comma-separated configurations (host-gw, dataplane-vxlan, dataplane-udp, naive-udp); kernel-vxlan always runs" };
+        var rounds = new Option<int>("--rounds") { Description = "measure every configuration this many times, alternating; report medians", DefaultValueFactory = _ => 1 };
+        var output = new Option<string>("--out") { Description = "folder for the JSON and SVG results", DefaultValueFactory = _ => "bench/results" };
+        var queues = new Option<int>("--queues") { Description = "queues per node for this data plane (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var cmd = new Command("bench", "compare this data plane with kernel VXLAN, host-gw and the naive mode in namespaces") { seconds, udpSeconds, only, rounds, queues, output };
+        cmd.SetAction(r => BenchCommand.Run(r.GetValue(seconds), r.GetValue(udpSeconds), r.GetValue(only), Math.Max(1, r.GetValue(rounds)), Math.Max(1, r.GetValue(queues)), r.GetValue(output)!, Console.Out));
+        return cmd;
+    }
+
+    private static Command PodSink()
+    {
+        var port = new Option<int>("--port") { DefaultValueFactory = _ => 5201 };
+        var timeout = new Option<int>("--timeout") { DefaultValueFactory = _ => 60 };
+        var cmd = new Command("pod-sink", "receive one TCP stream, print its size and SHA-256") { port, timeout };
+        cmd.Hidden = true;
+        cmd.SetAction(r => PodTraffic.Sink(r.GetValue(port), r.GetValue(timeout), Console.Out));
+        return cmd;
+    }
+
+    private static Command PodSend()
+    {
+        var to = new Option<string>("--to") { Required = true };
+        var bytes = new Option<long?>("--bytes");
+        var seconds = new Option<double?>("--seconds");
+        var cmd = new Command("pod-send", "send a seeded TCP stream, print its size, rate and SHA-256") { to, bytes, seconds };
+        cmd.Hidden = true;
+        cmd.SetAction(r =>
+        {
+            string target = r.GetValue(to)!;
+            int colon = target.LastIndexOf(':');
+            return PodTraffic.Send(target[..colon], int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture),
+                r.GetValue(bytes), r.GetValue(seconds) ?? (r.GetValue(bytes) is null ? 5 : null), Console.Out);
+        });
+        return cmd;
+    }
+
+    private static Command PodPing()
+    {
+        var host = new Argument<string>("host");
+        var count = new Option<int>("--count") { DefaultValueFactory = _ => 5 };
+        var cmd = new Command("pod-ping", "ICMP echo") { host, count };
+        cmd.Hidden = true;
+        cmd.SetAction(r => PodTraffic.Ping(r.GetValue(host)!, r.GetValue(count), Console.Out));
+        return cmd;
+    }
+
+    private static Command Flood()
+    {
+        var from = new Option<string>("--from") { Required = true };
+        var to = new Option<string>("--to") { Required = true };
+        var count = new Option<int>("--count") { DefaultValueFactory = _ => 300_000 };
+        var seconds = new Option<double>("--seconds") { DefaultValueFactory = _ => 10 };
+        var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
+        var cmd = new Command("flood", "random datagrams to a node, bounded in count and time (fault tests)") { from, to, count, seconds, seed };
+        cmd.Hidden = true;
+        cmd.SetAction(r => GarbageFlood.Run(r.GetValue(from)!, r.GetValue(to)!, r.GetValue(count), r.GetValue(seconds), r.GetValue(seed), Console.Out));
+        return cmd;
+    }
+}

@@ -1,0 +1,203 @@
+using Dataplane.Encap;
+using Dataplane.TunTap;
+
+namespace Dataplane.Engine;
+
+/// <summary>
+/// Inbound: datagrams from peers are checked, unwrapped and written into the host stack.
+///
+///  1. Receive a batch of datagrams with their sources, each at <see cref="PacketBatch.Headroom"/>.
+///  2. Read the subnet table once for the whole batch.
+///  3. Per datagram: refuse a truncated one (it was larger than a slot) and one whose outer source
+///     is not a current peer's public IP.
+///  4. vxlan: check flags (exactly 0x08, reserved bits zero), VNI, inner destination MAC (ours;
+///     broadcast only for ARP) and EtherType; answer an ARP request for our VTEP address; step
+///     over the 22 header bytes. udp: the payload is the packet.
+///  5. Check the inner IP packet (version, lengths, IPv4 header checksum), that its source lies in
+///     the sender's subnet and its destination in ours; trim link padding to the IP length.
+///  6. Write the batch to the device in one pass; send any ARP replies.
+///
+/// Every refusal is a counted <see cref="DropReason"/>; nothing here throws per packet.
+/// </summary>
+internal sealed class InboundLoop
+{
+    private readonly IPacketDevice _device;
+    private readonly IDatagramSocket _socket;
+    private readonly TableHolder _table;
+    private readonly EngineSettings _settings;
+    private readonly PacketBatch _batch;
+    private readonly PacketBatch _arp;
+
+    public InboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings)
+    {
+        _device = device;
+        _socket = socket;
+        _table = table;
+        _settings = settings;
+        _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
+        _arp = new PacketBatch(4, PacketBatch.Headroom + 128);
+        Counters = new LoopCounters(table.Current.SlotCount);
+    }
+
+    public LoopCounters Counters { get; }
+
+    /// <summary>
+    /// Runs batches until <paramref name="stop"/> is cancelled (the socket's wait is woken then).
+    /// Returns why it stopped on its own, or null when it was asked to stop; the inbound loop has no
+    /// reason of its own today (a socket does not go away), but reports the same way as the outbound one.
+    /// </summary>
+    public string? Run(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            if (_socket.ReceiveBatch(_batch, EngineSettings.WaitTimeoutMs) > 0)
+            {
+                ProcessBatch();
+            }
+        }
+        return null;
+    }
+
+    public int RunOnce(int timeoutMs)
+    {
+        int n = _socket.ReceiveBatch(_batch, timeoutMs);
+        if (n > 0)
+        {
+            ProcessBatch();
+        }
+        return n;
+    }
+
+    private void ProcessBatch()
+    {
+        SubnetTable table = _table.Current;
+        PacketBatch batch = _batch;
+        LoopCounters c = Counters;
+        _arp.Count = 0;
+        int live = 0;
+        c.Batches++;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            c.Packets++;
+            c.Bytes += batch.Lengths[i];
+            DropReason? reason = Accept(table, batch, i);
+            if (reason is null)
+            {
+                live++;
+            }
+            else
+            {
+                if (reason != ArpAnswered)
+                {
+                    c.Drop(reason.Value);
+                }
+                batch.Lengths[i] = 0;
+            }
+        }
+        if (live > 0)
+        {
+            int written = _device.WriteBatch(batch);
+            if (written < live)
+            {
+                c.Drops[(int)DropReason.TunWriteFailed] += live - written;
+            }
+        }
+        if (_arp.Count > 0)
+        {
+            c.ArpReplies += _socket.SendBatch(_arp);
+        }
+    }
+
+    /// <summary>A sentinel: the datagram was an ARP request we answered (consumed, not a drop).</summary>
+    private const DropReason ArpAnswered = (DropReason)(-1);
+
+    /// <summary>Checks slot <paramref name="i"/> and leaves its offset/length on the inner IP packet; null when it is to be delivered.</summary>
+    private DropReason? Accept(SubnetTable table, PacketBatch batch, int i)
+    {
+        if ((batch.Flags[i] & PacketBatch.FlagTruncated) != 0)
+        {
+            return DropReason.Truncated;
+        }
+        Peer? sender = table.PeerAt(batch.Endpoints[i].Address);
+        if (sender is null)
+        {
+            return DropReason.UnknownPeer;
+        }
+        if (_settings.Backend == BackendKind.Vxlan)
+        {
+            VxlanDecapResult r = VxlanFrame.Decapsulate(batch.Packet(i), _settings.Vni, _settings.OurVtepMac,
+                out int inner, out ushort etherType, out MacAddress innerSource);
+            switch (r)
+            {
+                case VxlanDecapResult.Ok:
+                    break;
+                case VxlanDecapResult.TooShort:
+                    return DropReason.TooShort;
+                case VxlanDecapResult.BadFlags:
+                    return DropReason.BadVxlanFlags;
+                case VxlanDecapResult.WrongVni:
+                    return DropReason.WrongVni;
+                case VxlanDecapResult.NotOurMac:
+                    return DropReason.NotOurMac;
+                default:
+                    return DropReason.BadEtherType;
+            }
+            batch.Offsets[i] += inner;
+            batch.Lengths[i] -= inner;
+            if (etherType == EthernetHeader.EtherTypeArp)
+            {
+                return AnswerArp(table, sender, batch.Packet(i), innerSource);
+            }
+        }
+        return CheckInnerPacket(table, sender, batch, i, Counters);
+    }
+
+    private static DropReason? CheckInnerPacket(SubnetTable table, Peer sender, PacketBatch batch, int i, LoopCounters counters)
+    {
+        Span<byte> packet = batch.Packet(i);
+        int version = packet.Length > 0 ? packet[0] >> 4 : 0;
+        if (version == 4)
+        {
+            IpParseResult r = Ipv4Header.TryRead(packet, out Ipv4Header h);
+            if (r != IpParseResult.Ok)
+            {
+                return r == IpParseResult.BadHeaderChecksum ? DropReason.BadInnerChecksum : DropReason.MalformedInner;
+            }
+            if (!sender.Subnet.Contains(h.Source))
+            {
+                return DropReason.InnerSourceNotPeerSubnet;
+            }
+            if (!table.OurSubnet.Contains(h.Destination))
+            {
+                return DropReason.InnerDestinationNotOurSubnet;
+            }
+            batch.Lengths[i] = h.TotalLength; // drop link-layer padding
+            counters.CountPeer(table.SlotOf(sender.Subnet), h.TotalLength);
+            return null;
+        }
+        // IPv6 overlays are not configured yet: nothing inbound can be for us.
+        return version == 6 ? DropReason.InnerDestinationNotOurSubnet : DropReason.MalformedInner;
+    }
+
+    private DropReason? AnswerArp(SubnetTable table, Peer sender, ReadOnlySpan<byte> body, MacAddress requesterMac)
+    {
+        uint ourVtep = table.OurSubnet.Address;
+        if (!Arp.TryReadRequest(body, out MacAddress senderMac, out uint senderIp, out uint targetIp) || targetIp != ourVtep)
+        {
+            return DropReason.ArpNotForUs;
+        }
+        if (_arp.Count == _arp.Capacity)
+        {
+            return ArpAnswered;
+        }
+        int slot = _arp.Count++;
+        Span<byte> s = _arp.Slot(slot);
+        int offset = PacketBatch.Headroom;
+        Arp.Write(s[(offset + Overheads.VxlanPayloadPrefix)..], Arp.OperationReply, _settings.OurVtepMac, ourVtep, senderMac, senderIp);
+        int start = VxlanFrame.Encapsulate(s, offset + Overheads.VxlanPayloadPrefix, _settings.Vni, requesterMac, _settings.OurVtepMac, EthernetHeader.EtherTypeArp);
+        _arp.Offsets[slot] = start;
+        _arp.Lengths[slot] = Overheads.VxlanPayloadPrefix + Arp.Length;
+        _arp.Endpoints[slot] = sender.Endpoint;
+        return ArpAnswered;
+    }
+}

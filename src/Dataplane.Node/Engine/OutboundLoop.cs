@@ -1,0 +1,215 @@
+using Dataplane.Encap;
+using Dataplane.TunTap;
+
+namespace Dataplane.Engine;
+
+/// <summary>
+/// Outbound: packets the host routed into the device go to the node that owns their destination.
+///
+///  1. Read a batch of IP packets from the device, each at <see cref="PacketBatch.Headroom"/>.
+///  2. Read the subnet table once for the whole batch.
+///  3. Per packet: classify by IP version, take the destination, look up the owning peer.
+///  4. No owner: drop, and (unless the packet is itself an ICMP error, a non-first fragment or
+///     multicast, or the loop's ICMP token bucket is empty) queue an ICMP "net unreachable"
+///     back into the device. Its source is the base
+///     address of the unreachable subnet, never one of our own addresses, so the kernel does not
+///     drop it as a martian and it reaches the sender (a pod or the node itself).
+///  5. Owner: write the encapsulation in front of the packet (vxlan: 8 VXLAN + 14 Ethernet; udp:
+///     nothing, the packet is the payload) and address the slot to the peer.
+///  6. Send the batch to the peers in one call; write the queued ICMP errors to the device.
+///
+/// TTL is left alone: this is a link, as kernel VXLAN is; the nodes' routing decrements it.
+/// </summary>
+internal sealed class OutboundLoop
+{
+    private readonly IPacketDevice _device;
+    private readonly IDatagramSocket _socket;
+    private readonly TableHolder _table;
+    private readonly EngineSettings _settings;
+    private readonly PacketBatch _batch;
+    private readonly PacketBatch _icmp;
+    private readonly TokenBucket _icmpBudget;
+
+    public OutboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings)
+    {
+        _device = device;
+        _socket = socket;
+        _table = table;
+        _settings = settings;
+        _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
+        _icmp = new PacketBatch(settings.BatchSize, PacketBatch.Headroom + IcmpErrors.Ipv6MaxErrorLength);
+        _icmpBudget = new TokenBucket(settings.IcmpRate, settings.IcmpBurst);
+        Counters = new LoopCounters(table.Current.SlotCount);
+    }
+
+    public LoopCounters Counters { get; }
+
+    /// <summary>
+    /// Runs batches until <paramref name="stop"/> is cancelled (the device's wait is woken then).
+    /// Returns why it stopped on its own (the device is gone), or null when it was asked to stop.
+    /// </summary>
+    public string? Run(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            if (_device.ReadBatch(_batch, EngineSettings.WaitTimeoutMs) > 0)
+            {
+                ProcessBatch();
+            }
+            else if (_device.Gone)
+            {
+                return $"device {_device.Name} is gone (deleted under us)";
+            }
+        }
+        return null;
+    }
+
+    /// <summary>Steps 2-6 for the batch currently in <see cref="_batch"/> (public to tests through <see cref="RunOnce"/>).</summary>
+    private void ProcessBatch()
+    {
+        SubnetTable table = _table.Current;
+        PacketBatch batch = _batch;
+        LoopCounters c = Counters;
+        _icmp.Count = 0;
+        int live = 0;
+        c.Batches++;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            Span<byte> packet = batch.Packet(i);
+            c.Packets++;
+            c.Bytes += packet.Length;
+            if (Forward(table, batch, i, packet))
+            {
+                live++;
+            }
+            else
+            {
+                batch.Lengths[i] = 0;
+            }
+        }
+        if (live > 0)
+        {
+            int sent = _socket.SendBatch(batch);
+            if (sent < live)
+            {
+                c.Drops[(int)DropReason.UdpSendFailed] += live - sent;
+            }
+        }
+        if (_icmp.Count > 0)
+        {
+            c.IcmpSent += _device.WriteBatch(_icmp);
+        }
+    }
+
+    private bool Forward(SubnetTable table, PacketBatch batch, int i, Span<byte> packet)
+    {
+        int version = packet.Length > 0 ? packet[0] >> 4 : 0;
+        if (version == 4)
+        {
+            if (packet.Length < Ipv4Header.MinLength)
+            {
+                Counters.Drop(DropReason.MalformedOutbound);
+                return false;
+            }
+            uint dst = Ipv4Header.ReadDestination(packet);
+            Peer? peer = table.Lookup(dst);
+            if (peer is null)
+            {
+                NoRouteIpv4(table, packet, dst);
+                return false;
+            }
+            Counters.CountPeer(table.SlotOf(peer.Subnet), packet.Length);
+            Encapsulate(batch, i, peer, EthernetHeader.EtherTypeIpv4);
+            return true;
+        }
+        if (version == 6)
+        {
+            // No IPv6 overlay in the subnet table yet: every IPv6 destination has no route.
+            NoRouteIpv6(packet);
+            return false;
+        }
+        Counters.Drop(DropReason.BadIpVersion);
+        return false;
+    }
+
+    private void Encapsulate(PacketBatch batch, int i, Peer peer, ushort etherType)
+    {
+        if (_settings.Backend == BackendKind.Vxlan)
+        {
+            int start = VxlanFrame.Encapsulate(batch.Slot(i), batch.Offsets[i], _settings.Vni, peer.VtepMac, _settings.OurVtepMac, etherType);
+            batch.Lengths[i] += batch.Offsets[i] - start;
+            batch.Offsets[i] = start;
+        }
+        batch.Endpoints[i] = peer.Endpoint;
+    }
+
+    private void NoRouteIpv4(SubnetTable table, Span<byte> packet, uint dst)
+    {
+        if (table.OurSubnet.Contains(dst))
+        {
+            Counters.Drop(DropReason.OwnSubnet);
+            return;
+        }
+        if ((dst >> 28) == 0xE)
+        {
+            Counters.Drop(DropReason.Multicast);
+            return;
+        }
+        Counters.Drop(DropReason.NoRoute);
+        if (Ipv4Header.TryRead(packet, out Ipv4Header header, verifyChecksum: false) == IpParseResult.Ok
+            && IcmpErrors.ShouldAnswerIpv4(packet, header)
+            && TryTakeIcmpSlot(out int slot, out Span<byte> target))
+        {
+            _icmp.Lengths[slot] = IcmpErrors.WriteIpv4NetUnreachable(target, packet, header, table.SubnetBase(dst));
+        }
+    }
+
+    /// <summary>A free slot for an ICMP error, if the batch has room and the token bucket a token.</summary>
+    private bool TryTakeIcmpSlot(out int slot, out Span<byte> target)
+    {
+        slot = -1;
+        target = default;
+        if (_icmp.Count == _icmp.Capacity)
+        {
+            return false;
+        }
+        if (!_icmpBudget.TryTake())
+        {
+            Counters.IcmpRateLimited++;
+            return false;
+        }
+        slot = _icmp.Count++;
+        target = _icmp.Slot(slot)[PacketBatch.Headroom..];
+        _icmp.Offsets[slot] = PacketBatch.Headroom;
+        return true;
+    }
+
+    private void NoRouteIpv6(Span<byte> packet)
+    {
+        if (packet.Length >= Ipv6Header.Length && packet[24] == 0xFF)
+        {
+            Counters.Drop(DropReason.Multicast);
+            return;
+        }
+        Counters.Drop(DropReason.NoRoute);
+        if (Ipv6Header.TryRead(packet, out Ipv6Header header) == IpParseResult.Ok
+            && IcmpErrors.ShouldAnswerIpv6(packet, header)
+            && TryTakeIcmpSlot(out int slot, out Span<byte> target))
+        {
+            // From the /64 of the unreachable destination: not one of ours, so not a martian.
+            UInt128 source = header.Destination & (UInt128.MaxValue << 64);
+            _icmp.Lengths[slot] = IcmpErrors.WriteIpv6NoRoute(target, packet, header, source);
+        }
+    }
+
+    /// <summary>One read-and-process step without the loop (engine tests, benchmarks).</summary>
+    public int RunOnce(int timeoutMs)
+    {
+        int n = _device.ReadBatch(_batch, timeoutMs);
+        if (n > 0)
+        {
+            ProcessBatch();
+        }
+        return n;
+    }
+}

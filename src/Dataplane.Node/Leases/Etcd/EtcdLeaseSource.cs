@@ -1,0 +1,200 @@
+using System.Text.Json;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.Leases.Schema;
+using Grpc.Core;
+using Serilog;
+
+namespace Dataplane.Leases.Etcd;
+
+/// <summary>
+/// Leases from etcd (v3 API) in flannel's schema, so Dataplane nodes and flanneld nodes share one
+/// cluster: the network config at <c>&lt;prefix&gt;/config</c>, one lease per node at
+/// <c>&lt;prefix&gt;/subnets/10.244.1.0-24</c> bound to an etcd lease (24 h, renewed before expiry).
+///
+///  1. Start: read the config (one clear line if etcd is unreachable within the timeout, or the
+///     config is missing or invalid) and list the leases.
+///  2. Acquire: reuse the lease whose PublicIP is ours (also one flanneld wrote), else take a free
+///     subnet (<see cref="SubnetAllocator"/>) with a put-if-absent transaction bound to a granted
+///     etcd lease; a lost race tries another subnet. Our lease is (re)written as flanneld writes it
+///     (<see cref="LeaseRecord.ToJson"/>); the VTEP MAC is kept in a file (<see cref="VtepMacFile"/>).
+///  3. Watch: a thread of its own wakes on every change under <c>subnets/</c> (the etcd watch
+///     only wakes it) and every resync interval, re-lists the whole range (which also covers
+///     compaction and reconnects), offers it to the peer tables, and renews our lease before it
+///     expires (re-acquiring it if it vanished). While etcd is away the last table stays and the
+///     packet loops never notice; it is retried with backoff.
+/// </summary>
+internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILeaseSource
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly AutoResetEvent _wake = new(false);
+    private EtcdStore? _store;
+    private Thread? _thread;
+    private long _leaseId;
+    private DateTime _leaseExpires;
+    private uint _vni;
+
+    public string Description => $"etcd {string.Join(",", options.Endpoints)}";
+
+    private EtcdStore Store => _store ?? throw new InvalidOperationException("etcd lease source used before Start");
+
+    public ClusterSnapshot Start()
+    {
+        _store = EtcdStore.Create(options);
+        try
+        {
+            return ReadSnapshot();
+        }
+        catch (RpcException e)
+        {
+            throw new ConfigException($"{Description}: not reachable within {options.Timeout.TotalSeconds:0.#} s ({e.StatusCode})");
+        }
+    }
+
+    /// <summary>The config and every lease that parses; a lease that does not is logged and left out.</summary>
+    private ClusterSnapshot ReadSnapshot()
+    {
+        EtcdStore store = Store;
+        (byte[]? configValue, IReadOnlyList<(string Key, byte[] Value)> values) = store.ReadAll();
+        string configWhere = $"etcd {store.ConfigKey}";
+        if (configValue is null)
+        {
+            throw new ConfigException($"{Description}: no network config at {store.ConfigKey}");
+        }
+        NetworkConfig config;
+        using (JsonDocument doc = FlannelDocument.Parse(configValue, configWhere))
+        {
+            config = NetworkConfig.Parse(doc.RootElement, configWhere);
+        }
+        var leases = new List<LeaseRecord>(values.Count);
+        foreach ((string key, byte[] value) in values)
+        {
+            try
+            {
+                leases.Add(LeaseRecord.Parse(key, value, $"etcd {store.SubnetsPrefix}{key}"));
+            }
+            catch (ConfigException e)
+            {
+                log.Warning("Lease skipped: {Error}", e.Message);
+            }
+        }
+        return new ClusterSnapshot(config, leases);
+    }
+
+    public LeaseRecord Acquire(ClusterSnapshot snapshot, LeaseRequest request)
+    {
+        EtcdStore store = Store;
+        _vni = request.Vni;
+        LeaseRecord? old = snapshot.LeaseOf(request.PublicIp);
+        MacAddress? mac = request.Backend == BackendKind.Vxlan ? VtepMacFile.LoadOrCreate(options.VtepMacFile, old?.VtepMac) : null;
+        var lease = new LeaseRecord(default, request.PublicIp, request.Backend == BackendKind.Vxlan ? "vxlan" : null, mac);
+        try
+        {
+            _leaseId = store.Grant(options.LeaseTtl);
+            _leaseExpires = DateTime.UtcNow + options.LeaseTtl;
+            if (old is not null && snapshot.Config.Network.Contains(old.Subnet))
+            {
+                lease = lease with { Subnet = old.Subnet };
+                store.Put(lease.Key, lease.ToJson(_vni), _leaseId);
+                log.Information("Lease reused: {Subnet} (it names our public IP {PublicIP})", lease.Subnet, lease.PublicIpText);
+                return lease;
+            }
+            foreach (Ipv4Prefix candidate in SubnetAllocator.FreeSubnets(snapshot.Config, snapshot.Leases))
+            {
+                LeaseRecord attempt = lease with { Subnet = candidate };
+                if (store.PutIfAbsent(attempt.Key, attempt.ToJson(_vni), _leaseId))
+                {
+                    log.Information("Subnet {Subnet} was free: lease created in etcd", candidate);
+                    return attempt;
+                }
+            }
+        }
+        catch (RpcException e)
+        {
+            throw new ConfigException($"{Description}: taking our lease failed ({e.StatusCode})");
+        }
+        NetworkConfig c = snapshot.Config;
+        throw new ConfigException($"{Description}: no free subnet between {Ipv4Prefix.Format(c.SubnetMin)} and {Ipv4Prefix.Format(c.SubnetMax)}");
+    }
+
+    public void Watch(PeerTables tables)
+    {
+        EtcdStore store = Store;
+        _thread = new Thread(() => Loop(tables)) { Name = "etcd-leases", IsBackground = true };
+        _thread.Start();
+        _ = store.WatchSubnetsAsync(() => _wake.Set(), _stop.Token);
+    }
+
+    private void Loop(PeerTables tables)
+    {
+        NodeIdentity node = tables.Node;
+        bool away = false;
+        TimeSpan backoff = TimeSpan.FromSeconds(1);
+        WaitHandle[] handles = [_wake, _stop.Token.WaitHandle];
+        while (true)
+        {
+            TimeSpan untilRenew = _leaseExpires - options.RenewMargin - DateTime.UtcNow;
+            TimeSpan resync = options.Resync;
+            TimeSpan wait = away ? backoff : untilRenew < resync ? (untilRenew > TimeSpan.Zero ? untilRenew : TimeSpan.Zero) : resync;
+            if (WaitHandle.WaitAny(handles, wait) == 1)
+            {
+                return;
+            }
+            try
+            {
+                ClusterSnapshot snapshot = ReadSnapshot();
+                if (away)
+                {
+                    log.Information("{Source} reachable again", Description);
+                    away = false;
+                    backoff = TimeSpan.FromSeconds(1);
+                }
+                if (snapshot.LeaseOf(node.Lease.PublicIp)?.Subnet != node.Subnet || DateTime.UtcNow > _leaseExpires - options.RenewMargin)
+                {
+                    Renew(node);
+                    snapshot = ReadSnapshot();
+                }
+                tables.Offer(snapshot);
+            }
+            catch (Exception e) when (e is RpcException or ConfigException)
+            {
+                if (!away)
+                {
+                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, e is RpcException r ? r.StatusCode.ToString() : e.Message);
+                    away = true;
+                }
+                backoff = TimeSpan.FromSeconds(Math.Min(30, backoff.TotalSeconds * 2));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Renews our lease before it expires, or writes it again if it vanished: a new etcd lease is
+    /// granted, our key is put on it, and the old one is revoked (its key has moved, so nothing is
+    /// deleted). One request each, with deadlines: nothing keeps running in the background.
+    /// </summary>
+    private void Renew(NodeIdentity node)
+    {
+        EtcdStore store = Store;
+        bool present = store.LeaseExists(node.Lease.Key);
+        long old = _leaseId;
+        _leaseId = store.Grant(options.LeaseTtl);
+        store.Put(node.Lease.Key, node.Lease.ToJson(_vni), _leaseId);
+        _leaseExpires = DateTime.UtcNow + options.LeaseTtl;
+        store.Revoke(old);
+        log.Information(present ? "Lease renewed: {Subnet} for {Ttl}" : "Lease re-acquired: {Subnet} for {Ttl}", node.Subnet, options.LeaseTtl);
+    }
+
+    public void Dispose()
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return;
+        }
+        _stop.Cancel();
+        _wake.Set();
+        _thread?.Join();
+        _store?.Dispose();
+        _wake.Dispose();
+    }
+}

@@ -1,0 +1,180 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using dotnet_etcd;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Dataplane.Leases.Etcd;
+
+/// <summary>
+/// The etcd v3 client as the lease source uses it: flannel's keys under one prefix, every request
+/// with a deadline (nothing blocks for longer than <see cref="EtcdOptions.Timeout"/>), TLS and
+/// credentials as flanneld's flags give them. Requests throw <see cref="RpcException"/>; the
+/// caller decides what an unreachable etcd means at that moment.
+/// </summary>
+internal sealed class EtcdStore : IDisposable
+{
+    private readonly EtcdClient _client;
+    private readonly EtcdOptions _options;
+
+    private EtcdStore(EtcdClient client, EtcdOptions options)
+    {
+        _client = client;
+        _options = options;
+    }
+
+    public string Where => string.Join(",", _options.Endpoints);
+    public string ConfigKey => $"{_options.Prefix}/config";
+    public string SubnetsPrefix => $"{_options.Prefix}/subnets/";
+    public TimeSpan Timeout => _options.Timeout;
+
+    private DateTime Deadline => DateTime.UtcNow + _options.Timeout;
+
+    /// <summary>Creates the client (no request yet). Bad endpoints or TLS files are a <see cref="ConfigException"/>.</summary>
+    public static EtcdStore Create(EtcdOptions options)
+    {
+        AppContext.SetSwitch("System.Net.Http.SocketsHttpHandler.Http2UnencryptedSupport", true);
+        string endpoints = string.Join(",", options.Endpoints);
+        bool tls = options.CaFile is not null || options.CertFile is not null;
+        if (tls && !string.IsNullOrEmpty(options.Username))
+        {
+            throw new ConfigException("--etcd-username with TLS client options is not supported yet: use one or the other");
+        }
+        try
+        {
+            EtcdClient client = tls ? new EtcdClient(endpoints, configureSslOptions: Tls(options))
+                : string.IsNullOrEmpty(options.Username) ? new EtcdClient(endpoints)
+                : new EtcdClient(endpoints, options.Username, options.Password ?? "");
+            return new EtcdStore(client, options);
+        }
+        catch (Exception e) when (e is ArgumentException or UriFormatException or FormatException or InvalidOperationException)
+        {
+            throw new ConfigException($"--etcd-endpoints {endpoints}: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// TLS as flanneld's --etcd-cafile/--etcd-certfile/--etcd-keyfile: etcd's certificate must chain
+    /// to the given CA (and match the endpoint's name or address); our certificate is offered to it.
+    /// </summary>
+    private static Action<System.Net.Security.SslClientAuthenticationOptions> Tls(EtcdOptions o)
+    {
+        X509Certificate2? ca = null;
+        X509Certificate2? mine = null;
+        try
+        {
+            if (o.CaFile is not null)
+            {
+                ca = X509Certificate2.CreateFromPem(File.ReadAllText(o.CaFile));
+            }
+            if (o.CertFile is not null)
+            {
+                mine = X509Certificate2.CreateFromPemFile(o.CertFile, o.KeyFile ?? throw new ConfigException("--etcd-certfile needs --etcd-keyfile"));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            throw new ConfigException($"etcd TLS files ({o.CaFile ?? "-"}, {o.CertFile ?? "-"}, {o.KeyFile ?? "-"}): {e.Message}");
+        }
+        return ssl =>
+        {
+            if (mine is not null)
+            {
+                ssl.ClientCertificates = [mine];
+            }
+            if (ca is not null)
+            {
+                ssl.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+                {
+                    if (certificate is null || (errors & System.Net.Security.SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+                    {
+                        return false;
+                    }
+                    using var chain = new X509Chain();
+                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                    chain.ChainPolicy.CustomTrustStore.Add(ca);
+                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                    using var presented = new X509Certificate2(certificate);
+                    return chain.Build(presented);
+                };
+            }
+        };
+    }
+
+    /// <summary>The config value (null if missing) and every lease value with its key under <c>subnets/</c>.</summary>
+    public (byte[]? Config, IReadOnlyList<(string Key, byte[] Value)> Leases) ReadAll()
+    {
+        RangeResponse config = _client.Get(ConfigKey, deadline: Deadline);
+        RangeResponse subnets = _client.GetRange(SubnetsPrefix, deadline: Deadline);
+        var leases = new List<(string, byte[])>(subnets.Kvs.Count);
+        foreach (Mvccpb.KeyValue kv in subnets.Kvs)
+        {
+            leases.Add((kv.Key.ToStringUtf8()[SubnetsPrefix.Length..], kv.Value.ToByteArray()));
+        }
+        return (config.Kvs.Count == 0 ? null : config.Kvs[0].Value.ToByteArray(), leases);
+    }
+
+    public bool LeaseExists(string key) => _client.Get(SubnetsPrefix + key, deadline: Deadline).Kvs.Count > 0;
+
+    /// <summary>Grants an etcd lease (the TTL our subnet lease lives unless renewed); returns its ID.</summary>
+    public long Grant(TimeSpan ttl) =>
+        _client.LeaseGrant(new LeaseGrantRequest { TTL = (long)ttl.TotalSeconds }, deadline: Deadline).ID;
+
+    /// <summary>Revokes an etcd lease; one that expired already is not an error.</summary>
+    public void Revoke(long id)
+    {
+        try
+        {
+            _client.LeaseRevoke(new LeaseRevokeRequest { ID = id }, deadline: Deadline);
+        }
+        catch (RpcException)
+        {
+            // expired already: nothing to revoke
+        }
+    }
+
+    public void Put(string key, string value, long lease) =>
+        _client.Put(new PutRequest { Key = ByteString.CopyFromUtf8(SubnetsPrefix + key), Value = ByteString.CopyFromUtf8(value), Lease = lease }, deadline: Deadline);
+
+    /// <summary>Puts the value only if the key has never been created (a transaction); returns whether it did.</summary>
+    public bool PutIfAbsent(string key, string value, long lease)
+    {
+        ByteString k = ByteString.CopyFromUtf8(SubnetsPrefix + key);
+        var txn = new TxnRequest();
+        txn.Compare.Add(new Compare { Key = k, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = 0 });
+        txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = k, Value = ByteString.CopyFromUtf8(value), Lease = lease } });
+        return _client.Transaction(txn, deadline: Deadline).Succeeded;
+    }
+
+    /// <summary>Calls <paramref name="changed"/> on every change under <c>subnets/</c> until cancelled; reconnects after errors.</summary>
+    public async Task WatchSubnetsAsync(Action changed, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await _client.WatchRangeAsync(SubnetsPrefix, _ => changed(), cancellationToken: stop).ConfigureAwait(false);
+                await Task.Delay(System.Threading.Timeout.Infinite, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception) when (!stop.IsCancellationRequested)
+            {
+                // The caller's resync covers the gap; try again in a second.
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(1), stop).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    public void Dispose() => _client.Dispose();
+}

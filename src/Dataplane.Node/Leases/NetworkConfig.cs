@@ -1,0 +1,121 @@
+using System.Text.Json;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.Leases.Schema;
+
+namespace Dataplane.Leases;
+
+/// <summary>
+/// flannel's network config (<c>&lt;prefix&gt;/config</c>):
+/// <c>{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":8472}}</c>.
+/// A missing Backend means udp, as in flannel's code.
+/// </summary>
+internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, BackendKind Backend, uint Vni, int Port)
+{
+    /// <summary>The first and last subnet base addresses a node may lease (flannel: the second subnet to the last).</summary>
+    public uint SubnetMin { get; init; }
+    public uint SubnetMax { get; init; }
+
+    public const int DefaultUdpPort = 8285;   // flannel udp backend
+    public const int DefaultVxlanPort = 8472; // Linux vxlan default, as flannel.1 uses
+    public const uint DefaultVni = 1;
+
+    public static int DefaultPort(BackendKind backend) => backend == BackendKind.Vxlan ? DefaultVxlanPort : DefaultUdpPort;
+
+    /// <summary>flannel's default: /24 when the network is /22 or wider, otherwise four subnets' worth.</summary>
+    public static int DefaultSubnetLength(Ipv4Prefix network) => network.Length <= 22 ? 24 : network.Length + 2;
+
+    public static bool TryParseBackend(string? name, out BackendKind backend)
+    {
+        switch (name?.ToLowerInvariant())
+        {
+            case "udp":
+                backend = BackendKind.Udp;
+                return true;
+            case "vxlan":
+                backend = BackendKind.Vxlan;
+                return true;
+            default:
+                backend = default;
+                return false;
+        }
+    }
+
+    /// <summary>Validates a network config object; every error is one line starting with <paramref name="where"/>.</summary>
+    public static NetworkConfig Parse(JsonElement element, string where)
+    {
+        if (element.ValueKind != JsonValueKind.Object)
+        {
+            throw new ConfigException($"{where}: must be an object");
+        }
+        NetworkConfigJson json = FlannelDocument.Read(element, FlannelJson.Default.NetworkConfigJson, where);
+        string networkText = json.Network ?? throw new ConfigException($"{where}: missing \"Network\"");
+        if (!Ipv4Prefix.TryParse(networkText, out Ipv4Prefix? parsed))
+        {
+            throw new ConfigException($"{where}.Network: '{networkText}' is not an IPv4 network like 10.244.0.0/16");
+        }
+        Ipv4Prefix network = parsed.Value;
+        int subnetLength = json.SubnetLen ?? DefaultSubnetLength(network);
+        if (subnetLength <= network.Length || subnetLength > 30)
+        {
+            throw new ConfigException($"{where}.SubnetLen: {subnetLength} must be longer than the network's /{network.Length} and at most 30");
+        }
+        if (subnetLength - network.Length > SubnetTable.MaxIndexBits)
+        {
+            throw new ConfigException($"{where}.SubnetLen: {subnetLength} cuts {network} into more than 2^{SubnetTable.MaxIndexBits} subnets");
+        }
+        (BackendKind backend, uint vni, int port) = ParseBackend(json.Backend, $"{where}.Backend");
+        uint step = 1u << (32 - subnetLength);
+        uint min = SubnetBound(json.SubnetMin, "SubnetMin", network.Address + step);
+        uint max = SubnetBound(json.SubnetMax, "SubnetMax", network.Last - step + 1);
+        if (min > max)
+        {
+            throw new ConfigException($"{where}: SubnetMin {Ipv4Prefix.Format(min)} is above SubnetMax {Ipv4Prefix.Format(max)}");
+        }
+        return new NetworkConfig(network, subnetLength, backend, vni, port == 0 ? DefaultPort(backend) : port)
+        {
+            SubnetMin = min,
+            SubnetMax = max,
+        };
+
+        uint SubnetBound(string? text, string name, uint fallback)
+        {
+            if (text is null)
+            {
+                return fallback;
+            }
+            if (!Ipv4Prefix.TryParseAddress(text, out uint a) || !network.Contains(a) || (a & (step - 1)) != 0)
+            {
+                throw new ConfigException($"{where}.{name}: '{text}' is not the base address of a /{subnetLength} inside {network}");
+            }
+            return a;
+        }
+    }
+
+    private static (BackendKind Backend, uint Vni, int Port) ParseBackend(JsonElement? element, string where)
+    {
+        if (element is not { ValueKind: not JsonValueKind.Null } b)
+        {
+            return (BackendKind.Udp, DefaultVni, 0);
+        }
+        if (b.ValueKind != JsonValueKind.Object)
+        {
+            throw new ConfigException($"{where}: must be an object");
+        }
+        BackendJson json = FlannelDocument.Read(b, FlannelJson.Default.BackendJson, where);
+        string type = json.Type ?? "udp";
+        if (!TryParseBackend(type, out BackendKind backend))
+        {
+            throw new ConfigException($"{where}.Type: unknown backend '{type}' (supported: udp, vxlan)");
+        }
+        if (json.VNI is < 0 or > (int)VxlanHeader.MaxVni)
+        {
+            throw new ConfigException($"{where}.VNI: {json.VNI} is not a 24-bit VNI");
+        }
+        if (json.Port is < 0 or > 65535)
+        {
+            throw new ConfigException($"{where}.Port: {json.Port} is not a UDP port");
+        }
+        return (backend, (uint?)json.VNI ?? DefaultVni, json.Port ?? 0);
+    }
+}

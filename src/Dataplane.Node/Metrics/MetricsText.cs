@@ -1,0 +1,130 @@
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.TunTap;
+
+namespace Dataplane.Metrics;
+
+/// <summary>
+/// The counters of a running node in the Prometheus text format (version 0.0.4): what
+/// <c>--metrics</c> serves at <c>/metrics</c> and the control socket hands to <c>dataplane stats</c>.
+/// Rendered on request from the per-loop counters, summed over queues; never on the packet path.
+/// </summary>
+internal static class MetricsText
+{
+    public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch,
+        IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> Queues);
+
+    public static string Render(Source s)
+    {
+        var b = new StringBuilder(4096);
+        LoopCounters o = s.Engine.OutboundTotal, i = s.Engine.InboundTotal;
+        SubnetTable table = s.Engine.Table;
+
+        Family(b, "dataplane_packets_total", "counter", "Packets handled, by direction (out: device to peers, in: peers to device).");
+        Line(b, "dataplane_packets_total", o.Packets, ("direction", "out"));
+        Line(b, "dataplane_packets_total", i.Packets, ("direction", "in"));
+        Family(b, "dataplane_bytes_total", "counter", "Bytes handled, by direction (out: inner packets read from the device; in: datagrams received).");
+        Line(b, "dataplane_bytes_total", o.Bytes, ("direction", "out"));
+        Line(b, "dataplane_bytes_total", i.Bytes, ("direction", "in"));
+
+        Family(b, "dataplane_peer_packets_total", "counter", "Inner packets sent to and delivered from each peer.");
+        Family(b, "dataplane_peer_bytes_total", "counter", "Inner bytes sent to and delivered from each peer.");
+        foreach (Peer p in table.Peers)
+        {
+            int slot = table.SlotOf(p.Subnet);
+            if (slot >= o.PeerPackets.Length)
+            {
+                break;
+            }
+            string ip = Ipv4Prefix.Format(p.PublicIp), subnet = p.Subnet.ToString();
+            Line(b, "dataplane_peer_packets_total", o.PeerPackets[slot], ("peer", ip), ("subnet", subnet), ("direction", "out"));
+            Line(b, "dataplane_peer_packets_total", i.PeerPackets[slot], ("peer", ip), ("subnet", subnet), ("direction", "in"));
+            Line(b, "dataplane_peer_bytes_total", o.PeerBytes[slot], ("peer", ip), ("subnet", subnet), ("direction", "out"));
+            Line(b, "dataplane_peer_bytes_total", i.PeerBytes[slot], ("peer", ip), ("subnet", subnet), ("direction", "in"));
+        }
+
+        Family(b, "dataplane_drops_total", "counter", "Packets not delivered, by reason.");
+        foreach (DropReason r in Enum.GetValues<DropReason>())
+        {
+            Line(b, "dataplane_drops_total", o.DropsOf(r) + i.DropsOf(r), ("reason", SnakeCase(r.ToString())));
+        }
+        Family(b, "dataplane_icmp_errors_total", "counter", "ICMP errors written back into the device, and those the rate limit held back.");
+        Line(b, "dataplane_icmp_errors_total", o.IcmpSent, ("result", "sent"));
+        Line(b, "dataplane_icmp_errors_total", o.IcmpRateLimited, ("result", "rate_limited"));
+        Family(b, "dataplane_arp_replies_total", "counter", "ARP requests for our VTEP address answered.");
+        Line(b, "dataplane_arp_replies_total", i.ArpReplies);
+        Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
+        Line(b, "dataplane_peers", table.Peers.Count);
+
+        if (s.Queues.Count > 0)
+        {
+            OffloadTotals t = OffloadTotals.Sum(s.Queues);
+            long[] byErrno = t.SendErrorsByErrno;
+            Family(b, "dataplane_socket_send_errors_total", "counter", "Datagrams the socket refused, by errno (counted, never fatal).");
+            foreach (int e in new[] { Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM })
+            {
+                Line(b, "dataplane_socket_send_errors_total", byErrno[e], ("errno", Errno.Name(e)));
+            }
+            Line(b, "dataplane_socket_send_errors_total", byErrno.Sum() - new[] { Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM }.Sum(e => byErrno[e]), ("errno", "other"));
+            Family(b, "dataplane_offload_total", "counter", "Offload work: superpackets read and split, written and merged, UDP GSO sends and GRO receives.");
+            Line(b, "dataplane_offload_total", t.SuperpacketsIn, ("kind", "device_superpackets_in"));
+            Line(b, "dataplane_offload_total", t.SuperpacketsOut, ("kind", "device_superpackets_out"));
+            Line(b, "dataplane_offload_total", t.Merged, ("kind", "device_packets_merged"));
+            Line(b, "dataplane_offload_total", t.GsoSends, ("kind", "socket_gso_sends"));
+            Line(b, "dataplane_offload_total", t.GroReceives, ("kind", "socket_gro_receives"));
+            Family(b, "dataplane_device_read_errors_total", "counter", "Device reads that failed for another reason than no data.");
+            Line(b, "dataplane_device_read_errors_total", t.ReadErrors);
+            Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");
+            Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Tun.Offloads), ("socket", s.Queues[0].Socket.Offloads),
+                ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Queues.Count.ToString(CultureInfo.InvariantCulture)));
+        }
+        Family(b, "dataplane_build_info", "gauge", "Version and configuration of this build (1).");
+        Line(b, "dataplane_build_info", 1, ("version", Version), ("backend", s.Backend), ("device", s.Device), ("dotnet", Environment.Version.ToString()));
+        return b.ToString();
+    }
+
+    public static string Version { get; } =
+        typeof(MetricsText).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
+
+    private static void Family(StringBuilder b, string name, string type, string help)
+    {
+        b.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+        b.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+    }
+
+    private static void Line(StringBuilder b, string name, long value, params (string Key, string Value)[] labels)
+    {
+        b.Append(name);
+        if (labels.Length > 0)
+        {
+            b.Append('{');
+            for (int k = 0; k < labels.Length; k++)
+            {
+                if (k > 0)
+                {
+                    b.Append(',');
+                }
+                b.Append(labels[k].Key).Append("=\"").Append(labels[k].Value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal)).Append('"');
+            }
+            b.Append('}');
+        }
+        b.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    public static string SnakeCase(string name)
+    {
+        var b = new StringBuilder(name.Length + 8);
+        for (int k = 0; k < name.Length; k++)
+        {
+            if (char.IsUpper(name[k]) && k > 0)
+            {
+                b.Append('_');
+            }
+            b.Append(char.ToLowerInvariant(name[k]));
+        }
+        return b.ToString();
+    }
+}

@@ -1,0 +1,43 @@
+using Dataplane.TunTap;
+
+namespace Dataplane.Metrics;
+
+/// <summary>Offload and error counters of all queues of a node, summed when a report asks.</summary>
+internal sealed class OffloadTotals
+{
+    public long SuperpacketsIn;
+    public long SegmentsOut;
+    public long SuperpacketsOut;
+    public long Merged;
+    public long SegmentationErrors;
+    public long ReadErrors;
+    public long GsoSends;
+    public long GroReceives;
+    public long SendErrors;
+    public readonly long[] SendErrorsByErrno = new long[134];
+    public string? GsoDisabledReason;
+
+    /// <summary>The offload and error counters of the device's and sockets' queues, summed (a report).</summary>
+    public static OffloadTotals Sum(IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> queues)
+    {
+        var t = new OffloadTotals();
+        foreach (var (tun, socket) in queues)
+        {
+            t.SuperpacketsIn += tun.SuperpacketsIn;
+            t.SegmentsOut += tun.SegmentsOut;
+            t.SuperpacketsOut += tun.SuperpacketsOut;
+            t.Merged += tun.Coalesced;
+            t.SegmentationErrors += tun.SegmentationErrors;
+            t.ReadErrors += tun.ReadErrors;
+            t.GsoSends += socket.GsoMessages;
+            t.GroReceives += socket.GroMessages;
+            t.SendErrors += socket.SendErrors;
+            for (int e = 0; e < t.SendErrorsByErrno.Length; e++)
+            {
+                t.SendErrorsByErrno[e] += socket.SendErrorsByErrno[e];
+            }
+            t.GsoDisabledReason ??= socket.GsoDisabledReason;
+        }
+        return t;
+    }
+}

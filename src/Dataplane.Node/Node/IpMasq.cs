@@ -1,0 +1,79 @@
+using Dataplane.Encap;
+using Serilog;
+
+namespace Dataplane.Node;
+
+/// <summary>
+/// <c>--ip-masq</c>: flanneld's masquerade and forward rules, in its own chains so they are easy to
+/// find and to remove: nat <c>FLANNEL-POSTRTG</c> (jumped to from POSTROUTING) and filter
+/// <c>FLANNEL-FWD</c> (from FORWARD). Traffic inside the overlay keeps its addresses; traffic from
+/// pods to the outside is masqueraded (with --random-fully where iptables has it); forwarding of
+/// overlay traffic is accepted. Installed in the node's network namespace through the iptables
+/// command (as flanneld does, via go-iptables), removed on stop.
+/// </summary>
+internal sealed class IpMasq : IDisposable
+{
+    private const string Masq = "FLANNEL-POSTRTG";
+    private const string Fwd = "FLANNEL-FWD";
+    private readonly string _iptables;
+    private readonly ILogger _log;
+
+    private IpMasq(string iptables, ILogger log)
+    {
+        _iptables = iptables;
+        _log = log;
+    }
+
+    public static IpMasq Install(Ipv4Prefix network, Ipv4Prefix subnet, ILogger log)
+    {
+        string iptables = ProcessRunner.Which("iptables") ?? throw new ConfigException("--ip-masq needs iptables (apt-get install iptables)");
+        var m = new IpMasq(iptables, log);
+        m.Remove(); // leftovers of a killed instance
+        string random = ProcessRunner.Run(iptables, ["-j", "MASQUERADE", "--help"]).Stdout.Contains("random-fully", StringComparison.Ordinal) ? "--random-fully" : "";
+        string n = network.ToString(), s = subnet.ToString();
+        string[] masq = ["-m", "comment", "--comment", "flanneld masq"];
+        string[] fwd = ["-m", "comment", "--comment", "flanneld forward"];
+        m.Run("-t", "nat", "-N", Masq);
+        m.Run(["-t", "nat", "-A", Masq, "-s", n, "-d", n, .. masq, "-j", "RETURN"]);                     // inside the overlay
+        m.Run(["-t", "nat", "-A", Masq, "!", "-s", n, "-d", s, .. masq, "-j", "RETURN"]);                // to our pods from outside
+        m.Run(["-t", "nat", "-A", Masq, "-s", n, "!", "-d", "224.0.0.0/4", .. masq, "-j", "MASQUERADE", .. Opt(random)]);
+        m.Run(["-t", "nat", "-A", Masq, "!", "-s", n, "-d", n, .. masq, "-j", "MASQUERADE", .. Opt(random)]);
+        m.Run(["-t", "nat", "-I", "POSTROUTING", "1", .. masq, "-j", Masq]);
+        m.Run("-t", "filter", "-N", Fwd);
+        m.Run(["-t", "filter", "-A", Fwd, "-s", n, .. fwd, "-j", "ACCEPT"]);
+        m.Run(["-t", "filter", "-A", Fwd, "-d", n, .. fwd, "-j", "ACCEPT"]);
+        m.Run(["-t", "filter", "-A", "FORWARD", .. fwd, "-j", Fwd]);
+        log.Information("ip-masq: masquerade rules in nat {Masq}, forward rules in filter {Fwd}{Random}", Masq, Fwd, random.Length > 0 ? " (--random-fully)" : "");
+        return m;
+    }
+
+    private static string[] Opt(string s) => s.Length == 0 ? [] : [s];
+
+    private void Run(params string[] args)
+    {
+        ProcessRunner.Result r = ProcessRunner.Run(_iptables, ["-w", "5", .. args]);
+        if (r.ExitCode != 0)
+        {
+            throw new ConfigException($"--ip-masq: iptables {string.Join(' ', args)}: {r.Stderr.Trim()}");
+        }
+    }
+
+    /// <summary>Deletes the jumps and the chains; what is not there is skipped.</summary>
+    private void Remove()
+    {
+        foreach ((string table, string parent, string chain, string comment) in new[] { ("nat", "POSTROUTING", Masq, "flanneld masq"), ("filter", "FORWARD", Fwd, "flanneld forward") })
+        {
+            while (ProcessRunner.Run(_iptables, ["-w", "5", "-t", table, "-D", parent, "-m", "comment", "--comment", comment, "-j", chain]).ExitCode == 0)
+            {
+            }
+            ProcessRunner.Run(_iptables, ["-w", "5", "-t", table, "-F", chain]);
+            ProcessRunner.Run(_iptables, ["-w", "5", "-t", table, "-X", chain]);
+        }
+    }
+
+    public void Dispose()
+    {
+        Remove();
+        _log.Information("ip-masq: rules removed");
+    }
+}

@@ -1,0 +1,148 @@
+using System.Net;
+using System.Runtime.InteropServices;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.Leases;
+using Dataplane.Metrics;
+using System.Net.Sockets;
+using Dataplane.TunTap;
+using Serilog;
+
+namespace Dataplane.Node;
+
+/// <summary>
+/// <c>dataplane run</c>: one node of the overlay, from flags to forwarding and back.
+///
+///  1. Resolve everything that can be wrong before touching the host: the lease file, our public
+///     IP and its interface, our lease, the backend, /dev/net/tun, CAP_NET_ADMIN. Any problem is a
+///     <see cref="ConfigException"/>: one line, non-zero exit, nothing created.
+///  2. Create the device (a TUN: closing it deletes it), bind the UDP socket, then set the device
+///     up with flannel's MTU, address <c>&lt;subnet&gt;.0/32</c> and route <c>&lt;Network&gt; dev &lt;device&gt;</c>.
+///     A failure here undoes what was done.
+///  3. Write subnet.env, start the loops and the lease-file watcher, log "Ready".
+///  4. On SIGINT/SIGTERM: stop the watcher and the loops, delete the route and the device, exit 0.
+///     If the device is deleted under us: one error line, clean up the rest, exit 1.
+/// </summary>
+internal static class NodeRunner
+{
+    public static int Run(RunOptions o, ILogger log)
+    {
+        using ILeaseSource leases = LeaseSources.Create(o.LeasesPath, o.Etcd, log);
+        NodePlan plan = Plan(o, leases, log);
+        log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})",
+            plan.Node.Subnet, plan.Node.Lease.PublicIpText, plan.UnderlayIface);
+
+        DataplaneEngine? engine = null;
+        var tables = new PeerTables(plan.Node, table => engine!.Publish(table), log);
+        SubnetTable table = tables.First(plan.Snapshot);
+
+        // The metrics port is the one thing that can still be refused: bind it before creating anything.
+        MetricsText.Source? metricsSource = null;
+        using MetricsServer? metrics = plan.MetricsEndpoint is null ? null
+            : StartMetrics(plan.MetricsEndpoint, () => metricsSource is { } m ? MetricsText.Render(m) : "", log);
+
+        using var stopping = new ManualResetEventSlim();
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.Set(); });
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
+
+        using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
+        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch) { IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst };
+        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Tun, q.Socket))], table, settings);
+        engine = running;
+
+        using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;
+        SubnetEnvFile.Write(o.SubnetFile, plan.Node.Config.Network, plan.Node.Subnet, plan.DeviceMtu, o.IpMasq);
+        log.Information("Wrote {Path}", o.SubnetFile);
+
+        running.Start();
+        leases.Watch(tables);
+        var metricsNow = new MetricsText.Source(running, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues);
+        metricsSource = metricsNow;
+        string controlPath = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
+        using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsNow));
+        log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
+        log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
+            plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, device.Tun.Name);
+
+        ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
+        int woke = WaitHandle.WaitAny([stopping.WaitHandle, running.Faulted]);
+        ServiceNotifier.Notify("STOPPING=1");
+        if (woke == 1 && running.Failure is LoopFailure failure)
+        {
+            // Exit non-zero rather than recreate the device or restart the loop: whatever deleted
+            // the device may do so again, and a restart by the service manager runs every start-up
+            // check anew. An unexpected exception is logged here, once, with its stack.
+            log.Error(failure.Exception, "Stopping: {Failure}; exiting with status 1 so the service manager restarts the node", failure.Reason);
+        }
+        else
+        {
+            log.Information("Stopping");
+        }
+        leases.Dispose();
+        running.Stop();
+        CountersReport.Log(running, log);
+        CountersReport.LogOffloads(device, log);
+        return woke == 1 ? 1 : 0;
+    }
+
+    private static MetricsServer StartMetrics(IPEndPoint endpoint, Func<string> render, ILogger log)
+    {
+        try
+        {
+            MetricsServer server = MetricsServer.Http(endpoint, render);
+            log.Information("Metrics at http://{Endpoint}/metrics", endpoint);
+            return server;
+        }
+        catch (SocketException e)
+        {
+            throw new ConfigException($"--metrics {endpoint}: cannot listen: {e.SocketErrorCode}");
+        }
+    }
+
+    /// <summary>Step 1: everything checked, nothing created; our lease acquired last.</summary>
+    public static NodePlan Plan(RunOptions o, ILeaseSource leases, ILogger log)
+    {
+        ClusterSnapshot snapshot = leases.Start();
+        log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases",
+            leases.Description, snapshot.Config.Network, snapshot.Config.SubnetLength, snapshot.Leases.Count);
+
+        // The flags arrive typed and range-checked; what remains is what only the host can answer.
+        uint publicIp;
+        string? iface = o.Iface;
+        if (iface is not null && !HostInfo.InterfaceExists(iface))
+        {
+            throw new ConfigException($"--iface {iface}: no such interface");
+        }
+        if (o.PublicIp is not null)
+        {
+            publicIp = Ipv4Prefix.ToUInt32(o.PublicIp);
+        }
+        else
+        {
+            iface ??= HostInfo.DefaultRouteInterface()
+                ?? throw new ConfigException("no --public-ip and no --iface, and there is no default route to take the interface from");
+            publicIp = HostInfo.Ipv4AddressOf(iface)
+                ?? throw new ConfigException($"interface {iface} has no IPv4 address to use as the public IP; give --public-ip");
+        }
+        string underlay = HostInfo.InterfaceWith(publicIp)
+            ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
+
+        BackendKind backend = o.Backend ?? snapshot.Config.Backend;
+        int port = o.Port ?? (backend == snapshot.Config.Backend ? snapshot.Config.Port : NetworkConfig.DefaultPort(backend));
+        string device = o.Device ?? RunOptions.DefaultDevice(backend);
+        if (!File.Exists(TunDevice.ClonePath))
+        {
+            throw new ConfigException($"{TunDevice.ClonePath} is missing: load the tun module (modprobe tun) or give the container the device");
+        }
+        if (!HostInfo.HasNetAdmin())
+        {
+            throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
+        }
+        int underlayMtu = RouteNetlink.GetMtu(underlay);
+        int overhead = backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend;
+        // Everything local checked: now our lease (the file's, or reused or taken in the store).
+        LeaseRecord lease = leases.Acquire(snapshot, new LeaseRequest(publicIp, backend, snapshot.Config.Vni));
+        var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni);
+        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = o.Metrics };
+    }
+}

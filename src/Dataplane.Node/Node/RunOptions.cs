@@ -1,0 +1,45 @@
+using System.Net;
+using Dataplane.Engine;
+using Dataplane.Leases.Etcd;
+
+namespace Dataplane.Node;
+
+/// <summary>
+/// The flags of <c>dataplane run</c> (flanneld's names where flanneld has one), typed and checked by
+/// the command line before they arrive here. Every default is stated once, here (or in the settings
+/// it feeds: <see cref="EngineSettings"/>, <see cref="EtcdOptions"/>); the command line shows these.
+/// A null means "decide from the config or the host" (the backend, the port, the public IP...).
+/// </summary>
+internal sealed record RunOptions
+{
+    public static readonly RunOptions Defaults = new();
+
+    public string? LeasesPath { get; init; }
+    /// <summary>etcd as the lease source instead of a file.</summary>
+    public EtcdOptions? Etcd { get; init; }
+    public IPAddress? PublicIp { get; init; }
+    public string? Iface { get; init; }
+    public string? Device { get; init; }
+    public BackendKind? Backend { get; init; }
+    public int? Port { get; init; }
+    public string SubnetFile { get; init; } = "/run/flannel/subnet.env";
+    public bool IpMasq { get; init; }
+    /// <summary>TUN offloads (virtio-net header, TSO/USO, GRO) and UDP GSO/GRO.</summary>
+    public bool Offload { get; init; } = true;
+    /// <summary>Packets per system call at most (1: the naive one-packet-per-call mode).</summary>
+    public int Batch { get; init; } = EngineSettings.DefaultBatch;
+    /// <summary>TUN queues and sockets, each with its own pair of loops.</summary>
+    public int Queues { get; init; } = Environment.ProcessorCount;
+    public const int MaxQueues = 64;
+    /// <summary>Where Prometheus text is served, or none.</summary>
+    public IPEndPoint? Metrics { get; init; }
+    /// <summary>The Unix socket <c>dataplane stats</c> reads (default /run/dataplane/DEVICE.sock).</summary>
+    public string? ControlSocket { get; init; }
+    public double IcmpRate { get; init; } = EngineSettings.DefaultIcmpRate;
+    public double IcmpBurst { get; init; } = EngineSettings.DefaultIcmpBurst;
+    /// <summary>Test seam (hidden flag): make a loop's edge throw on its first packet, to prove the clean-up path.</summary>
+    public FaultInjection.Loop InjectFault { get; init; }
+
+    /// <summary>The device name when none is given: flannel's.</summary>
+    public static string DefaultDevice(BackendKind backend) => backend == BackendKind.Vxlan ? "flannel.1" : "flannel0";
+}

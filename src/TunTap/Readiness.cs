@@ -1,0 +1,64 @@
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
+
+namespace Dataplane.TunTap;
+
+/// <summary>What a wait for input found.</summary>
+public enum Readiness
+{
+    /// <summary>The descriptor has input.</summary>
+    Ready,
+    /// <summary>Nothing arrived within the timeout.</summary>
+    Timeout,
+    /// <summary>The wake event was set: the node is stopping.</summary>
+    Woken,
+    /// <summary>The descriptor reports an error and no input (a deleted TUN device polls like this forever).</summary>
+    Failed,
+}
+
+/// <summary>poll() on an edge's descriptor and its <see cref="WakeEvent"/>, with named flags.</summary>
+internal static unsafe class Poll
+{
+    private static readonly int Failure = (ushort)POLLERR | (ushort)POLLHUP | (ushort)POLLNVAL;
+
+    /// <summary>Waits until <paramref name="fd"/> is readable, the wake event is set, or the timeout passes.</summary>
+    public static Readiness WaitReadable(int fd, WakeEvent wake, int timeoutMs)
+    {
+        if (!wake.Handle.TryEnter(out int wakeFd))
+        {
+            return Readiness.Woken; // the edge is being disposed
+        }
+        try
+        {
+            pollfd* fds = stackalloc pollfd[2];
+            fds[0] = new pollfd { fd = fd, events = POLLIN };
+            fds[1] = new pollfd { fd = wakeFd, events = POLLIN };
+            int n = poll(fds, 2, timeoutMs);
+            if (n <= 0)
+            {
+                return Readiness.Timeout; // EINTR counts as a timeout: the caller simply waits again
+            }
+            if ((fds[1].revents & POLLIN) != 0)
+            {
+                return Readiness.Woken;
+            }
+            int revents = (ushort)fds[0].revents;
+            if ((revents & (ushort)POLLIN) != 0)
+            {
+                return Readiness.Ready;
+            }
+            return (revents & Failure) != 0 ? Readiness.Failed : Readiness.Timeout;
+        }
+        finally
+        {
+            wake.Handle.Exit();
+        }
+    }
+
+    /// <summary>Waits up to <paramref name="timeoutMs"/> for room to write on <paramref name="fd"/>.</summary>
+    public static void WaitWritable(int fd, int timeoutMs)
+    {
+        pollfd pfd = new() { fd = fd, events = POLLOUT };
+        poll(&pfd, 1, timeoutMs);
+    }
+}
