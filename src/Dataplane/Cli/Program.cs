@@ -33,10 +33,11 @@ internal static class Program
         var socket = new Option<string?>("--socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock)" };
         var device = new Option<string>("--device") { Description = "the node's device, to find its control socket", DefaultValueFactory = _ => "flannel.1" };
         var once = new Option<bool>("--once") { Description = "print one snapshot and exit" };
-        var interval = new Option<double>("--interval") { Description = "seconds between refreshes", DefaultValueFactory = _ => 1 };
+        var interval = new Option<double>("--interval") { Description = "seconds between refreshes", DefaultValueFactory = _ => 1 }
+            .InRange(0.2, 3600, "must be 0.2 to 3600 seconds");
         var cmd = new Command("stats", "counters of a running node, live") { socket, device, once, interval };
         cmd.SetAction(r => Metrics.StatsCommand.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!),
-            r.GetValue(once), Math.Max(0.2, r.GetValue(interval)), Console.Out));
+            r.GetValue(once), r.GetValue(interval), Console.Out));
         return cmd;
     }
 
