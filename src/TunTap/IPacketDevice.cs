@@ -21,6 +21,12 @@ public interface IPacketDevice : IDisposable
     bool Gone => false;
 
     /// <summary>
+    /// Slots flagged <see cref="PacketBatch.FlagNeedsChecksum"/> are written so the kernel completes
+    /// their TCP/UDP checksum (a virtio-net header); otherwise the engine completes them itself.
+    /// </summary>
+    bool CompletesChecksums => false;
+
+    /// <summary>
     /// Wakes a loop waiting in <see cref="ReadBatch"/> on another thread (it returns 0 at once), and
     /// makes every later wait return at once too: the node is stopping.
     /// </summary>

@@ -45,6 +45,12 @@ public sealed class PacketBatch
     /// <summary>The datagram was larger than the slot: the kernel cut it (MSG_TRUNC).</summary>
     public const int FlagTruncated = 1;
 
+    /// <summary>
+    /// Inbound: the packet's TCP/UDP checksum is unfinished (the pseudo-header sum) and a device that
+    /// <see cref="IPacketDevice.CompletesChecksums"/> has the kernel complete it (<c>NEEDS_CSUM</c>).
+    /// </summary>
+    public const int FlagNeedsChecksum = 2;
+
     /// <summary>The whole slot, for writing headers into the headroom.</summary>
     public Span<byte> Slot(int i) => _memory.AsSpan(i * SlotSize, SlotSize);
 

@@ -48,6 +48,9 @@ public sealed unsafe class TunDevice : IPacketDevice
     public string Offloads { get; }
     public bool VnetHeader => _offload is not null;
 
+    /// <summary>With the virtio-net header the kernel completes flagged checksums (<c>NEEDS_CSUM</c>).</summary>
+    public bool CompletesChecksums => VnetHeader;
+
     /// <summary>Read errors other than EAGAIN since open (for example the device was deleted).</summary>
     public long ReadErrors { get; private set; }
 

@@ -14,8 +14,10 @@ namespace Dataplane.TunTap;
 ///     batch's free slots stays pending and goes first at the next read. The engine only ever
 ///     sees ordinary packets.
 ///  2. Write: consecutive segments of one TCP flow are merged (<see cref="TcpCoalescer"/>) and
-///     written as one superpacket; everything else is written alone with an empty virtio header
-///     put in the headroom in front of it.
+///     written as one superpacket; everything else is written alone with a virtio header put in
+///     the headroom in front of it: empty, or <c>NEEDS_CSUM</c> for a packet whose checksum a
+///     kernel peer left unfinished (<see cref="PacketBatch.FlagNeedsChecksum"/>), so the kernel
+///     completes it as it would have on the peer.
 /// The wire does not change: the engine still sends one ordinary packet per datagram.
 /// Not thread-safe: the device calls <see cref="Read"/> from its reading loop and <see cref="Write"/>
 /// under its write lock.
@@ -171,7 +173,7 @@ internal sealed unsafe class TunOffload
         c.Reset();
         for (int i = 0; i < count; i++)
         {
-            _merged[i] = batch.Lengths[i] > 0 && c.Offer(batch.PacketMemory(i), i);
+            _merged[i] = batch.Lengths[i] > 0 && c.Offer(batch.PacketMemory(i), i, (batch.Flags[i] & PacketBatch.FlagNeedsChecksum) != 0);
         }
         int written = 0;
         for (int i = 0; i < count; i++)
@@ -194,9 +196,19 @@ internal sealed unsafe class TunOffload
                 }
                 continue;
             }
-            // Alone: an empty virtio header in the headroom just in front of the packet.
+            // Alone: a virtio header in the headroom just in front of the packet, empty unless the
+            // packet's checksum is to be completed by the kernel.
             int offset = batch.Offsets[i] - VirtioNetHeader.Length;
-            VirtioNetHeader.WriteNone(batch.Slot(i)[offset..]);
+            if ((batch.Flags[i] & PacketBatch.FlagNeedsChecksum) != 0
+                && UnfinishedChecksum.TryLocate(batch.Packet(i), out int l4Start, out int csumOffset, out _, out _))
+            {
+                new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoNone, 0, 0, (ushort)l4Start, (ushort)csumOffset)
+                    .Write(batch.Slot(i)[offset..]);
+            }
+            else
+            {
+                VirtioNetHeader.WriteNone(batch.Slot(i)[offset..]);
+            }
             if (write(fd, batch.SlotPointer(i) + offset, len + VirtioNetHeader.Length) == len + VirtioNetHeader.Length)
             {
                 written++;

@@ -7,10 +7,11 @@ namespace Dataplane.TunTap;
 /// <summary>
 /// An IPv4 UDP socket bound to the node's public address and the backend's port, moving
 /// datagrams a batch at a time with recvmmsg/sendmmsg. The native message vectors are allocated
-/// once per direction (<see cref="MessageVector"/>), so a batch costs one system call and no
-/// allocation. The offloads live beside it: <see cref="UdpGso"/> gathers sends into UDP_SEGMENT
-/// messages, <see cref="UdpGro"/> cuts UDP_GRO receives apart. Both are detected at bind and used
-/// when asked for; EIO from a GSO send turns GSO off for good and the rest is sent plainly.
+/// once per direction, so a batch costs one system call and no allocation. The send side
+/// (<see cref="UdpGso"/>) gathers sends into UDP_SEGMENT messages; the receive side
+/// (<see cref="UdpBufferedReceive"/>) receives into 64 KiB buffers and cuts UDP_GRO runs and
+/// kernel peers' tunnel superpackets into one datagram per slot. GSO and GRO are detected at bind
+/// and used when asked for; EIO from a GSO send turns GSO off for good and the rest is sent plainly.
 ///
 /// Error policy: EAGAIN on send waits briefly for room and retries; any other per-message send
 /// error (ENOBUFS, ECONNREFUSED, ENETUNREACH, EMSGSIZE) skips that message and is counted by errno.
@@ -28,35 +29,36 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
 
     private readonly FileDescriptor _fd;
     private readonly WakeEvent _wake = new();
-    private readonly MessageVector _rx;
+    private readonly UdpBufferedReceive _rx;
     private readonly MessageVector _tx;
-    private readonly UdpGro? _gro;
     private readonly Lock _sendGate = new();
 
-    private UdpBatchSocket(int fd, UdpEndpoint local, int capacity, bool gso, bool gro)
+    private UdpBatchSocket(int fd, UdpEndpoint local, int capacity, bool gso, bool gro, EncapsulationLayout? layout)
     {
         LocalEndpoint = local;
         GsoEnabled = gso;
-        _gro = gro ? new UdpGro() : null;
-        _rx = new MessageVector(capacity);
+        GroEnabled = gro;
+        _rx = new UdpBufferedReceive(capacity, gro, layout);
         _tx = new MessageVector(capacity);
         // The vectors live exactly as long as the descriptor: freed after the last call on it returned.
         _fd = new FileDescriptor(fd, afterClose: () =>
         {
             _rx.Dispose();
             _tx.Dispose();
-            _gro?.Dispose();
         });
     }
 
     public UdpEndpoint LocalEndpoint { get; }
     public bool GsoEnabled { get; private set; }
-    public bool GroEnabled => _gro is not null;
+    public bool GroEnabled { get; }
     /// <summary>Why GSO was turned off after start, or null.</summary>
     public string? GsoDisabledReason { get; private set; }
     /// <summary>Messages sent with UDP_SEGMENT, and received messages that held more than one datagram.</summary>
     public long GsoMessages { get; private set; }
-    public long GroMessages => _gro?.GluedMessages ?? 0;
+    public long GroMessages => _rx.GluedMessages;
+    /// <summary>Tunnel superpackets from kernel peers split into ordinary datagrams (<see cref="UdpBufferedReceive"/>), and the datagrams they made.</summary>
+    public long TunnelSuperpackets => _rx.TunnelSuperpackets;
+    public long TunnelSegments => _rx.TunnelSegments;
     public long SendErrors { get; private set; }
     /// <summary>Send errors by errno (index: the errno value, 0 to 133), kept under the send lock.</summary>
     public long[] SendErrorsByErrno { get; } = new long[134];
@@ -75,7 +77,10 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     /// With <paramref name="reusePort"/> (<c>SO_REUSEPORT</c>) several sockets share the address,
     /// one per queue; the kernel spreads incoming datagrams over them by a hash of the source.
     /// </remarks>
-    public static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload = false, bool reusePort = false)
+    /// <remarks>
+    /// With a <paramref name="layout"/> a kernel peer's tunnel superpackets are split into ordinary datagrams.
+    /// </remarks>
+    public static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload = false, bool reusePort = false, EncapsulationLayout? layout = null)
     {
         int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -115,7 +120,7 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
             gso = setsockopt(fd, NativeMethods.SOL_UDP, NativeMethods.UDP_SEGMENT, &zero, sizeof(int)) == 0;
             gro = setsockopt(fd, NativeMethods.SOL_UDP, NativeMethods.UDP_GRO, &one, sizeof(int)) == 0;
         }
-        return new UdpBatchSocket(fd, local, batchCapacity, gso, gro);
+        return new UdpBatchSocket(fd, local, batchCapacity, gso, gro, layout);
     }
 
     public int ReceiveBatch(PacketBatch batch, int timeoutMs)
@@ -127,7 +132,7 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         }
         try
         {
-            return _gro is null ? ReceivePlain(fd, batch, timeoutMs) : ReceiveGro(fd, _gro, batch, timeoutMs);
+            return Receive(fd, batch, timeoutMs);
         }
         finally
         {
@@ -135,40 +140,12 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         }
     }
 
-    private int ReceivePlain(int fd, PacketBatch batch, int timeoutMs)
+    /// <summary>Cut what is pending first; wait and receive more only when the batch has room.</summary>
+    private int Receive(int fd, PacketBatch batch, int timeoutMs)
     {
-        if (Poll.WaitReadable(fd, _wake, timeoutMs) != Readiness.Ready)
-        {
-            return 0;
-        }
-        int n = Math.Min(batch.Capacity, _rx.Capacity);
-        int room = batch.SlotSize - PacketBatch.Headroom;
-        for (int i = 0; i < n; i++)
-        {
-            _rx.PrepareReceive(i, batch.SlotPointer(i) + PacketBatch.Headroom, room, withControl: false);
-        }
-        int got = NativeMethods.recvmmsg(fd, _rx.Msgs, (uint)n, MSG_DONTWAIT, null);
-        if (got < 0)
-        {
-            NoteReceiveError(Errno.Last);
-            return 0;
-        }
-        for (int i = 0; i < got; i++)
-        {
-            batch.Offsets[i] = PacketBatch.Headroom;
-            batch.Lengths[i] = (int)_rx.Msgs[i].msg_len;
-            batch.Endpoints[i] = UdpEndpoint.Read(&_rx.Addrs[i]);
-            batch.Flags[i] = (_rx.Msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 ? PacketBatch.FlagTruncated : 0;
-        }
-        batch.Count = got;
-        return got;
-    }
-
-    /// <summary>UDP_GRO: cut what is pending first; receive more only when the batch has room.</summary>
-    private int ReceiveGro(int fd, UdpGro gro, PacketBatch batch, int timeoutMs)
-    {
-        int n = gro.Cut(batch, 0);
-        if (gro.HasPending)
+        UdpBufferedReceive rx = _rx;
+        int n = rx.Cut(batch, 0);
+        if (rx.HasPending)
         {
             batch.Count = n;
             return n; // still more cut pieces than slots
@@ -179,14 +156,14 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         }
         if (n < batch.Capacity)
         {
-            int err = gro.Receive(fd);
+            int err = rx.Receive(fd);
             if (err != 0)
             {
                 NoteReceiveError(err);
             }
             else
             {
-                n = gro.Cut(batch, n);
+                n = rx.Cut(batch, n);
             }
         }
         batch.Count = n;

@@ -113,6 +113,23 @@ public class InboundTests
     }
 
     [Fact]
+    public void Every_arp_request_of_a_burst_in_one_batch_is_answered()
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        byte[] arp = new byte[Arp.Length];
+        Arp.Write(arp, Arp.OperationRequest, EngineFixture.PeerB.VtepMac, Packets.Ip("10.244.2.0"), default, Packets.Ip("10.244.1.0"));
+        byte[] datagram = Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp);
+        for (int i = 0; i < 10; i++)
+        {
+            f.Socket.Deliver(datagram, FromB);
+        }
+        Assert.Equal(10, f.Engine.Inbound.RunOnce(1000)); // one batch
+        Assert.Equal(10, f.Engine.Inbound.Counters.ArpReplies);
+        Assert.Equal(10, f.Socket.Sent.Count);
+        Assert.Equal(0, f.Engine.Inbound.Counters.Drops.Sum());
+    }
+
+    [Fact]
     public void Arp_request_for_another_address_is_dropped()
     {
         using var f = new EngineFixture(BackendKind.Vxlan);
@@ -149,5 +166,60 @@ public class InboundTests
             Assert.Equal(5000, c.Packets);
             Assert.Equal(c.Packets, f.Device.Written.Count + c.Drops.Sum() + c.ArpReplies);
         }
+    }
+
+    // Captured from a kernel flannel.1 over a veth with default offloads: a TCP SYN 10.244.2.0 ->
+    // 10.244.1.7 whose checksum is the pseudo-header sum (0x191d; finished it is 0x7e4d).
+    private const string KernelTcpSyn = "08000000000001000e005e0000010e005e00000208004500003c915b4000400690720af402000af40107b1780050d95bd6a600000000a002fd5c191d0000020405820402080a6f27e2a3000000000103030a";
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void An_unfinished_inner_checksum_from_a_kernel_peer_is_completed_and_counted_not_dropped(bool kernelCompletes)
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        f.Device.CompletesChecksums = kernelCompletes;
+        byte[] datagram = Convert.FromHexString(KernelTcpSyn);
+        f.Socket.Deliver(datagram, FromB);
+        f.Engine.Inbound.RunOnce(1000);
+        byte[] written = Assert.Single(f.Device.Written);
+        int flags = Assert.Single(f.Device.WrittenFlags);
+        Assert.Equal(1, f.Engine.Inbound.Counters.ChecksumCompleted);
+        if (kernelCompletes)
+        {
+            // Handed over as it came, flagged: the TUN's virtio header asks the kernel to finish it.
+            Assert.Equal(datagram[22..], written);
+            Assert.Equal(PacketBatch.FlagNeedsChecksum, flags & PacketBatch.FlagNeedsChecksum);
+        }
+        else
+        {
+            Assert.Equal(0x7e4d, System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(written.AsSpan(36)));
+            Assert.Equal(0, flags & PacketBatch.FlagNeedsChecksum);
+        }
+    }
+
+    [Fact]
+    public void A_wrong_inner_checksum_is_delivered_as_it_is_and_not_counted_as_completed()
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        f.Device.CompletesChecksums = true;
+        byte[] datagram = Convert.FromHexString(KernelTcpSyn);
+        datagram[22 + 36] ^= 0x40; // neither right nor the pseudo-header sum
+        f.Socket.Deliver(datagram, FromB);
+        f.Engine.Inbound.RunOnce(1000);
+        Assert.Equal(datagram[22..], Assert.Single(f.Device.Written));
+        Assert.Equal(0, Assert.Single(f.Device.WrittenFlags) & PacketBatch.FlagNeedsChecksum);
+        Assert.Equal(0, f.Engine.Inbound.Counters.ChecksumCompleted);
+    }
+
+    [Fact]
+    public void Valid_inner_checksums_are_not_touched()
+    {
+        using var f = new EngineFixture(BackendKind.Vxlan);
+        byte[] inner = Packets.Udp("10.244.2.9", "10.244.1.2", payload: 300);
+        f.Socket.Deliver(Packets.Vxlan(inner, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
+        f.Engine.Inbound.RunOnce(1000);
+        Assert.Equal(inner, Assert.Single(f.Device.Written));
+        Assert.Equal(0, f.Engine.Inbound.Counters.ChecksumCompleted);
     }
 }

@@ -188,6 +188,34 @@ public class OffloadTests
     }
 
     [Fact]
+    public void Segments_whose_checksum_a_kernel_peer_left_unfinished_merge_when_flagged_and_only_then()
+    {
+        var (p, h) = TcpSuperpacket(8400, flags: 0x10);
+        List<byte[]> segs = Split(p, h);
+        // As a kernel peer sends them: each segment's checksum field back to its pseudo-header sum.
+        foreach (byte[] seg in segs)
+        {
+            ulong pseudo = InternetChecksum.PseudoHeaderIpv4(Src, Dst, 6, seg.Length - 20);
+            BinaryPrimitives.WriteUInt16BigEndian(seg.AsSpan(36), (ushort)~InternetChecksum.Finish(pseudo));
+            Assert.True(UnfinishedChecksum.IsUnfinished(seg, out _, out _));
+        }
+        var c = new TcpCoalescer(64);
+        c.Reset();
+        for (int i = 0; i < segs.Count; i++)
+        {
+            Assert.False(c.Offer(segs[i], i)); // unflagged they do not verify: never merged
+        }
+        c.Reset();
+        for (int i = 0; i < segs.Count; i++)
+        {
+            Assert.Equal(i > 0, c.Offer(segs[i], i, checksumUnfinished: true));
+        }
+        byte[] merged = c.Superpacket(0)[VirtioNetHeader.Length..].ToArray();
+        Assert.True(Segmenter.FinishChecksum(merged, 20, 16)); // what the kernel does with NEEDS_CSUM
+        Assert.True(new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(merged)).Extract<TcpPacket>().ValidTcpChecksum);
+    }
+
+    [Fact]
     public void Two_interleaved_flows_coalesce_separately()
     {
         var (a, ha) = TcpSuperpacket(4200, flags: 0x10);
@@ -279,5 +307,54 @@ public class OffloadTests
             Assert.True(c.Superpacket(i).Length <= VirtioNetHeader.Length + TcpCoalescer.MaxSuperpacket);
         }
         Assert.True(c.Merged >= segs.Count - 3);
+    }
+
+    private static readonly byte[] VxlanPrefix = Convert.FromHexString("08000000000001000e005e0000010e005e0000020800"); // VXLAN VNI 1 + Ethernet, as captured
+
+    [Theory]
+    [InlineData(0, 1450 - 20 - 32)]   // no segment size reported: segments fill the tunnel MTU
+    [InlineData(1390, 1390)]          // the kernel's UDP_GRO control message gave the inner MSS
+    [InlineData(1440, 1450 - 20 - 32)] // an MSS the tunnel MTU cannot carry: TCP segments made smaller
+    public void A_kernel_peers_tunnel_superpacket_is_split_into_ordinary_datagrams(int reported, int expectedSize)
+    {
+        var (inner, _) = TcpSuperpacket(20_000, flags: 0x18); // unfinished checksum, as a veth peer sends it
+        byte[] message = [.. VxlanPrefix, .. inner];
+        Assert.True(TunnelSuperpacket.TryDescribe(message, 22, reported, 1450, out VirtioNetHeader h, out int l4, out int headers, out int segments));
+        Assert.Equal(expectedSize, h.GsoSize);
+        Assert.Equal((20_000 + expectedSize - 1) / expectedSize, segments);
+        var payload = new List<byte>();
+        uint seq = 1000;
+        for (int k = 0; k < segments; k++)
+        {
+            byte[] d = new byte[2048];
+            int len = TunnelSuperpacket.WriteDatagram(message, 22, h, l4, headers, k, d);
+            Assert.Equal(VxlanPrefix, d[..22]);
+            Assert.True(len - 22 <= 1450, $"datagram {k}: inner {len - 22} bytes");
+            var ip = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(d[22..len]));
+            var tcp = ip.Extract<TcpPacket>();
+            Assert.True(ip.ValidIPChecksum);
+            Assert.True(tcp.ValidTcpChecksum);
+            Assert.Equal(seq, tcp.SequenceNumber);
+            Assert.Equal(k == segments - 1, tcp.Push); // PSH on the last one only
+            seq += (uint)tcp.PayloadData.Length;
+            payload.AddRange(tcp.PayloadData);
+        }
+        Assert.Equal(inner[52..], payload.ToArray()); // 20 IP + 32 TCP headers, then the payload, whole
+    }
+
+    [Fact]
+    public void Ordinary_datagrams_and_glued_runs_are_not_taken_for_tunnel_superpackets()
+    {
+        var (small, _) = TcpSuperpacket(1000);
+        Assert.False(TunnelSuperpacket.TryDescribe([.. VxlanPrefix, .. small], 22, 0, 1450, out _, out _, out _, out _)); // fits the MTU
+        var (segment, _) = TcpSuperpacket(1400);
+        byte[] glued = [.. VxlanPrefix, .. segment, .. VxlanPrefix, .. segment]; // a UDP GRO run of two datagrams
+        Assert.False(TunnelSuperpacket.TryDescribe(glued, 22, glued.Length / 2, 1450, out _, out _, out _, out _));
+        byte[] udp = new byte[4000];
+        Ipv4Header.Write(udp, udp.Length, 1, 0, 64, Ipv4Header.ProtocolUdp, Src, Dst);
+        BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(24), (ushort)(udp.Length - 20));
+        Assert.False(TunnelSuperpacket.TryDescribe([.. VxlanPrefix, .. udp], 22, 0, 1450, out _, out _, out _, out _)); // a big datagram, not marked as GSO
+        Assert.True(TunnelSuperpacket.TryDescribe([.. VxlanPrefix, .. udp], 22, 1400, 1450, out VirtioNetHeader h, out _, out _, out _)); // marked: USO
+        Assert.Equal(VirtioNetHeader.GsoUdpL4, h.GsoType);
     }
 }

@@ -42,13 +42,16 @@ internal sealed class Cluster : IDisposable
 
     /// <summary>
     /// Node i as a kernel VXLAN node programmed as flanneld does (<see cref="Topology.AddKernelVxlan"/>).
-    /// veth leaves the inner checksum of a kernel-encapsulated packet unfinished (checksum offload
-    /// that no hardware ever completes); a real NIC finishes it before the wire. Model the wire:
-    /// with tx checksum offload off the kernel completes inner checksums itself.
+    /// With the veth's default offloads (<paramref name="finishChecksums"/> false) the kernel leaves
+    /// the inner checksum of what it encapsulates unfinished, as on kind-style clusters and VMs on
+    /// one host; with tx checksum offload off it completes them itself, as a real NIC would.
     /// </summary>
-    public void ProgramKernelVxlanNode(int i, string mac, IEnumerable<(int Node, string Mac)> peers)
+    public void ProgramKernelVxlanNode(int i, string mac, IEnumerable<(int Node, string Mac)> peers, bool finishChecksums = true)
     {
-        ProcessRunner.Check(Require.Tool("ip", "iproute2"), "netns", "exec", Topology.Node(i), Require.Tool("ethtool", "ethtool"), "-K", "eth0", "tx", "off");
+        if (finishChecksums)
+        {
+            ProcessRunner.Check(Require.Tool("ip", "iproute2"), "netns", "exec", Topology.Node(i), Require.Tool("ethtool", "ethtool"), "-K", "eth0", "tx", "off");
+        }
         Require.Tool("bridge", "iproute2");
         Topology.AddKernelVxlan(i, mac, peers);
     }

@@ -42,6 +42,39 @@ public class KernelVxlanTests
         }
     }
 
+    [Theory]
+    [InlineData("on")]
+    [InlineData("off")]
+    public void A_kernel_peer_with_default_veth_offloads_works_without_any_ethtool_step(string offload)
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        string kernelMac = ClusterFileBuilder.VtepMac(2);
+        new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(c.LeasesPath);
+        // No ethtool: the kernel node sends inner TCP checksums it never finished.
+        c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))], finishChecksums: false);
+        NodeProcess ours = c.StartNode(1, "vxlan", null, "--offload", offload);
+
+        c.StartTransfer(1, 2, 50L << 20).AssertIntact(TimeSpan.FromSeconds(90));
+        c.StartTransfer(2, 1, 50L << 20, port: 5202).AssertIntact(TimeSpan.FromSeconds(90));
+
+        Assert.Equal(0, ours.Stop(TimeSpan.FromSeconds(10)));
+        string counters = Assert.Single(ours.Lines, l => l.Contains("Counters:", StringComparison.Ordinal));
+        // What the kernel sent: small packets with unfinished checksums (completed, counted) and,
+        // since its veth never segments, tunnel superpackets (split into ordinary datagrams here).
+        static long Figure(string line, string pattern)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(line, pattern);
+            Assert.True(m.Success, line);
+            return long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        Assert.True(Figure(counters, @"checksums completed (\d+)") > 0, counters);
+        string offloads = Assert.Single(ours.Lines, l => l.Contains("Offload counters:", StringComparison.Ordinal));
+        Assert.True(Figure(offloads, @"tunnel superpackets (\d+)") > 0, offloads);
+        Assert.DoesNotContain("BadInnerChecksum", counters);
+    }
+
     [Fact]
     public void Tshark_reads_vni_1_and_the_inner_packet_on_the_underlay()
     {

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using Dataplane.Encap;
@@ -150,5 +151,119 @@ public class OffloadDeviceTests
                 Assert.Equal(payload.AsSpan(i * 1000, 1000).ToArray(), udp.PayloadData);
             }
         }
+    }
+
+    [Fact]
+    public void A_flagged_unfinished_checksum_is_completed_by_the_kernel_and_an_unflagged_one_is_dropped()
+    {
+        using var ns = new TestNamespace();
+        var (tun, receiver) = ns.Run(() =>
+        {
+            TunDevice t = TunDevice.Open("dpcsum0", offload: true);
+            using RouteNetlink nl = RouteNetlink.Open();
+            int index = RouteNetlink.LinkIndex("dpcsum0");
+            nl.SetLinkUp(index, 1450, "up");
+            nl.AddAddress(index, Ip("10.244.1.7"), 32, "addr");
+            nl.ReplaceRoute(new Ipv4Prefix(Ip("10.244.0.0"), 16), index, "route");
+            var r = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            r.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.244.1.7"), 9999));
+            r.ReceiveTimeout = 1000;
+            return (t, r);
+        });
+        using (tun)
+        using (receiver)
+        {
+            // A UDP datagram as a kernel peer sends it: the checksum field holds the pseudo-header sum.
+            byte[] Datagram(string text)
+            {
+                byte[] payload = System.Text.Encoding.ASCII.GetBytes(text);
+                byte[] ip = new byte[28 + payload.Length];
+                Ipv4Header.Write(ip, ip.Length, 1, 0, 64, Ipv4Header.ProtocolUdp, Ip("10.244.2.5"), Ip("10.244.1.7"));
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(20), 40000);
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(22), 9999);
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(24), (ushort)(8 + payload.Length));
+                payload.CopyTo(ip, 28);
+                ulong pseudo = InternetChecksum.PseudoHeaderIpv4(Ip("10.244.2.5"), Ip("10.244.1.7"), Ipv4Header.ProtocolUdp, 8 + payload.Length);
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(26), (ushort)~InternetChecksum.Finish(pseudo));
+                Assert.True(Encap.Offload.UnfinishedChecksum.IsUnfinished(ip, out _, out _));
+                return ip;
+            }
+            var batch = new PacketBatch(2, 2048);
+            batch.Set(0, Datagram("unflagged: the pod's stack drops it"));
+            batch.Set(1, Datagram("flagged: the kernel completes it"));
+            batch.Flags[1] = PacketBatch.FlagNeedsChecksum;
+            batch.Count = 2;
+            long csumErrors = ns.Run(UdpInCsumErrors);
+            Assert.Equal(2, tun.WriteBatch(batch));
+            byte[] got = new byte[2048];
+            int n = receiver.Receive(got);
+            Assert.Equal("flagged: the kernel completes it", System.Text.Encoding.ASCII.GetString(got, 0, n));
+            Assert.Throws<System.Net.Sockets.SocketException>(() => receiver.Receive(got)); // the unflagged one never arrives...
+            Assert.Equal(csumErrors + 1, ns.Run(UdpInCsumErrors)); // ...because the kernel found its checksum bad
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_tunnel_superpacket_arriving_as_one_datagram_comes_out_as_ordinary_datagrams(bool offload)
+    {
+        using var ns = new TestNamespace();
+        var layout = new EncapsulationLayout(22, 1450);
+        var (rx, tx) = ns.Run(() => (UdpBatchSocket.Bind(new UdpEndpoint(Ip("127.0.0.1"), 18490), 64, offload, layout: layout),
+                                     new Socket(AddressFamily.InterNetwork, SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp)));
+        using (rx)
+        using (tx)
+        {
+            // What a kernel flannel.1 on a veth sends: VXLAN + Ethernet, then one 20,052-byte inner TCP
+            // superpacket whose checksum holds the pseudo-header sum.
+            byte[] inner = new byte[20 + 20 + 20_000];
+            Ipv4Header.Write(inner, inner.Length, 0x2000, 0x4000, 64, Ipv4Header.ProtocolTcp, Ip("10.244.2.5"), Ip("10.244.1.7"));
+            BinaryPrimitives.WriteUInt16BigEndian(inner.AsSpan(20), 40000);
+            BinaryPrimitives.WriteUInt16BigEndian(inner.AsSpan(22), 5201);
+            BinaryPrimitives.WriteUInt32BigEndian(inner.AsSpan(24), 5000);
+            inner[32] = 5 << 4;
+            inner[33] = 0x18;
+            for (int k = 40; k < inner.Length; k++)
+            {
+                inner[k] = (byte)(k * 13);
+            }
+            ulong pseudo = InternetChecksum.PseudoHeaderIpv4(Ip("10.244.2.5"), Ip("10.244.1.7"), 6, inner.Length - 20);
+            BinaryPrimitives.WriteUInt16BigEndian(inner.AsSpan(36), (ushort)~InternetChecksum.Finish(pseudo));
+            byte[] prefix = Convert.FromHexString("08000000000001000e005e0000010e005e0000020800");
+            ns.Run(() => tx.SendTo([.. prefix, .. inner], new IPEndPoint(IPAddress.Loopback, 18490)));
+
+            var batch = new PacketBatch(64, 2048);
+            var payload = new List<byte>();
+            uint seq = 5000;
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (payload.Count < 20_000 && DateTime.UtcNow < deadline)
+            {
+                int n = rx.ReceiveBatch(batch, 200);
+                for (int k = 0; k < n; k++)
+                {
+                    byte[] d = batch.Packet(k).ToArray();
+                    Assert.Equal(0, batch.Flags[k] & PacketBatch.FlagTruncated);
+                    Assert.Equal(prefix, d[..22]);
+                    Assert.True(d.Length - 22 <= 1450);
+                    var tcp = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(d[22..])).Extract<TcpPacket>();
+                    Assert.True(tcp.ValidTcpChecksum); // the split finished every checksum
+                    Assert.Equal(seq, tcp.SequenceNumber);
+                    seq += (uint)tcp.PayloadData.Length;
+                    payload.AddRange(tcp.PayloadData);
+                }
+            }
+            Assert.Equal(inner[40..], payload.ToArray());
+            Assert.Equal(1, rx.TunnelSuperpackets);
+            Assert.Equal((20_000 + 1409) / 1410, rx.TunnelSegments); // 1450 - 20 - 20 bytes each
+        }
+    }
+
+    /// <summary>The namespace's Udp InCsumErrors counter (read from a thread inside it).</summary>
+    private static long UdpInCsumErrors()
+    {
+        string[] udp = [.. File.ReadAllLines("/proc/thread-self/net/snmp").Where(l => l.StartsWith("Udp:", StringComparison.Ordinal))];
+        int column = Array.IndexOf(udp[0].Split(' '), "InCsumErrors");
+        return long.Parse(udp[1].Split(' ')[column], System.Globalization.CultureInfo.InvariantCulture);
     }
 }

@@ -1,4 +1,5 @@
 using Dataplane.Encap;
+using Dataplane.Encap.Offload;
 using Dataplane.TunTap;
 
 namespace Dataplane.Engine;
@@ -15,6 +16,8 @@ namespace Dataplane.Engine;
 ///     over the 22 header bytes. udp: the payload is the packet.
 ///  5. Check the inner IP packet (version, lengths, IPv4 header checksum), that its source lies in
 ///     the sender's subnet and its destination in ours; trim link padding to the IP length.
+///     A TCP/UDP checksum a kernel peer left unfinished is completed (by the kernel through the
+///     device's virtio header, or here) and counted.
 ///  6. Write the batch to the device in one pass; send any ARP replies.
 ///
 /// Every refusal is a counted <see cref="DropReason"/>; nothing here throws per packet.
@@ -35,7 +38,8 @@ internal sealed class InboundLoop
         _table = table;
         _settings = settings;
         _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
-        _arp = new PacketBatch(4, PacketBatch.Headroom + 128);
+        // As many reply slots as the batch has datagrams: every ARP request in a batch is answered.
+        _arp = new PacketBatch(settings.BatchSize, PacketBatch.Headroom + 128);
         Counters = new LoopCounters(table.Current.SlotCount);
     }
 
@@ -152,7 +156,7 @@ internal sealed class InboundLoop
         return CheckInnerPacket(table, sender, batch, i, Counters);
     }
 
-    private static DropReason? CheckInnerPacket(SubnetTable table, Peer sender, PacketBatch batch, int i, LoopCounters counters)
+    private DropReason? CheckInnerPacket(SubnetTable table, Peer sender, PacketBatch batch, int i, LoopCounters counters)
     {
         Span<byte> packet = batch.Packet(i);
         int version = packet.Length > 0 ? packet[0] >> 4 : 0;
@@ -172,11 +176,35 @@ internal sealed class InboundLoop
                 return DropReason.InnerDestinationNotOurSubnet;
             }
             batch.Lengths[i] = h.TotalLength; // drop link-layer padding
+            CompleteUnfinishedChecksum(batch, i, counters);
             counters.CountPeer(table.SlotOf(sender.Subnet), h.TotalLength);
             return null;
         }
         // IPv6 overlays are not configured yet: nothing inbound can be for us.
         return version == 6 ? DropReason.InnerDestinationNotOurSubnet : DropReason.MalformedInner;
+    }
+
+    /// <summary>
+    /// Step 5b: a TCP/UDP checksum a kernel peer left unfinished (<see cref="UnfinishedChecksum"/>)
+    /// is completed: by the kernel when the device takes a virtio-net header (the slot is flagged),
+    /// else here. Counted, never dropped; a checksum that is simply wrong is left for the pod's stack.
+    /// </summary>
+    private void CompleteUnfinishedChecksum(PacketBatch batch, int i, LoopCounters counters)
+    {
+        Span<byte> packet = batch.Packet(i);
+        if (!UnfinishedChecksum.IsUnfinished(packet, out int start, out int offset))
+        {
+            return;
+        }
+        counters.ChecksumCompleted++;
+        if (_device.CompletesChecksums)
+        {
+            batch.Flags[i] |= PacketBatch.FlagNeedsChecksum;
+        }
+        else
+        {
+            UnfinishedChecksum.Complete(packet, start, offset);
+        }
     }
 
     private DropReason? AnswerArp(SubnetTable table, Peer sender, ReadOnlySpan<byte> body, MacAddress requesterMac)
@@ -185,10 +213,6 @@ internal sealed class InboundLoop
         if (!Arp.TryReadRequest(body, out MacAddress senderMac, out uint senderIp, out uint targetIp) || targetIp != ourVtep)
         {
             return DropReason.ArpNotForUs;
-        }
-        if (_arp.Count == _arp.Capacity)
-        {
-            return ArpAnswered;
         }
         int slot = _arp.Count++;
         Span<byte> s = _arp.Slot(slot);

@@ -17,6 +17,8 @@ internal sealed class LoopCounters(int peerSlots = 0)
     public long IcmpSent;
     public long IcmpRateLimited;
     public long ArpReplies;
+    /// <summary>Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (not drops).</summary>
+    public long ChecksumCompleted;
     public long Batches;
     public readonly long[] Drops = new long[ReasonCount];
     public readonly long[] PeerPackets = new long[peerSlots <= MaxPeerSlots ? peerSlots : 0];
@@ -52,6 +54,7 @@ internal sealed class LoopCounters(int peerSlots = 0)
             s.IcmpSent += Volatile.Read(ref c.IcmpSent);
             s.IcmpRateLimited += Volatile.Read(ref c.IcmpRateLimited);
             s.ArpReplies += Volatile.Read(ref c.ArpReplies);
+            s.ChecksumCompleted += Volatile.Read(ref c.ChecksumCompleted);
             s.Batches += Volatile.Read(ref c.Batches);
             for (int r = 0; r < ReasonCount; r++)
             {

@@ -56,6 +56,8 @@ internal static class MetricsText
         Line(b, "dataplane_icmp_errors_total", o.IcmpRateLimited, ("result", "rate_limited"));
         Family(b, "dataplane_arp_replies_total", "counter", "ARP requests for our VTEP address answered.");
         Line(b, "dataplane_arp_replies_total", i.ArpReplies);
+        Family(b, "dataplane_checksum_completed_total", "counter", "Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (delivered, not dropped).");
+        Line(b, "dataplane_checksum_completed_total", i.ChecksumCompleted);
         Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
         Line(b, "dataplane_peers", table.Peers.Count);
 
@@ -75,6 +77,7 @@ internal static class MetricsText
             Line(b, "dataplane_offload_total", t.Merged, ("kind", "device_packets_merged"));
             Line(b, "dataplane_offload_total", t.GsoSends, ("kind", "socket_gso_sends"));
             Line(b, "dataplane_offload_total", t.GroReceives, ("kind", "socket_gro_receives"));
+            Line(b, "dataplane_offload_total", t.TunnelSuperpackets, ("kind", "socket_tunnel_superpackets"));
             Family(b, "dataplane_device_read_errors_total", "counter", "Device reads that failed for another reason than no data.");
             Line(b, "dataplane_device_read_errors_total", t.ReadErrors);
             Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");

@@ -13,6 +13,8 @@ internal sealed class OffloadTotals
     public long ReadErrors;
     public long GsoSends;
     public long GroReceives;
+    public long TunnelSuperpackets;
+    public long TunnelSegments;
     public long SendErrors;
     public readonly long[] SendErrorsByErrno = new long[134];
     public string? GsoDisabledReason;
@@ -31,6 +33,8 @@ internal sealed class OffloadTotals
             t.ReadErrors += tun.ReadErrors;
             t.GsoSends += socket.GsoMessages;
             t.GroReceives += socket.GroMessages;
+            t.TunnelSuperpackets += socket.TunnelSuperpackets;
+            t.TunnelSegments += socket.TunnelSegments;
             t.SendErrors += socket.SendErrors;
             for (int e = 0; e < t.SendErrorsByErrno.Length; e++)
             {

@@ -10,15 +10,15 @@ internal static class CountersReport
     public static void Log(DataplaneEngine engine, ILogger log)
     {
         LoopCounters o = engine.OutboundTotal, i = engine.InboundTotal;
-        log.Information("Counters: out {OutPackets} packets {OutBytes} bytes, in {InPackets} packets {InBytes} bytes, ICMP sent {Icmp}, ARP replies {Arp}; drops: {Drops}",
-            o.Packets, o.Bytes, i.Packets, i.Bytes, o.IcmpSent, i.ArpReplies, Drops(o, i));
+        log.Information("Counters: out {OutPackets} packets {OutBytes} bytes, in {InPackets} packets {InBytes} bytes, ICMP sent {Icmp}, ARP replies {Arp}, checksums completed {Completed}; drops: {Drops}",
+            o.Packets, o.Bytes, i.Packets, i.Bytes, o.IcmpSent, i.ArpReplies, i.ChecksumCompleted, Drops(o, i));
     }
 
     public static void LogOffloads(NodeDevice device, ILogger log)
     {
         OffloadTotals t = OffloadTotals.Sum(device.Queues);
-        log.Information("Offload counters: device superpackets in {SuperIn} (split into {Segments}), out {SuperOut} (merging {Merged} packets), segmentation errors {SegErrors}; socket GSO sends {Gso}, GRO receives {Gro}, send errors {SendErrors}{GsoOff}",
-            t.SuperpacketsIn, t.SegmentsOut, t.SuperpacketsOut, t.Merged, t.SegmentationErrors, t.GsoSends, t.GroReceives, t.SendErrors,
+        log.Information("Offload counters: device superpackets in {SuperIn} (split into {Segments}), out {SuperOut} (merging {Merged} packets), segmentation errors {SegErrors}; socket GSO sends {Gso}, GRO receives {Gro}, tunnel superpackets {Tunnel} (split into {TunnelSegments}), send errors {SendErrors}{GsoOff}",
+            t.SuperpacketsIn, t.SegmentsOut, t.SuperpacketsOut, t.Merged, t.SegmentationErrors, t.GsoSends, t.GroReceives, t.TunnelSuperpackets, t.TunnelSegments, t.SendErrors,
             t.GsoDisabledReason is null ? "" : $" (GSO turned off: {t.GsoDisabledReason})");
     }
 

@@ -60,8 +60,11 @@ public sealed class TcpCoalescer
     /// <summary>
     /// Offers packet number <paramref name="index"/> (indexes increase within a batch). True when
     /// its payload was merged into an earlier packet's superpacket: the caller must not write it.
+    /// <paramref name="checksumUnfinished"/>: its TCP checksum is one a kernel peer left unfinished
+    /// and the kernel is to complete (<see cref="UnfinishedChecksum"/>); it counts as valid, since the
+    /// merged packet's checksum is computed anew anyway.
     /// </summary>
-    public bool Offer(Memory<byte> packet, int index)
+    public bool Offer(Memory<byte> packet, int index, bool checksumUnfinished = false)
     {
         ReadOnlySpan<byte> p = packet.Span;
         _highestIndex = Math.Max(_highestIndex, index);
@@ -83,12 +86,12 @@ public sealed class TcpCoalescer
             {
                 break; // same flow but not the next piece: start afresh below
             }
-            if (item.Buffer < 0 && !ChecksumValid(item.Head.Span[..item.Length]))
+            if (item.Buffer < 0 && !item.ChecksumUnfinished && !ChecksumValid(item.Head.Span[..item.Length]))
             {
                 item.Closed = true; // a broken head merges nothing; this packet may head its own
                 break;
             }
-            if (!ChecksumValid(p))
+            if (!checksumUnfinished && !ChecksumValid(p))
             {
                 return false; // not merged: written alone, and the kernel judges it
             }
@@ -113,7 +116,7 @@ public sealed class TcpCoalescer
         if (_itemCount < _items.Length && index < _itemOfPacket.Length)
         {
             _itemOfPacket[index] = _itemCount;
-            _items[_itemCount++] = new Item(packet, p.Length, tcpLength, payload, seq + (uint)payload, psh);
+            _items[_itemCount++] = new Item(packet, p.Length, tcpLength, payload, seq + (uint)payload, psh) { ChecksumUnfinished = checksumUnfinished };
         }
         return false;
     }
@@ -197,6 +200,7 @@ public sealed class TcpCoalescer
         public bool Closed = psh;
         public int Segments = 1;
         public int Buffer = -1;
+        public bool ChecksumUnfinished;
 
         /// <summary>Same flow and same everything the kernel's GRO requires to match.</summary>
         public readonly bool SameFlow(ReadOnlySpan<byte> p, int tcpLength)

@@ -12,6 +12,12 @@ internal sealed class MemoryDevice : IPacketDevice
     public string Name => "mem0";
     public ConcurrentQueue<byte[]> Written { get; } = new();
 
+    /// <summary>The slot flags each written packet carried (in the order of <see cref="Written"/>).</summary>
+    public ConcurrentQueue<int> WrittenFlags { get; } = new();
+
+    /// <summary>Pretend to be a device whose kernel completes flagged checksums (a TUN with a virtio header).</summary>
+    public bool CompletesChecksums { get; set; }
+
     public void Inject(byte[] packet) => _toEngine.Add(packet);
 
     public int ReadBatch(PacketBatch batch, int timeoutMs)
@@ -44,6 +50,7 @@ internal sealed class MemoryDevice : IPacketDevice
             if (batch.Lengths[i] > 0)
             {
                 Written.Enqueue(batch.Packet(i).ToArray());
+                WrittenFlags.Enqueue(batch.Flags[i]);
                 n++;
             }
         }
