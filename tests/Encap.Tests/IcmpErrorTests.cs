@@ -32,7 +32,7 @@ public class IcmpErrorTests
     public void Ipv4_short_original_is_quoted_whole()
     {
         byte[] original = TestPackets.Ipv4Echo(payload: 0);
-        Ipv4Header.TryRead(original, out Ipv4Header h);
+        Assert.Equal(IpParseResult.Ok, Ipv4Header.TryRead(original, out Ipv4Header h));
         byte[] buf = new byte[600];
         int len = IcmpErrors.WriteIpv4NetUnreachable(buf, original, h, 1);
         Assert.Equal(20 + 8 + 28, len);
@@ -42,23 +42,23 @@ public class IcmpErrorTests
     public void No_icmp_error_about_an_icmp_error_a_fragment_or_multicast()
     {
         byte[] error = TestPackets.Ipv4Echo(icmpType: 3);
-        Ipv4Header.TryRead(error, out Ipv4Header h);
+        Assert.Equal(IpParseResult.Ok, Ipv4Header.TryRead(error, out Ipv4Header h));
         Assert.False(IcmpErrors.ShouldAnswerIpv4(error, h));
 
         byte[] fragment = TestPackets.Ipv4Echo(flagsAndOffset: 0x0010);
-        Ipv4Header.TryRead(fragment, out h);
+        Assert.Equal(IpParseResult.Ok, Ipv4Header.TryRead(fragment, out h));
         Assert.False(IcmpErrors.ShouldAnswerIpv4(fragment, h));
 
         byte[] firstFragment = TestPackets.Ipv4Echo(flagsAndOffset: 0x2000);
-        Ipv4Header.TryRead(firstFragment, out h);
+        Assert.Equal(IpParseResult.Ok, Ipv4Header.TryRead(firstFragment, out h));
         Assert.True(IcmpErrors.ShouldAnswerIpv4(firstFragment, h));
 
         byte[] multicast = TestPackets.Ipv4Echo(dst: 0xE0000001);
-        Ipv4Header.TryRead(multicast, out h);
+        Assert.Equal(IpParseResult.Ok, Ipv4Header.TryRead(multicast, out h));
         Assert.False(IcmpErrors.ShouldAnswerIpv4(multicast, h));
 
         byte[] fromZero = TestPackets.Ipv4Echo(src: 0);
-        Ipv4Header.TryRead(fromZero, out h);
+        Assert.Equal(IpParseResult.Ok, Ipv4Header.TryRead(fromZero, out h));
         Assert.False(IcmpErrors.ShouldAnswerIpv4(fromZero, h));
     }
 
@@ -91,10 +91,10 @@ public class IcmpErrorTests
     public void No_icmpv6_error_about_an_error_or_multicast()
     {
         byte[] error = TestPackets.Ipv6Echo(icmpType: 1);
-        Ipv6Header.TryRead(error, out Ipv6Header h);
+        Assert.Equal(IpParseResult.Ok, Ipv6Header.TryRead(error, out Ipv6Header h));
         Assert.False(IcmpErrors.ShouldAnswerIpv6(error, h));
         byte[] mcast = TestPackets.Ipv6Echo(dst: "ff02::1");
-        Ipv6Header.TryRead(mcast, out h);
+        Assert.Equal(IpParseResult.Ok, Ipv6Header.TryRead(mcast, out h));
         Assert.False(IcmpErrors.ShouldAnswerIpv6(mcast, h));
     }
 }

@@ -20,12 +20,20 @@ public class BadInputTests
 
     private static void AssertOneLineError(Cluster c, (int Code, string Stderr, string Links) r, string expected)
     {
-        Assert.NotEqual(0, r.Code);
-        Assert.StartsWith("dataplane: ", r.Stderr);
-        Assert.Contains(expected, r.Stderr);
-        Assert.DoesNotContain('\n', r.Stderr);
+        AssertOneLine(r.Code, r.Stderr, expected);
         Assert.DoesNotContain("flannel", r.Links);
         Assert.False(File.Exists(c.Path_("subnet.env")), "subnet.env was written although the node did not start");
+        Assert.False(File.Exists(c.ControlSocket(1)), "the control socket was created although the node did not start");
+    }
+
+    /// <summary>Exit status 1 and exactly one line on stderr, "dataplane: ...", that says <paramref name="expected"/>.</summary>
+    internal static void AssertOneLine(int code, string stderr, string expected)
+    {
+        Assert.Equal(1, code);
+        string[] lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1, $"expected one line, got {lines.Length}:\n{stderr}");
+        Assert.StartsWith("dataplane: ", lines[0]);
+        Assert.Contains(expected, lines[0]);
     }
 
     public static TheoryData<string, string, string> FileCases => new()
@@ -125,9 +133,11 @@ public class BadInputTests
         c.Topology.Ip(c.Topology.Node(1), "link", "add", "flannel.1", "type", "vxlan", "id", "1", "dstport", "8472");
         ProcessRunner.Result r = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath,
             "--public-ip", "192.0.2.1", "--backend", "vxlan", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
-        Assert.NotEqual(0, r.ExitCode);
-        Assert.Contains("TUNSETIFF flannel.1: EINVAL", r.Stderr);
+        AssertOneLine(r.ExitCode, r.Stderr, "TUNSETIFF flannel.1: EINVAL");
         Assert.Contains("exists and is not ours", r.Stderr);
         Assert.Contains("vxlan", c.Topology.Ip(c.Topology.Node(1), "-d", "link", "show", "flannel.1")); // left as it was
+        Assert.Single(c.Topology.Ip(c.Topology.Node(1), "-o", "link", "show").Split('\n', StringSplitOptions.RemoveEmptyEntries),
+            l => l.Contains("flannel", StringComparison.Ordinal)); // and nothing of ours beside it
+        Assert.False(File.Exists(c.Path_("subnet.env")));
     }
 }

@@ -117,19 +117,16 @@ public class EtcdTests
         c.Topology.AddNode(1, withPod: false);
         ProcessRunner.Result noConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
             "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
-        Assert.NotEqual(0, noConfig.ExitCode);
-        Assert.Equal($"dataplane: etcd {Endpoint}: no network config at /coreos.com/network/config", noConfig.Stderr.Trim());
+        BadInputTests.AssertOneLine(noConfig.ExitCode, noConfig.Stderr, $"dataplane: etcd {Endpoint}: no network config at /coreos.com/network/config");
 
         ProcessRunner.Result unreachable = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", "http://192.0.2.99:2379",
             "--etcd-timeout", "2", "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
-        Assert.NotEqual(0, unreachable.ExitCode);
-        Assert.StartsWith("dataplane: etcd http://192.0.2.99:2379: not reachable within 2 s", unreachable.Stderr.Trim());
-        Assert.DoesNotContain('\n', unreachable.Stderr.Trim());
+        BadInputTests.AssertOneLine(unreachable.ExitCode, unreachable.Stderr, "dataplane: etcd http://192.0.2.99:2379: not reachable within 2 s");
 
         Etcdctl(c, "put", "/coreos.com/network/config", """{"Network":"10.244.0.0/16","Backend":{"Type":"geneve"}}""");
         ProcessRunner.Result badConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
             "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
-        Assert.Contains("etcd /coreos.com/network/config.Backend.Type: unknown backend 'geneve'", badConfig.Stderr);
+        BadInputTests.AssertOneLine(badConfig.ExitCode, badConfig.Stderr, "etcd /coreos.com/network/config.Backend.Type: unknown backend 'geneve'");
         Assert.DoesNotContain("flannel", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
         Assert.False(File.Exists(c.Path_("subnet.env")));
     }
