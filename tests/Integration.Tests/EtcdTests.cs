@@ -121,7 +121,8 @@ public class EtcdTests
 
         ProcessRunner.Result unreachable = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", "http://192.0.2.99:2379",
             "--etcd-timeout", "2", "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
-        BadInputTests.AssertOneLine(unreachable.ExitCode, unreachable.Stderr, "dataplane: etcd http://192.0.2.99:2379: not reachable within 2 s");
+        // Unreachable says so, and how: no host answers at that address.
+        BadInputTests.AssertOneLine(unreachable.ExitCode, unreachable.Stderr, "dataplane: etcd http://192.0.2.99:2379: not reachable within 2 s (cannot connect to 192.0.2.99:2379");
 
         Etcdctl(c, "put", "/coreos.com/network/config", """{"Network":"10.244.0.0/16","Backend":{"Type":"geneve"}}""");
         ProcessRunner.Result badConfig = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
@@ -296,8 +297,10 @@ public class EtcdTests
             "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", c.ControlSocket(1), "--vtep-mac-file", c.Path_("node1.vtepmac")];
         // Without our certificate etcd refuses us: one line, nothing created.
         ProcessRunner.Result refused = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), .. common, "--etcd-cafile", $"{d}/ca.crt"]);
-        Assert.NotEqual(0, refused.ExitCode);
-        Assert.StartsWith($"dataplane: etcd {tlsEndpoint}: not reachable", refused.Stderr.Trim());
+        // ...and says it was refused, not unreachable.
+        BadInputTests.AssertOneLine(refused.ExitCode, refused.Stderr, $"dataplane: etcd {tlsEndpoint}:");
+        Assert.Contains("etcd refused our TLS connection", refused.Stderr);
+        Assert.DoesNotContain("cannot connect", refused.Stderr);
         Assert.False(File.Exists(c.Path_("node1-subnet.env")));
 
         NodeProcess n = c.Topology.Start(c.Topology.Node(1), [.. SelfCommand.Prefix(), .. common,

@@ -47,7 +47,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         }
         catch (RpcException e)
         {
-            throw new ConfigException($"{Description}: not reachable within {options.Timeout.TotalSeconds:0.#} s ({e.StatusCode})");
+            throw new ConfigException($"{Description}: not reachable within {options.Timeout.TotalSeconds:0.#} s ({(e.StatusCode == StatusCode.DeadlineExceeded ? Store.Diagnose() : e.Status.Detail)})");
         }
     }
 
@@ -111,7 +111,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         }
         catch (RpcException e)
         {
-            throw new ConfigException($"{Description}: taking our lease failed ({e.StatusCode})");
+            throw new ConfigException($"{Description}: taking our lease failed ({e.StatusCode}: {e.Status.Detail})");
         }
         NetworkConfig c = snapshot.Config;
         throw new ConfigException($"{Description}: no free subnet between {Ipv4Prefix.Format(c.SubnetMin)} and {Ipv4Prefix.Format(c.SubnetMax)}");
@@ -160,7 +160,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             {
                 if (!away)
                 {
-                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, e is RpcException r ? r.StatusCode.ToString() : e.Message);
+                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, e is RpcException r ? $"{r.StatusCode}" : e.Message);
                     away = true;
                 }
                 backoff = TimeSpan.FromSeconds(Math.Min(30, backoff.TotalSeconds * 2));

@@ -17,11 +17,13 @@ internal sealed class EtcdStore : IDisposable
 {
     private readonly EtcdClient _client;
     private readonly EtcdOptions _options;
+    private readonly Action<System.Net.Security.SslClientAuthenticationOptions>? _tls;
 
-    private EtcdStore(EtcdClient client, EtcdOptions options)
+    private EtcdStore(EtcdClient client, EtcdOptions options, Action<System.Net.Security.SslClientAuthenticationOptions>? tls)
     {
         _client = client;
         _options = options;
+        _tls = tls;
     }
 
     public string Where => string.Join(",", _options.Endpoints);
@@ -43,10 +45,11 @@ internal sealed class EtcdStore : IDisposable
         }
         try
         {
-            EtcdClient client = tls ? new EtcdClient(endpoints, configureSslOptions: Tls(options))
+            Action<System.Net.Security.SslClientAuthenticationOptions>? configure = tls ? Tls(options) : null;
+            EtcdClient client = configure is not null ? new EtcdClient(endpoints, configureSslOptions: configure)
                 : string.IsNullOrEmpty(options.Username) ? new EtcdClient(endpoints)
                 : new EtcdClient(endpoints, options.Username, options.Password ?? "");
-            return new EtcdStore(client, options);
+            return new EtcdStore(client, options, configure);
         }
         catch (Exception e) when (e is ArgumentException or UriFormatException or FormatException or InvalidOperationException)
         {
@@ -173,6 +176,69 @@ internal sealed class EtcdStore : IDisposable
                     return;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Why etcd could not be used, found by trying the first endpoint directly (the gRPC client only
+    /// reports a deadline while it retries): "cannot connect to 192.0.2.99:2379: TimedOut", "TLS
+    /// handshake failed: ...", "etcd refused our TLS connection (...)" (for example no client
+    /// certificate), or that it accepted the connection but did not answer.
+    /// </summary>
+    public string Diagnose()
+    {
+        if (!Uri.TryCreate(_options.Endpoints[0], UriKind.Absolute, out Uri? uri))
+        {
+            return "not a URL";
+        }
+        TimeSpan limit = _options.Timeout < TimeSpan.FromSeconds(3) ? _options.Timeout : TimeSpan.FromSeconds(3);
+        using var cts = new CancellationTokenSource(limit);
+        using var tcp = new System.Net.Sockets.TcpClient();
+        try
+        {
+            tcp.ConnectAsync(uri.Host, uri.Port, cts.Token).AsTask().GetAwaiter().GetResult();
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            return $"cannot connect to {uri.Host}:{uri.Port}: {e.SocketErrorCode}";
+        }
+        catch (OperationCanceledException)
+        {
+            return $"cannot connect to {uri.Host}:{uri.Port}: no answer";
+        }
+        if (uri.Scheme != "https")
+        {
+            return "it accepts connections but did not answer";
+        }
+        using var ssl = new System.Net.Security.SslStream(tcp.GetStream());
+        var auth = new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = uri.Host,
+            ApplicationProtocols = [System.Net.Security.SslApplicationProtocol.Http2],
+        };
+        _tls?.Invoke(auth);
+        try
+        {
+            ssl.AuthenticateAsClientAsync(auth, cts.Token).GetAwaiter().GetResult();
+            // TLS 1.3 servers judge the client's certificate after the handshake: speak HTTP/2 and see.
+            ssl.Write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8);
+            ssl.Write([0, 0, 0, 4, 0, 0, 0, 0, 0]); // an empty SETTINGS frame
+            byte[] reply = new byte[64];
+            int n = ssl.ReadAsync(reply, cts.Token).AsTask().GetAwaiter().GetResult();
+            return n == 0 ? "etcd closed our TLS connection (does it want a client certificate? --etcd-certfile/--etcd-keyfile)"
+                : "it accepts TLS connections but did not answer";
+        }
+        catch (System.Security.Authentication.AuthenticationException e)
+        {
+            return $"TLS handshake failed: {e.Message}";
+        }
+        catch (IOException e)
+        {
+            return $"etcd refused our TLS connection ({e.InnerException?.Message ?? e.Message}; does it want a client certificate? --etcd-certfile/--etcd-keyfile)";
+        }
+        catch (OperationCanceledException)
+        {
+            return "TLS: no answer";
         }
     }
 
