@@ -15,7 +15,11 @@ namespace Dataplane.Metrics;
 internal static class MetricsText
 {
     public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch,
-        IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> Queues);
+        IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> Queues)
+    {
+        /// <summary>What the node is (for <c>dataplane doctor</c> and dashboards): labels of <c>dataplane_node_info</c>.</summary>
+        public IReadOnlyList<(string Key, string Value)> Facts { get; init; } = [];
+    }
 
     public static string Render(Source s)
     {
@@ -83,6 +87,11 @@ internal static class MetricsText
             Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");
             Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Tun.Offloads), ("socket", s.Queues[0].Socket.Offloads),
                 ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Queues.Count.ToString(CultureInfo.InvariantCulture)));
+        }
+        if (s.Facts.Count > 0)
+        {
+            Family(b, "dataplane_node_info", "gauge", "This node: network, subnet, public IP, port, device, MTU, lease source, subnet.env (1).");
+            Line(b, "dataplane_node_info", 1, [.. s.Facts]);
         }
         Family(b, "dataplane_build_info", "gauge", "Version and configuration of this build (1).");
         Line(b, "dataplane_build_info", 1, ("version", Version), ("backend", s.Backend), ("device", s.Device), ("dotnet", Environment.Version.ToString()));

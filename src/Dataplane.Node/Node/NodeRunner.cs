@@ -56,7 +56,10 @@ internal static class NodeRunner
 
         running.Start();
         leases.Watch(tables);
-        var metricsNow = new MetricsText.Source(running, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues);
+        var metricsNow = new MetricsText.Source(running, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues)
+        {
+            Facts = Describe(plan, leases.Description, o.SubnetFile, o.IpMasq),
+        };
         metricsSource = metricsNow;
         string controlPath = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
         using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsNow));
@@ -84,6 +87,22 @@ internal static class NodeRunner
         CountersReport.LogOffloads(device, log);
         return woke == 1 ? 1 : 0;
     }
+
+    /// <summary>The labels of <c>dataplane_node_info</c>: what <c>dataplane doctor</c> checks the host against.</summary>
+    private static IReadOnlyList<(string Key, string Value)> Describe(NodePlan plan, string leaseSource, string subnetFile, bool ipMasq) =>
+    [
+        ("network", plan.Node.Config.Network.ToString()),
+        ("subnet", plan.Node.Subnet.ToString()),
+        ("public_ip", plan.Node.Lease.PublicIpText),
+        ("port", plan.Node.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        ("device", plan.DeviceName),
+        ("mtu", plan.DeviceMtu.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+        ("backend", plan.Node.Backend.ToString().ToLowerInvariant()),
+        ("lease_source", leaseSource),
+        ("subnet_file", Path.GetFullPath(subnetFile)),
+        ("ip_masq", ipMasq ? "true" : "false"),
+        ("pid", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+    ];
 
     private static MetricsServer StartMetrics(IPEndPoint endpoint, Func<string> render, ILogger log)
     {

@@ -4,7 +4,7 @@ using Serilog;
 
 namespace Dataplane.Cli;
 
-/// <summary>The command line: the node's <c>run</c> and <c>stats</c>, and the lab's <c>demo</c>, <c>bench</c> and hidden pod tools.</summary>
+/// <summary>The command line: the node's <c>run</c>, <c>stats</c> and <c>doctor</c>, and the lab's <c>demo</c>, <c>bench</c> and hidden pod tools.</summary>
 internal static class Program
 {
     public static int Main(string[] args)
@@ -13,6 +13,7 @@ internal static class Program
         {
             RunCommandLine.Create(CreateLogger),
             StatsCommandLine(),
+            DoctorCommandLine(),
         };
         foreach (Command lab in LabCommands.All())
         {
@@ -38,6 +39,18 @@ internal static class Program
         var cmd = new Command("stats", "counters of a running node, live") { socket, device, once, interval };
         cmd.SetAction(r => Metrics.StatsCommand.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!),
             r.GetValue(once), r.GetValue(interval), Console.Out));
+        return cmd;
+    }
+
+    private static Command DoctorCommandLine()
+    {
+        var socket = new Option<string?>("--control-socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock)" };
+        var device = new Option<string>("--device") { Description = "the node's device, to find its control socket", DefaultValueFactory = _ => "flannel.1" };
+        var json = new Option<bool>("--json") { Description = "the checks as JSON" };
+        var cniDir = new Option<string>("--cni-dir") { Description = "where the CNI configuration lives", DefaultValueFactory = _ => Doctor.DoctorCommand.DefaultCniDirectory };
+        var cmd = new Command("doctor", "check this node as an operator would: PASS/WARN/FAIL per check, with the fix for each failure") { socket, device, json, cniDir };
+        cmd.SetAction(r => Doctor.DoctorCommand.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!),
+            r.GetValue(json), r.GetValue(cniDir)!, Console.Out));
         return cmd;
     }
 

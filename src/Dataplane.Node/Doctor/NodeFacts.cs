@@ -1,0 +1,47 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Dataplane.Encap;
+
+namespace Dataplane.Doctor;
+
+/// <summary>
+/// What a running node says about itself through its control socket (the labels of
+/// <c>dataplane_node_info</c> that <c>NodeRunner</c> publishes, and its peers from the per-peer
+/// counters): what the doctor checks the host against.
+/// </summary>
+internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string PublicIp, int Port, string Device, int Mtu,
+    string Backend, string LeaseSource, string SubnetFile, bool IpMasq, int Pid, IReadOnlyList<(Ipv4Prefix Subnet, string PublicIp)> Peers)
+{
+    /// <summary>Reads the facts from a node's metrics text; null when it has none (an older node).</summary>
+    public static NodeFacts? Parse(string metrics)
+    {
+        string? info = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("dataplane_node_info{", StringComparison.Ordinal));
+        if (info is null)
+        {
+            return null;
+        }
+        string L(string key) => Label(info, key);
+        if (!Ipv4Prefix.TryParse(L("network"), out Ipv4Prefix? network) || !Ipv4Prefix.TryParse(L("subnet"), out Ipv4Prefix? subnet))
+        {
+            return null;
+        }
+        var peers = new List<(Ipv4Prefix, string)>();
+        foreach (string line in metrics.Split('\n'))
+        {
+            if (line.StartsWith("dataplane_peer_packets_total{", StringComparison.Ordinal) && line.Contains("direction=\"out\"", StringComparison.Ordinal)
+                && Ipv4Prefix.TryParse(Label(line, "subnet"), out Ipv4Prefix? p))
+            {
+                peers.Add((p.Value, Label(line, "peer")));
+            }
+        }
+        return new NodeFacts(network.Value, subnet.Value, L("public_ip"), int.Parse(L("port"), CultureInfo.InvariantCulture), L("device"),
+            int.Parse(L("mtu"), CultureInfo.InvariantCulture), L("backend"), L("lease_source"), L("subnet_file"), L("ip_masq") == "true",
+            int.Parse(L("pid"), CultureInfo.InvariantCulture), peers);
+    }
+
+    private static string Label(string line, string name)
+    {
+        Match m = Regex.Match(line, $"[{{,]{Regex.Escape(name)}=\"((?:[^\"\\\\]|\\\\.)*)\"");
+        return m.Success ? m.Groups[1].Value.Replace("\\\"", "\"", StringComparison.Ordinal).Replace("\\\\", "\\", StringComparison.Ordinal) : "";
+    }
+}
