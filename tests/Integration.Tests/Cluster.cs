@@ -29,6 +29,15 @@ internal sealed class Cluster : IDisposable
     /// <summary>Node i's control socket (what <c>dataplane stats</c> reads).</summary>
     public string ControlSocket(int i) => Path_($"node{i}.sock");
 
+    /// <summary>Nodes 1 and 2 with their pods, leases for both in the cluster file, our data plane running on both.</summary>
+    public (NodeProcess One, NodeProcess Two) StartTwoNodes(string backend)
+    {
+        Topology.AddNode(1);
+        Topology.AddNode(2);
+        new ClusterFileBuilder(backend).Node(1).Node(2).WriteTo(LeasesPath);
+        return (StartNode(1, backend), StartNode(2, backend));
+    }
+
     /// <summary>Starts our data plane on node i and waits for "Ready".</summary>
     public NodeProcess StartNode(int i, string backend, string? leases = null, params string[] extra)
     {

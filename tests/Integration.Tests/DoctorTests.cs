@@ -37,11 +37,7 @@ public class DoctorTests(ITestOutputHelper output)
     public void A_healthy_node_passes_every_check(string backend)
     {
         using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder(backend).Node(1).Node(2).WriteTo(c.LeasesPath);
-        c.StartNode(1, backend);
-        c.StartNode(2, backend);
+        c.StartTwoNodes(backend);
         ProcessRunner.Result r = Doctor(c, CniDir(c, mtu: null));
         output.WriteLine(r.Stdout);
         Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
@@ -63,11 +59,7 @@ public class DoctorTests(ITestOutputHelper output)
     public void A_broken_node_gets_each_failure_named_with_its_fix()
     {
         using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder("udp").Node(1).Node(2).WriteTo(c.LeasesPath);
-        c.StartNode(1, "udp");
-        NodeProcess two = c.StartNode(2, "udp");
+        var (_, two) = c.StartTwoNodes("udp");
         string n1 = c.Topology.Node(1);
         string iptables = Require.Tool("iptables", "iptables");
 
@@ -77,6 +69,9 @@ public class DoctorTests(ITestOutputHelper output)
         // kube-proxy in IPVS mode binds addresses to the down dummy kube-ipvs0 (any link type here).
         c.Topology.Ip(n1, "link", "add", "kube-ipvs0", "type", "bridge");
         c.Topology.Ip(n1, "addr", "add", "10.244.3.7/32", "dev", "kube-ipvs0");
+        // A kernel flannel.1 beside our flannel0 (flanneld was never stopped), its checksum offload off.
+        c.Topology.Ip(n1, "link", "add", "flannel.1", "type", "vxlan", "id", "1", "dstport", "8472");
+        c.Topology.Exec(n1, [Require.Tool("ethtool", "ethtool"), "-K", "flannel.1", "tx-checksum-ip-generic", "off"]);
         // A peer's subnet routed elsewhere, and a node that stopped.
         c.Topology.Ip(n1, "link", "add", "stray0", "type", "bridge");
         c.Topology.Ip(n1, "link", "set", "stray0", "up");
@@ -94,6 +89,8 @@ public class DoctorTests(ITestOutputHelper output)
         Assert.Contains(conflicts, l => l.Contains("10.244.2.128/25 dev stray0 takes peer subnet 10.244.2.0/24", StringComparison.Ordinal)
             && l.Contains("fix: ip route del 10.244.2.128/25 dev stray0", StringComparison.Ordinal));
         Assert.Contains("sets MTU 9000, above the device's 1472", Line(r, "FAIL", "cni-config"));
+        Assert.Contains("fix: stop flanneld, then ip link del flannel.1", Line(r, "FAIL", "kernel-flannel"));
+        Assert.Contains("fix: ethtool -K flannel.1 tx-checksum-ip-generic on", Line(r, "WARN", "vxlan-tx-checksum"));
         Assert.Contains("10.244.2.0/24 via 192.0.2.2: 10.244.2.0 does not answer", Line(r, "FAIL", "peer"));
         Assert.Contains("fix: check the node at 192.0.2.2", Line(r, "FAIL", "peer"));
 
@@ -102,6 +99,7 @@ public class DoctorTests(ITestOutputHelper output)
         c.Topology.Exec(n1, [iptables, "-A", "FORWARD", "-s", "10.244.0.0/16", "-j", "ACCEPT"]);
         c.Topology.Ip(n1, "route", "del", "table", "local", "local", "10.244.3.7", "dev", "kube-ipvs0");
         c.Topology.Ip(n1, "route", "del", "10.244.2.128/25", "dev", "stray0");
+        c.Topology.Ip(n1, "link", "del", "flannel.1");
         c.StartNode(2, "udp");
         ProcessRunner.Result after = Doctor(c, CniDir(c, mtu: 1472));
         output.WriteLine(after.Stdout);

@@ -46,6 +46,7 @@ internal static class DoctorCommand
         }
         checks.Add(IpForward());
         checks.Add(KernelFlannelDevices(node?.Device));
+        checks.AddRange(KernelVxlanChecksumOffload());
         if (node is not null)
         {
             checks.Add(RpFilter(node));
@@ -183,6 +184,31 @@ internal static class DoctorCommand
             ? DoctorCheck.Pass("kernel-flannel", "no kernel flannel.1 or flannel-v6.1")
             : DoctorCheck.Fail("kernel-flannel", $"kernel VXLAN device {string.Join(", ", kernel)} on this node{(ours is null ? "" : $" beside ours ({ours})")}: flanneld and this data plane would fight over the overlay",
                 $"stop flanneld, then ip link del {kernel[0]}");
+    }
+
+    /// <summary>
+    /// flannel #1279: a kernel VXLAN device with <c>tx-checksum-ip-generic</c> off sends packets whose
+    /// checksums some paths corrupt or drop; flannel turns it on. Checked on every VXLAN link here.
+    /// </summary>
+    private static IEnumerable<DoctorCheck> KernelVxlanChecksumOffload()
+    {
+        foreach (string name in HostView.Ip("-d", "link", "show")
+            .Where(l => l.TryGetProperty("linkinfo", out JsonElement li) && HostView.Str(li, "info_kind") == "vxlan")
+            .Select(l => HostView.Str(l, "ifname")))
+        {
+            string? ethtool = ProcessRunner.Which("ethtool");
+            if (ethtool is null)
+            {
+                yield return DoctorCheck.Warn("vxlan-tx-checksum", $"{name}: ethtool is not installed, tx-checksum-ip-generic not checked");
+                continue;
+            }
+            string? line = ProcessRunner.Run(ethtool, ["-k", name], 10_000).Stdout.Split('\n')
+                .FirstOrDefault(l => l.TrimStart().StartsWith("tx-checksum-ip-generic:", StringComparison.Ordinal));
+            yield return line?.Contains(": on", StringComparison.Ordinal) == true
+                ? DoctorCheck.Pass("vxlan-tx-checksum", $"{name}: tx-checksum-ip-generic on")
+                : DoctorCheck.Warn("vxlan-tx-checksum", $"{name}: tx-checksum-ip-generic {(line?.Split(':')[1].Trim() ?? "unknown")} (flannel #1279)",
+                    $"ethtool -K {name} tx-checksum-ip-generic on");
+        }
     }
 
     private static DoctorCheck UdpPort(NodeFacts n)

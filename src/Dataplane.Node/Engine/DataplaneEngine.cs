@@ -30,12 +30,14 @@ internal sealed class DataplaneEngine : IDisposable
     {
     }
 
-    public DataplaneEngine(IReadOnlyList<(IPacketDevice Device, IDatagramSocket Socket)> queues, SubnetTable table, EngineSettings settings)
+    /// <param name="capture">The node's captures, if it can be captured (the loops offer them packets while any runs).</param>
+    public DataplaneEngine(IReadOnlyList<(IPacketDevice Device, IDatagramSocket Socket)> queues, SubnetTable table, EngineSettings settings,
+        Capture.CaptureHub? capture = null)
     {
         _queues = queues;
         _table = new TableHolder(table);
-        OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Socket, _table, settings))];
-        InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Socket, _table, settings))];
+        OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Socket, _table, settings, capture))];
+        InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Socket, _table, settings, capture))];
     }
 
     public IReadOnlyList<OutboundLoop> OutboundLoops { get; }

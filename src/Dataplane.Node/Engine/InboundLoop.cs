@@ -1,3 +1,4 @@
+using Dataplane.Capture;
 using Dataplane.Encap;
 using Dataplane.Encap.Offload;
 using Dataplane.TunTap;
@@ -19,6 +20,8 @@ namespace Dataplane.Engine;
 ///     A TCP/UDP checksum a kernel peer left unfinished is completed (by the kernel through the
 ///     device's virtio header, or here) and counted.
 ///  6. Write the batch to the device in one pass; send any ARP replies.
+///  7. Only while someone captures: each datagram as received (a refusal with its reason) and each
+///     inner packet delivered go to the captures (one reference read per batch when nobody does).
 ///
 /// Every refusal is a counted <see cref="DropReason"/>; nothing here throws per packet.
 /// </summary>
@@ -31,8 +34,11 @@ internal sealed class InboundLoop
     private readonly PacketBatch _batch;
     private readonly PacketBatch _arp;
 
-    public InboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings)
+    private readonly CaptureHub? _capture;
+
+    public InboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
     {
+        _capture = capture;
         _device = device;
         _socket = socket;
         _table = table;
@@ -75,6 +81,7 @@ internal sealed class InboundLoop
     private void ProcessBatch()
     {
         SubnetTable table = _table.Current;
+        CaptureSession[] captures = _capture?.Sessions ?? [];
         PacketBatch batch = _batch;
         LoopCounters c = Counters;
         _arp.Count = 0;
@@ -84,7 +91,12 @@ internal sealed class InboundLoop
         {
             c.Packets++;
             c.Bytes += batch.Lengths[i];
+            int outerOffset = batch.Offsets[i], outerLength = batch.Lengths[i];
             DropReason? reason = Accept(table, batch, i);
+            if (captures.Length != 0)
+            {
+                Capture(captures, batch, i, outerOffset, outerLength, reason);
+            }
             if (reason is null)
             {
                 live++;
@@ -109,6 +121,25 @@ internal sealed class InboundLoop
         if (_arp.Count > 0)
         {
             c.ArpReplies += _socket.SendBatch(_arp);
+        }
+    }
+
+    /// <summary>
+    /// Step 7 (only while someone captures): the datagram as received, with its IPv4/UDP headers and
+    /// its drop reason if refused, and the inner packet delivered.
+    /// </summary>
+    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int outerOffset, int outerLength, DropReason? reason)
+    {
+        ReadOnlySpan<byte> outer = batch.Slot(i).Slice(outerOffset, outerLength);
+        UdpEndpoint from = batch.Endpoints[i], local = _socket.LocalEndpoint;
+        string? label = reason is DropReason r && r != ArpAnswered ? DropReasonLabels.Of(r) : null;
+        foreach (CaptureSession s in captures)
+        {
+            s.Offer(CaptureSession.Underlay, inbound: true, outer, from, local, from.Address, label);
+            if (reason is null)
+            {
+                s.Offer(CaptureSession.Overlay, inbound: true, batch.Packet(i), from, local, from.Address, null);
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using Dataplane.Capture;
 using Dataplane.Encap;
 using Dataplane.TunTap;
 
@@ -17,6 +18,8 @@ namespace Dataplane.Engine;
 ///  5. Owner: write the encapsulation in front of the packet (vxlan: 8 VXLAN + 14 Ethernet; udp:
 ///     nothing, the packet is the payload) and address the slot to the peer.
 ///  6. Send the batch to the peers in one call; write the queued ICMP errors to the device.
+///  7. Only while someone captures: each packet as read (a drop with its reason) and each datagram
+///     as sent go to the captures (one reference read per batch when nobody does).
 ///
 /// TTL is left alone: this is a link, as kernel VXLAN is; the nodes' routing decrements it.
 /// </summary>
@@ -30,8 +33,12 @@ internal sealed class OutboundLoop
     private readonly PacketBatch _icmp;
     private readonly TokenBucket _icmpBudget;
 
-    public OutboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings)
+    private readonly CaptureHub? _capture;
+    private DropReason? _lastDrop;
+
+    public OutboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
     {
+        _capture = capture;
         _device = device;
         _socket = socket;
         _table = table;
@@ -68,6 +75,7 @@ internal sealed class OutboundLoop
     private void ProcessBatch()
     {
         SubnetTable table = _table.Current;
+        CaptureSession[] captures = _capture?.Sessions ?? [];
         PacketBatch batch = _batch;
         LoopCounters c = Counters;
         _icmp.Count = 0;
@@ -76,9 +84,16 @@ internal sealed class OutboundLoop
         for (int i = 0; i < batch.Count; i++)
         {
             Span<byte> packet = batch.Packet(i);
+            int innerOffset = batch.Offsets[i];
             c.Packets++;
             c.Bytes += packet.Length;
-            if (Forward(table, batch, i, packet))
+            _lastDrop = null;
+            bool forwarded = Forward(table, batch, i, packet);
+            if (captures.Length != 0)
+            {
+                Capture(captures, batch, i, innerOffset, packet.Length, forwarded);
+            }
+            if (forwarded)
             {
                 live++;
             }
@@ -101,6 +116,32 @@ internal sealed class OutboundLoop
         }
     }
 
+    /// <summary>Counts a drop and remembers its reason for the packet's capture.</summary>
+    private void Drop(DropReason reason)
+    {
+        Counters.Drop(reason);
+        _lastDrop = reason;
+    }
+
+    /// <summary>
+    /// Step 7 (only while someone captures): the inner packet as read (with its drop reason, if
+    /// dropped) and, if it goes out, the datagram as sent, with its IPv4/UDP headers.
+    /// </summary>
+    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int innerOffset, int innerLength, bool forwarded)
+    {
+        ReadOnlySpan<byte> inner = batch.Slot(i).Slice(innerOffset, innerLength);
+        UdpEndpoint local = _socket.LocalEndpoint, to = forwarded ? batch.Endpoints[i] : default;
+        string? reason = _lastDrop is DropReason r ? DropReasonLabels.Of(r) : null;
+        foreach (CaptureSession s in captures)
+        {
+            s.Offer(CaptureSession.Overlay, inbound: false, inner, local, to, to.Address, reason);
+            if (forwarded)
+            {
+                s.Offer(CaptureSession.Underlay, inbound: false, batch.Packet(i), local, to, to.Address, null);
+            }
+        }
+    }
+
     private bool Forward(SubnetTable table, PacketBatch batch, int i, Span<byte> packet)
     {
         int version = packet.Length > 0 ? packet[0] >> 4 : 0;
@@ -108,7 +149,7 @@ internal sealed class OutboundLoop
         {
             if (packet.Length < Ipv4Header.MinLength)
             {
-                Counters.Drop(DropReason.MalformedOutbound);
+                Drop(DropReason.MalformedOutbound);
                 return false;
             }
             uint dst = Ipv4Header.ReadDestination(packet);
@@ -128,7 +169,7 @@ internal sealed class OutboundLoop
             NoRouteIpv6(packet);
             return false;
         }
-        Counters.Drop(DropReason.BadIpVersion);
+        Drop(DropReason.BadIpVersion);
         return false;
     }
 
@@ -147,15 +188,15 @@ internal sealed class OutboundLoop
     {
         if (table.OurSubnet.Contains(dst))
         {
-            Counters.Drop(DropReason.OwnSubnet);
+            Drop(DropReason.OwnSubnet);
             return;
         }
         if ((dst >> 28) == 0xE)
         {
-            Counters.Drop(DropReason.Multicast);
+            Drop(DropReason.Multicast);
             return;
         }
-        Counters.Drop(DropReason.NoRoute);
+        Drop(DropReason.NoRoute);
         if (Ipv4Header.TryRead(packet, out Ipv4Header header, verifyChecksum: false) == IpParseResult.Ok
             && IcmpErrors.ShouldAnswerIpv4(packet, header)
             && TryTakeIcmpSlot(out int slot, out Span<byte> target))
@@ -188,10 +229,10 @@ internal sealed class OutboundLoop
     {
         if (packet.Length >= Ipv6Header.Length && packet[24] == 0xFF)
         {
-            Counters.Drop(DropReason.Multicast);
+            Drop(DropReason.Multicast);
             return;
         }
-        Counters.Drop(DropReason.NoRoute);
+        Drop(DropReason.NoRoute);
         if (Ipv6Header.TryRead(packet, out Ipv6Header header) == IpParseResult.Ok
             && IcmpErrors.ShouldAnswerIpv6(packet, header)
             && TryTakeIcmpSlot(out int slot, out Span<byte> target))

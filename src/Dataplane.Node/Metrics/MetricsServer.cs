@@ -13,15 +13,17 @@ namespace Dataplane.Metrics;
 internal sealed class MetricsServer : IDisposable
 {
     private readonly Func<string> _render;
+    private readonly Func<Socket, string, bool>? _request;
     private readonly Socket _listener;
     private readonly string? _unixPath;
     private readonly Thread _thread;
     private volatile bool _stopped;
 
-    private MetricsServer(Socket listener, Func<string> render, string? unixPath)
+    private MetricsServer(Socket listener, Func<string> render, string? unixPath, Func<Socket, string, bool>? request = null)
     {
         _listener = listener;
         _render = render;
+        _request = request;
         _unixPath = unixPath;
         _thread = new Thread(Serve) { Name = unixPath is null ? "metrics-http" : "control-socket", IsBackground = true };
         _thread.Start();
@@ -36,7 +38,8 @@ internal sealed class MetricsServer : IDisposable
         return new MetricsServer(s, render, null);
     }
 
-    public static MetricsServer Unix(string path, Func<string> render)
+    /// <param name="request">Offered each request line other than <c>STATS</c> (a capture): true when it took the connection over.</param>
+    public static MetricsServer Unix(string path, Func<string> render, Func<Socket, string, bool>? request = null)
     {
         string? dir = Path.GetDirectoryName(path);
         if (!string.IsNullOrEmpty(dir))
@@ -51,7 +54,7 @@ internal sealed class MetricsServer : IDisposable
         s.Bind(new UnixDomainSocketEndPoint(path));
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         s.Listen(4);
-        return new MetricsServer(s, render, path);
+        return new MetricsServer(s, render, path, request);
     }
 
     private void Serve()
@@ -67,25 +70,90 @@ internal sealed class MetricsServer : IDisposable
             {
                 return;
             }
-            using (client)
+            bool handedOver = false;
+            try
             {
-                try
+                client.ReceiveTimeout = 2000;
+                client.SendTimeout = 2000;
+                if (_unixPath is null)
                 {
-                    client.ReceiveTimeout = 2000;
-                    client.SendTimeout = 2000;
-                    if (_unixPath is not null)
+                    Respond(client);
+                }
+                else if (PeerUid(client) is uint uid and not 0)
+                {
+                    // Counters and captures show every pod's traffic: root only, whatever the file mode says.
+                    // (The request is read first, so closing does not reset the connection under the answer.)
+                    ReadRequestLine(client);
+                    client.Send(Encoding.UTF8.GetBytes($"ERR only root may use a node's control socket (you are uid {uid})\n"));
+                    client.Shutdown(SocketShutdown.Send);
+                }
+                else
+                {
+                    string line = ReadRequestLine(client);
+                    if (line.Length > 0 && line != "STATS" && _request is not null)
+                    {
+                        handedOver = _request(client, line);
+                    }
+                    if (!handedOver)
                     {
                         client.Send(Encoding.UTF8.GetBytes(_render()));
                     }
-                    else
-                    {
-                        Respond(client);
-                    }
-                }
-                catch (SocketException)
-                {
                 }
             }
+            catch (SocketException)
+            {
+            }
+            finally
+            {
+                if (!handedOver)
+                {
+                    client.Dispose();
+                }
+            }
+        }
+    }
+
+    /// <summary>The first line a control client sends (<c>STATS</c>, <c>CAPTURE ...</c>); empty if it sends nothing soon (older clients).</summary>
+    private static string ReadRequestLine(Socket client)
+    {
+        client.ReceiveTimeout = 300;
+        byte[] buffer = new byte[512];
+        int n = 0;
+        try
+        {
+            while (n < buffer.Length)
+            {
+                int got = client.Receive(buffer, n, buffer.Length - n, SocketFlags.None);
+                if (got == 0)
+                {
+                    break;
+                }
+                n += got;
+                if (Array.IndexOf(buffer, (byte)'\n', 0, n) >= 0)
+                {
+                    break;
+                }
+            }
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
+        {
+        }
+        client.ReceiveTimeout = 2000;
+        return Encoding.UTF8.GetString(buffer, 0, n).Split('\n')[0].Trim();
+    }
+
+    /// <summary>The uid of the process at the other end of a Unix socket (SO_PEERCRED), or null.</summary>
+    private static uint? PeerUid(Socket client)
+    {
+        Span<byte> ucred = stackalloc byte[12]; // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
+        try
+        {
+            int n = client.GetRawSocketOption(Tmds.Linux.LibC.SOL_SOCKET, Tmds.Linux.LibC.SO_PEERCRED, ucred);
+            return n >= 8 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(ucred[4..]) : null;
+        }
+        catch (SocketException)
+        {
+            return null;
         }
     }
 

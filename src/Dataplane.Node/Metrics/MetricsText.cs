@@ -19,6 +19,9 @@ internal static class MetricsText
     {
         /// <summary>What the node is (for <c>dataplane doctor</c> and dashboards): labels of <c>dataplane_node_info</c>.</summary>
         public IReadOnlyList<(string Key, string Value)> Facts { get; init; } = [];
+
+        /// <summary>The node's captures (for their counters).</summary>
+        public Capture.CaptureHub? Captures { get; init; }
     }
 
     public static string Render(Source s)
@@ -53,7 +56,7 @@ internal static class MetricsText
         Family(b, "dataplane_drops_total", "counter", "Packets not delivered, by reason.");
         foreach (DropReason r in Enum.GetValues<DropReason>())
         {
-            Line(b, "dataplane_drops_total", o.DropsOf(r) + i.DropsOf(r), ("reason", SnakeCase(r.ToString())));
+            Line(b, "dataplane_drops_total", o.DropsOf(r) + i.DropsOf(r), ("reason", DropReasonLabels.Of(r)));
         }
         Family(b, "dataplane_icmp_errors_total", "counter", "ICMP errors written back into the device, and those the rate limit held back.");
         Line(b, "dataplane_icmp_errors_total", o.IcmpSent, ("result", "sent"));
@@ -87,6 +90,13 @@ internal static class MetricsText
             Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");
             Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Tun.Offloads), ("socket", s.Queues[0].Socket.Offloads),
                 ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Queues.Count.ToString(CultureInfo.InvariantCulture)));
+        }
+        if (s.Captures is { } captures)
+        {
+            Family(b, "dataplane_captures", "gauge", "Captures running.");
+            Line(b, "dataplane_captures", captures.Sessions.Length);
+            Family(b, "dataplane_capture_dropped_total", "counter", "Packets left out of captures because a capture's writer fell behind (never a drop on the data path).");
+            Line(b, "dataplane_capture_dropped_total", captures.Dropped);
         }
         if (s.Facts.Count > 0)
         {
@@ -124,19 +134,5 @@ internal static class MetricsText
             b.Append('}');
         }
         b.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
-    }
-
-    public static string SnakeCase(string name)
-    {
-        var b = new StringBuilder(name.Length + 8);
-        for (int k = 0; k < name.Length; k++)
-        {
-            if (char.IsUpper(name[k]) && k > 0)
-            {
-                b.Append('_');
-            }
-            b.Append(char.ToLowerInvariant(name[k]));
-        }
-        return b.ToString();
     }
 }

@@ -31,6 +31,16 @@ internal static partial class StatsCommand
                 Console.Error.WriteLine($"dataplane stats: cannot read {socketPath}: {e.SocketErrorCode} (is the node running, and are you root?)");
                 return 1;
             }
+            catch (IOException e)
+            {
+                Console.Error.WriteLine($"dataplane stats: cannot read {socketPath}: {e.Message}");
+                return 1;
+            }
+            if (text.StartsWith("ERR ", StringComparison.Ordinal))
+            {
+                Console.Error.WriteLine($"dataplane stats: {text[4..].Trim()}");
+                return 1;
+            }
             Dictionary<string, double> now = Parse(text);
             DateTime at = DateTime.UtcNow;
             double seconds = previous is null ? 0 : (at - previousAt).TotalSeconds;
@@ -53,6 +63,7 @@ internal static partial class StatsCommand
     {
         using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         s.Connect(new UnixDomainSocketEndPoint(path));
+        s.Send("STATS\n"u8);
         using var stream = new NetworkStream(s);
         using var reader = new StreamReader(stream, Encoding.UTF8);
         return reader.ReadToEnd();

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Runtime.InteropServices;
+using Dataplane.Capture;
 using Dataplane.Encap;
 using Dataplane.Engine;
 using Dataplane.Leases;
@@ -47,7 +48,8 @@ internal static class NodeRunner
 
         using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
         var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch) { IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst };
-        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Tun, q.Socket))], table, settings);
+        var captures = new CaptureHub();
+        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Tun, q.Socket))], table, settings, captures);
         engine = running;
 
         using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;
@@ -59,10 +61,13 @@ internal static class NodeRunner
         var metricsNow = new MetricsText.Source(running, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues)
         {
             Facts = Describe(plan, leases.Description, o.SubnetFile, o.IpMasq),
+            Captures = captures,
         };
         metricsSource = metricsNow;
         string controlPath = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
-        using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsNow));
+        string overlayName = $"overlay {plan.DeviceName}", underlayName = $"underlay {device.Socket.LocalEndpoint}";
+        using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsNow),
+            (client, line) => CaptureServer.TryStart(client, line, captures, overlayName, underlayName, settings.SlotSize, log));
         log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
             plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, device.Tun.Name);
@@ -82,6 +87,7 @@ internal static class NodeRunner
             log.Information("Stopping");
         }
         leases.Dispose();
+        captures.EndAll();
         running.Stop();
         CountersReport.Log(running, log);
         CountersReport.LogOffloads(device, log);

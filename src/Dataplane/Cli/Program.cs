@@ -4,7 +4,7 @@ using Serilog;
 
 namespace Dataplane.Cli;
 
-/// <summary>The command line: the node's <c>run</c>, <c>stats</c> and <c>doctor</c>, and the lab's <c>demo</c>, <c>bench</c> and hidden pod tools.</summary>
+/// <summary>The command line: the node's <c>run</c>, <c>stats</c>, <c>capture</c> and <c>doctor</c>, and the lab's <c>demo</c>, <c>bench</c> and hidden pod tools.</summary>
 internal static class Program
 {
     public static int Main(string[] args)
@@ -14,6 +14,7 @@ internal static class Program
             RunCommandLine.Create(CreateLogger),
             StatsCommandLine(),
             DoctorCommandLine(),
+            CaptureCommandLine(),
         };
         foreach (Command lab in LabCommands.All())
         {
@@ -39,6 +40,26 @@ internal static class Program
         var cmd = new Command("stats", "counters of a running node, live") { socket, device, once, interval };
         cmd.SetAction(r => Metrics.StatsCommand.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!),
             r.GetValue(once), r.GetValue(interval), Console.Out));
+        return cmd;
+    }
+
+    private static Command CaptureCommandLine()
+    {
+        var socket = new Option<string?>("--control-socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock)" };
+        var device = new Option<string>("--device") { Description = "the node's device, to find its control socket", DefaultValueFactory = _ => "flannel.1" };
+        var write = new Option<string>("-w") { Description = "the pcapng file to write, or - for stdout (| tshark -r - -d udp.port==8472,vxlan)", Required = true };
+        var count = new Option<long>("--count") { Description = "stop after this many packets (0: no limit)" }.InRange(0, long.MaxValue, "must be 0 or more");
+        var duration = new Option<double>("--duration") { Description = "stop after this many seconds (0: no limit)" }.InRange(0, 86400, "must be 0 to 86400 seconds");
+        var peer = new Option<string?>("--peer") { Description = "only what concerns this peer: its public IP, or a subnet (inner source or destination)" };
+        var dropsOnly = new Option<bool>("--drops-only") { Description = "only dropped packets, each with its drop reason as the packet comment" };
+        var snapLength = new Option<int>("--snaplen") { Description = "bytes kept of each packet", DefaultValueFactory = _ => Capture.CaptureServer.DefaultSnapLength }
+            .InRange(64, 262144, "must be 64 to 262144");
+        var cmd = new Command("capture", "a running node's inner and outer packets, and its drops with their reasons, as pcapng")
+        {
+            socket, device, write, count, duration, peer, dropsOnly, snapLength,
+        };
+        cmd.SetAction(r => Capture.CaptureClient.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!), r.GetValue(write)!,
+            r.GetValue(count), r.GetValue(duration), r.GetValue(peer), r.GetValue(dropsOnly), r.GetValue(snapLength), Console.Error));
         return cmd;
     }
 

@@ -1,0 +1,147 @@
+using System.Buffers.Binary;
+using System.IO.Pipelines;
+using System.Threading.Channels;
+using Dataplane.Encap;
+using Dataplane.TunTap;
+using Microsoft.Extensions.ObjectPool;
+
+namespace Dataplane.Capture;
+
+/// <summary>
+/// One running capture: the loops offer it packets (<see cref="Offer"/>), it keeps what its filter
+/// matches by copying it into a pooled record, and a writer of its own streams the records as
+/// pcapng into the client's connection (System.IO.Pipelines). The loops never wait for it: when
+/// the writer falls behind and its queue is full, a packet is left out of the capture and counted
+/// (<see cref="Dropped"/>), never delayed or lost on the data path.
+/// It ends at its packet count or duration, when the client goes away, or when the node stops.
+/// </summary>
+internal sealed class CaptureSession
+{
+    public const int Overlay = 0, Underlay = 1;
+    private const int QueueLength = 4096;
+    private const int OuterHeaders = Ipv4Header.MinLength + 8; // the IPv4 and UDP headers written in front of a datagram
+
+    private readonly CaptureFilter _filter;
+    private readonly int _snapLength;
+    private readonly ObjectPool<CaptureRecord> _pool;
+    private readonly Channel<CaptureRecord> _queue = Channel.CreateBounded<CaptureRecord>(
+        new BoundedChannelOptions(QueueLength) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly CancellationTokenSource _end = new();
+    private readonly long _count;
+    private readonly TimeSpan _duration;
+    private long _dropped;
+
+    /// <param name="maxPacket">The largest packet a loop can offer (its slot size).</param>
+    public CaptureSession(CaptureFilter filter, int snapLength, long count, TimeSpan duration, int maxPacket)
+    {
+        _filter = filter;
+        _snapLength = snapLength;
+        _count = count;
+        _duration = duration;
+        // Records as large as a packet can be here (a slot plus the outer headers written in front), or the snap length.
+        int capacity = Math.Min(snapLength, maxPacket + OuterHeaders);
+        _pool = new DefaultObjectPool<CaptureRecord>(new CaptureRecord.Policy(capacity), maximumRetained: 512);
+    }
+
+    /// <summary>Packets left out because the writer fell behind.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+    public long Written { get; private set; }
+
+    /// <summary>
+    /// From a loop: keep this packet if the filter matches. <paramref name="data"/> is the inner IP
+    /// packet (overlay) or the UDP payload (underlay, whose IPv4 and UDP headers are written in front
+    /// from <paramref name="from"/> and <paramref name="to"/>, as they were on the wire).
+    /// </summary>
+    public void Offer(int side, bool inbound, ReadOnlySpan<byte> data, UdpEndpoint from, UdpEndpoint to, uint peer, string? dropReason)
+    {
+        ReadOnlySpan<byte> inner = side == Overlay ? data : default;
+        uint innerSource = inner.Length >= Ipv4Header.MinLength && inner[0] >> 4 == 4 ? BinaryPrimitives.ReadUInt32BigEndian(inner[12..]) : 0;
+        uint innerDestination = inner.Length >= Ipv4Header.MinLength && inner[0] >> 4 == 4 ? BinaryPrimitives.ReadUInt32BigEndian(inner[16..]) : 0;
+        if (!_filter.Matches(peer, innerSource, innerDestination, dropReason is not null) || _end.IsCancellationRequested)
+        {
+            return;
+        }
+        CaptureRecord r = _pool.Get();
+        Span<byte> b = r.Buffer;
+        int header = 0;
+        if (side == Underlay)
+        {
+            header = OuterHeaders;
+            int total = OuterHeaders + data.Length;
+            Ipv4Header.Write(b, total, 0, 0x4000, 64, Ipv4Header.ProtocolUdp, from.Address, to.Address);
+            BinaryPrimitives.WriteUInt16BigEndian(b[20..], from.Port);
+            BinaryPrimitives.WriteUInt16BigEndian(b[22..], to.Port);
+            BinaryPrimitives.WriteUInt16BigEndian(b[24..], (ushort)(8 + data.Length));
+            BinaryPrimitives.WriteUInt16BigEndian(b[26..], 0); // no UDP checksum (as VXLAN over IPv4 commonly sends)
+        }
+        int copy = Math.Min(data.Length, b.Length - header);
+        data[..copy].CopyTo(b[header..]);
+        r.Length = header + copy;
+        r.OriginalLength = header + data.Length;
+        r.Interface = side;
+        r.Inbound = inbound;
+        r.Microseconds = (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) / 10;
+        r.Comment = dropReason;
+        if (!_queue.Writer.TryWrite(r))
+        {
+            Interlocked.Increment(ref _dropped);
+            _pool.Return(r);
+        }
+    }
+
+    /// <summary>Ends the capture (node stopping, client gone); the writer finishes what it has.</summary>
+    public void End() => _end.Cancel();
+
+    /// <summary>The writer: streams pcapng into <paramref name="output"/> until the capture ends. Returns the packets written.</summary>
+    public async Task<long> WriteAsync(Stream output, string overlayName, string underlayName)
+    {
+        PipeWriter w = PipeWriter.Create(output);
+        using var timer = new CancellationTokenSource(_duration > TimeSpan.Zero ? _duration : Timeout.InfiniteTimeSpan);
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(_end.Token, timer.Token);
+        try
+        {
+            PcapNg.WriteSectionHeader(w);
+            PcapNg.WriteInterface(w, overlayName, _snapLength);
+            PcapNg.WriteInterface(w, underlayName, _snapLength);
+            await w.FlushAsync(ended.Token).ConfigureAwait(false);
+            while (_count <= 0 || Written < _count)
+            {
+                if (!_queue.Reader.TryRead(out CaptureRecord? r))
+                {
+                    await w.FlushAsync(ended.Token).ConfigureAwait(false);
+                    if (!await _queue.Reader.WaitToReadAsync(ended.Token).ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                PcapNg.WritePacket(w, r.Interface, r.Microseconds, r.Buffer.AsSpan(0, r.Length), r.OriginalLength,
+                    r.Inbound ? PcapNg.FlagInbound : PcapNg.FlagOutbound, r.Comment);
+                _pool.Return(r);
+                Written++;
+            }
+            await w.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException)
+        {
+            // Ended (count, duration, node stopping) or the client went away.
+        }
+        finally
+        {
+            _end.Cancel();
+            while (_queue.Reader.TryRead(out CaptureRecord? r))
+            {
+                _pool.Return(r);
+            }
+            try
+            {
+                await w.FlushAsync(CancellationToken.None).ConfigureAwait(false); // what was written before the end
+                await w.CompleteAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+            }
+        }
+        return Written;
+    }
+}

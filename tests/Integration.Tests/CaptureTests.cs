@@ -1,0 +1,145 @@
+using Dataplane.Lab;
+using Dataplane.Node;
+using Dataplane.TestSupport;
+using Xunit.Abstractions;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>
+/// <c>dataplane capture</c> from a running node, read back by tshark (the independent reader):
+/// inner packets on the overlay interface, outer datagrams on the underlay interface that tshark
+/// decodes as VXLAN, directions, and drops with their reasons as packet comments.
+/// </summary>
+public class CaptureTests(ITestOutputHelper output)
+{
+    private static string[] Tshark(Cluster c, string file, params string[] fields)
+    {
+        string tshark = Require.Tool("tshark", "tshark");
+        ProcessRunner.Result r = ProcessRunner.Run(tshark, ["-r", file, "-d", "udp.port==8472,vxlan", "-T", "fields", "-E", "separator=|",
+            .. fields.SelectMany(f => new[] { "-e", f })]);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
+    private static NodeProcess StartCapture(Cluster c, string file, params string[] extra)
+    {
+        NodeProcess p = c.Topology.Start(c.Topology.Node(1), [.. SelfCommand.Prefix(), "capture", "--control-socket", c.ControlSocket(1), "-w", file, .. extra], "capture");
+        Thread.Sleep(500); // the node has taken the request
+        return p;
+    }
+
+    [Fact]
+    public void Inner_and_outer_packets_and_drops_with_their_reasons_open_in_tshark()
+    {
+        using var c = new Cluster();
+        var (node, _) = c.StartTwoNodes("vxlan");
+        c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 1); // neighbours resolved before the capture
+
+        string file = c.Path_("all.pcapng");
+        NodeProcess capture = StartCapture(c, file, "--duration", "4");
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3).ExitCode);
+        c.Ping(c.Topology.Pod(1), "10.244.9.9", count: 1); // no peer owns it: no_route
+        Assert.True(capture.WaitForExit(TimeSpan.FromSeconds(15)), capture.Output);
+        Assert.Equal(0, capture.ExitCode);
+
+        // As an operator reads it (the README quotes this):
+        output.WriteLine(ProcessRunner.Run(Require.Tool("tshark", "tshark"), ["-r", file, "-d", "udp.port==8472,vxlan",
+            "-T", "fields", "-e", "frame.number", "-e", "frame.interface_name", "-e", "frame.packet_flags_direction", "-e", "_ws.col.Info", "-e", "frame.comment"]).Stdout);
+        string[] rows = Tshark(c, file, "frame.interface_id", "frame.packet_flags_direction", "vxlan.vni", "ip.src", "ip.dst", "icmp.type", "frame.comment");
+        output.WriteLine(string.Join('\n', rows));
+        // Overlay (interface 0): the echo requests as read from the device (direction 2, outbound), the replies as delivered (1, inbound).
+        Assert.Equal(3, rows.Count(r => r.StartsWith("0|0x00000002||10.244.1.2|10.244.2.2|8|", StringComparison.Ordinal)));
+        Assert.Equal(3, rows.Count(r => r.StartsWith("0|0x00000001||10.244.2.2|10.244.1.2|0|", StringComparison.Ordinal)));
+        // Underlay (interface 1): the same as VXLAN datagrams, VNI 1, outer then inner addresses.
+        Assert.Equal(3, rows.Count(r => r.StartsWith("1|0x00000002|1|192.0.2.1,10.244.1.2|192.0.2.2,10.244.2.2|8|", StringComparison.Ordinal)));
+        Assert.Equal(3, rows.Count(r => r.StartsWith("1|0x00000001|1|192.0.2.2,10.244.2.2|192.0.2.1,10.244.1.2|0|", StringComparison.Ordinal)));
+        // The unroutable echo: dropped, with its reason.
+        Assert.Single(rows, r => r.StartsWith("0|0x00000002||10.244.1.2|10.244.9.9|8|no_route", StringComparison.Ordinal));
+        Assert.Contains(node.Lines, l => l.Contains("Capture started", StringComparison.Ordinal));
+        Assert.True(SpinUntil(() => node.Lines.Any(l => l.Contains("Capture ended: ", StringComparison.Ordinal))), node.Output);
+    }
+
+    [Fact]
+    public void Drops_only_to_stdout_and_two_captures_at_once_each_end_at_their_count()
+    {
+        using var c = new Cluster();
+        c.StartTwoNodes("udp");
+        string drops = c.Path_("drops.pcapng"), counted = c.Path_("counted.pcapng");
+        // stdout piped into a file, as `| tshark -r -` would read it.
+        NodeProcess onlyDrops = c.Topology.Start(c.Topology.Node(1), ["/bin/sh", "-c",
+            $"exec {string.Join(' ', SelfCommand.Prefix())} capture --control-socket {c.ControlSocket(1)} -w - --drops-only --count 2 > {drops}"], "drops");
+        NodeProcess two = StartCapture(c, counted, "--count", "4");
+        c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3);
+        c.Ping(c.Topology.Pod(1), "10.244.9.9", count: 3);
+        Assert.True(onlyDrops.WaitForExit(TimeSpan.FromSeconds(15)), onlyDrops.Output);
+        Assert.True(two.WaitForExit(TimeSpan.FromSeconds(15)), two.Output);
+        string[] dropRows = Tshark(c, drops, "ip.dst", "frame.comment");
+        Assert.Equal(["10.244.9.9|no_route", "10.244.9.9|no_route"], dropRows);
+        Assert.Equal(4, Tshark(c, counted, "frame.number").Length);
+    }
+
+    [Fact]
+    public void A_capture_ends_cleanly_on_ctrl_c_and_when_the_node_stops()
+    {
+        using var c = new Cluster();
+        var (node, _) = c.StartTwoNodes("udp");
+        string first = c.Path_("interrupted.pcapng"), second = c.Path_("node-stopped.pcapng");
+        NodeProcess interrupted = StartCapture(c, first);
+        c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 2);
+        Assert.True(SpinUntil(() => new FileInfo(first).Length > 100), "the capture did not start writing"); // the client is copying now
+        ProcessRunner.Run("/bin/sh", ["-c", $"kill -INT {interrupted.Pid}"]);
+        Assert.True(interrupted.WaitForExit(TimeSpan.FromSeconds(10)), "Ctrl-C did not end the capture");
+        Assert.Equal(0, interrupted.ExitCode);
+        Assert.True(Tshark(c, first, "frame.number").Length >= 4, "what was captured before Ctrl-C is in the file");
+        Assert.True(SpinUntil(() => node.Lines.Any(l => l.Contains("Capture ended: ", StringComparison.Ordinal))), "the node did not end the capture: " + node.Output);
+
+        NodeProcess stopped = StartCapture(c, second);
+        c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 2);
+        Assert.Equal(0, node.Stop(TimeSpan.FromSeconds(10)));
+        Assert.True(stopped.WaitForExit(TimeSpan.FromSeconds(10)), "the capture outlived its node");
+        Assert.Equal(0, stopped.ExitCode);
+        Assert.True(Tshark(c, second, "frame.number").Length >= 4);
+    }
+
+    [Fact]
+    public void Only_root_may_capture_or_read_stats()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        // A control socket where anyone could reach the file: the mode (0600) refuses others,
+        // and when even that is opened up, the node checks who is asking (SO_PEERCRED).
+        string socket = $"/tmp/dataplane-{c.Topology.Id}.sock";
+        NodeProcess n = c.Topology.Start(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--leases", c.LeasesPath, "--public-ip", Topology.UnderlayIp(1),
+            "--backend", "udp", "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", socket], "node1");
+        Assert.True(n.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, n.Output);
+        try
+        {
+            string setpriv = Require.Tool("setpriv", "util-linux");
+            string[] nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--", "env", "HOME=/tmp", "DOTNET_CLI_HOME=/tmp"];
+            ProcessRunner.Result refused = c.Topology.Exec(c.Topology.Node(1), [.. nobody, .. SelfCommand.Prefix(), "capture", "--control-socket", socket, "-w", "-", "--count", "1"]);
+            BadInputTests.AssertOneLine(refused.ExitCode, refused.Stderr, "permission denied: only root may capture");
+            File.SetUnixFileMode(socket, (UnixFileMode)0b110_110_110);
+            ProcessRunner.Result checkedUid = c.Topology.Exec(c.Topology.Node(1), [.. nobody, .. SelfCommand.Prefix(), "capture", "--control-socket", socket, "-w", "-", "--count", "1"]);
+            BadInputTests.AssertOneLine(checkedUid.ExitCode, checkedUid.Stderr, "only root may use a node's control socket (you are uid 65534)");
+            ProcessRunner.Result stats = c.Topology.Exec(c.Topology.Node(1), [.. nobody, .. SelfCommand.Prefix(), "stats", "--socket", socket, "--once"]);
+            Assert.NotEqual(0, stats.ExitCode);
+            Assert.Contains("only root", stats.Stdout + stats.Stderr);
+        }
+        finally
+        {
+            File.Delete(socket);
+        }
+    }
+
+    private static bool SpinUntil(Func<bool> condition)
+    {
+        var until = DateTime.UtcNow.AddSeconds(10);
+        while (!condition() && DateTime.UtcNow < until)
+        {
+            Thread.Sleep(100);
+        }
+        return condition();
+    }
+}
