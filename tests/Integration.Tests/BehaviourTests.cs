@@ -1,0 +1,81 @@
+using System.Text.RegularExpressions;
+using Dataplane.Lab;
+using Dataplane.Node;
+using Dataplane.TestSupport;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>
+/// README claims proven with real peers in namespaces: the data plane is a link (TTL untouched),
+/// another VXLAN port works, a naive node and an offload node share a cluster, and ARP for our VTEP
+/// address is answered on the wire to a kernel peer that asks.
+/// </summary>
+public class BehaviourTests
+{
+    [Theory]
+    [InlineData("udp")]
+    [InlineData("vxlan")]
+    public void Ttl_is_left_alone_the_nodes_routing_decrements_it(string backend)
+    {
+        using var c = new Cluster();
+        c.StartTwoNodes(backend);
+        string ping = Require.Tool("ping", "iputils-ping");
+        // pod 1 -> node 1 (TTL 3 -> 2) -> overlay -> node 2 (2 -> 1) -> pod 2: arrives.
+        ProcessRunner.Result three = c.Topology.Exec(c.Topology.Pod(1), [ping, "-c", "1", "-W", "2", "-t", "3", Topology.PodIp(2)]);
+        Assert.True(three.ExitCode == 0, three.Stdout + three.Stderr);
+        // With 2 it runs out at node 2, which says so from its overlay address: the link took none.
+        ProcessRunner.Result two = c.Topology.Exec(c.Topology.Pod(1), [ping, "-c", "1", "-W", "2", "-t", "2", Topology.PodIp(2)]);
+        Assert.NotEqual(0, two.ExitCode);
+        Assert.Contains("From 10.244.2.0 icmp_seq=1 Time to live exceeded", two.Stdout);
+    }
+
+    [Fact]
+    public void Vxlan_on_port_4789_carries_traffic()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n1 = c.StartNode(1, "vxlan", null, "--port", "4789");
+        c.StartNode(2, "vxlan", null, "--port", "4789");
+        Assert.Contains("listening on 192.0.2.1:4789", n1.Output);
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2)).ExitCode);
+        c.StartTransfer(1, 2, 8L << 20).AssertIntact(TimeSpan.FromSeconds(60));
+    }
+
+    [Fact]
+    public void A_naive_node_and_an_offload_node_share_a_cluster_both_ways()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        c.StartNode(1, "vxlan", null, "--offload", "off", "--batch", "1", "--queues", "1");
+        c.StartNode(2, "vxlan");
+        c.StartTransfer(1, 2, 16L << 20).AssertIntact(TimeSpan.FromSeconds(90));
+        c.StartTransfer(2, 1, 16L << 20, port: 5202).AssertIntact(TimeSpan.FromSeconds(90));
+    }
+
+    [Fact]
+    public void A_kernel_peer_that_asks_for_our_vtep_address_gets_an_arp_reply_on_the_wire()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        string kernelMac = ClusterFileBuilder.VtepMac(2);
+        new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(c.LeasesPath);
+        c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))]);
+        string n2 = c.Topology.Node(2);
+        // Take away the permanent neighbour flanneld would have added, and let broadcasts reach us:
+        // the kernel must now ask for 10.244.1.0 over VXLAN.
+        c.Topology.Ip(n2, "neigh", "del", "10.244.1.0", "dev", "flannel.1");
+        ProcessRunner.Check(Require.Tool("bridge", "iproute2"), "-n", n2, "fdb", "append", "00:00:00:00:00:00", "dev", "flannel.1", "dst", Topology.UnderlayIp(1));
+        c.StartNode(1, "vxlan");
+
+        Assert.Equal(0, c.Ping(c.Topology.Pod(2), Topology.PodIp(1)).ExitCode);
+        string neighbour = c.Topology.Ip(n2, "neigh", "show", "10.244.1.0", "dev", "flannel.1");
+        Assert.Contains($"lladdr {ClusterFileBuilder.VtepMac(1)}", neighbour); // learned from our reply
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        Assert.True(long.Parse(Regex.Match(stats.Stdout, @"arp replies (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 1, stats.Stdout);
+    }
+}
