@@ -23,7 +23,10 @@ public class CaptureTests(ITestOutputHelper output)
 
     private static NodeProcess StartCapture(Cluster c, string file, params string[] extra)
     {
-        NodeProcess p = c.Topology.Start(c.Topology.Node(1), [.. SelfCommand.Prefix(), "capture", "--control-socket", c.ControlSocket(1), "-w", file, .. extra], "capture");
+        // With SIGINT's default disposition, as from a terminal (a test run started in the
+        // background inherits SIGINT ignored, and .NET keeps an inherited ignore).
+        string env = Require.Tool("env", "coreutils");
+        NodeProcess p = c.Topology.Start(c.Topology.Node(1), [env, "--default-signal=INT", .. SelfCommand.Prefix(), "capture", "--control-socket", c.ControlSocket(1), "-w", file, .. extra], "capture");
         Thread.Sleep(500); // the node has taken the request
         return p;
     }
