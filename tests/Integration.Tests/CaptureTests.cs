@@ -105,6 +105,25 @@ public class CaptureTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_capture_that_nobody_reads_loses_capture_records_never_traffic()
+    {
+        using var c = new Cluster();
+        c.StartTwoNodes("vxlan");
+        // A client that asks for everything and never reads: its writer stalls, its queue fills.
+        using var stalled = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+        stalled.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(c.ControlSocket(1)));
+        stalled.Send("CAPTURE count=0 duration=0\n"u8);
+        Thread.Sleep(300);
+        c.StartTransfer(1, 2, 32L << 20).AssertIntact(TimeSpan.FromSeconds(60)); // the data path does not wait for the capture
+        string metrics = Metrics.StatsCommand.Read(c.ControlSocket(1));
+        Assert.Contains("dataplane_captures 1", metrics);
+        long dropped = long.Parse(metrics.Split('\n').Single(l => l.StartsWith("dataplane_capture_dropped_total ", StringComparison.Ordinal)).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(dropped > 1000, $"only {dropped} capture records left out");
+        stalled.Close();
+        Assert.True(SpinUntil(() => Metrics.StatsCommand.Read(c.ControlSocket(1)).Contains("dataplane_captures 0", StringComparison.Ordinal)), "the capture outlived its client");
+    }
+
+    [Fact]
     public void Only_root_may_capture_or_read_stats()
     {
         using var c = new Cluster();
