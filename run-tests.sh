@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# All tests: installs what they need (Debian packages), runs every test project, and prints
+# All tests: installs what they need (Debian packages), publishes the NativeAOT binary (the product;
+# the integration tests start it through DATAPLANE_BINARY), runs every test project, and prints
 # "N passed, N failed[, N skipped]" counted from the test results. Needs root: the integration
 # tests build hosts in network namespaces (nothing is configured in the root namespace).
 set -uo pipefail
@@ -20,6 +21,8 @@ command -v iperf3 >/dev/null   || need+=(iperf3)
 command -v etcd >/dev/null     || need+=(etcd-server)
 command -v etcdctl >/dev/null  || need+=(etcd-client)
 command -v iptables >/dev/null || need+=(iptables)
+command -v clang >/dev/null    || need+=(clang)        # NativeAOT links with clang
+[ -f /usr/include/zlib.h ]     || need+=(zlib1g-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -30,6 +33,12 @@ results=TestResults
 rm -rf "$results"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet tool restore >/dev/null || { echo "dotnet tool restore failed (SharpFuzz.CommandLine for the fuzz tests)"; exit 1; }
+# The product is the NativeAOT binary: publish it and let every test that starts the program start it.
+aot=artifacts/aot
+rm -rf "$aot"; mkdir -p artifacts
+dotnet publish src/Dataplane -c Release -r linux-x64 -o "$aot" -nologo -v quiet >artifacts/publish.log 2>&1 \
+  || { tail -20 artifacts/publish.log; echo "NativeAOT publish failed"; exit 1; }
+export DATAPLANE_BINARY="$PWD/$aot/dataplane"
 dotnet test Dataplane.sln -c Release --logger "trx" --results-directory "$results" "$@"
 status=$?
 

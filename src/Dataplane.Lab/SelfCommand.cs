@@ -1,14 +1,21 @@
 namespace Dataplane.Lab;
 
 /// <summary>
-/// How to start the dataplane program again (in another namespace): the native binary or apphost
-/// when that is what runs, else <c>dotnet dataplane.dll</c> from this assembly's folder (also when
-/// the caller is a test host that has the program beside it).
+/// How to start the dataplane program again (in another namespace): <c>DATAPLANE_BINARY</c> when set
+/// (CI points it at the NativeAOT binary, so the tests run what users run), else the native binary
+/// or apphost when that is what runs, else <c>dotnet dataplane.dll</c> from this assembly's folder
+/// (also when the caller is a test host that has the program beside it).
 /// </summary>
 internal static class SelfCommand
 {
+    public const string BinaryVariable = "DATAPLANE_BINARY";
+
     public static IReadOnlyList<string> Prefix()
     {
+        if (Environment.GetEnvironmentVariable(BinaryVariable) is { Length: > 0 } binary)
+        {
+            return File.Exists(binary) ? [binary] : throw new InvalidOperationException($"{BinaryVariable}={binary}: no such file");
+        }
         string process = Environment.ProcessPath ?? "dotnet";
         if (Path.GetFileNameWithoutExtension(process) == "dataplane")
         {
