@@ -33,6 +33,13 @@ internal static class MetricsText
         Family(b, "dataplane_packets_total", "counter", "Packets handled, by direction (out: device to peers, in: peers to device).");
         Line(b, "dataplane_packets_total", o.Packets, ("direction", "out"));
         Line(b, "dataplane_packets_total", i.Packets, ("direction", "in"));
+        Family(b, "dataplane_queue_packets_total", "counter", "Packets handled by each queue's loops, by direction (how the kernel spreads flows over the queues).");
+        for (int q = 0; q < s.Engine.OutboundLoops.Count; q++)
+        {
+            string queue = q.ToString(CultureInfo.InvariantCulture);
+            Line(b, "dataplane_queue_packets_total", Volatile.Read(ref s.Engine.OutboundLoops[q].Counters.Packets), ("queue", queue), ("direction", "out"));
+            Line(b, "dataplane_queue_packets_total", Volatile.Read(ref s.Engine.InboundLoops[q].Counters.Packets), ("queue", queue), ("direction", "in"));
+        }
         Family(b, "dataplane_bytes_total", "counter", "Bytes handled, by direction (out: inner packets read from the device; in: datagrams received).");
         Line(b, "dataplane_bytes_total", o.Bytes, ("direction", "out"));
         Line(b, "dataplane_bytes_total", i.Bytes, ("direction", "in"));

@@ -129,6 +129,12 @@ internal static partial class StatsCommand
         {
             o.WriteLine($"  offloads: device {Label(offload, "device")}; socket {Label(offload, "socket")}; batch {Label(offload, "batch")}; queues {Label(offload, "queues")}");
         }
+        var queues = now.Keys.Where(k => k.StartsWith("dataplane_queue_packets_total", StringComparison.Ordinal) && k.Contains("direction=\"out\"", StringComparison.Ordinal))
+            .Select(k => $"{Label(k, "queue")}: out {Get(k):F0} in {Get(k.Replace("direction=\"out\"", "direction=\"in\"", StringComparison.Ordinal)):F0}").ToList();
+        if (queues.Count > 1)
+        {
+            o.WriteLine($"  per queue: {string.Join("; ", queues)}");
+        }
     }
 
     private static string Label(string key, string name)
