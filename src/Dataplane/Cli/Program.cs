@@ -27,7 +27,16 @@ internal static class Program
             return Fail(parsed.Errors[0].Message);
         }
         // The commands handle SIGINT/SIGTERM themselves (run: clean stop; demo: remove the namespaces).
-        return parsed.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null });
+        // No silent exit: System.CommandLine's own handler returns 1 without a word for an
+        // OperationCanceledException, so every unexpected exception is said here, in one line.
+        try
+        {
+            return parsed.Invoke(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e)
+        {
+            return Fail($"unexpected {e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")} (a bug: please report it with the command line)");
+        }
     }
 
     private static Command StatsCommandLine()
@@ -82,7 +91,7 @@ internal static class Program
 
     public static int Fail(string message)
     {
-        Console.Error.WriteLine($"dataplane: {message}");
+        Console.Error.WriteLine($"dataplane: {message.ReplaceLineEndings(" ")}"); // one line, always
         return 1;
     }
 }

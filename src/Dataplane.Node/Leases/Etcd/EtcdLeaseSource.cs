@@ -2,7 +2,6 @@ using System.Text.Json;
 using Dataplane.Encap;
 using Dataplane.Engine;
 using Dataplane.Leases.Schema;
-using Grpc.Core;
 using Serilog;
 
 namespace Dataplane.Leases.Etcd;
@@ -45,9 +44,10 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         {
             return ReadSnapshot();
         }
-        catch (RpcException e)
+        catch (Exception e) when (EtcdStore.IsRequestFailure(e))
         {
-            throw new ConfigException($"{Description}: not reachable within {options.Timeout.TotalSeconds:0.#} s ({(e.StatusCode == StatusCode.DeadlineExceeded ? Store.Diagnose() : e.Status.Detail)})");
+            // Whatever gRPC says (a deadline, or the call failing before it), a direct probe says why, in one line.
+            throw new ConfigException($"{Description}: not reachable within {options.Timeout.TotalSeconds:0.#} s ({Store.Diagnose()})");
         }
     }
 
@@ -109,9 +109,9 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
                 }
             }
         }
-        catch (RpcException e)
+        catch (Exception e) when (EtcdStore.IsRequestFailure(e))
         {
-            throw new ConfigException($"{Description}: taking our lease failed ({e.StatusCode}: {e.Status.Detail})");
+            throw new ConfigException($"{Description}: taking our lease failed ({EtcdStore.Describe(e)})");
         }
         NetworkConfig c = snapshot.Config;
         throw new ConfigException($"{Description}: no free subnet between {Ipv4Prefix.Format(c.SubnetMin)} and {Ipv4Prefix.Format(c.SubnetMax)}");
@@ -156,11 +156,11 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
                 }
                 tables.Offer(snapshot);
             }
-            catch (Exception e) when (e is RpcException or ConfigException)
+            catch (Exception e) when (e is ConfigException || EtcdStore.IsRequestFailure(e) && !_stop.IsCancellationRequested)
             {
                 if (!away)
                 {
-                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, e is RpcException r ? $"{r.StatusCode}" : e.Message);
+                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, e is ConfigException ? e.Message : EtcdStore.Describe(e));
                     away = true;
                 }
                 backoff = TimeSpan.FromSeconds(Math.Min(30, backoff.TotalSeconds * 2));

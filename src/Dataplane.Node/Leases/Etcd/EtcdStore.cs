@@ -131,9 +131,9 @@ internal sealed class EtcdStore : IDisposable
         {
             _client.LeaseRevoke(new LeaseRevokeRequest { ID = id }, deadline: Deadline);
         }
-        catch (RpcException)
+        catch (Exception e) when (IsRequestFailure(e))
         {
-            // expired already: nothing to revoke
+            // expired already (or etcd away): nothing to revoke; it expires by itself
         }
     }
 
@@ -178,6 +178,21 @@ internal sealed class EtcdStore : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// A request that failed: gRPC's RpcException, or (seen with the native binary, when the deadline
+    /// cancels the HTTP/2 call before gRPC maps it) an OperationCanceledException. Both mean "etcd
+    /// did not answer in time"; neither may end the node.
+    /// </summary>
+    public static bool IsRequestFailure(Exception e) => e is RpcException or OperationCanceledException;
+
+    /// <summary>One line for a failed request.</summary>
+    public static string Describe(Exception e) => e switch
+    {
+        RpcException r => r.StatusCode.ToString(),
+        OperationCanceledException => "no answer within the deadline",
+        _ => e.GetType().Name,
+    };
 
     /// <summary>
     /// Why etcd could not be used, found by trying the first endpoint directly (the gRPC client only
