@@ -49,7 +49,7 @@ public sealed class LoopGuardTests
         Assert.True(f.Engine.Faulted.WaitOne(TimeSpan.FromSeconds(5)));
         f.Socket.FailNextReceive = new InvalidOperationException("second");
         f.Socket.Deliver([1, 2, 3], EngineFixture.PeerB.Endpoint); // wakes the inbound loop, which throws now
-        Thread.Sleep(200);
+        Assert.True(SpinWait.SpinUntil(() => f.Socket.FailNextReceive is null, TimeSpan.FromSeconds(5)), "the second fault was never thrown");
         f.Engine.Stop();
         Assert.Equal("first", f.Engine.Failure!.Exception!.Message);
     }

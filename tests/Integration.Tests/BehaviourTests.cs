@@ -33,11 +33,7 @@ public class BehaviourTests
     public void Vxlan_on_port_4789_carries_traffic()
     {
         using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
-        NodeProcess n1 = c.StartNode(1, "vxlan", null, "--port", "4789");
-        c.StartNode(2, "vxlan", null, "--port", "4789");
+        var (n1, _) = c.StartTwoNodes("vxlan", "--port", "4789");
         Assert.Contains("listening on 192.0.2.1:4789", n1.Output);
         Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2)).ExitCode);
         c.StartTransfer(1, 2, 8L << 20).AssertIntact(TimeSpan.FromSeconds(60));
@@ -83,11 +79,7 @@ public class BehaviourTests
     public void Per_queue_counters_add_up_and_show_where_the_kernel_put_the_flows()
     {
         using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
-        c.StartNode(1, "vxlan", null, "--queues", "2");
-        c.StartNode(2, "vxlan", null, "--queues", "2");
+        c.StartTwoNodes("vxlan", "--queues", "2");
         string iperf3 = Require.Tool("iperf3", "iperf3");
         NodeProcess server = c.Topology.Start(c.Topology.Pod(2), [iperf3, "-s", "-1"], "iperf3-server");
         Thread.Sleep(500);

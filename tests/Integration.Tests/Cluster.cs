@@ -30,12 +30,12 @@ internal sealed class Cluster : IDisposable
     public string ControlSocket(int i) => Path_($"node{i}.sock");
 
     /// <summary>Nodes 1 and 2 with their pods, leases for both in the cluster file, our data plane running on both.</summary>
-    public (NodeProcess One, NodeProcess Two) StartTwoNodes(string backend)
+    public (NodeProcess One, NodeProcess Two) StartTwoNodes(string backend, params string[] extra)
     {
         Topology.AddNode(1);
         Topology.AddNode(2);
         new ClusterFileBuilder(backend).Node(1).Node(2).WriteTo(LeasesPath);
-        return (StartNode(1, backend), StartNode(2, backend));
+        return (StartNode(1, backend, null, extra), StartNode(2, backend, null, extra));
     }
 
     /// <summary>Starts our data plane on node i and waits for "Ready".</summary>

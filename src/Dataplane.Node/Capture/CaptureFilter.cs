@@ -8,8 +8,6 @@ namespace Dataplane.Capture;
 /// </summary>
 internal sealed record CaptureFilter(uint? PeerIp, Ipv4Prefix? Subnet, bool DropsOnly)
 {
-    public static readonly CaptureFilter All = new(null, null, false);
-
     public bool Matches(uint outerPeer, uint innerSource, uint innerDestination, bool dropped) =>
         (!DropsOnly || dropped)
         && (PeerIp is not uint ip || outerPeer == ip)

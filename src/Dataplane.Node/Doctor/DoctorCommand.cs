@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Dataplane.Encap;
 using Dataplane.Leases;
+using Dataplane.Leases.Etcd;
 using Dataplane.Metrics;
 using Dataplane.Node;
 
@@ -302,17 +303,9 @@ internal static class DoctorCommand
                     failures.Add($"{endpoint}: not a URL");
                     continue;
                 }
-                using var tcp = new TcpClient();
-                try
+                if (EtcdStore.CanConnect(uri, TimeSpan.FromSeconds(2)) is string failure)
                 {
-                    if (!tcp.ConnectAsync(uri.Host, uri.Port).Wait(TimeSpan.FromSeconds(2)))
-                    {
-                        failures.Add($"{uri.Host}:{uri.Port}: no answer");
-                    }
-                }
-                catch (AggregateException e) when (e.InnerException is SocketException s)
-                {
-                    failures.Add($"{uri.Host}:{uri.Port}: {s.SocketErrorCode}");
+                    failures.Add(failure);
                 }
             }
             return failures.Count == 0

@@ -209,17 +209,9 @@ internal sealed class EtcdStore : IDisposable
         TimeSpan limit = _options.Timeout < TimeSpan.FromSeconds(3) ? _options.Timeout : TimeSpan.FromSeconds(3);
         using var cts = new CancellationTokenSource(limit);
         using var tcp = new System.Net.Sockets.TcpClient();
-        try
+        if (Connect(tcp, uri, cts.Token) is string failure)
         {
-            tcp.ConnectAsync(uri.Host, uri.Port, cts.Token).AsTask().GetAwaiter().GetResult();
-        }
-        catch (System.Net.Sockets.SocketException e)
-        {
-            return $"cannot connect to {uri.Host}:{uri.Port}: {e.SocketErrorCode}";
-        }
-        catch (OperationCanceledException)
-        {
-            return $"cannot connect to {uri.Host}:{uri.Port}: no answer";
+            return failure;
         }
         if (uri.Scheme != "https")
         {
@@ -254,6 +246,34 @@ internal sealed class EtcdStore : IDisposable
         catch (OperationCanceledException)
         {
             return "TLS: no answer";
+        }
+    }
+
+    /// <summary>
+    /// A TCP connection to an endpoint within <paramref name="limit"/>: null when it connects, else
+    /// "cannot connect to HOST:PORT: why" (the doctor asks the same question of every endpoint).
+    /// </summary>
+    public static string? CanConnect(Uri endpoint, TimeSpan limit)
+    {
+        using var cts = new CancellationTokenSource(limit);
+        using var tcp = new System.Net.Sockets.TcpClient();
+        return Connect(tcp, endpoint, cts.Token);
+    }
+
+    private static string? Connect(System.Net.Sockets.TcpClient tcp, Uri endpoint, CancellationToken limit)
+    {
+        try
+        {
+            tcp.ConnectAsync(endpoint.Host, endpoint.Port, limit).AsTask().GetAwaiter().GetResult();
+            return null;
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            return $"cannot connect to {endpoint.Host}:{endpoint.Port}: {e.SocketErrorCode}";
+        }
+        catch (OperationCanceledException)
+        {
+            return $"cannot connect to {endpoint.Host}:{endpoint.Port}: no answer";
         }
     }
 
