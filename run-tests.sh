@@ -20,6 +20,7 @@ command -v afl-fuzz >/dev/null || need+=(afl++)
 command -v iperf3 >/dev/null   || need+=(iperf3)
 command -v etcd >/dev/null     || need+=(etcd-server)
 command -v etcdctl >/dev/null  || need+=(etcd-client)
+command -v kubectl >/dev/null  || need+=(kubernetes-client) # checks the stand-in Kubernetes API server
 command -v iptables >/dev/null || need+=(iptables)
 command -v clang >/dev/null    || need+=(clang)        # NativeAOT links with clang
 [ -f /usr/include/zlib.h ]     || need+=(zlib1g-dev)

@@ -4,6 +4,7 @@ using Dataplane.Encap;
 using Dataplane.Engine;
 using Dataplane.Leases;
 using Dataplane.Leases.Etcd;
+using Dataplane.Leases.Kube;
 using Dataplane.Node;
 using Serilog;
 
@@ -107,14 +108,22 @@ public sealed class LeaseSchemaTests
     {
         ILogger log = new LoggerConfiguration().CreateLogger();
         var etcd = new EtcdOptions { Endpoints = ["http://192.0.2.100:2379"], VtepMacFile = "/nonexistent/mac" };
-        Assert.IsType<StaticLeaseSource>(LeaseSources.Create("cluster.json", null, log));
-        using (ILeaseSource e = LeaseSources.Create(null, etcd, log))
+        var kube = new KubeOptions { ApiUrl = "http://192.0.2.100:6443" };
+        Assert.IsType<StaticLeaseSource>(LeaseSources.Create("cluster.json", null, null, log));
+        using (ILeaseSource e = LeaseSources.Create(null, etcd, null, log))
         {
             Assert.IsType<EtcdLeaseSource>(e);
             Assert.Equal("etcd http://192.0.2.100:2379", e.Description);
         }
-        Assert.Equal("two lease sources: give --leases FILE or --etcd-endpoints URL, not both",
-            Assert.Throws<ConfigException>(() => LeaseSources.Create("cluster.json", etcd, log)).Message);
-        Assert.StartsWith("no lease source", Assert.Throws<ConfigException>(() => LeaseSources.Create(null, null, log)).Message);
+        using (ILeaseSource k = LeaseSources.Create(null, null, kube, log))
+        {
+            Assert.IsType<KubeLeaseSource>(k);
+            Assert.Equal("Kubernetes API http://192.0.2.100:6443", k.Description);
+        }
+        const string two = "two lease sources: give one of --leases FILE, --etcd-endpoints URL, --kube-subnet-mgr";
+        Assert.Equal(two, Assert.Throws<ConfigException>(() => LeaseSources.Create("cluster.json", etcd, null, log)).Message);
+        Assert.Equal(two, Assert.Throws<ConfigException>(() => LeaseSources.Create(null, etcd, kube, log)).Message);
+        Assert.Equal(two, Assert.Throws<ConfigException>(() => LeaseSources.Create("cluster.json", null, kube, log)).Message);
+        Assert.StartsWith("no lease source", Assert.Throws<ConfigException>(() => LeaseSources.Create(null, null, null, log)).Message);
     }
 }

@@ -9,6 +9,9 @@ namespace Dataplane.Leases;
 /// </summary>
 internal static class VtepMacFile
 {
+    /// <summary>Where our VTEP MAC is kept unless told otherwise.</summary>
+    public static string DefaultPath(string device) => $"/var/lib/dataplane/{device}.vtepmac";
+
     /// <summary>The MAC in <paramref name="path"/>; else the one our old lease names, else a new random one; saved in the file.</summary>
     public static MacAddress LoadOrCreate(string path, MacAddress? fromLease)
     {
@@ -17,6 +20,13 @@ internal static class VtepMacFile
             return saved.Value;
         }
         MacAddress mac = fromLease ?? Random();
+        Save(path, mac);
+        return mac;
+    }
+
+    /// <summary>Keeps <paramref name="mac"/> in <paramref name="path"/> (a MAC our node already announces, for example).</summary>
+    public static void Save(string path, MacAddress mac)
+    {
         try
         {
             string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
@@ -30,7 +40,6 @@ internal static class VtepMacFile
         {
             throw new ConfigException($"--vtep-mac-file {path}: cannot write: {e.Message}");
         }
-        return mac;
     }
 
     /// <summary>A random unicast, locally administered MAC (as the kernel gives a new flannel.1).</summary>

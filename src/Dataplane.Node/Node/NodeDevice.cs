@@ -70,7 +70,7 @@ internal sealed class NodeDevice : IDisposable
         {
             // Where inner packets sit in our datagrams: the socket splits kernel peers' tunnel superpackets by it.
             var layout = new EncapsulationLayout(plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanPayloadPrefix : 0, plan.DeviceMtu);
-            return (tun, UdpBatchSocket.Bind(new UdpEndpoint(plan.Node.Lease.PublicIp, (ushort)plan.Node.Port), batch, offload, reusePort: multiQueue, layout));
+            return (tun, UdpBatchSocket.Bind(new UdpEndpoint(plan.BindAddress, (ushort)plan.Node.Port), batch, offload, reusePort: multiQueue, layout));
         }
         catch (NativeException e)
         {

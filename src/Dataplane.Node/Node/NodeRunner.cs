@@ -28,7 +28,7 @@ internal static class NodeRunner
 {
     public static int Run(RunOptions o, ILogger log)
     {
-        using ILeaseSource leases = LeaseSources.Create(o.LeasesPath, o.Etcd, log);
+        using ILeaseSource leases = LeaseSources.Create(o.LeasesPath, o.Etcd, o.Kube, log);
         NodePlan plan = Plan(o, leases, log);
         log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})",
             plan.Node.Subnet, plan.Node.Lease.PublicIpText, plan.UnderlayIface);
@@ -168,6 +168,6 @@ internal static class NodeRunner
         // Everything local checked: now our lease (the file's, or reused or taken in the store).
         LeaseRecord lease = leases.Acquire(snapshot, new LeaseRequest(publicIp, backend, snapshot.Config.Vni));
         var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni);
-        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = o.Metrics };
+        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = o.Metrics, BindAddress = publicIp };
     }
 }

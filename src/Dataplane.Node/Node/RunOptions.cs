@@ -1,6 +1,7 @@
 using System.Net;
 using Dataplane.Engine;
 using Dataplane.Leases.Etcd;
+using Dataplane.Leases.Kube;
 
 namespace Dataplane.Node;
 
@@ -17,6 +18,8 @@ internal sealed record RunOptions
     public string? LeasesPath { get; init; }
     /// <summary>etcd as the lease source instead of a file.</summary>
     public EtcdOptions? Etcd { get; init; }
+    /// <summary>The Kubernetes API (Node annotations, as flanneld's --kube-subnet-mgr) as the lease source.</summary>
+    public KubeOptions? Kube { get; init; }
     public IPAddress? PublicIp { get; init; }
     public string? Iface { get; init; }
     public string? Device { get; init; }

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Dataplane.Engine;
 using Dataplane.Leases;
 using Dataplane.Leases.Etcd;
+using Dataplane.Leases.Kube;
 using Dataplane.Node;
 using Dataplane.TunTap;
 using static Dataplane.Cli.TypedOptions;
@@ -77,16 +78,27 @@ internal static class RunCommandLine
             .InRange(2, 10 * 24 * 3600, "must be 2 seconds to 10 days");
         var resync = new Option<double>("--etcd-resync") { Description = "seconds between full re-reads of the leases (tests lengthen it to prove the watch)", DefaultValueFactory = _ => e.Resync.TotalSeconds, Hidden = true }
             .InRange(1, 24 * 3600, "must be 1 second to 1 day");
-        var vtepMacFile = new Option<string?>("--vtep-mac-file") { Description = "where our VTEP MAC is kept across restarts (etcd; default /var/lib/dataplane/DEVICE.vtepmac)" };
+        var vtepMacFile = new Option<string?>("--vtep-mac-file") { Description = "where our VTEP MAC is kept across restarts (etcd, Kubernetes; default /var/lib/dataplane/DEVICE.vtepmac)" };
+        KubeOptions k = KubeOptions.Defaults;
+        var kubeSubnetMgr = new Option<bool>("--kube-subnet-mgr") { Description = "leases from the Kubernetes API: our subnet is our Node's podCIDR, peers are the Nodes flanneld (or we) annotated" };
+        var kubeApiUrl = new Option<string?>("--kube-api-url") { Description = "Kubernetes API server URL (default: the kubeconfig's, else the in-cluster service account's)" };
+        var kubeconfig = new Option<string?>("--kubeconfig-file") { Description = "kubeconfig file (default: the in-cluster service account)" };
+        var kubePrefix = new Option<string>("--kube-annotation-prefix") { Description = "prefix of the Node annotations that carry the leases", DefaultValueFactory = _ => k.AnnotationPrefix };
+        var netConfigPath = new Option<string>("--net-config-path") { Description = "the network config with --kube-subnet-mgr (kube-flannel's ConfigMap key net-conf.json)", DefaultValueFactory = _ => k.NetConfigPath };
+        var setUnavailable = new Option<bool>("--set-node-network-unavailable") { Description = "set our Node's NetworkUnavailable condition to False once we forward", DefaultValueFactory = _ => k.SetNodeNetworkUnavailable, Arity = ArgumentArity.ZeroOrOne };
+        var kubeResync = new Option<double>("--kube-resync") { Description = "seconds a watch of the nodes runs before they are listed again", DefaultValueFactory = _ => k.Resync.TotalSeconds, Hidden = true }
+            .InRange(1, 24 * 3600, "must be 1 second to 1 day");
         var injectFault = new Option<FaultInjection.Loop>("--inject-fault") { Description = "test seam: make this loop's edge throw on its first packet", Hidden = true };
 
         var cmd = new Command("run", "run this node's data plane")
         {
             leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
-            etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl, resync, injectFault,
+            etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl, resync,
+            kubeSubnetMgr, kubeApiUrl, kubeconfig, kubePrefix, netConfigPath, setUnavailable, kubeResync, injectFault,
         };
         cmd.SetAction(r =>
         {
+            string vtepMacPath = r.GetValue(vtepMacFile) ?? VtepMacFile.DefaultPath(r.GetValue(device) ?? RunOptions.DefaultDevice(BackendKind.Vxlan));
             var options = new RunOptions
             {
                 LeasesPath = r.GetValue(leases),
@@ -121,7 +133,23 @@ internal static class RunCommandLine
                         RenewMargin = TimeSpan.FromMinutes(r.GetValue(renewMargin)),
                         LeaseTtl = TimeSpan.FromSeconds(r.GetValue(leaseTtl)),
                         Resync = TimeSpan.FromSeconds(r.GetValue(resync)),
-                        VtepMacFile = r.GetValue(vtepMacFile) ?? EtcdOptions.DefaultVtepMacFile(r.GetValue(device) ?? RunOptions.DefaultDevice(BackendKind.Vxlan)),
+                        VtepMacFile = vtepMacPath,
+                    }
+                    : null,
+                Kube = r.GetValue(kubeSubnetMgr)
+                    ? new KubeOptions
+                    {
+                        ApiUrl = r.GetValue(kubeApiUrl),
+                        KubeconfigFile = r.GetValue(kubeconfig),
+                        AnnotationPrefix = r.GetValue(kubePrefix)!,
+                        NetConfigPath = r.GetValue(netConfigPath)!,
+                        SetNodeNetworkUnavailable = r.GetValue(setUnavailable),
+                        Resync = TimeSpan.FromSeconds(r.GetValue(kubeResync)),
+                        VtepMacFile = vtepMacPath,
+                        // flanneld's environment: the DaemonSet sets NODE_NAME (or POD_NAME and POD_NAMESPACE) from the downward API.
+                        NodeName = Environment.GetEnvironmentVariable("NODE_NAME"),
+                        PodName = Environment.GetEnvironmentVariable("POD_NAME"),
+                        PodNamespace = Environment.GetEnvironmentVariable("POD_NAMESPACE"),
                     }
                     : null,
             };

@@ -6,9 +6,6 @@ internal sealed record EtcdOptions
     /// <summary>The defaults, as the command line shows them.</summary>
     public static readonly EtcdOptions Defaults = new() { Endpoints = [], VtepMacFile = "" };
 
-    /// <summary>Where our VTEP MAC is kept unless told otherwise.</summary>
-    public static string DefaultVtepMacFile(string device) => $"/var/lib/dataplane/{device}.vtepmac";
-
     public required IReadOnlyList<string> Endpoints { get; init; }
     public string Prefix { get; init; } = "/coreos.com/network";
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);

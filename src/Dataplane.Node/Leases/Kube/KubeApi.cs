@@ -1,0 +1,231 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using System.Security.Cryptography.X509Certificates;
+using k8s;
+using k8s.Authentication;
+
+namespace Dataplane.Leases.Kube;
+
+/// <summary>An answer of the API server other than 2xx: its HTTP status and the Status object's message.</summary>
+internal sealed class KubeApiException(int status, string message) : Exception(message)
+{
+    public int Status => status;
+}
+
+/// <summary>
+/// The few requests the Kubernetes lease source makes, over plain HTTP with JSON:
+/// GET a node, a pod, the node list; a watch of nodes (one JSON event a line); a strategic merge
+/// PATCH of <c>nodes/NAME/status</c>, the only write kube-flannel's RBAC allows. The
+/// KubernetesClient package (its AOT flavour) supplies what is hard to get right: the kubeconfig
+/// (YAML, contexts, exec and token credentials), the in-cluster config, the check of the server's
+/// certificate against the cluster's CA.
+/// Requests have a deadline each; a watch runs until the server ends it or <c>timeout</c> passes.
+/// </summary>
+internal sealed class KubeApi : IDisposable
+{
+    private readonly HttpClient _http;
+    private readonly ServiceClientCredentials? _credentials;
+    private readonly Uri _base;
+    private readonly TimeSpan _timeout;
+
+    /// <summary>
+    /// Our own HttpClient from the package's configuration (its TLS and credential rules, not its
+    /// generated API surface: the native binary stays smaller, and every request is ours to see).
+    /// </summary>
+    private KubeApi(KubernetesClientConfiguration config, TimeSpan timeout)
+    {
+        var handler = new SocketsHttpHandler { ConnectTimeout = timeout };
+        if (config.SkipTlsVerify)
+        {
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        }
+        else if (config.SslCaCerts is { Count: > 0 } ca)
+        {
+            // The cluster's CA, not the system's: the package's check (chain to exactly these roots).
+            handler.SslOptions.RemoteCertificateValidationCallback = (sender, cert, chain, errors) =>
+                Kubernetes.CertificateValidationCallBack(sender, ca, cert!, chain!, errors);
+        }
+        if (config.TlsServerName is { Length: > 0 } serverName)
+        {
+            handler.SslOptions.TargetHost = serverName;
+        }
+        if (ClientCertificate(config) is X509Certificate2 cert)
+        {
+            handler.SslOptions.ClientCertificates = [cert];
+        }
+        _http = new HttpClient(handler) { Timeout = System.Threading.Timeout.InfiniteTimeSpan }; // deadlines are per request
+        _credentials = Kubernetes.CreateCredentials(config);
+        _base = new Uri(config.Host.TrimEnd('/') + "/");
+        _timeout = timeout;
+    }
+
+    /// <summary>The kubeconfig's client certificate and key (inline base64 PEM, or files), if it names one.</summary>
+    private static X509Certificate2? ClientCertificate(KubernetesClientConfiguration c)
+    {
+        if (c.ClientCertificateData is { Length: > 0 } certData && c.ClientCertificateKeyData is { Length: > 0 } keyData)
+        {
+            return X509Certificate2.CreateFromPem(Encoding.UTF8.GetString(Convert.FromBase64String(certData)), Encoding.UTF8.GetString(Convert.FromBase64String(keyData)));
+        }
+        if (c.ClientCertificateFilePath is { Length: > 0 } certFile && c.ClientKeyFilePath is { Length: > 0 } keyFile)
+        {
+            return X509Certificate2.CreateFromPemFile(certFile, keyFile);
+        }
+        return null;
+    }
+
+    /// <summary>The API server's URL, for messages.</summary>
+    public string Server => _base.ToString().TrimEnd('/');
+
+    /// <summary>From a kubeconfig, a URL, or the in-cluster service account, in that order (flanneld's rules).</summary>
+    public static KubeApi Create(KubeOptions o)
+    {
+        KubernetesClientConfiguration config;
+        try
+        {
+            if (o.KubeconfigFile is string path)
+            {
+                if (!File.Exists(path))
+                {
+                    throw new ConfigException($"--kubeconfig-file {path}: no such file");
+                }
+                config = KubernetesClientConfiguration.BuildConfigFromConfigFile(path, masterUrl: o.ApiUrl);
+            }
+            else if (o.ApiUrl is string url)
+            {
+                config = new KubernetesClientConfiguration { Host = url };
+            }
+            else if (KubernetesClientConfiguration.IsInCluster())
+            {
+                config = KubernetesClientConfiguration.InClusterConfig();
+            }
+            else
+            {
+                throw new ConfigException("--kube-subnet-mgr: not running in a pod (no KUBERNETES_SERVICE_HOST and service account token): give --kubeconfig-file or --kube-api-url");
+            }
+            return new KubeApi(config, o.Timeout);
+        }
+        catch (Exception e) when (e is not ConfigException)
+        {
+            string from = o.KubeconfigFile is string f ? $"--kubeconfig-file {f}" : o.ApiUrl is string u ? $"--kube-api-url {u}" : "the in-cluster config";
+            throw new ConfigException($"{from}: {OneLine(e.Message)}");
+        }
+    }
+
+    /// <summary>Our node, or null if there is none of that name.</summary>
+    public NodeJson? GetNode(string name) => Get($"api/v1/nodes/{Uri.EscapeDataString(name)}", KubeJson.Default.NodeJson, allowNotFound: true);
+
+    public NodeListJson ListNodes() => Get("api/v1/nodes", KubeJson.Default.NodeListJson, allowNotFound: false)!;
+
+    public PodJson? GetPod(string ns, string name) =>
+        Get($"api/v1/namespaces/{Uri.EscapeDataString(ns)}/pods/{Uri.EscapeDataString(name)}", KubeJson.Default.PodJson, allowNotFound: true);
+
+    /// <summary>A strategic merge patch of the node's status subresource (annotations and conditions), as flanneld sends it.</summary>
+    public void PatchNodeStatus(string name, string patch)
+    {
+        using var content = new StringContent(patch, Encoding.UTF8);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/strategic-merge-patch+json");
+        using CancellationTokenSource deadline = new(_timeout);
+        using HttpResponseMessage r = Send(HttpMethod.Patch, $"api/v1/nodes/{Uri.EscapeDataString(name)}/status", content, stream: false, deadline.Token);
+        ThrowIfFailed(r, deadline.Token);
+    }
+
+    /// <summary>
+    /// The events of a watch of nodes from <paramref name="resourceVersion"/>, as they come, until
+    /// the server ends it (it is asked to after <paramref name="duration"/>), the connection fails
+    /// (an exception), or <paramref name="stop"/>. A 410 Gone (as an ERROR event or an HTTP status)
+    /// is a <see cref="KubeApiException"/> with status 410: list again.
+    /// </summary>
+    public IEnumerable<(string Type, NodeJson Node)> WatchNodes(string resourceVersion, TimeSpan duration, CancellationToken stop)
+    {
+        int seconds = Math.Max(1, (int)duration.TotalSeconds);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        deadline.CancelAfter(duration + _timeout);
+        string path = $"api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion={Uri.EscapeDataString(resourceVersion)}&timeoutSeconds={seconds}";
+        using HttpResponseMessage r = Send(HttpMethod.Get, path, null, stream: true, deadline.Token);
+        ThrowIfFailed(r, deadline.Token);
+        using Stream body = r.Content.ReadAsStream(deadline.Token);
+        using var reader = new StreamReader(body, Encoding.UTF8);
+        while (reader.ReadLineAsync(deadline.Token).AsTask().GetAwaiter().GetResult() is string line)
+        {
+            if (line.Length == 0)
+            {
+                continue;
+            }
+            WatchEventJson e = JsonSerializer.Deserialize(line, KubeJson.Default.WatchEventJson) ?? throw new JsonException("a watch event that is null");
+            if (e.Type == "ERROR")
+            {
+                StatusJson? s = e.Object.Deserialize(KubeJson.Default.StatusJson);
+                throw new KubeApiException(s?.Code ?? 500, $"watch: {s?.Code} {s?.Reason}: {s?.Message}");
+            }
+            NodeJson node = e.Object.Deserialize(KubeJson.Default.NodeJson) ?? throw new JsonException("a watch event without an object");
+            yield return (e.Type ?? "", node);
+        }
+    }
+
+    private T? Get<T>(string path, JsonTypeInfo<T> type, bool allowNotFound) where T : class
+    {
+        using CancellationTokenSource deadline = new(_timeout);
+        using HttpResponseMessage r = Send(HttpMethod.Get, path, null, stream: false, deadline.Token);
+        if (allowNotFound && r.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+        ThrowIfFailed(r, deadline.Token);
+        using Stream body = r.Content.ReadAsStream(deadline.Token);
+        return JsonSerializer.Deserialize(body, type) ?? throw new JsonException($"GET {path}: null");
+    }
+
+    private HttpResponseMessage Send(HttpMethod method, string path, HttpContent? content, bool stream, CancellationToken token)
+    {
+        var request = new HttpRequestMessage(method, new Uri(_base, path)) { Content = content };
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
+        _credentials?.ProcessHttpRequestAsync(request, token).GetAwaiter().GetResult();
+        return _http.SendAsync(request, stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, token)
+            .GetAwaiter().GetResult();
+    }
+
+    private static void ThrowIfFailed(HttpResponseMessage r, CancellationToken token)
+    {
+        if (r.IsSuccessStatusCode)
+        {
+            return;
+        }
+        string message = "";
+        try
+        {
+            string text = r.Content.ReadAsStringAsync(token).GetAwaiter().GetResult();
+            message = text.StartsWith('{') ? JsonSerializer.Deserialize(text, KubeJson.Default.StatusJson)?.Message ?? text : text;
+        }
+        catch (JsonException)
+        {
+        }
+        int code = (int)r.StatusCode;
+        throw new KubeApiException(code, $"{code} {r.ReasonPhrase}{(message.Length > 0 ? ": " + OneLine(message) : "")}");
+    }
+
+    /// <summary>Whether <paramref name="e"/> is a failed request (unreachable, refused, deadline, an error status, a body we cannot read) rather than a bug.</summary>
+    public static bool IsRequestFailure(Exception e) =>
+        e is HttpRequestException or KubeApiException or IOException or OperationCanceledException or JsonException;
+
+    /// <summary>A failed request in one line: the status, or what the connection did.</summary>
+    public static string Describe(Exception e) => e switch
+    {
+        KubeApiException k => k.Message,
+        OperationCanceledException => "no answer in time",
+        HttpRequestException { InnerException: System.Net.Sockets.SocketException s } => s.SocketErrorCode switch
+        {
+            System.Net.Sockets.SocketError.ConnectionRefused => "connection refused",
+            System.Net.Sockets.SocketError.HostUnreachable or System.Net.Sockets.SocketError.NetworkUnreachable => "unreachable",
+            System.Net.Sockets.SocketError.TimedOut => "connect timed out",
+            _ => OneLine(s.Message),
+        },
+        JsonException j => $"an answer that is not what the API serves ({OneLine(j.Message)})",
+        _ => OneLine(e.Message),
+    };
+
+    private static string OneLine(string s) => s.ReplaceLineEndings(" ").Trim();
+
+    public void Dispose() => _http.Dispose();
+}

@@ -1,0 +1,72 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Dataplane.Leases.Kube;
+
+// The few fields of the Kubernetes objects this source reads, as the API serves them (camelCase).
+// Source-generated, so the NativeAOT binary reads them without reflection.
+
+internal sealed class ObjectMetaJson
+{
+    public string? Name { get; set; }
+    public string? ResourceVersion { get; set; }
+    public Dictionary<string, string>? Annotations { get; set; }
+}
+
+internal sealed class NodeSpecJson
+{
+    [JsonPropertyName("podCIDR")]
+    public string? PodCidr { get; set; }
+    [JsonPropertyName("podCIDRs")]
+    public List<string>? PodCidrs { get; set; }
+}
+
+internal sealed class NodeJson
+{
+    public ObjectMetaJson? Metadata { get; set; }
+    public NodeSpecJson? Spec { get; set; }
+}
+
+internal sealed class ListMetaJson
+{
+    public string? ResourceVersion { get; set; }
+}
+
+internal sealed class NodeListJson
+{
+    public ListMetaJson? Metadata { get; set; }
+    public List<NodeJson>? Items { get; set; }
+}
+
+internal sealed class PodSpecJson
+{
+    public string? NodeName { get; set; }
+}
+
+internal sealed class PodJson
+{
+    public PodSpecJson? Spec { get; set; }
+}
+
+/// <summary>One line of a watch: ADDED, MODIFIED, DELETED, BOOKMARK (a node), or ERROR (a Status).</summary>
+internal sealed class WatchEventJson
+{
+    public string? Type { get; set; }
+    public JsonElement Object { get; set; }
+}
+
+/// <summary>What the API server answers an error with (and an ERROR event carries).</summary>
+internal sealed class StatusJson
+{
+    public int Code { get; set; }
+    public string? Reason { get; set; }
+    public string? Message { get; set; }
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, PropertyNameCaseInsensitive = true)]
+[JsonSerializable(typeof(NodeJson))]
+[JsonSerializable(typeof(NodeListJson))]
+[JsonSerializable(typeof(PodJson))]
+[JsonSerializable(typeof(WatchEventJson))]
+[JsonSerializable(typeof(StatusJson))]
+internal sealed partial class KubeJson : JsonSerializerContext;

@@ -1,0 +1,403 @@
+using System.Text;
+using System.Text.Json;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.Leases.Schema;
+using Serilog;
+
+namespace Dataplane.Leases.Kube;
+
+/// <summary>
+/// Leases from the Kubernetes API, as flanneld's <c>--kube-subnet-mgr</c> keeps them
+/// (<c>pkg/subnet/kube</c>), so our nodes and flanneld nodes share one cluster:
+///
+///  1. Start: the network config from <c>net-conf.json</c> (the ConfigMap's key, mounted as a
+///     file), our node's name (<c>NODE_NAME</c>, else the <c>spec.nodeName</c> of the pod
+///     <c>POD_NAMESPACE/POD_NAME</c>), and every node's lease (<see cref="NodeLease"/>).
+///  2. Acquire: our subnet is our node's pod CIDR (no lease is taken: the controller manager
+///     assigns it; none yet: we say so and wait, as flanneld does). Our lease is published as
+///     flanneld publishes it: a strategic merge PATCH of <c>nodes/NAME/status</c> (the only write
+///     kube-flannel's RBAC allows) setting the annotations <c>kube-subnet-manager</c>,
+///     <c>backend-type</c>, <c>backend-data</c>, <c>public-ip</c> (the operator's
+///     <c>public-ip-overwrite</c> wins), only when one differs. A VtepMAC already in our
+///     <c>backend-data</c> is reused, so kernel peers' neighbour entries stay valid.
+///  3. Watch: a thread of its own sets our NetworkUnavailable condition to False (we forward
+///     now), then lists the nodes and watches them from the list's resourceVersion; every event
+///     is offered to the peer tables; a watch ends after the resync period and the nodes are
+///     listed again (which also recovers from 410 Gone, reconnects and missed events). While the
+///     API server is away the last table stays and the packet loops never notice; it is retried
+///     with backoff.
+///  4. Dispose: stop the watch. The annotations stay, as flanneld leaves them.
+/// </summary>
+internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILeaseSource
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly KubeAnnotations _annotations = KubeAnnotations.Create(options.AnnotationPrefix);
+    private readonly Dictionary<string, NodeJson> _nodes = new(StringComparer.Ordinal);
+    private HashSet<string> _skipped = [];
+    private KubeApi? _api;
+    private NetworkConfig? _config;
+    private string? _nodeName;
+    private Thread? _thread;
+
+    public string Description => $"Kubernetes API {_api?.Server ?? options.ApiUrl ?? "(in-cluster)"}";
+
+    private KubeApi Api => _api ?? throw new InvalidOperationException("Kubernetes lease source used before Start");
+
+    /// <summary>Our node's name, once <see cref="Start"/> found it.</summary>
+    public string NodeName => _nodeName ?? throw new InvalidOperationException("Kubernetes lease source used before Start");
+
+    public ClusterSnapshot Start()
+    {
+        _config = ReadNetConfig(options.NetConfigPath);
+        _api = KubeApi.Create(options);
+        try
+        {
+            _nodeName = FindNodeName();
+            NodeListJson list = Api.ListNodes();
+            Replace(list);
+            return Snapshot();
+        }
+        catch (Exception e) when (KubeApi.IsRequestFailure(e))
+        {
+            throw new ConfigException($"{Description}: {KubeApi.Describe(e)}");
+        }
+    }
+
+    private static NetworkConfig ReadNetConfig(string path)
+    {
+        string where = $"--net-config-path {path}";
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"{where}: cannot read: {(e is FileNotFoundException or DirectoryNotFoundException ? "no such file" : e.Message)}");
+        }
+        using JsonDocument doc = FlannelDocument.Parse(bytes, where);
+        return NetworkConfig.Parse(doc.RootElement, where);
+    }
+
+    /// <summary>flanneld's rule: NODE_NAME, else the node the pod POD_NAMESPACE/POD_NAME runs on.</summary>
+    private string FindNodeName()
+    {
+        if (options.NodeName is { Length: > 0 } name)
+        {
+            return name;
+        }
+        if (options.PodName is not { Length: > 0 } pod || options.PodNamespace is not { Length: > 0 } ns)
+        {
+            throw new ConfigException("--kube-subnet-mgr: set NODE_NAME (the downward API's spec.nodeName), or POD_NAME and POD_NAMESPACE");
+        }
+        PodJson found = Api.GetPod(ns, pod) ?? throw new ConfigException($"{Description}: no pod {ns}/{pod} (POD_NAMESPACE/POD_NAME)");
+        return found.Spec?.NodeName is { Length: > 0 } n ? n : throw new ConfigException($"{Description}: pod {ns}/{pod} has no spec.nodeName");
+    }
+
+    public LeaseRecord Acquire(ClusterSnapshot snapshot, LeaseRequest request)
+    {
+        string where = $"node {NodeName}";
+        try
+        {
+            NodeJson node = WaitForPodCidr(where, out Ipv4Prefix subnet);
+            if (!snapshot.Config.Network.Contains(subnet))
+            {
+                throw new ConfigException($"{where}: podCIDR {subnet} is not inside the Network {snapshot.Config.Network} of {options.NetConfigPath}");
+            }
+            IReadOnlyDictionary<string, string> now = node.Metadata?.Annotations ?? [];
+            uint publishedIp = request.PublicIp;
+            if (now.GetValueOrDefault(_annotations.PublicIpOverwrite) is { Length: > 0 } overwrite)
+            {
+                if (!Ipv4Prefix.TryParseAddress(overwrite, out publishedIp))
+                {
+                    throw new ConfigException($"{where}: annotation {_annotations.PublicIpOverwrite}: '{overwrite}' is not an IPv4 address");
+                }
+                log.Information("Public IP {PublicIP} from the node's {Annotation} annotation", overwrite, _annotations.PublicIpOverwrite);
+            }
+            MacAddress? mac = null;
+            if (request.Backend == BackendKind.Vxlan)
+            {
+                // The MAC our node already announces (flanneld's GetStoredMacAddresses), else the file's or a new one.
+                if (NodeLease.FromNode(node, _annotations, out _)?.VtepMac is MacAddress announced)
+                {
+                    VtepMacFile.Save(options.VtepMacFile, announced);
+                    mac = announced;
+                }
+                else
+                {
+                    mac = VtepMacFile.LoadOrCreate(options.VtepMacFile, null);
+                }
+            }
+            var lease = new LeaseRecord(subnet, publishedIp, request.Backend == BackendKind.Vxlan ? "vxlan" : "udp", mac);
+            Publish(where, now, lease, request.Vni);
+            return lease;
+        }
+        catch (Exception e) when (KubeApi.IsRequestFailure(e))
+        {
+            throw new ConfigException($"{Description}: publishing our lease on {where} failed: {KubeApi.Describe(e)}");
+        }
+    }
+
+    /// <summary>Our node, once it has a pod CIDR: until then one line says so and it is read again every few seconds.</summary>
+    private NodeJson WaitForPodCidr(string where, out Ipv4Prefix subnet)
+    {
+        bool said = false;
+        while (true)
+        {
+            NodeJson node = Api.GetNode(NodeName)
+                ?? throw new ConfigException($"{where}: no such node in {Description} (is NODE_NAME right?)");
+            if (NodeLease.PodCidr(node, where) is Ipv4Prefix cidr)
+            {
+                subnet = cidr;
+                return node;
+            }
+            if (!said)
+            {
+                log.Warning("Node {Node} has no IPv4 podCIDR yet: waiting for one to be assigned (kube-controller-manager --allocate-node-cidrs)", NodeName);
+                said = true;
+            }
+            if (_stop.Token.WaitHandle.WaitOne(options.PodCidrPoll))
+            {
+                throw new OperationCanceledException();
+            }
+        }
+    }
+
+    /// <summary>The annotations flanneld sets, patched only when one differs from what the node has.</summary>
+    private void Publish(string where, IReadOnlyDictionary<string, string> now, LeaseRecord lease, uint vni)
+    {
+        var wanted = new SortedDictionary<string, string>(StringComparer.Ordinal)
+        {
+            [_annotations.BackendType] = lease.BackendType!,
+            [_annotations.BackendData] = lease.VtepMac is MacAddress mac ? VxlanBackendData(vni, mac) : "null",
+            [_annotations.PublicIp] = lease.PublicIpText,
+            [_annotations.SubnetKubeManaged] = "true",
+        };
+        var changed = wanted.Where(kv => now.GetValueOrDefault(kv.Key) != kv.Value).ToList();
+        if (changed.Count == 0)
+        {
+            log.Information("{Where} already announces our lease ({Subnet} via {PublicIP})", where, lease.Subnet, lease.PublicIpText);
+            return;
+        }
+        string patch = AnnotationsPatch(changed);
+        DateTime giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try
+            {
+                Api.PatchNodeStatus(NodeName, patch);
+                log.Information("Lease published on {Where}: {Subnet} via {PublicIP} ({Count} annotations set)", where, lease.Subnet, lease.PublicIpText, changed.Count);
+                return;
+            }
+            catch (Exception e) when (KubeApi.IsRequestFailure(e) && e is not KubeApiException { Status: 403 or 404 or 422 } && DateTime.UtcNow < giveUp)
+            {
+                log.Warning("Patching {Where} failed ({Error}); trying again", where, KubeApi.Describe(e));
+                if (_stop.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(3)))
+                {
+                    throw new OperationCanceledException();
+                }
+            }
+        }
+    }
+
+    /// <summary>The vxlan backend-data annotation, byte for byte as flanneld writes it: <c>{"VNI":1,"VtepMAC":"0e:..."}</c>.</summary>
+    public static string VxlanBackendData(uint vni, MacAddress mac) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $$"""{"VNI":{{vni}},"VtepMAC":"{{mac}}"}""");
+
+    /// <summary><c>{"metadata":{"annotations":{...}}}</c>: the strategic merge patch flanneld computes for these changes.</summary>
+    public static string AnnotationsPatch(IEnumerable<KeyValuePair<string, string>> annotations)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("metadata");
+            w.WriteStartObject("annotations");
+            foreach ((string key, string value) in annotations)
+            {
+                w.WriteString(key, value);
+            }
+            w.WriteEndObject();
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    /// <summary>flanneld's CompleteLease: the NetworkUnavailable condition set to False, as a strategic merge patch of the status.</summary>
+    public static string NetworkAvailablePatch(DateTime now)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            string time = now.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+            w.WriteStartObject();
+            w.WriteStartObject("status");
+            w.WriteStartArray("conditions");
+            w.WriteStartObject();
+            w.WriteString("type", "NetworkUnavailable");
+            w.WriteString("status", "False");
+            w.WriteString("reason", "FlannelIsUp");
+            w.WriteString("message", "Flannel is running on this node");
+            w.WriteString("lastTransitionTime", time);
+            w.WriteString("lastHeartbeatTime", time);
+            w.WriteEndObject();
+            w.WriteEndArray();
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    public void Watch(PeerTables tables)
+    {
+        _ = Api;
+        _thread = new Thread(() => Loop(tables)) { Name = "kube-leases", IsBackground = true };
+        _thread.Start();
+    }
+
+    private void Loop(PeerTables tables)
+    {
+        bool conditionSet = !options.SetNodeNetworkUnavailable;
+        bool away = false;
+        string? resourceVersion = null;
+        TimeSpan backoff = TimeSpan.FromSeconds(1);
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                if (!conditionSet)
+                {
+                    Api.PatchNodeStatus(NodeName, NetworkAvailablePatch(DateTime.UtcNow));
+                    log.Information("Node {Node}: condition NetworkUnavailable set to False", NodeName);
+                    conditionSet = true;
+                }
+                if (resourceVersion is null)
+                {
+                    NodeListJson list = Api.ListNodes();
+                    Replace(list);
+                    resourceVersion = list.Metadata?.ResourceVersion ?? "";
+                    if (away)
+                    {
+                        log.Information("{Source} reachable again", Description);
+                        away = false;
+                        backoff = TimeSpan.FromSeconds(1);
+                    }
+                    Offer(tables);
+                }
+                foreach ((string type, NodeJson node) in Api.WatchNodes(resourceVersion, options.Resync, _stop.Token))
+                {
+                    resourceVersion = node.Metadata?.ResourceVersion ?? resourceVersion;
+                    if (Apply(type, node))
+                    {
+                        Offer(tables);
+                    }
+                }
+                resourceVersion = null; // the watch ran its time: list again (the resync)
+            }
+            catch (KubeApiException e) when (e.Status == 410)
+            {
+                log.Information("{Source}: watch expired ({Error}); listing the nodes again", Description, e.Message);
+                resourceVersion = null;
+            }
+            catch (Exception e) when (KubeApi.IsRequestFailure(e))
+            {
+                if (_stop.IsCancellationRequested)
+                {
+                    return; // Dispose ended the watch
+                }
+                if (!away)
+                {
+                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, KubeApi.Describe(e));
+                    away = true;
+                }
+                resourceVersion = null;
+                _stop.Token.WaitHandle.WaitOne(backoff);
+                backoff = TimeSpan.FromSeconds(Math.Min(30, backoff.TotalSeconds * 2));
+            }
+        }
+    }
+
+    /// <summary>A watch event applied to the node map; whether anything a lease is made of could have changed.</summary>
+    private bool Apply(string type, NodeJson node)
+    {
+        if (node.Metadata?.Name is not string name)
+        {
+            return false;
+        }
+        switch (type)
+        {
+            case "ADDED" or "MODIFIED":
+                _nodes[name] = node;
+                return true;
+            case "DELETED":
+                return _nodes.Remove(name);
+            default:
+                return false; // BOOKMARK: only the resourceVersion moves
+        }
+    }
+
+    private void Replace(NodeListJson list)
+    {
+        _nodes.Clear();
+        foreach (NodeJson n in list.Items ?? [])
+        {
+            if (n.Metadata?.Name is string name)
+            {
+                _nodes[name] = n;
+            }
+        }
+    }
+
+    private void Offer(PeerTables tables)
+    {
+        try
+        {
+            tables.Offer(Snapshot());
+        }
+        catch (ConfigException e)
+        {
+            log.Warning("{Source}: the nodes' leases cannot be used ({Error}); forwarding on the last table", Description, e.Message);
+        }
+    }
+
+    /// <summary>The config and the lease of every managed node; nodes that cannot be read are logged (when that set changes) and left out.</summary>
+    private ClusterSnapshot Snapshot()
+    {
+        var leases = new List<LeaseRecord>(_nodes.Count);
+        var skipped = new HashSet<string>(StringComparer.Ordinal);
+        foreach (NodeJson n in _nodes.Values)
+        {
+            if (!NodeLease.IsManaged(n, _annotations))
+            {
+                continue;
+            }
+            if (NodeLease.FromNode(n, _annotations, out string? reason) is LeaseRecord l)
+            {
+                leases.Add(l);
+            }
+            else if (n.Metadata?.Name != _nodeName)
+            {
+                skipped.Add(reason!);
+            }
+        }
+        foreach (string s in skipped.Except(_skipped))
+        {
+            log.Warning("Lease skipped: {Reason}", s);
+        }
+        _skipped = skipped;
+        return new ClusterSnapshot(_config!, leases);
+    }
+
+    public void Dispose()
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return;
+        }
+        _stop.Cancel();
+        _thread?.Join();
+        _api?.Dispose();
+    }
+}

@@ -1,0 +1,487 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using System.Text.Json.Nodes;
+using Dataplane.TunTap;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Dataplane.Integration.Tests.Kube;
+
+/// <summary>
+/// A stand-in for kube-apiserver (none can be installed here), serving what a flannel node uses
+/// and what kubectl needs to use it, with the API server's semantics:
+/// <list type="bullet">
+/// <item>discovery (<c>/api</c>, <c>/apis</c>, <c>/api/v1</c>, <c>/version</c>);</item>
+/// <item>nodes: get, list (with the list's resourceVersion), watch (one JSON event a line from a
+///   resourceVersion, <c>timeoutSeconds</c>, BOOKMARKs; a resourceVersion older than the last
+///   <see cref="Compact"/> gets the ERROR event with a 410 Status, as after etcd compaction);</item>
+/// <item>PATCH of <c>nodes/NAME</c> and <c>nodes/NAME/status</c> with merge and strategic merge
+///   patches (conditions merged by type); the main resource changes metadata and spec, the status
+///   subresource metadata and status; with <see cref="ForbidNodePatch"/> (kube-flannel's RBAC)
+///   the main resource answers 403;</item>
+/// <item>pods: get.</item>
+/// </list>
+/// Every write moves the resourceVersion and is an event for watchers. It listens on a socket
+/// made in a test's network namespace, so nodes in namespaces reach it; <see cref="Stop"/> and
+/// <see cref="Start"/> take it away and bring it back with the same state. Independent clients
+/// (Debian's kubectl) are checked against it in <c>KubeStandInTests</c>.
+/// </summary>
+internal sealed class KubeApiStandIn : IDisposable
+{
+    private readonly Lock _gate = new();
+    private readonly SortedDictionary<string, JsonObject> _nodes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, JsonObject> _pods = new(StringComparer.Ordinal);
+    private readonly List<(long Version, string Type, JsonObject Node)> _events = [];
+    private readonly List<string> _requests = [];
+    private readonly List<string> _authorizations = [];
+    private readonly string _netns;
+    private readonly IPEndPoint _endpoint;
+    private long _version = 1000;
+    private long _compactedAt;
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private WebApplication? _app;
+    private int _listenFd = -1;
+
+    public KubeApiStandIn(string netns, IPEndPoint endpoint)
+    {
+        _netns = netns;
+        _endpoint = endpoint;
+    }
+
+    public string Url => $"http://{_endpoint}";
+
+    /// <summary>kube-flannel's ClusterRole grants <c>nodes/status</c> patch only: the main resource answers 403.</summary>
+    public bool ForbidNodePatch { get; set; }
+
+    /// <summary>"PATCH /api/v1/nodes/n1/status application/strategic-merge-patch+json", one a request.</summary>
+    public IReadOnlyList<string> Requests
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _requests];
+            }
+        }
+    }
+
+    /// <summary>The Authorization header of every request ("" when none).</summary>
+    public IReadOnlyList<string> Authorizations
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return [.. _authorizations];
+            }
+        }
+    }
+
+    public void Start()
+    {
+        if (_app is not null)
+        {
+            return;
+        }
+        // The listening socket is made in the namespace; Kestrel takes the descriptor over.
+        ulong fd = NetworkNamespace.Run(_netns, () =>
+        {
+            var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            s.Bind(_endpoint);
+            s.Listen(64);
+            ulong raw = (ulong)s.SafeHandle.DangerousGetHandle();
+            s.SafeHandle.SetHandleAsInvalid(); // Kestrel owns it now
+            return raw;
+        });
+        _listenFd = (int)fd;
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.ListenHandle(fd));
+        builder.WebHost.UseShutdownTimeout(TimeSpan.FromSeconds(1));
+        WebApplication app = builder.Build();
+        Map(app);
+        app.StartAsync().GetAwaiter().GetResult();
+        _app = app;
+    }
+
+    /// <summary>The API server goes away: the listener closes and open watches end.</summary>
+    public void Stop()
+    {
+        WebApplication? app = _app;
+        _app = null;
+        if (app is not null)
+        {
+            // Kestrel does not close a socket it was handed: shut it down, so connections are refused at once, as with a dead server.
+            _ = Tmds.Linux.LibC.shutdown(_listenFd, Tmds.Linux.LibC.SHUT_RDWR);
+            app.StopAsync(TimeSpan.FromSeconds(2)).GetAwaiter().GetResult();
+            app.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+
+    public void Dispose() => Stop();
+
+    // ---- the cluster's state, as the tests change it ----
+
+    /// <summary>Creates or replaces a node (spec and annotations); an ADDED or MODIFIED event.</summary>
+    public void PutNode(string name, string? podCidr, IReadOnlyDictionary<string, string>? annotations = null)
+    {
+        lock (_gate)
+        {
+            bool exists = _nodes.TryGetValue(name, out JsonObject? node);
+            node ??= new JsonObject
+            {
+                ["kind"] = "Node",
+                ["apiVersion"] = "v1",
+                ["metadata"] = new JsonObject
+                {
+                    ["name"] = name,
+                    ["uid"] = Guid.NewGuid().ToString(),
+                    ["creationTimestamp"] = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
+                },
+                ["spec"] = new JsonObject(),
+                ["status"] = new JsonObject { ["conditions"] = new JsonArray() },
+            };
+            var spec = new JsonObject();
+            if (podCidr is not null)
+            {
+                spec["podCIDR"] = podCidr;
+                spec["podCIDRs"] = new JsonArray(podCidr);
+            }
+            node["spec"] = spec;
+            var ann = new JsonObject();
+            foreach ((string k, string v) in annotations ?? new Dictionary<string, string>())
+            {
+                ann[k] = v;
+            }
+            node["metadata"]!["annotations"] = ann;
+            _nodes[name] = node;
+            Record(exists ? "MODIFIED" : "ADDED", node);
+        }
+    }
+
+    public void DeleteNode(string name)
+    {
+        lock (_gate)
+        {
+            if (_nodes.Remove(name, out JsonObject? node))
+            {
+                Record("DELETED", node);
+            }
+        }
+    }
+
+    public void PutPod(string ns, string name, string nodeName)
+    {
+        lock (_gate)
+        {
+            _pods[$"{ns}/{name}"] = new JsonObject
+            {
+                ["kind"] = "Pod",
+                ["apiVersion"] = "v1",
+                ["metadata"] = new JsonObject { ["name"] = name, ["namespace"] = ns },
+                ["spec"] = new JsonObject { ["nodeName"] = nodeName },
+            };
+        }
+    }
+
+    /// <summary>A copy of the node as the API serves it, or null.</summary>
+    public JsonObject? Node(string name)
+    {
+        lock (_gate)
+        {
+            return _nodes.TryGetValue(name, out JsonObject? n) ? (JsonObject)n.DeepClone() : null;
+        }
+    }
+
+    public IReadOnlyDictionary<string, string> Annotations(string name) =>
+        Node(name)?["metadata"]?["annotations"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<string>()) ?? [];
+
+    /// <summary>Watches from any resourceVersion before now get 410 Gone (as after etcd compaction).</summary>
+    public void Compact()
+    {
+        lock (_gate)
+        {
+            _compactedAt = _version;
+            _events.Clear();
+        }
+    }
+
+    private void Record(string type, JsonObject node)
+    {
+        _version++;
+        node["metadata"]!["resourceVersion"] = _version.ToString(CultureInfo.InvariantCulture);
+        _events.Add((_version, type, (JsonObject)node.DeepClone()));
+        TaskCompletionSource was = _changed;
+        _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        was.TrySetResult();
+    }
+
+    // ---- the HTTP surface ----
+
+    private void Map(WebApplication app)
+    {
+        app.Use(async (ctx, next) =>
+        {
+            lock (_gate)
+            {
+                _requests.Add($"{ctx.Request.Method} {ctx.Request.Path}{ctx.Request.QueryString} {ctx.Request.ContentType}".TrimEnd());
+                _authorizations.Add(ctx.Request.Headers.Authorization.ToString());
+            }
+            await next(ctx);
+        });
+        app.MapGet("/version", () => Json(new JsonObject { ["major"] = "1", ["minor"] = "20", ["gitVersion"] = "v1.20.0-standin", ["platform"] = "linux/amd64" }));
+        app.MapGet("/api", () => Json(new JsonObject
+        {
+            ["kind"] = "APIVersions",
+            ["versions"] = new JsonArray("v1"),
+            ["serverAddressByClientCIDRs"] = new JsonArray(new JsonObject { ["clientCIDR"] = "0.0.0.0/0", ["serverAddress"] = _endpoint.ToString() }),
+        }));
+        // Groups and kinds a deployment manifest uses, so kubectl can map them (apply --dry-run=client); only nodes and pods have objects.
+        app.MapGet("/apis", () => Json(new JsonObject
+        {
+            ["kind"] = "APIGroupList",
+            ["apiVersion"] = "v1",
+            ["groups"] = new JsonArray(Group("apps"), Group("rbac.authorization.k8s.io")),
+        }));
+        app.MapGet("/apis/apps/v1", () => ResourceList("apps/v1", Resource("daemonsets", "DaemonSet", true, ["get", "create", "patch"], "ds")));
+        app.MapGet("/apis/rbac.authorization.k8s.io/v1", () => ResourceList("rbac.authorization.k8s.io/v1",
+            Resource("clusterroles", "ClusterRole", false, ["get", "create", "patch"], null),
+            Resource("clusterrolebindings", "ClusterRoleBinding", false, ["get", "create", "patch"], null)));
+        app.MapGet("/api/v1", () => ResourceList("v1",
+            Resource("nodes", "Node", false, ["get", "list", "watch", "patch"], "no"),
+            Resource("nodes/status", "Node", false, ["get", "patch"], null),
+            Resource("pods", "Pod", true, ["get"], "po"),
+            Resource("namespaces", "Namespace", false, ["get", "create", "patch"], "ns"),
+            Resource("serviceaccounts", "ServiceAccount", true, ["get", "create", "patch"], "sa"),
+            Resource("configmaps", "ConfigMap", true, ["get", "create", "patch"], "cm")));
+        app.MapGet("/api/v1/nodes", ListOrWatch);
+        app.MapGet("/api/v1/nodes/{name}", (string name) => GetOne(() => _nodes.GetValueOrDefault(name), "nodes", name));
+        app.MapGet("/api/v1/nodes/{name}/status", (string name) => GetOne(() => _nodes.GetValueOrDefault(name), "nodes", name));
+        app.MapMethods("/api/v1/nodes/{name}", ["PATCH"], (string name, HttpRequest r) => Patch(name, r, status: false));
+        app.MapMethods("/api/v1/nodes/{name}/status", ["PATCH"], (string name, HttpRequest r) => Patch(name, r, status: true));
+        app.MapGet("/api/v1/namespaces/{ns}/pods/{name}", (string ns, string name) => GetOne(() => _pods.GetValueOrDefault($"{ns}/{name}"), "pods", name));
+        // Any other object is not there, said as the API server says it.
+        app.MapFallback((HttpContext ctx) => StatusResult(404, "NotFound", $"the server could not find the requested resource ({ctx.Request.Path})"));
+    }
+
+    private static JsonObject Group(string name) => new()
+    {
+        ["name"] = name,
+        ["versions"] = new JsonArray(new JsonObject { ["groupVersion"] = $"{name}/v1", ["version"] = "v1" }),
+        ["preferredVersion"] = new JsonObject { ["groupVersion"] = $"{name}/v1", ["version"] = "v1" },
+    };
+
+    private static IResult ResourceList(string groupVersion, params JsonObject[] resources) => Json(new JsonObject
+    {
+        ["kind"] = "APIResourceList",
+        ["apiVersion"] = "v1",
+        ["groupVersion"] = groupVersion,
+        ["resources"] = new JsonArray([.. resources]),
+    });
+
+    private static JsonObject Resource(string name, string kind, bool namespaced, string[] verbs, string? shortName)
+    {
+        var r = new JsonObject
+        {
+            ["name"] = name,
+            ["singularName"] = "",
+            ["namespaced"] = namespaced,
+            ["kind"] = kind,
+            ["verbs"] = new JsonArray([.. verbs.Select(v => (JsonNode)v)]),
+        };
+        if (shortName is not null)
+        {
+            r["shortNames"] = new JsonArray(shortName);
+        }
+        return r;
+    }
+
+    private static IResult Json(JsonNode body, int status = 200) =>
+        Results.Text(body.ToJsonString(), "application/json", Encoding.UTF8, status);
+
+    private static IResult StatusResult(int code, string reason, string message) => Json(StatusObject(code, reason, message), code);
+
+    private static JsonObject StatusObject(int code, string reason, string message) => new()
+    {
+        ["kind"] = "Status",
+        ["apiVersion"] = "v1",
+        ["metadata"] = new JsonObject(),
+        ["status"] = "Failure",
+        ["message"] = message,
+        ["reason"] = reason,
+        ["code"] = code,
+    };
+
+    private IResult GetOne(Func<JsonObject?> find, string resource, string name)
+    {
+        lock (_gate)
+        {
+            return find() is JsonObject o ? Json(o.DeepClone())
+                : StatusResult(404, "NotFound", $"{resource} \"{name}\" not found");
+        }
+    }
+
+    private async Task ListOrWatch(HttpContext ctx)
+    {
+        IQueryCollection q = ctx.Request.Query;
+        if (q["watch"] is { Count: > 0 } w && w[0] is "true" or "1")
+        {
+            await Watch(ctx, q["resourceVersion"].ToString(), int.TryParse(q["timeoutSeconds"], out int t) ? t : 1800);
+            return;
+        }
+        JsonObject list;
+        lock (_gate)
+        {
+            list = new JsonObject
+            {
+                ["kind"] = "NodeList",
+                ["apiVersion"] = "v1",
+                ["metadata"] = new JsonObject { ["resourceVersion"] = _version.ToString(CultureInfo.InvariantCulture) },
+                ["items"] = new JsonArray([.. _nodes.Values.Select(n => n.DeepClone())]),
+            };
+        }
+        await Json(list).ExecuteAsync(ctx);
+    }
+
+    /// <summary>Events after <paramref name="from"/>, then each new one as it happens, until the timeout, the client leaves, or the server stops.</summary>
+    private async Task Watch(HttpContext ctx, string from, int timeoutSeconds)
+    {
+        ctx.Response.ContentType = "application/json";
+        using var until = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted,
+            ctx.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
+        until.CancelAfter(TimeSpan.FromSeconds(timeoutSeconds));
+        long sent;
+        List<string> lines = [];
+        lock (_gate)
+        {
+            if (from is "" or "0")
+            {
+                // No resourceVersion: the current state as ADDED events, then changes.
+                lines.AddRange(_nodes.Values.Select(n => Event("ADDED", n)));
+                sent = _version;
+            }
+            else if (!long.TryParse(from, CultureInfo.InvariantCulture, out sent) || sent < _compactedAt)
+            {
+                lines.Add(new JsonObject
+                {
+                    ["type"] = "ERROR",
+                    ["object"] = StatusObject(410, "Expired", $"too old resource version: {from} ({_compactedAt})"),
+                }.ToJsonString());
+                sent = long.MaxValue;
+            }
+        }
+        await ctx.Response.StartAsync();
+        while (true)
+        {
+            Task changed;
+            lock (_gate)
+            {
+                foreach ((long version, string type, JsonObject node) in _events.Where(e => e.Version > sent))
+                {
+                    lines.Add(Event(type, node));
+                    sent = version;
+                }
+                changed = _changed.Task;
+            }
+            try
+            {
+                foreach (string line in lines)
+                {
+                    await ctx.Response.WriteAsync(line + "\n", until.Token);
+                }
+                lines.Clear();
+                await ctx.Response.Body.FlushAsync(until.Token);
+                if (sent == long.MaxValue)
+                {
+                    return;
+                }
+                await changed.WaitAsync(until.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private static string Event(string type, JsonObject node) => new JsonObject { ["type"] = type, ["object"] = node.DeepClone() }.ToJsonString();
+
+    private async Task<IResult> Patch(string name, HttpRequest request, bool status)
+    {
+        string? type = request.ContentType?.Split(';')[0].Trim();
+        if (type is not ("application/merge-patch+json" or "application/strategic-merge-patch+json"))
+        {
+            return StatusResult(415, "UnsupportedMediaType", $"the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {type})");
+        }
+        if (!status && ForbidNodePatch)
+        {
+            return StatusResult(403, "Forbidden",
+                $"nodes \"{name}\" is forbidden: User \"system:serviceaccount:kube-flannel:flannel\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope");
+        }
+        using var reader = new StreamReader(request.Body, Encoding.UTF8);
+        string text = await reader.ReadToEndAsync();
+        if (JsonNode.Parse(text) is not JsonObject patch)
+        {
+            return StatusResult(400, "BadRequest", "the patch is not a JSON object");
+        }
+        lock (_gate)
+        {
+            if (!_nodes.TryGetValue(name, out JsonObject? node))
+            {
+                return StatusResult(404, "NotFound", $"nodes \"{name}\" not found");
+            }
+            // The main resource writes metadata and spec; the status subresource metadata and status.
+            string ignored = status ? "spec" : "status";
+            patch.Remove(ignored);
+            patch.Remove("kind");
+            patch.Remove("apiVersion");
+            Merge(node, patch, strategic: type == "application/strategic-merge-patch+json", path: "");
+            Record("MODIFIED", node);
+            return Json(node.DeepClone());
+        }
+    }
+
+    /// <summary>RFC 7386 merge (null deletes); a strategic merge patch merges <c>status.conditions</c> and <c>status.addresses</c> by <c>type</c>.</summary>
+    private static void Merge(JsonObject target, JsonObject patch, bool strategic, string path)
+    {
+        foreach ((string key, JsonNode? value) in patch.ToList())
+        {
+            string at = path + "/" + key;
+            if (value is null)
+            {
+                target.Remove(key);
+            }
+            else if (value is JsonObject o && target[key] is JsonObject t)
+            {
+                Merge(t, o, strategic, at);
+            }
+            else if (strategic && value is JsonArray items && at is "/status/conditions" or "/status/addresses" && target[key] is JsonArray existing)
+            {
+                foreach (JsonNode? item in items)
+                {
+                    string? mergeKey = item?["type"]?.GetValue<string>();
+                    JsonNode? same = existing.FirstOrDefault(e => e?["type"]?.GetValue<string>() == mergeKey);
+                    if (same is JsonObject so && item is JsonObject io)
+                    {
+                        Merge(so, io, strategic, at);
+                    }
+                    else
+                    {
+                        existing.Add(item?.DeepClone());
+                    }
+                }
+            }
+            else
+            {
+                target[key] = value.DeepClone();
+            }
+        }
+    }
+}

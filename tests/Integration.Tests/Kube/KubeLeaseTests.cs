@@ -1,0 +1,233 @@
+using System.Globalization;
+using System.Text.Json;
+using Dataplane.Lab;
+using Dataplane.Node;
+using Dataplane.TestSupport;
+
+namespace Dataplane.Integration.Tests.Kube;
+
+/// <summary>
+/// <c>--kube-subnet-mgr</c>: leases from Node objects, as flanneld keeps them, against the
+/// stand-in API server (contract tests: the stand-in is checked with kubectl in
+/// <see cref="KubeStandInTests"/>; admission, real RBAC and a real cluster's TLS are not shown).
+/// The RBAC is kube-flannel's in every test: a PATCH of the main <c>nodes</c> resource gets 403.
+/// </summary>
+public class KubeLeaseTests
+{
+    [Fact]
+    public void A_node_as_flanneld_left_it_is_a_peer_and_ours_is_published_as_flanneld_publishes_it()
+    {
+        using var k = new KubeCluster("vxlan");
+        const string kernelMac = "0e:22:22:22:22:22";
+        k.Register(1);
+        k.Register(2, annotations: KubeCluster.FlanneldVxlan(2, kernelMac));
+        NodeProcess n1 = k.StartNode(1);
+        Assert.Contains("Subnet added: 10.244.2.0/24 via 192.0.2.2", n1.Output);
+
+        // Our node's annotations, read back by kubectl: flanneld's keys and values, byte for byte.
+        using JsonDocument node = JsonDocument.Parse(k.KubectlOk("get", "node", "node1", "-o", "json"));
+        JsonElement ann = node.RootElement.GetProperty("metadata").GetProperty("annotations");
+        string ourMac = File.ReadAllText(k.C.Path_("node1.vtepmac")).Trim();
+        Assert.Equal($$"""{"VNI":1,"VtepMAC":"{{ourMac}}"}""", ann.GetProperty(KubeCluster.Prefix + "backend-data").GetString());
+        Assert.Equal("vxlan", ann.GetProperty(KubeCluster.Prefix + "backend-type").GetString());
+        Assert.Equal("true", ann.GetProperty(KubeCluster.Prefix + "kube-subnet-manager").GetString());
+        Assert.Equal("192.0.2.1", ann.GetProperty(KubeCluster.Prefix + "public-ip").GetString());
+        Assert.Equal(4, ann.EnumerateObject().Count());
+        Assert.True(WaitFor(() => k.Api.Node("node1")!["status"]!["conditions"]!.AsArray()
+                .Any(c => c!["type"]!.GetValue<string>() == "NetworkUnavailable" && c["status"]!.GetValue<string>() == "False"), TimeSpan.FromSeconds(10)),
+            k.Api.Node("node1")!.ToJsonString());
+        Assert.Equal("FlannelIsUp", k.KubectlOk("get", "node", "node1", "-o", "jsonpath={.status.conditions[?(@.type==\"NetworkUnavailable\")].reason}"));
+        // Only the status subresource was written, with flanneld's patch type; the 403 main resource never.
+        IReadOnlyList<string> patches = [.. k.Api.Requests.Where(r => r.StartsWith("PATCH", StringComparison.Ordinal))];
+        Assert.Equal(2, patches.Count);
+        Assert.All(patches, p => Assert.Equal("PATCH /api/v1/nodes/node1/status application/strategic-merge-patch+json", p));
+
+        // The flanneld node's data plane: a kernel flannel.1 with the VtepMAC it announces, and ours as its peer.
+        k.C.ProgramKernelVxlanNode(2, kernelMac, [(1, ourMac)]);
+        ProcessRunner.Result ping = k.C.Ping(k.C.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + n1.Output);
+        k.C.StartTransfer(1, 2, 16L << 20).AssertIntact(TimeSpan.FromSeconds(60));
+        k.C.StartTransfer(2, 1, 16L << 20, port: 5202).AssertIntact(TimeSpan.FromSeconds(60));
+
+        // Restarted, our node finds its lease already announced: nothing is patched but the condition.
+        Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(20)));
+        NodeProcess again = k.StartNode(1);
+        Assert.Contains("already announces our lease", again.Output);
+        Assert.Equal(ourMac, File.ReadAllText(k.C.Path_("node1.vtepmac")).Trim());
+    }
+
+    [Fact]
+    public void The_vtep_mac_our_node_already_announces_is_reused()
+    {
+        using var k = new KubeCluster("vxlan");
+        // As a flanneld that ran on this node left it (its MAC; no MAC file of ours yet).
+        k.Register(1, annotations: KubeCluster.FlanneldVxlan(1, "0e:11:11:11:11:11"));
+        k.StartNode(1);
+        Assert.Equal("0e:11:11:11:11:11", File.ReadAllText(k.C.Path_("node1.vtepmac")).Trim());
+        Assert.Equal("""{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}""", k.Api.Annotations("node1")[KubeCluster.Prefix + "backend-data"]);
+    }
+
+    [Fact]
+    public void A_kubeconfig_file_gives_the_server_and_the_token_and_pod_variables_give_the_node()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1);
+        k.Api.PutPod("kube-flannel", "kube-dataplane-x7k2p", "node1");
+        string kubeconfig = k.C.Path_("kubeconfig");
+        File.WriteAllText(kubeconfig, $"""
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: standin
+              cluster:
+                server: {k.Api.Url}
+            users:
+            - name: flannel
+              user:
+                token: t0ken-of-the-service-account
+            contexts:
+            - name: flannel@standin
+              context:
+                cluster: standin
+                user: flannel
+            current-context: flannel@standin
+            """);
+        string[] command = [.. k.Command(1).Where(a => a != $"NODE_NAME={KubeCluster.NodeName(1)}")];
+        int url = Array.IndexOf(command, "--kube-api-url");
+        command = [.. command[..url], "--kubeconfig-file", kubeconfig, .. command[(url + 2)..]];
+        command = [.. command[..1], "POD_NAME=kube-dataplane-x7k2p", "POD_NAMESPACE=kube-flannel", .. command[1..]];
+        NodeProcess n1 = k.C.Topology.Start(k.C.Topology.Node(1), command, "node1");
+        Assert.True(n1.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, n1.Output);
+        Assert.Contains("GET /api/v1/namespaces/kube-flannel/pods/kube-dataplane-x7k2p", k.Api.Requests);
+        Assert.Equal("true", k.Api.Annotations("node1")[KubeCluster.Prefix + "kube-subnet-manager"]);
+        Assert.All(k.Api.Authorizations, a => Assert.Equal("Bearer t0ken-of-the-service-account", a));
+    }
+
+    [Fact]
+    public void Nodes_that_join_and_leave_apply_live_while_a_transfer_to_an_unchanged_peer_runs()
+    {
+        using var k = new KubeCluster("udp");
+        for (int i = 1; i <= 3; i++)
+        {
+            k.Register(i);
+        }
+        k.Api.DeleteNode("node3"); // node 3 joins later
+        NodeProcess n1 = k.StartNode(1);
+        k.StartNode(2);
+        Assert.Equal("udp", k.Api.Annotations("node1")[KubeCluster.Prefix + "backend-type"]);
+        Assert.Equal("null", k.Api.Annotations("node1")[KubeCluster.Prefix + "backend-data"]);
+        Assert.NotNull(n1.WaitForLine("Subnet added: 10.244.2.0/24 via 192.0.2.2", TimeSpan.FromSeconds(10)));
+
+        Transfer transfer = k.C.StartTimedTransfer(1, 2, seconds: 10);
+        Thread.Sleep(300);
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3));
+        k.StartNode(3);
+        Assert.NotNull(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(10)));
+        ProcessRunner.Result added = k.C.Ping(k.C.Topology.Pod(1), Topology.PodIp(3));
+        Assert.True(added.ExitCode == 0, added.Stdout);
+
+        k.Api.DeleteNode("node3");
+        Assert.NotNull(n1.WaitForLine("Subnet removed: 10.244.3.0/24", TimeSpan.FromSeconds(10)));
+        ProcessRunner.Result removed = k.C.Ping(k.C.Topology.Pod(1), Topology.PodIp(3));
+        Assert.Contains("Destination Net Unreachable", removed.Stdout);
+
+        Assert.False(transfer.Sender.HasExited, "the transfer ended before the changes: make it longer so the test proves something");
+        transfer.AssertIntact(TimeSpan.FromSeconds(120));
+    }
+
+    [Fact]
+    public void Forwarding_goes_on_with_no_second_without_traffic_while_the_api_server_is_down_for_30_s()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1);
+        k.Register(2);
+        NodeProcess n1 = k.StartNode(1, "--kube-resync", "5");
+        k.StartNode(2, "--kube-resync", "5");
+
+        // Continuity, second by second: iperf3 reports every interval; none may be empty.
+        string iperf3 = Require.Tool("iperf3", "iperf3");
+        NodeProcess server = k.C.Topology.Start(k.C.Topology.Pod(2), [iperf3, "-s", "-1", "--forceflush"], "iperf3-server");
+        Assert.NotNull(server.WaitForLine("Server listening", TimeSpan.FromSeconds(10)));
+        NodeProcess client = k.C.Topology.Start(k.C.Topology.Pod(1), [iperf3, "-c", Topology.PodIp(2), "-t", "40", "-i", "1", "-J"], "iperf3-client");
+        Thread.Sleep(3000);
+        k.Api.Stop();
+        Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
+        Thread.Sleep(30_000 - 3000);
+        Assert.False(client.HasExited, "the transfer ended while the API server was down");
+        k.Api.Start();
+        Assert.NotNull(n1.WaitForLine("reachable again", TimeSpan.FromSeconds(40)));
+        Assert.True(client.WaitForExit(TimeSpan.FromSeconds(30)), client.Output);
+        Assert.Equal(0, client.ExitCode);
+
+        using JsonDocument report = JsonDocument.Parse(client.Output);
+        double[] bytes = [.. report.RootElement.GetProperty("intervals").EnumerateArray().Select(i => i.GetProperty("sum").GetProperty("bytes").GetDouble())];
+        Assert.True(bytes.Length >= 39, $"{bytes.Length} intervals");
+        Assert.True(bytes.All(b => b > 1_000_000), "an interval (1 s) moved less than 1 MB: " + string.Join(", ", bytes.Select(b => (b / 1e6).ToString("0.0", CultureInfo.InvariantCulture))));
+
+        // Back, changes apply again.
+        k.Register(3, withPod: false);
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3), KubeCluster.FlanneldVxlan(3, "0e:33:33:33:33:33"));
+        Assert.NotNull(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(20)));
+    }
+
+    [Fact]
+    public void A_node_without_a_pod_cidr_waits_for_one_and_starts_when_it_is_assigned()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, podCidr: null);
+        NodeProcess n1 = k.Launch(1);
+        Assert.True(n1.WaitForLine("has no IPv4 podCIDR yet", TimeSpan.FromSeconds(30)) is not null, n1.Output);
+        Thread.Sleep(1000);
+        Assert.False(n1.HasExited, n1.Output);
+        Assert.False(File.Exists(k.C.Path_("node1-subnet.env")));
+        k.Api.PutNode("node1", KubeCluster.PodCidr(1));
+        Assert.True(n1.WaitForLine("Ready:", TimeSpan.FromSeconds(20)) is not null, n1.Output);
+        Assert.Contains("FLANNEL_SUBNET=10.244.1.1/24", File.ReadAllText(k.C.Path_("node1-subnet.env")));
+    }
+
+    [Theory]
+    [InlineData("podcidr-outside", "node node1: podCIDR 10.245.1.0/24 is not inside the Network 10.244.0.0/16")]
+    [InlineData("no-such-node", "node node1: no such node in Kubernetes API http://192.0.2.100:6443 (is NODE_NAME right?)")]
+    [InlineData("api-down", "Kubernetes API http://192.0.2.100:6443: connection refused")]
+    [InlineData("no-net-conf", "--net-config-path")]
+    public void Bad_cluster_state_exits_1_with_one_line_and_creates_nothing(string fault, string expected)
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, podCidr: fault == "podcidr-outside" ? "10.245.1.0/24" : "");
+        switch (fault)
+        {
+            case "no-such-node":
+                k.Api.DeleteNode("node1");
+                break;
+            case "api-down":
+                k.Api.Stop();
+                break;
+            case "no-net-conf":
+                File.Delete(k.NetConf);
+                break;
+        }
+        ProcessRunner.Result r = k.C.Topology.Exec(k.C.Topology.Node(1), k.Command(1), 60_000);
+        Assert.Equal(1, r.ExitCode);
+        string[] errors = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(errors.Length == 1, r.Stderr);
+        Console.WriteLine(errors[0]);
+        Assert.Contains(expected, errors[0]);
+        Assert.DoesNotContain("flannel.1", k.C.Topology.Ip(k.C.Topology.Node(1), "-o", "link", "show"));
+        Assert.False(File.Exists(k.C.Path_("node1-subnet.env")));
+        Assert.DoesNotContain(k.Api.Requests, q => q.StartsWith("PATCH", StringComparison.Ordinal));
+    }
+
+    private static bool WaitFor(Func<bool> condition, TimeSpan timeout)
+    {
+        DateTime until = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > until)
+            {
+                return false;
+            }
+            Thread.Sleep(100);
+        }
+        return true;
+    }
+}

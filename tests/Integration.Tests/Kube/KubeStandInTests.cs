@@ -1,0 +1,63 @@
+using System.Text.Json;
+using Dataplane.Lab;
+using Dataplane.Node;
+
+namespace Dataplane.Integration.Tests.Kube;
+
+/// <summary>
+/// The stand-in API server checked with an independent real client: kubectl lists, reads,
+/// watches and patches nodes on it as on a real API server, and gets the errors a real one gives
+/// (403 for the RBAC kube-flannel has, 404, 410 for a compacted resourceVersion). What the node
+/// tests prove against the stand-in holds only as far as this agreement goes.
+/// </summary>
+public class KubeStandInTests
+{
+    [Fact]
+    public void Kubectl_lists_reads_watches_and_patches_nodes_on_the_stand_in()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Api.PutNode("node1", "10.244.1.0/24", KubeCluster.FlanneldVxlan(1, "0e:11:11:11:11:11"));
+
+        using (JsonDocument list = JsonDocument.Parse(k.KubectlOk("get", "nodes", "-o", "json")))
+        {
+            JsonElement item = Assert.Single(list.RootElement.GetProperty("items").EnumerateArray());
+            Assert.Equal("node1", item.GetProperty("metadata").GetProperty("name").GetString());
+        }
+        Assert.Equal("10.244.1.0/24", k.KubectlOk("get", "node", "node1", "-o", "jsonpath={.spec.podCIDR}"));
+        Assert.Equal("""{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}""",
+            k.KubectlOk("get", "node", "node1", "-o", @"jsonpath={.metadata.annotations.flannel\.alpha\.coreos\.com/backend-data}"));
+
+        // A watch: kubectl lists, then watches from the list's resourceVersion; a node added later arrives.
+        string kubectl = Dataplane.TestSupport.Require.Tool("kubectl", "kubernetes-client");
+        NodeProcess watch = k.C.Topology.Start(k.C.Topology.Node(KubeCluster.ApiHost),
+            [kubectl, "--server", k.Api.Url, "--cache-dir", k.C.Path_("kubectl-cache"), "get", "nodes", "--watch", "-o", "name"], "kubectl-watch");
+        Assert.NotNull(watch.WaitForLine("node/node1", TimeSpan.FromSeconds(20)));
+        k.Api.PutNode("node2", "10.244.2.0/24");
+        Assert.True(watch.WaitForLine("node/node2", TimeSpan.FromSeconds(20)) is not null, watch.Output);
+        watch.Kill();
+
+        // Writes: kubectl's own patch types, applied with merge semantics and seen by the next read.
+        k.Api.ForbidNodePatch = false;
+        k.KubectlOk("annotate", "node", "node2", "example.com/by=kubectl");
+        k.KubectlOk("patch", "node", "node2", "--type=merge", "-p", """{"metadata":{"annotations":{"example.com/merge":"yes"}}}""");
+        k.KubectlOk("patch", "node", "node2", "-p", """{"metadata":{"annotations":{"example.com/strategic":"yes"}}}""");
+        IReadOnlyDictionary<string, string> a = k.Api.Annotations("node2");
+        Assert.Equal("kubectl", a["example.com/by"]);
+        Assert.Equal("yes", a["example.com/merge"]);
+        Assert.Equal("yes", a["example.com/strategic"]);
+        Assert.Contains("example.com/strategic", k.KubectlOk("get", "--raw", "/api/v1/nodes/node2/status"));
+
+        // The errors of a real API server, as kubectl reports them.
+        k.Api.ForbidNodePatch = true;
+        ProcessRunner.Result forbidden = k.Kubectl("annotate", "node", "node2", "example.com/again=no");
+        Assert.NotEqual(0, forbidden.ExitCode);
+        Assert.Contains("forbidden", forbidden.Stderr + forbidden.Stdout, StringComparison.OrdinalIgnoreCase);
+        ProcessRunner.Result missing = k.Kubectl("get", "node", "node9");
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Contains("not found", missing.Stderr + missing.Stdout, StringComparison.OrdinalIgnoreCase);
+        k.Api.Compact();
+        string expired = k.KubectlOk("get", "--raw", "/api/v1/nodes?watch=true&resourceVersion=1&timeoutSeconds=2");
+        Assert.Contains("\"code\":410", expired);
+        Assert.Contains("\"type\":\"ERROR\"", expired);
+    }
+}
