@@ -90,7 +90,7 @@ internal static class RunCommandLine
             .InRange(1, 24 * 3600, "must be 1 second to 1 day");
         var injectFault = new Option<FaultInjection.Loop>("--inject-fault") { Description = "test seam: make this loop's edge throw on its first packet", Hidden = true };
 
-        var cmd = new Command("run", "run this node's data plane")
+        var cmd = new Command("run", FlanneldFlags)
         {
             leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
             etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl, resync,
@@ -165,6 +165,19 @@ internal static class RunCommandLine
         });
         return cmd;
     }
+
+    /// <summary>The help's description: which flags are flanneld's (same name, same meaning) and which are ours alone.</summary>
+    private const string FlanneldFlags = """
+        run this node's data plane.
+
+        Flags with flanneld's names mean what they mean to flanneld: --public-ip, --iface, --ip-masq, --subnet-file,
+        --etcd-endpoints, --etcd-prefix, --etcd-username, --etcd-password, --etcd-cafile, --etcd-certfile, --etcd-keyfile,
+        --subnet-lease-renew-margin, --kube-subnet-mgr, --kube-api-url, --kubeconfig-file, --kube-annotation-prefix,
+        --net-config-path, --set-node-network-unavailable. flanneld has no --leases (our static cluster file), --backend and
+        --port (flanneld takes them from the config only), --device, --etcd-timeout, --vtep-mac-file (flanneld keeps the MAC
+        in its lease), --offload, --batch, --queues, --metrics (flanneld serves a healthz port instead), --control-socket, --icmp-rate,
+        --icmp-burst.
+        """;
 
     /// <summary>"127.0.0.1:9100", or ":9100" for every address.</summary>
     private static IPEndPoint? ParseEndpoint(string text) =>
