@@ -14,7 +14,7 @@ namespace Dataplane.Lab;
 internal static class LabCommands
 {
     public static IEnumerable<Command> All() =>
-        [DemoCommandLine(), BenchCommandLine(), PodSink(), PodSend(), PodPing(), Flood()];
+        [DemoCommandLine(), BenchCommandLine(), FootprintCommandLine(), PodSink(), PodSend(), PodPing(), Flood()];
 
     private static Command DemoCommandLine()
     {
@@ -34,6 +34,16 @@ internal static class LabCommands
         var queues = new Option<int>("--queues") { Description = "queues per node for this data plane (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
         var cmd = new Command("bench", "compare this data plane with kernel VXLAN, host-gw and the naive mode in namespaces") { seconds, udpSeconds, only, rounds, queues, output };
         cmd.SetAction(r => BenchCommand.Run(r.GetValue(seconds), r.GetValue(udpSeconds), r.GetValue(only), Math.Max(1, r.GetValue(rounds)), Math.Max(1, r.GetValue(queues)), r.GetValue(output)!, Console.Out));
+        return cmd;
+    }
+
+    private static Command FootprintCommandLine()
+    {
+        var starts = new Option<int>("--starts") { Description = "times node 1 is started to time its first forwarded packet", DefaultValueFactory = _ => 5 };
+        var peers = new Option<int>("--peers") { Description = "leases in etcd for the memory figures", DefaultValueFactory = _ => 5000 };
+        var rounds = new Option<int>("--rounds") { Description = "rounds of 1,000 lease changes", DefaultValueFactory = _ => 5 };
+        var cmd = new Command("footprint", "the node's start time (to its first forwarded packet) and memory with many peers in etcd, in namespaces") { starts, peers, rounds };
+        cmd.SetAction(r => FootprintCommand.Run(Math.Max(1, r.GetValue(starts)), Math.Clamp(r.GetValue(peers), 1, 8000), Math.Max(0, r.GetValue(rounds)), Console.Out));
         return cmd;
     }
 

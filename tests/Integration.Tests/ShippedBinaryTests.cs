@@ -21,9 +21,31 @@ public class ShippedBinaryTests
         Assert.Equal([binary!], SelfCommand.Prefix());
         ProcessRunner.Result help = ProcessRunner.Run(binary!, ["--help"]);
         Assert.True(help.ExitCode == 0, help.Stderr);
-        foreach (string command in new[] { "run", "stats", "doctor", "capture", "demo", "bench" })
+        foreach (string command in new[] { "run", "stats", "doctor", "capture", "demo", "bench", "footprint" })
         {
             Assert.Contains(command, help.Stdout);
         }
+    }
+
+    /// <summary>
+    /// <c>dataplane footprint</c> on a small scale: the program under test reaches its first
+    /// forwarded packet within 1 s of being started (issue 11's target with file leases), and its
+    /// memory with a few hundred peers in a real etcd, before and after a round of changes, stays
+    /// under 100 MB. The full-scale figures (5,000 peers) are in bench/README.md.
+    /// </summary>
+    [Fact]
+    public void The_program_forwards_within_a_second_of_its_start_and_stays_small()
+    {
+        Dataplane.TestSupport.Require.Root();
+        ProcessRunner.Result r = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "footprint", "--starts", "2", "--peers", "300", "--rounds", "1"], 300_000);
+        Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
+        System.Text.RegularExpressions.Match start = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"first forwarded packet .*: median (\d+) ms");
+        Assert.True(start.Success, r.Stdout);
+        Assert.InRange(int.Parse(start.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 1, 1000);
+        Assert.Contains("vxlan; 300 peers in the table", r.Stdout);
+        Assert.Contains("(300 applied)", r.Stdout);
+        System.Text.RegularExpressions.MatchCollection rss = System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"VmRSS (\d+) kB");
+        Assert.Equal(2, rss.Count);
+        Assert.All(rss, m => Assert.InRange(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 1000, 100_000));
     }
 }
