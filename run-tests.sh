@@ -24,6 +24,10 @@ command -v kubectl >/dev/null  || need+=(kubernetes-client) # checks the stand-i
 command -v iptables >/dev/null || need+=(iptables)
 command -v clang >/dev/null    || need+=(clang)        # NativeAOT links with clang
 [ -f /usr/include/zlib.h ]     || need+=(zlib1g-dev)
+# The linux-arm64 binary: cross-compiled with Debian's aarch64 toolchain and lld, run under qemu-user.
+command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+command -v ld.lld >/dev/null   || need+=(lld)
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "Installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -40,6 +44,11 @@ rm -rf "$aot"; mkdir -p artifacts
 dotnet publish src/Dataplane -c Release -r linux-x64 -o "$aot" -nologo -v quiet >artifacts/publish.log 2>&1 \
   || { tail -20 artifacts/publish.log; echo "NativeAOT publish failed"; exit 1; }
 export DATAPLANE_BINARY="$PWD/$aot/dataplane"
+arm64=artifacts/aot-arm64
+rm -rf "$arm64"
+dotnet publish src/Dataplane -c Release -r linux-arm64 -o "$arm64" -p:LinkerFlavor=lld -p:ObjCopyName=aarch64-linux-gnu-objcopy \
+  -nologo -v quiet >artifacts/publish-arm64.log 2>&1 || { tail -20 artifacts/publish-arm64.log; echo "NativeAOT publish for linux-arm64 failed"; exit 1; }
+export DATAPLANE_ARM64_BINARY="$PWD/$arm64/dataplane"
 dotnet test Dataplane.sln -c Release --logger "trx" --results-directory "$results" "$@"
 status=$?
 

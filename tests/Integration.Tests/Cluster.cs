@@ -22,6 +22,9 @@ internal sealed class Cluster : IDisposable
 
     public Topology Topology { get; }
 
+    /// <summary>How our node is started: the program under test (<see cref="SelfCommand"/>), or another build of it (the arm64 one under qemu).</summary>
+    public IReadOnlyList<string> Program { get; set; } = SelfCommand.Prefix();
+
     public string LeasesPath => Path.Combine(Topology.WorkDir, "cluster.json");
 
     public string Path_(string name) => Path.Combine(Topology.WorkDir, name);
@@ -41,7 +44,7 @@ internal sealed class Cluster : IDisposable
     /// <summary>Starts our data plane on node i and waits for "Ready".</summary>
     public NodeProcess StartNode(int i, string backend, string? leases = null, params string[] extra)
     {
-        NodeProcess p = Topology.Start(Topology.Node(i), [.. SelfCommand.Prefix(), "run", "--leases", leases ?? LeasesPath,
+        NodeProcess p = Topology.Start(Topology.Node(i), [.. Program, "run", "--leases", leases ?? LeasesPath,
             "--public-ip", Topology.UnderlayIp(i), "--backend", backend,
             "--subnet-file", Path_($"node{i}-subnet.env"), "--control-socket", ControlSocket(i), .. extra], $"node{i}");
         string? ready = p.WaitForLine("Ready:", TimeSpan.FromSeconds(30));

@@ -90,12 +90,13 @@ internal static class RunCommandLine
             .InRange(1, 24 * 3600, "must be 1 second to 1 day");
         var injectFault = new Option<FaultInjection.Loop>("--inject-fault") { Description = "test seam: make this loop's edge throw on its first packet", Hidden = true };
 
-        var cmd = new Command("run", FlanneldFlags)
+        var cmd = new Command("run", "run this node's data plane (each flag says whether flanneld has it)")
         {
             leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
             etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl, resync,
             kubeSubnetMgr, kubeApiUrl, kubeconfig, kubePrefix, netConfigPath, setUnavailable, kubeResync, injectFault,
         };
+        MarkFlanneldFlags(cmd);
         cmd.SetAction(r =>
         {
             string vtepMacPath = r.GetValue(vtepMacFile) ?? VtepMacFile.DefaultPath(r.GetValue(device) ?? RunOptions.DefaultDevice(BackendKind.Vxlan));
@@ -166,18 +167,29 @@ internal static class RunCommandLine
         return cmd;
     }
 
-    /// <summary>The help's description: which flags are flanneld's (same name, same meaning) and which are ours alone.</summary>
-    private const string FlanneldFlags = """
-        run this node's data plane.
+    /// <summary>Our flags that are flanneld's too, with the same name and meaning (the rest are ours alone).</summary>
+    public static readonly IReadOnlySet<string> FlanneldFlags = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "--public-ip", "--iface", "--ip-masq", "--subnet-file", "--etcd-endpoints", "--etcd-prefix", "--etcd-username", "--etcd-password",
+        "--etcd-cafile", "--etcd-certfile", "--etcd-keyfile", "--subnet-lease-renew-margin", "--kube-subnet-mgr", "--kube-api-url",
+        "--kubeconfig-file", "--kube-annotation-prefix", "--net-config-path", "--set-node-network-unavailable",
+    };
 
-        Flags with flanneld's names mean what they mean to flanneld: --public-ip, --iface, --ip-masq, --subnet-file,
-        --etcd-endpoints, --etcd-prefix, --etcd-username, --etcd-password, --etcd-cafile, --etcd-certfile, --etcd-keyfile,
-        --subnet-lease-renew-margin, --kube-subnet-mgr, --kube-api-url, --kubeconfig-file, --kube-annotation-prefix,
-        --net-config-path, --set-node-network-unavailable. flanneld has no --leases (our static cluster file), --backend and
-        --port (flanneld takes them from the config only), --device, --etcd-timeout, --vtep-mac-file (flanneld keeps the MAC
-        in its lease), --offload, --batch, --queues, --metrics (flanneld serves a healthz port instead), --control-socket, --icmp-rate,
-        --icmp-burst.
-        """;
+    /// <summary>Each flag's help says whether flanneld has it: "[flanneld: the same]" or "[not in flanneld: why]".</summary>
+    private static void MarkFlanneldFlags(Command cmd)
+    {
+        foreach (Option o in cmd.Options.Where(o => o.Name.StartsWith("--", StringComparison.Ordinal)))
+        {
+            o.Description += FlanneldFlags.Contains(o.Name) ? " [flanneld: the same]" : o.Name switch
+            {
+                "--leases" => " [not in flanneld]",
+                "--backend" or "--port" => " [not in flanneld: it takes them from the config only]",
+                "--vtep-mac-file" => " [not in flanneld: it keeps the MAC with its lease]",
+                "--metrics" => " [not in flanneld: it serves --healthz-port instead]",
+                _ => " [not in flanneld]",
+            };
+        }
+    }
 
     /// <summary>"127.0.0.1:9100", or ":9100" for every address.</summary>
     private static IPEndPoint? ParseEndpoint(string text) =>
