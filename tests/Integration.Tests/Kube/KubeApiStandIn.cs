@@ -40,15 +40,16 @@ internal sealed class KubeApiStandIn : IDisposable
     private readonly List<(long Version, string Type, JsonObject Node)> _events = [];
     private readonly List<string> _requests = [];
     private readonly List<string> _authorizations = [];
-    private readonly string _netns;
-    private readonly IPEndPoint _endpoint;
+    private readonly string? _netns;
+    private IPEndPoint _endpoint;
     private long _version = 1000;
     private long _compactedAt;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication? _app;
     private int _listenFd = -1;
 
-    public KubeApiStandIn(string netns, IPEndPoint endpoint)
+    /// <param name="netns">The namespace to listen in; null: this process's own (on loopback only).</param>
+    public KubeApiStandIn(string? netns, IPEndPoint endpoint)
     {
         _netns = netns;
         _endpoint = endpoint;
@@ -90,16 +91,18 @@ internal sealed class KubeApiStandIn : IDisposable
             return;
         }
         // The listening socket is made in the namespace; Kestrel takes the descriptor over.
-        ulong fd = NetworkNamespace.Run(_netns, () =>
+        ulong Listen()
         {
             var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             s.Bind(_endpoint);
             s.Listen(64);
+            _endpoint = (IPEndPoint)s.LocalEndPoint!; // port 0: the one the kernel chose, kept for restarts
             ulong raw = (ulong)s.SafeHandle.DangerousGetHandle();
             s.SafeHandle.SetHandleAsInvalid(); // Kestrel owns it now
             return raw;
-        });
+        }
+        ulong fd = _netns is null ? Listen() : NetworkNamespace.Run(_netns, Listen);
         _listenFd = (int)fd;
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
