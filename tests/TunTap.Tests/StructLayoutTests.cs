@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
+using Dataplane.TestSupport;
 using Dataplane.TunTap.Native;
 using Tmds.Linux;
 #pragma warning disable CS8981
@@ -16,6 +17,75 @@ namespace Dataplane.TunTap.Tests;
 /// </summary>
 public class StructLayoutTests
 {
+    /// <summary>
+    /// The USO constants the offload code relies on, against the running kernel (Debian 12's headers
+    /// are 6.1 and lack them): TUNSETOFFLOAD refuses unknown bits with EINVAL and takes ours; with
+    /// only CSUM and USO on, a UDP GSO send reaches the TUN whole, and the virtio-net header the
+    /// kernel writes names it with our GSO type and the segment size.
+    /// </summary>
+    [Fact]
+    public unsafe void The_uso_constants_are_the_running_kernels()
+    {
+        using var ns = new TestNamespace();
+        (byte gsoType, ushort gsoSize, int unknownBitErrno) = ns.Run(() =>
+        {
+            byte[] path = "/dev/net/tun\0"u8.ToArray();
+            int fd;
+            fixed (byte* p = path)
+            {
+                fd = LibC.open(p, LibC.O_RDWR | LibC.O_CLOEXEC, 0);
+            }
+            Assert.True(fd >= 0, "open /dev/net/tun");
+            try
+            {
+                ifreq req = default;
+                "dpuso0"u8.CopyTo(new Span<byte>(req.ifr_name, ifreq.IFNAMSIZ));
+                req.ifr_flags = NativeMethods.IFF_TUN | NativeMethods.IFF_NO_PI | NativeMethods.IFF_VNET_HDR;
+                Assert.Equal(0, NativeMethods.ioctl_ifreq(fd, NativeMethods.TUNSETIFF, &req));
+                int refused = NativeMethods.ioctl_value(fd, NativeMethods.TUNSETOFFLOAD, NativeMethods.TUN_F_CSUM | 0x8000) < 0 ? Marshal.GetLastPInvokeError() : 0;
+                Assert.Equal(0, NativeMethods.ioctl_value(fd, NativeMethods.TUNSETOFFLOAD, NativeMethods.TUN_F_CSUM | NativeMethods.TUN_F_USO4 | NativeMethods.TUN_F_USO6));
+                using (RouteNetlink nl = RouteNetlink.Open())
+                {
+                    int index = RouteNetlink.LinkIndex("dpuso0");
+                    nl.SetLinkUp(index, 1450, "up");
+                    nl.AddAddress(index, 0x0AF40100, 32, "addr");
+                    nl.ReplaceRoute(new Dataplane.Encap.Ipv4Prefix(0x0AF40000, 16), index, "route");
+                }
+                using var sender = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+                sender.SetRawSocketOption(NativeMethods.SOL_UDP, NativeMethods.UDP_SEGMENT, BitConverter.GetBytes((int)1000));
+                sender.SendTo(new byte[8000], new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.244.2.5"), 9999));
+                byte[] buffer = new byte[70000];
+                DateTime until = DateTime.UtcNow.AddSeconds(5);
+                while (DateTime.UtcNow < until)
+                {
+                    pollfd pfd = new() { fd = fd, events = LibC.POLLIN };
+                    if (LibC.poll(&pfd, 1, 200) <= 0)
+                    {
+                        continue;
+                    }
+                    long n;
+                    fixed (byte* b = buffer)
+                    {
+                        n = (long)LibC.read(fd, b, buffer.Length);
+                    }
+                    int ip = Dataplane.Encap.Offload.VirtioNetHeader.Length;
+                    if (n > ip + 20 && buffer[ip] == 0x45 && buffer[ip + 9] == 17)
+                    {
+                        return (buffer[1], System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(4)), refused);
+                    }
+                }
+                throw new InvalidOperationException("no UDP datagram reached the TUN");
+            }
+            finally
+            {
+                LibC.close(fd);
+            }
+        });
+        Assert.Equal(LibC.EINVAL, unknownBitErrno);
+        Assert.Equal(Dataplane.Encap.Offload.VirtioNetHeader.GsoUdpL4, gsoType);
+        Assert.Equal(1000, gsoSize);
+    }
+
     [Fact]
     public void Mirrored_structs_and_constants_match_the_c_headers()
     {
@@ -76,14 +146,16 @@ public class StructLayoutTests
         Check("VIRTIO_NET_HDR_F_NEEDS_CSUM", Dataplane.Encap.Offload.VirtioNetHeader.FlagNeedsChecksum);
         Check("VIRTIO_NET_HDR_GSO_TCPV4", Dataplane.Encap.Offload.VirtioNetHeader.GsoTcpV4);
         Check("VIRTIO_NET_HDR_GSO_TCPV6", Dataplane.Encap.Offload.VirtioNetHeader.GsoTcpV6);
-        c.AppendLine("#ifdef VIRTIO_NET_HDR_GSO_UDP_L4 /* Linux 6.2 headers and later */");
+        // USO (Linux 6.2): checked against the headers when they have it, and in every case against
+        // the running kernel (The_uso_constants_are_the_running_kernels): never skipped.
+        c.AppendLine("#ifdef VIRTIO_NET_HDR_GSO_UDP_L4");
         Check("VIRTIO_NET_HDR_GSO_UDP_L4", Dataplane.Encap.Offload.VirtioNetHeader.GsoUdpL4);
         c.AppendLine("#endif");
         Check("VIRTIO_NET_HDR_GSO_ECN", Dataplane.Encap.Offload.VirtioNetHeader.GsoEcn);
         Check("TUN_F_CSUM", NativeMethods.TUN_F_CSUM);
         Check("TUN_F_TSO4", NativeMethods.TUN_F_TSO4);
         Check("TUN_F_TSO6", NativeMethods.TUN_F_TSO6);
-        c.AppendLine("#ifdef TUN_F_USO4 /* Linux 6.2 headers and later */");
+        c.AppendLine("#ifdef TUN_F_USO4");
         Check("TUN_F_USO4", NativeMethods.TUN_F_USO4);
         Check("TUN_F_USO6", NativeMethods.TUN_F_USO6);
         c.AppendLine("#endif");
