@@ -109,7 +109,8 @@ public class FaultTests(ITestOutputHelper output)
         string drops = stats.Stdout.Split('\n').Single(l => l.TrimStart().StartsWith("drops:", StringComparison.Ordinal)).Trim();
         output.WriteLine($"{backend}: {floodLine}; legitimate ping: {pingLine.Trim()}; transfer: {sent}; node 1 {drops}");
 
-        Assert.True(loss <= 50, $"legitimate ping lost {loss}% during the flood");
+        // Measured: no echo of 60 lost in any run (both backends, the transfer beside it); one is allowed for a loaded CI machine.
+        Assert.True(loss <= 100.0 / 60, $"legitimate ping lost {loss}% during the flood");
         Assert.Matches(@"flood sent=\d{5,}", floodLine);
         string[] expected = backend == "vxlan"
             ? ["bad_vxlan_flags", "wrong_vni", "not_our_mac", "malformed_inner", "bad_inner_checksum", "inner_source_not_peer_subnet", "truncated"]
@@ -118,6 +119,41 @@ public class FaultTests(ITestOutputHelper output)
         {
             Assert.Matches($@"\b{reason} [1-9]", drops);
         }
+    }
+
+    /// <summary>
+    /// A pod floods destinations no node owns: every packet is refused, and the ICMP errors that
+    /// reach the pod (counted by the pod's own kernel, /proc/net/snmp) stay within the token
+    /// bucket of each queue: rate x seconds + burst, per queue.
+    /// </summary>
+    [Fact]
+    public void Icmp_errors_under_a_flood_of_unroutable_packets_stay_within_the_rate_limit()
+    {
+        using var c = new Cluster();
+        const int Rate = 100, Burst = 20, Queues = 2;
+        c.StartTwoNodes("vxlan", "--icmp-rate", Rate.ToString(CultureInfo.InvariantCulture), "--icmp-burst", Burst.ToString(CultureInfo.InvariantCulture),
+            "--queues", Queues.ToString(CultureInfo.InvariantCulture));
+        long before = DestinationUnreachables(c);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        NodeProcess flood = c.Topology.Start(c.Topology.Pod(1), [.. SelfCommand.Prefix(), "flood", "--from", Topology.PodIp(1),
+            "--to", "10.244.9.9:9", "--count", "200000", "--seconds", "5"], "flood");
+        Assert.True(flood.WaitForExit(TimeSpan.FromSeconds(30)), flood.Output);
+        Thread.Sleep(500); // the last errors in flight
+        double seconds = clock.Elapsed.TotalSeconds;
+        long received = DestinationUnreachables(c) - before;
+        string floodLine = flood.Lines.Single(l => l.StartsWith("flood ", StringComparison.Ordinal));
+        output.WriteLine($"{floodLine}; ICMP unreachable received by the pod: {received} in {seconds:F1} s");
+        Assert.Matches(@"flood sent=\d{5,}", floodLine);
+        double flooded = double.Parse(Regex.Match(floodLine, @"seconds=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        // At least half of one queue's rate over the flood (the limiter lets errors through), at most every queue's bucket.
+        Assert.InRange(received, (long)(Rate * flooded * 0.5), (long)(Queues * ((Rate * seconds) + Burst)));
+    }
+
+    private static long DestinationUnreachables(Cluster c)
+    {
+        string[] lines = [.. c.Topology.Exec(c.Topology.Pod(1), ["cat", "/proc/net/snmp"]).Stdout.Split('\n').Where(l => l.StartsWith("Icmp:", StringComparison.Ordinal))];
+        string[] names = lines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries), values = lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return long.Parse(values[Array.IndexOf(names, "InDestUnreachs")], CultureInfo.InvariantCulture);
     }
 
     [Fact]
