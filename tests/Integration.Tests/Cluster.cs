@@ -89,7 +89,39 @@ internal sealed class Cluster : IDisposable
         return new Transfer(send, sink, bytes);
     }
 
+    /// <summary>
+    /// iperf3 (TCP) from pod <paramref name="from"/> to pod <paramref name="to"/> for
+    /// <paramref name="seconds"/>, reporting every second: continuity measured as continuity (a TCP
+    /// digest alone passes through any stall its retransmissions outlast).
+    /// </summary>
+    public Intervals StartIntervals(int from, int to, int seconds, int port = 5301)
+    {
+        string iperf3 = Require.Tool("iperf3", "iperf3");
+        string p = port.ToString(CultureInfo.InvariantCulture);
+        NodeProcess server = Topology.Start(Topology.Pod(to), [iperf3, "-s", "-1", "-p", p, "--forceflush"], $"iperf3-server{to}");
+        Assert.NotNull(server.WaitForLine("Server listening", TimeSpan.FromSeconds(10)));
+        NodeProcess client = Topology.Start(Topology.Pod(from), [iperf3, "-c", Topology.PodIp(to), "-p", p, "-t", seconds.ToString(CultureInfo.InvariantCulture),
+            "-i", "1", "-J"], $"iperf3-client{from}");
+        return new Intervals(client, seconds);
+    }
+
     public void Dispose() => Topology.Dispose();
+}
+
+internal sealed record Intervals(NodeProcess Client, int Seconds)
+{
+    /// <summary>Waits for the end and asserts that every one-second interval moved at least <paramref name="minBytes"/>; returns the intervals' bytes.</summary>
+    public double[] AssertEverySecondCarried(double minBytes)
+    {
+        Assert.True(Client.WaitForExit(TimeSpan.FromSeconds(Seconds + 30)), Client.Output);
+        Assert.True(Client.ExitCode == 0, Client.Output);
+        using System.Text.Json.JsonDocument report = System.Text.Json.JsonDocument.Parse(Client.Output);
+        double[] bytes = [.. report.RootElement.GetProperty("intervals").EnumerateArray().Select(i => i.GetProperty("sum").GetProperty("bytes").GetDouble())];
+        Assert.True(bytes.Length >= Seconds - 1, $"{bytes.Length} intervals of {Seconds}");
+        Assert.True(bytes.All(b => b >= minBytes), $"a 1 s interval moved less than {minBytes / 1e6:0.#} MB: "
+            + string.Join(", ", bytes.Select(b => (b / 1e6).ToString("0.0", CultureInfo.InvariantCulture))));
+        return bytes;
+    }
 }
 
 internal sealed record Transfer(NodeProcess Sender, NodeProcess Sink, long? Bytes)

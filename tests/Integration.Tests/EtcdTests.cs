@@ -205,6 +205,7 @@ public class EtcdTests
         StartNode(c, 2, "--etcd-timeout", "1");
 
         Transfer transfer = c.StartTimedTransfer(1, 2, seconds: 14);
+        Intervals intervals = c.StartIntervals(2, 1, seconds: 14);
         Thread.Sleep(500);
         etcd.Stop(TimeSpan.FromSeconds(10));
         Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
@@ -212,7 +213,9 @@ public class EtcdTests
             "--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint, "--listen-peer-urls", "http://127.0.0.1:2380"], "etcd-again");
         Assert.True(again.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, again.Output);
         Assert.True(n1.WaitForLine("reachable again", TimeSpan.FromSeconds(40)) is not null, n1.Output);
+        Assert.False(transfer.Sender.HasExited, "the transfer ended before etcd came back: make it longer so the test proves something");
         transfer.AssertIntact(TimeSpan.FromSeconds(60));
+        intervals.AssertEverySecondCarried(1_000_000); // the other direction, second by second, through the whole outage
         Assert.False(n1.HasExited);
         Assert.Contains("10.244.1.0-24", Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only")); // our lease still held
     }

@@ -168,6 +168,7 @@ public class FaultTests(ITestOutputHelper output)
         NodeProcess n1 = c.StartNode(1, "vxlan");
         c.StartNode(2, "vxlan");
         Transfer transfer = c.StartTimedTransfer(1, 2, seconds: 6);
+        Intervals intervals = c.StartIntervals(2, 1, seconds: 6);
         // Every edit changes the third peer (10.244.3-9.0/24), at jittered intervals, so each time
         // the watcher reads the file it finds a new state to apply.
         var rng = new Random(4);
@@ -179,7 +180,9 @@ public class FaultTests(ITestOutputHelper output)
             edits++;
             Thread.Sleep(rng.Next(5, 40));
         }
+        Assert.False(transfer.Sender.HasExited, "the transfer ended before the edits did: make it longer so the test proves something");
         string sent = transfer.AssertIntact(TimeSpan.FromSeconds(60));
+        intervals.AssertEverySecondCarried(1_000_000); // no second without traffic to the unchanged peer while the table churned
         int applied = n1.Lines.Count(l => Regex.IsMatch(l, @"Subnet added: 10\.244\.[3-9]\.0/24"));
         output.WriteLine($"{edits} edits written in 5 s, {applied} applied (the watcher reads at most every 150 ms); transfer: {sent}");
         Assert.True(edits >= 100 && applied >= 15, $"{edits} edits, {applied} applied");
