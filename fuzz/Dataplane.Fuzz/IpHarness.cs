@@ -3,11 +3,26 @@ using Dataplane.Encap.Offload;
 
 namespace Dataplane.Fuzz;
 
-/// <summary>The packet views and the code that rewrites packets, on arbitrary bytes.</summary>
+/// <summary>
+/// The packet views and the code that rewrites packets, on arbitrary bytes, writing into buffers
+/// of the sizes the loops really give them (an ICMP slot of 1,280 bytes, a packet slot of 9,216),
+/// and checking what comes out: it fits its slot, and its checksums verify. A violated property
+/// is an exception, which AFL++ records as a crash.
+/// </summary>
 internal static class IpHarness
 {
-    private static readonly byte[] Out = new byte[70_000];
+    private const int PacketSlot = 9216; // EngineSettings.DefaultSlotSize less the headroom
+    private static readonly byte[] IcmpSlot = new byte[IcmpErrors.Ipv6MaxErrorLength];
+    private static readonly byte[] Out = new byte[PacketSlot];
     private static readonly TcpCoalescer Coalescer = new(8);
+
+    private static void Check(bool property, string what)
+    {
+        if (!property)
+        {
+            throw new InvalidOperationException(what);
+        }
+    }
 
     public static void Run(byte[] input)
     {
@@ -15,12 +30,19 @@ internal static class IpHarness
         {
             if (IcmpErrors.ShouldAnswerIpv4(input, v4))
             {
-                IcmpErrors.WriteIpv4NetUnreachable(Out, input, v4, 0x0AF4_0900);
+                int n = IcmpErrors.WriteIpv4NetUnreachable(IcmpSlot, input, v4, 0x0AF4_0900);
+                Check(n is > 28 and <= IcmpErrors.Ipv4MaxErrorLength, $"an ICMP error of {n} bytes");
+                Check(InternetChecksum.Compute(IcmpSlot.AsSpan(0, 20)) == 0, "the ICMP error's IP header checksum does not verify");
+                Check(InternetChecksum.Compute(IcmpSlot.AsSpan(20, n - 20)) == 0, "the ICMP error's checksum does not verify");
             }
         }
         if (Ipv6Header.TryRead(input, out Ipv6Header v6) == IpParseResult.Ok && IcmpErrors.ShouldAnswerIpv6(input, v6))
         {
-            IcmpErrors.WriteIpv6NoRoute(Out, input, v6, UInt128.One);
+            int n = IcmpErrors.WriteIpv6NoRoute(IcmpSlot, input, v6, UInt128.One);
+            Check(n is > 48 and <= IcmpErrors.Ipv6MaxErrorLength, $"an ICMPv6 error of {n} bytes");
+            Check(System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(IcmpSlot.AsSpan(4)) == n - 40, "the ICMPv6 error's payload length is not its length");
+            ulong pseudo = InternetChecksum.PseudoHeaderIpv6(IcmpSlot.AsSpan(8, 16), IcmpSlot.AsSpan(24, 16), 58, n - 40);
+            Check(InternetChecksum.Finish(InternetChecksum.Sum(IcmpSlot.AsSpan(40, n - 40), pseudo)) == 0, "the ICMPv6 error's checksum does not verify");
         }
         _ = VxlanFrame.Decapsulate(input, 1, new MacAddress(1), out _, out _, out _);
         CompleteUnfinished(input);
@@ -31,11 +53,16 @@ internal static class IpHarness
             // The first 10 bytes as a virtio-net header, the rest as the packet it describes.
             var h = VirtioNetHeader.Read(input);
             byte[] packet = input[VirtioNetHeader.Length..];
-            if (Segmenter.TryDescribe(packet, h, out int l4, out int hdrs, out int n) && hdrs + h.GsoSize <= 9000)
+            if (Segmenter.TryDescribe(packet, h, out int l4, out int hdrs, out int n) && hdrs + h.GsoSize <= PacketSlot)
             {
                 for (int i = 0; i < Math.Min(n, 64); i++)
                 {
-                    Segmenter.WriteSegment(packet, h, l4, hdrs, i, Out);
+                    int len = Segmenter.WriteSegment(packet, h, l4, hdrs, i, Out);
+                    Check(len <= PacketSlot && len <= hdrs + h.GsoSize, $"segment {i} of {len} bytes (headers {hdrs}, gso_size {h.GsoSize})");
+                    if (len >= 20 && Out[0] >> 4 == 4)
+                    {
+                        Check(InternetChecksum.Compute(Out.AsSpan(0, (Out[0] & 0x0F) * 4)) == 0, $"segment {i}'s IP header checksum does not verify");
+                    }
                 }
             }
             Segmenter.FinishChecksum((byte[])packet.Clone(), h.ChecksumStart, h.ChecksumOffset);

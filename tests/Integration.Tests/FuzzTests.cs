@@ -31,7 +31,8 @@ public class FuzzTests(ITestOutputHelper output)
             output.WriteLine(summary);
             Assert.True(r.ExitCode == 0, $"{r.Stdout}\n{r.Stderr}");
             long execs = long.Parse(Regex.Match(summary, @"execs=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
-            Assert.True(execs > 10_000, $"only {execs} executions: {summary}");
+            // This machine does 12,000-16,000 executions a second per target: 4,000 a second shows the harness really ran.
+            Assert.True(execs >= 25 * 4_000, $"only {execs} executions in 25 s: {summary}");
             Assert.Contains("hangs=0", summary);
         }
         finally

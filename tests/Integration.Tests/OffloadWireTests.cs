@@ -1,0 +1,60 @@
+using System.Globalization;
+using Dataplane.Lab;
+using Dataplane.Node;
+using Dataplane.TestSupport;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>
+/// Offloads really used, seen from outside the node: tshark on the sending node's underlay sees
+/// UDP GSO superpackets (datagrams larger than the link's 1500-byte MTU, which only a
+/// UDP_SEGMENT send makes there), and tshark on the receiving node's device sees the coalesced
+/// TCP superpackets we write to it (larger than its MTU). With --offload off, neither exists.
+/// </summary>
+public class OffloadWireTests
+{
+    [Theory]
+    [InlineData("vxlan", "on")]
+    [InlineData("udp", "on")]
+    [InlineData("vxlan", "off")]
+    public void Superpackets_are_seen_on_the_wire_and_on_the_device_only_with_offloads(string backend, string offload)
+    {
+        string tshark = Require.Tool("tshark", "tshark");
+        using var c = new Cluster();
+        c.StartTwoNodes(backend, "--offload", offload);
+        string port = backend == "vxlan" ? "8472" : "8285";
+        string device = RunOptions.DefaultDevice(backend == "vxlan" ? Engine.BackendKind.Vxlan : Engine.BackendKind.Udp);
+        int deviceMtu = backend == "vxlan" ? 1450 : 1472;
+
+        string wire = c.Path_("wire.pcap"), overlay = c.Path_("overlay.pcap");
+        NodeProcess onWire = c.Topology.Start(c.Topology.Node(1), [tshark, "-i", "eth0", "-f", $"udp dst port {port}", "-s", "96", "-a", "duration:6", "-w", wire], "tshark-wire");
+        NodeProcess onDevice = c.Topology.Start(c.Topology.Node(2), [tshark, "-i", device, "-f", "tcp", "-s", "96", "-a", "duration:6", "-w", overlay], "tshark-device");
+        Assert.NotNull(onWire.WaitForLine("Capturing on", TimeSpan.FromSeconds(20)));
+        Assert.NotNull(onDevice.WaitForLine("Capturing on", TimeSpan.FromSeconds(20)));
+        c.StartTimedTransfer(1, 2, seconds: 3).AssertIntact(TimeSpan.FromSeconds(60));
+        Assert.True(onWire.WaitForExit(TimeSpan.FromSeconds(20)) && onDevice.WaitForExit(TimeSpan.FromSeconds(20)));
+
+        int[] wireLengths = Lengths(tshark, wire);
+        int[] deviceLengths = Lengths(tshark, overlay);
+        Assert.True(wireLengths.Length > 100 && deviceLengths.Length > 100, $"{wireLengths.Length} datagrams on the wire, {deviceLengths.Length} packets on the device");
+        int wireSuper = wireLengths.Count(l => l > 1514), deviceSuper = deviceLengths.Count(l => l > deviceMtu);
+        if (offload == "on")
+        {
+            Assert.True(wireSuper > 0 && wireLengths.Max() > 10_000, $"no UDP GSO superpacket on the wire (largest {wireLengths.Max()} bytes)");
+            Assert.True(deviceSuper > 0 && deviceLengths.Max() > 10_000, $"no coalesced superpacket written to {device} (largest {deviceLengths.Max()} bytes)");
+        }
+        else
+        {
+            Assert.Equal(0, wireSuper);
+            Assert.Equal(0, deviceSuper);
+        }
+    }
+
+    /// <summary>The original length of every frame in a capture (snapped captures keep it).</summary>
+    private static int[] Lengths(string tshark, string pcap)
+    {
+        ProcessRunner.Result r = ProcessRunner.Run(tshark, ["-r", pcap, "-T", "fields", "-e", "frame.len"], 60_000);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return [.. r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => int.Parse(l, CultureInfo.InvariantCulture))];
+    }
+}
