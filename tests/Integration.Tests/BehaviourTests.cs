@@ -12,6 +12,31 @@ namespace Dataplane.Integration.Tests;
 /// </summary>
 public class BehaviourTests
 {
+    /// <summary>
+    /// MTU edges through each backend (pods on 1500-byte links, as the CNI bridge would be before
+    /// it reads subnet.env): the largest ICMP echo with DF set that fits the tunnel crosses; one byte
+    /// more is refused by node 1's kernel with "fragmentation needed" naming the device's MTU (the
+    /// data plane never sees it); a 4,000-byte echo without DF crosses as fragments and is reassembled.
+    /// </summary>
+    [Theory]
+    [InlineData("udp", 1472)]
+    [InlineData("vxlan", 1450)]
+    public void The_largest_packet_with_df_crosses_one_byte_more_is_refused_and_fragments_cross(string backend, int mtu)
+    {
+        using var c = new Cluster();
+        c.StartTwoNodes(backend);
+        string ping = Require.Tool("ping", "iputils-ping");
+        string Size(int n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        ProcessRunner.Result fits = c.Topology.Exec(c.Topology.Pod(1), [ping, "-c", "2", "-W", "2", "-M", "do", "-s", Size(mtu - 28), Topology.PodIp(2)]);
+        Assert.True(fits.ExitCode == 0, fits.Stdout + fits.Stderr);
+        ProcessRunner.Result over = c.Topology.Exec(c.Topology.Pod(1), [ping, "-c", "1", "-W", "2", "-M", "do", "-s", Size(mtu - 27), Topology.PodIp(2)]);
+        Assert.NotEqual(0, over.ExitCode);
+        Assert.Contains($"mtu = {mtu}", over.Stdout + over.Stderr);
+        ProcessRunner.Result fragments = c.Topology.Exec(c.Topology.Pod(1), [ping, "-c", "2", "-W", "2", "-M", "dont", "-s", "4000", Topology.PodIp(2)]);
+        Assert.True(fragments.ExitCode == 0, fragments.Stdout + fragments.Stderr);
+        Assert.Contains("4008 bytes from 10.244.2.2", fragments.Stdout);
+    }
+
     [Theory]
     [InlineData("udp")]
     [InlineData("vxlan")]
