@@ -37,6 +37,39 @@ public class BehaviourTests
         Assert.Contains("4008 bytes from 10.244.2.2", fragments.Stdout);
     }
 
+    /// <summary>
+    /// A peer whose tunnel MTU is larger than ours (node 2 on a 9000-byte underlay, its device at
+    /// 8950) sends inner packets larger than our device's MTU: node 1 delivers them (the host's
+    /// routing then fragments them, or answers "fragmentation needed" for DF), never drops them
+    /// silently and never fails.
+    /// </summary>
+    [Fact]
+    public void An_inner_packet_larger_than_our_device_mtu_from_a_peer_with_a_larger_one_is_delivered()
+    {
+        using var c = new Cluster();
+        (NodeProcess n1, _) = c.StartTwoNodes("vxlan");
+        foreach (string port in new[] { "s1", "s2", "br0" })
+        {
+            c.Topology.Ip(c.Topology.Switch, "link", "set", port, "mtu", "9000");
+        }
+        c.Topology.Ip(c.Topology.Node(1), "link", "set", "eth0", "mtu", "9000");
+        c.Topology.Ip(c.Topology.Node(2), "link", "set", "eth0", "mtu", "9000");
+        c.Topology.Ip(c.Topology.Node(2), "link", "set", "flannel.1", "mtu", "8950");
+        c.Topology.Ip(c.Topology.Node(2), "link", "set", "pod0", "mtu", "9000");
+        c.Topology.Ip(c.Topology.Pod(2), "link", "set", "eth0", "mtu", "9000");
+        string ping = Require.Tool("ping", "iputils-ping");
+
+        // 4,028-byte echoes from pod 2 reach node 1 whole (one 4,078-byte datagram) and are delivered; pod 1's answers come back as fragments.
+        ProcessRunner.Result delivered = c.Topology.Exec(c.Topology.Pod(2), [ping, "-c", "3", "-W", "2", "-M", "dont", "-s", "4000", Topology.PodIp(1)]);
+        Assert.True(delivered.ExitCode == 0, delivered.Stdout + delivered.Stderr + n1.Output);
+        // With DF the host's routing on node 1 (pod link MTU 1500) answers through us: the sender learns the MTU.
+        ProcessRunner.Result df = c.Topology.Exec(c.Topology.Pod(2), [ping, "-c", "1", "-W", "2", "-M", "do", "-s", "4000", Topology.PodIp(1)]);
+        Assert.Contains("mtu = 1500", df.Stdout + df.Stderr);
+        Assert.False(n1.HasExited, n1.Output);
+        string stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]).Stdout;
+        Assert.DoesNotMatch(@"\b(truncated|malformed_inner|tun_write_failed) [1-9]", stats);
+    }
+
     [Theory]
     [InlineData("udp")]
     [InlineData("vxlan")]

@@ -149,6 +149,42 @@ public class FaultTests(ITestOutputHelper output)
         Assert.InRange(received, (long)(Rate * flooded * 0.5), (long)(Queues * ((Rate * seconds) + Burst)));
     }
 
+    /// <summary>
+    /// The paths two loops of one queue share, under load at once: node 1's inbound loop answers a
+    /// flood of ARP requests through the socket's send vector while its outbound loop sends a
+    /// transfer through it; its outbound loop writes ICMP errors (a pod floods unroutable
+    /// destinations) to the device while its inbound loop writes the other transfer's coalesced
+    /// segments there. Both transfers stay intact, and node 2 receives nothing malformed from us.
+    /// </summary>
+    [Fact]
+    public void Shared_send_and_write_paths_stay_sound_under_arp_and_icmp_load_in_both_directions()
+    {
+        using var c = new Cluster();
+        (NodeProcess n1, NodeProcess n2) = c.StartTwoNodes("vxlan", "--queues", "1", "--icmp-rate", "100000", "--icmp-burst", "1000");
+        Transfer out1 = c.StartTimedTransfer(1, 2, seconds: 6);
+        Transfer in1 = c.StartTimedTransfer(2, 1, seconds: 6, port: 5202);
+        NodeProcess arp = c.Topology.Start(c.Topology.Node(2), [.. SelfCommand.Prefix(), "flood", "--from", Topology.UnderlayIp(2), "--to", $"{Topology.UnderlayIp(1)}:8472",
+            "--arp-request", $"10.244.2.0,{ClusterFileBuilder.VtepMac(2)},10.244.1.0", "--count", "200000", "--seconds", "5"], "arp-flood");
+        NodeProcess icmp = c.Topology.Start(c.Topology.Pod(1), [.. SelfCommand.Prefix(), "flood", "--from", Topology.PodIp(1), "--to", "10.244.9.9:9",
+            "--count", "200000", "--seconds", "5"], "icmp-flood");
+        Assert.True(arp.WaitForExit(TimeSpan.FromSeconds(30)) && icmp.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.False(out1.Sender.HasExited || in1.Sender.HasExited, "a transfer ended before the floods did: make it longer so the test proves something");
+        out1.AssertIntact(TimeSpan.FromSeconds(60));
+        in1.AssertIntact(TimeSpan.FromSeconds(60));
+        Assert.False(n1.HasExited || n2.HasExited);
+
+        string Stats(int i) => ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(i), "--once"]).Stdout;
+        string one = Stats(1), two = Stats(2);
+        output.WriteLine($"node 1:\n{one}\nnode 2:\n{two}");
+        Assert.Matches(@"arp replies:? [1-9]\d{3,}", one);
+        Assert.Matches(@"icmp errors:? sent [1-9]\d{2,}", one);
+        string drops2 = two.Split('\n').Single(l => l.TrimStart().StartsWith("drops:", StringComparison.Ordinal));
+        foreach (string reason in new[] { "truncated", "too_short", "bad_vxlan_flags", "wrong_vni", "not_our_mac", "bad_ether_type", "malformed_inner", "bad_inner_checksum", "inner_source_not_peer_subnet", "inner_destination_not_our_subnet", "unknown_peer" })
+        {
+            Assert.DoesNotMatch($@"\b{reason} [1-9]", drops2);
+        }
+    }
+
     private static long DestinationUnreachables(Cluster c)
     {
         string[] lines = [.. c.Topology.Exec(c.Topology.Pod(1), ["cat", "/proc/net/snmp"]).Stdout.Split('\n').Where(l => l.StartsWith("Icmp:", StringComparison.Ordinal))];

@@ -10,12 +10,14 @@ namespace Dataplane.Lab.PodTools;
 /// The hidden <c>flood</c> command: random datagrams of every size to a node's port, bounded in
 /// count and time, for the fault tests. A mix of pure noise, VXLAN-looking headers with wrong flags
 /// or VNIs, right VXLAN headers carrying garbage or spoofed inner packets, and datagrams larger
-/// than a slot (sent as IP fragments, reassembled by the receiver's kernel).
+/// than a slot (sent as IP fragments, reassembled by the receiver's kernel). With
+/// <c>--arp-request</c>, only valid VXLAN ARP requests instead (a peer asking for an address).
 /// </summary>
 internal static class GarbageFlood
 {
-    public static int Run(string from, string to, int count, double seconds, int seed, TextWriter o)
+    public static int Run(string from, string to, int count, double seconds, int seed, string? arpRequest, TextWriter o)
     {
+        byte[]? arp = arpRequest is null ? null : ArpRequest(arpRequest);
         int colon = to.LastIndexOf(':');
         var target = new IPEndPoint(IPAddress.Parse(to[..colon]), int.Parse(to[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture));
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
@@ -27,7 +29,11 @@ internal static class GarbageFlood
         int sent = 0, errors = 0;
         while (sent < count && sw.Elapsed.TotalSeconds < seconds)
         {
-            int len = Fill(buf, rng);
+            int len = arp is null ? Fill(buf, rng) : arp.Length;
+            if (arp is not null)
+            {
+                arp.CopyTo(buf, 0);
+            }
             try
             {
                 s.SendTo(buf.AsSpan(0, len), SocketFlags.None, target);
@@ -40,6 +46,21 @@ internal static class GarbageFlood
         }
         o.WriteLine(FormattableString.Invariant($"flood sent={sent} errors={errors} seconds={sw.Elapsed.TotalSeconds:F2} rate={sent / sw.Elapsed.TotalSeconds:F0}"));
         return 0;
+    }
+
+    /// <summary>"10.244.2.0,0e:00:5e:00:00:02,10.244.1.0": a VXLAN datagram (VNI 1) carrying a broadcast ARP request.</summary>
+    private static byte[] ArpRequest(string spec)
+    {
+        string[] p = spec.Split(',');
+        if (p.Length != 3 || !Ipv4Prefix.TryParseAddress(p[0], out uint sender) || !MacAddress.TryParse(p[1], out MacAddress? mac)
+            || !Ipv4Prefix.TryParseAddress(p[2], out uint target))
+        {
+            throw new ArgumentException($"--arp-request {spec}: not SENDER_IP,SENDER_MAC,TARGET_IP");
+        }
+        byte[] datagram = new byte[22 + Arp.Length];
+        Arp.Write(datagram.AsSpan(22), Arp.OperationRequest, mac.Value, sender, default, target);
+        VxlanFrame.Encapsulate(datagram, 22, 1, MacAddress.Broadcast, mac.Value, EthernetHeader.EtherTypeArp);
+        return datagram;
     }
 
     private static int Fill(byte[] buf, Random rng)
