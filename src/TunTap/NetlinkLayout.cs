@@ -30,6 +30,7 @@ public static class NetlinkLayout
     public const ushort RTM_DELROUTE = 25;
 
     public const ushort IFLA_MTU = 4;
+    public const ushort IFLA_TXQLEN = 13;
     public const ushort IFA_ADDRESS = 1;
     public const ushort IFA_LOCAL = 2;
     public const ushort RTA_DST = 1;

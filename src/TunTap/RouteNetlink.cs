@@ -72,7 +72,7 @@ public sealed unsafe class RouteNetlink : IDisposable
     }
 
     /// <summary>Sets IFF_UP and the MTU of link <paramref name="index"/> (like <c>ip link set dev X mtu M up</c>).</summary>
-    public void SetLinkUp(int index, int mtu, string what)
+    public void SetLinkUp(int index, int mtu, string what, int txQueueLength = 0)
     {
         var m = new Message(NetlinkLayout.RTM_NEWLINK, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK);
         Span<byte> ifi = m.Reserve(NetlinkLayout.IfinfomsgSize);
@@ -81,6 +81,10 @@ public sealed unsafe class RouteNetlink : IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(ifi[8..], NetlinkLayout.IFF_UP);  // flags
         BinaryPrimitives.WriteUInt32LittleEndian(ifi[12..], NetlinkLayout.IFF_UP); // change
         m.AttributeU32(NetlinkLayout.IFLA_MTU, (uint)mtu);
+        if (txQueueLength > 0)
+        {
+            m.AttributeU32(NetlinkLayout.IFLA_TXQLEN, (uint)txQueueLength);
+        }
         Execute(m, what);
     }
 

@@ -209,11 +209,12 @@ public class EtcdTests
         Thread.Sleep(500);
         etcd.Stop(TimeSpan.FromSeconds(10));
         Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
+        Thread.Sleep(3000); // seconds of traffic with etcd away, inside both transfers
+        Assert.False(transfer.Sender.HasExited || intervals.Client.HasExited, "the transfers ended before etcd came back: make them longer so the test proves something");
         NodeProcess again = c.Topology.Start(c.Topology.Node(EtcdHost), [Require.Tool("etcd", "etcd-server"), "--data-dir", c.Path_("etcd"),
             "--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint, "--listen-peer-urls", "http://127.0.0.1:2380"], "etcd-again");
         Assert.True(again.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, again.Output);
         Assert.True(n1.WaitForLine("reachable again", TimeSpan.FromSeconds(40)) is not null, n1.Output);
-        Assert.False(transfer.Sender.HasExited, "the transfer ended before etcd came back: make it longer so the test proves something");
         transfer.AssertIntact(TimeSpan.FromSeconds(60));
         intervals.AssertEverySecondCarried(1_000_000); // the other direction, second by second, through the whole outage
         Assert.False(n1.HasExited);

@@ -202,6 +202,7 @@ public class StructLayoutTests
         Check("RTM_NEWROUTE", NetlinkLayout.RTM_NEWROUTE);
         Check("RTM_DELROUTE", NetlinkLayout.RTM_DELROUTE);
         Check("IFLA_MTU", NetlinkLayout.IFLA_MTU);
+        Check("IFLA_TXQLEN", NetlinkLayout.IFLA_TXQLEN);
         Check("IFA_ADDRESS", NetlinkLayout.IFA_ADDRESS);
         Check("IFA_LOCAL", NetlinkLayout.IFA_LOCAL);
         Check("RTA_DST", NetlinkLayout.RTA_DST);
