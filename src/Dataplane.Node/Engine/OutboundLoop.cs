@@ -34,7 +34,6 @@ internal sealed class OutboundLoop
     private readonly TokenBucket _icmpBudget;
 
     private readonly CaptureHub? _capture;
-    private DropReason? _lastDrop;
 
     public OutboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
     {
@@ -87,18 +86,18 @@ internal sealed class OutboundLoop
             int innerOffset = batch.Offsets[i];
             c.Packets++;
             c.Bytes += packet.Length;
-            _lastDrop = null;
-            bool forwarded = Forward(table, batch, i, packet);
+            DropReason? reason = Forward(table, batch, i, packet);
             if (captures.Length != 0)
             {
-                Capture(captures, batch, i, innerOffset, packet.Length, forwarded);
+                Capture(captures, batch, i, innerOffset, packet.Length, reason);
             }
-            if (forwarded)
+            if (reason is null)
             {
                 live++;
             }
             else
             {
+                c.Drop(reason.Value);
                 batch.Lengths[i] = 0;
             }
         }
@@ -116,22 +115,16 @@ internal sealed class OutboundLoop
         }
     }
 
-    /// <summary>Counts a drop and remembers its reason for the packet's capture.</summary>
-    private void Drop(DropReason reason)
-    {
-        Counters.Drop(reason);
-        _lastDrop = reason;
-    }
-
     /// <summary>
     /// Step 7 (only while someone captures): the inner packet as read (with its drop reason, if
     /// dropped) and, if it goes out, the datagram as sent, with its IPv4/UDP headers.
     /// </summary>
-    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int innerOffset, int innerLength, bool forwarded)
+    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int innerOffset, int innerLength, DropReason? dropped)
     {
         ReadOnlySpan<byte> inner = batch.Slot(i).Slice(innerOffset, innerLength);
+        bool forwarded = dropped is null;
         UdpEndpoint local = _socket.LocalEndpoint, to = forwarded ? batch.Endpoints[i] : default;
-        string? reason = _lastDrop is DropReason r ? DropReasonLabels.Of(r) : null;
+        string? reason = dropped is DropReason r ? DropReasonLabels.Of(r) : null;
         foreach (CaptureSession s in captures)
         {
             s.Offer(CaptureSession.Overlay, inbound: false, inner, local, to, to.Address, reason);
@@ -142,35 +135,28 @@ internal sealed class OutboundLoop
         }
     }
 
-    private bool Forward(SubnetTable table, PacketBatch batch, int i, Span<byte> packet)
+    /// <summary>Addresses the packet to its peer (null), or says why it is dropped (counted by the caller).</summary>
+    private DropReason? Forward(SubnetTable table, PacketBatch batch, int i, Span<byte> packet)
     {
         int version = packet.Length > 0 ? packet[0] >> 4 : 0;
         if (version == 4)
         {
             if (packet.Length < Ipv4Header.MinLength)
             {
-                Drop(DropReason.MalformedOutbound);
-                return false;
+                return DropReason.MalformedOutbound;
             }
             uint dst = Ipv4Header.ReadDestination(packet);
             Peer? peer = table.Lookup(dst);
             if (peer is null)
             {
-                NoRouteIpv4(table, packet, dst);
-                return false;
+                return NoRouteIpv4(table, packet, dst);
             }
             Counters.CountPeer(table.SlotOf(peer.Subnet), packet.Length);
             Encapsulate(batch, i, peer, EthernetHeader.EtherTypeIpv4);
-            return true;
+            return null;
         }
-        if (version == 6)
-        {
-            // No IPv6 overlay in the subnet table yet: every IPv6 destination has no route.
-            NoRouteIpv6(packet);
-            return false;
-        }
-        Drop(DropReason.BadIpVersion);
-        return false;
+        // No IPv6 overlay in the subnet table yet: every IPv6 destination has no route.
+        return version == 6 ? NoRouteIpv6(packet) : DropReason.BadIpVersion;
     }
 
     private void Encapsulate(PacketBatch batch, int i, Peer peer, ushort etherType)
@@ -184,25 +170,23 @@ internal sealed class OutboundLoop
         batch.Endpoints[i] = peer.Endpoint;
     }
 
-    private void NoRouteIpv4(SubnetTable table, Span<byte> packet, uint dst)
+    private DropReason NoRouteIpv4(SubnetTable table, Span<byte> packet, uint dst)
     {
         if (table.OurSubnet.Contains(dst))
         {
-            Drop(DropReason.OwnSubnet);
-            return;
+            return DropReason.OwnSubnet;
         }
         if ((dst >> 28) == 0xE)
         {
-            Drop(DropReason.Multicast);
-            return;
+            return DropReason.Multicast;
         }
-        Drop(DropReason.NoRoute);
         if (Ipv4Header.TryRead(packet, out Ipv4Header header, verifyChecksum: false) == IpParseResult.Ok
             && IcmpErrors.ShouldAnswerIpv4(packet, header)
             && TryTakeIcmpSlot(out int slot, out Span<byte> target))
         {
             _icmp.Lengths[slot] = IcmpErrors.WriteIpv4NetUnreachable(target, packet, header, table.SubnetBase(dst));
         }
+        return DropReason.NoRoute;
     }
 
     /// <summary>A free slot for an ICMP error, if the batch has room and the token bucket a token.</summary>
@@ -225,14 +209,12 @@ internal sealed class OutboundLoop
         return true;
     }
 
-    private void NoRouteIpv6(Span<byte> packet)
+    private DropReason NoRouteIpv6(Span<byte> packet)
     {
         if (packet.Length >= Ipv6Header.Length && packet[24] == 0xFF)
         {
-            Drop(DropReason.Multicast);
-            return;
+            return DropReason.Multicast;
         }
-        Drop(DropReason.NoRoute);
         if (Ipv6Header.TryRead(packet, out Ipv6Header header) == IpParseResult.Ok
             && IcmpErrors.ShouldAnswerIpv6(packet, header)
             && TryTakeIcmpSlot(out int slot, out Span<byte> target))
@@ -241,6 +223,7 @@ internal sealed class OutboundLoop
             UInt128 source = header.Destination & (UInt128.MaxValue << 64);
             _icmp.Lengths[slot] = IcmpErrors.WriteIpv6NoRoute(target, packet, header, source);
         }
+        return DropReason.NoRoute;
     }
 
     /// <summary>One read-and-process step without the loop (engine tests, benchmarks).</summary>
