@@ -6,6 +6,7 @@ using Dataplane.Leases;
 using Dataplane.Leases.Etcd;
 using Dataplane.Leases.Kube;
 using Dataplane.Node;
+using Dataplane.TestSupport;
 using Serilog;
 
 namespace Dataplane.Tests;
@@ -101,6 +102,25 @@ public sealed class LeaseSchemaTests
         Assert.Equal(2, published.Count);
         Assert.Equal(2, tables.Generation);
         Assert.Equal(Packets.Ip("192.0.2.4"), published[^1].Lookup(Packets.Ip("10.244.2.7"))!.PublicIp);
+    }
+
+    [Fact]
+    public void A_lease_a_source_could_not_read_is_logged_once_however_often_it_is_read_again()
+    {
+        using JsonDocument doc = JsonDocument.Parse("""{"Network": "10.244.0.0/16"}""");
+        NetworkConfig c = NetworkConfig.Parse(doc.RootElement, "config");
+        var ours = new LeaseRecord(new Ipv4Prefix(Packets.Ip("10.244.1.0"), 24), Packets.Ip("192.0.2.1"), null, null);
+        var lines = new List<string>();
+        var tables = new PeerTables(new NodeIdentity(ours, c, BackendKind.Udp, 8285, 1), _ => { },
+            new LoggerConfiguration().WriteTo.Sink(new ListLogSink(lines)).CreateLogger());
+        var bad = new ClusterSnapshot(c, [ours]) { Unreadable = ["etcd /coreos.com/network/subnets/10.244.7.0-24.PublicIP: 'x' is not an IPv4 address"] };
+        tables.First(bad);
+        tables.Offer(bad);
+        tables.Offer(bad); // a source re-reading every few seconds
+        Assert.Single(lines, l => l.StartsWith("Lease skipped: etcd /coreos.com/network/subnets/10.244.7.0-24", StringComparison.Ordinal));
+        tables.Offer(new ClusterSnapshot(c, [ours]));
+        tables.Offer(bad); // gone and back: said again
+        Assert.Equal(2, lines.Count(l => l.StartsWith("Lease skipped:", StringComparison.Ordinal)));
     }
 
     [Fact]

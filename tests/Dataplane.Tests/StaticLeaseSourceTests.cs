@@ -3,8 +3,7 @@ using Dataplane.Lab;
 using Dataplane.Engine;
 using Dataplane.Leases;
 using Serilog;
-using Serilog.Core;
-using Serilog.Events;
+using Dataplane.TestSupport;
 
 namespace Dataplane.Tests;
 
@@ -15,7 +14,7 @@ public sealed class StaticLeaseSourceTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, true);
 
-    private ILogger Logger() => new LoggerConfiguration().WriteTo.Sink(new ListSink(_log)).CreateLogger();
+    private ILogger Logger() => new LoggerConfiguration().WriteTo.Sink(new ListLogSink(_log)).CreateLogger();
 
     [Fact]
     public void Edits_are_applied_live_and_logged_in_flanneld_words()
@@ -108,17 +107,6 @@ public sealed class StaticLeaseSourceTests : IDisposable
         {
             Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), "timed out waiting for the lease file watcher");
             Thread.Sleep(20);
-        }
-    }
-
-    private sealed class ListSink(List<string> lines) : ILogEventSink
-    {
-        public void Emit(LogEvent logEvent)
-        {
-            lock (lines)
-            {
-                lines.Add(logEvent.RenderMessage().Replace("\"", "", StringComparison.Ordinal));
-            }
         }
     }
 }

@@ -27,6 +27,7 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     public SubnetTable BuildTable(ClusterSnapshot snapshot, List<string> skipped)
     {
         var peers = new List<Peer>();
+        skipped.AddRange(snapshot.Unreadable);
         foreach (LeaseRecord l in snapshot.Leases)
         {
             if (l.PublicIp == Lease.PublicIp || l.Subnet == Lease.Subnet)

@@ -51,7 +51,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         }
     }
 
-    /// <summary>The config and every lease that parses; a lease that does not is logged and left out.</summary>
+    /// <summary>The config and every lease that parses; a lease that does not is left out and named in <see cref="ClusterSnapshot.Unreadable"/>.</summary>
     private ClusterSnapshot ReadSnapshot()
     {
         EtcdStore store = Store;
@@ -67,6 +67,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             config = NetworkConfig.Parse(doc.RootElement, configWhere);
         }
         var leases = new List<LeaseRecord>(values.Count);
+        var unreadable = new List<string>();
         foreach ((string key, byte[] value) in values)
         {
             try
@@ -75,10 +76,10 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             }
             catch (ConfigException e)
             {
-                log.Warning("Lease skipped: {Error}", e.Message);
+                unreadable.Add(e.Message);
             }
         }
-        return new ClusterSnapshot(config, leases);
+        return new ClusterSnapshot(config, leases) { Unreadable = unreadable };
     }
 
     public LeaseRecord Acquire(ClusterSnapshot snapshot, LeaseRequest request)

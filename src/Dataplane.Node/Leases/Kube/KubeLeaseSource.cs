@@ -34,7 +34,6 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     private readonly CancellationTokenSource _stop = new();
     private readonly KubeAnnotations _annotations = KubeAnnotations.Create(options.AnnotationPrefix);
     private readonly Dictionary<string, NodeJson> _nodes = new(StringComparer.Ordinal);
-    private HashSet<string> _skipped = [];
     private KubeApi? _api;
     private NetworkConfig? _config;
     private string? _nodeName;
@@ -362,11 +361,11 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         }
     }
 
-    /// <summary>The config and the lease of every managed node; nodes that cannot be read are logged (when that set changes) and left out.</summary>
+    /// <summary>The config and the lease of every managed node; nodes that cannot be read are left out and named (our own is not a peer anyway).</summary>
     private ClusterSnapshot Snapshot()
     {
         var leases = new List<LeaseRecord>(_nodes.Count);
-        var skipped = new HashSet<string>(StringComparer.Ordinal);
+        var unreadable = new List<string>();
         foreach (NodeJson n in _nodes.Values)
         {
             if (!NodeLease.IsManaged(n, _annotations))
@@ -379,15 +378,10 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             }
             else if (n.Metadata?.Name != _nodeName)
             {
-                skipped.Add(reason!);
+                unreadable.Add(reason!);
             }
         }
-        foreach (string s in skipped.Except(_skipped))
-        {
-            log.Warning("Lease skipped: {Reason}", s);
-        }
-        _skipped = skipped;
-        return new ClusterSnapshot(_config!, leases);
+        return new ClusterSnapshot(_config!, leases) { Unreadable = unreadable };
     }
 
     public void Dispose()
