@@ -124,6 +124,20 @@ public sealed class LeaseSchemaTests
     }
 
     [Fact]
+    public void A_store_away_is_said_once_retried_with_doubling_delays_and_said_back_once()
+    {
+        var lines = new List<string>();
+        var outage = new StoreOutage("etcd http://192.0.2.100:2379", new LoggerConfiguration().WriteTo.Sink(new ListLogSink(lines)).CreateLogger());
+        outage.Reached(); // never away: nothing to say
+        double[] waits = [.. Enumerable.Range(0, 7).Select(_ => outage.Failed("connection refused").TotalSeconds)];
+        Assert.Equal([1, 2, 4, 8, 16, 30, 30], waits);
+        outage.Reached();
+        outage.Reached();
+        Assert.Equal(["etcd http://192.0.2.100:2379: connection refused; forwarding on the last known subnets", "etcd http://192.0.2.100:2379 reachable again"], lines);
+        Assert.Equal(1, outage.Failed("again").TotalSeconds); // the delay starts over
+    }
+
+    [Fact]
     public void Exactly_one_lease_source_is_chosen()
     {
         ILogger log = new LoggerConfiguration().CreateLogger();

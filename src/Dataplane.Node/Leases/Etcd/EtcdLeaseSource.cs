@@ -129,14 +129,14 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
     private void Loop(PeerTables tables)
     {
         NodeIdentity node = tables.Node;
-        bool away = false;
-        TimeSpan backoff = TimeSpan.FromSeconds(1);
+        var outage = new StoreOutage(Description, log);
+        TimeSpan retry = TimeSpan.Zero;
         WaitHandle[] handles = [_wake, _stop.Token.WaitHandle];
         while (true)
         {
             TimeSpan untilRenew = _leaseExpires - options.RenewMargin - DateTime.UtcNow;
             TimeSpan resync = options.Resync;
-            TimeSpan wait = away ? backoff : untilRenew < resync ? (untilRenew > TimeSpan.Zero ? untilRenew : TimeSpan.Zero) : resync;
+            TimeSpan wait = outage.Away ? retry : untilRenew < resync ? (untilRenew > TimeSpan.Zero ? untilRenew : TimeSpan.Zero) : resync;
             if (WaitHandle.WaitAny(handles, wait) == 1)
             {
                 return;
@@ -144,12 +144,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             try
             {
                 ClusterSnapshot snapshot = ReadSnapshot();
-                if (away)
-                {
-                    log.Information("{Source} reachable again", Description);
-                    away = false;
-                    backoff = TimeSpan.FromSeconds(1);
-                }
+                outage.Reached();
                 if (snapshot.LeaseOf(node.Lease.PublicIp)?.Subnet != node.Subnet || DateTime.UtcNow > _leaseExpires - options.RenewMargin)
                 {
                     Renew(node);
@@ -159,12 +154,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             }
             catch (Exception e) when (e is ConfigException || EtcdStore.IsRequestFailure(e) && !_stop.IsCancellationRequested)
             {
-                if (!away)
-                {
-                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, e is ConfigException ? e.Message : EtcdStore.Describe(e));
-                    away = true;
-                }
-                backoff = TimeSpan.FromSeconds(Math.Min(30, backoff.TotalSeconds * 2));
+                retry = outage.Failed(e is ConfigException ? e.Message : EtcdStore.Describe(e));
             }
         }
     }

@@ -259,9 +259,8 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     private void Loop(PeerTables tables)
     {
         bool conditionSet = !options.SetNodeNetworkUnavailable;
-        bool away = false;
+        var outage = new StoreOutage(Description, log);
         string? resourceVersion = null;
-        TimeSpan backoff = TimeSpan.FromSeconds(1);
         while (!_stop.IsCancellationRequested)
         {
             try
@@ -277,12 +276,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                     NodeListJson list = Api.ListNodes();
                     Replace(list);
                     resourceVersion = list.Metadata?.ResourceVersion ?? "";
-                    if (away)
-                    {
-                        log.Information("{Source} reachable again", Description);
-                        away = false;
-                        backoff = TimeSpan.FromSeconds(1);
-                    }
+                    outage.Reached();
                     Offer(tables);
                 }
                 foreach ((string type, NodeJson node) in Api.WatchNodes(resourceVersion, options.Resync, _stop.Token))
@@ -306,14 +300,8 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 {
                     return; // Dispose ended the watch
                 }
-                if (!away)
-                {
-                    log.Warning("{Source}: {Error}; forwarding on the last known subnets", Description, KubeApi.Describe(e));
-                    away = true;
-                }
                 resourceVersion = null;
-                _stop.Token.WaitHandle.WaitOne(backoff);
-                backoff = TimeSpan.FromSeconds(Math.Min(30, backoff.TotalSeconds * 2));
+                _stop.Token.WaitHandle.WaitOne(outage.Failed(KubeApi.Describe(e)));
             }
         }
     }
