@@ -63,6 +63,22 @@ internal sealed class StatusJson
     public string? Message { get; set; }
 }
 
+/// <summary>JSON this source writes by hand (patches, a node's annotations as a lease value), without reflection.</summary>
+internal static class KubeJsonWriter
+{
+    public static byte[] Utf8(Action<Utf8JsonWriter> write)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            write(w);
+        }
+        return buffer.ToArray();
+    }
+
+    public static string Text(Action<Utf8JsonWriter> write) => System.Text.Encoding.UTF8.GetString(Utf8(write));
+}
+
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, PropertyNameCaseInsensitive = true)]
 [JsonSerializable(typeof(NodeJson))]
 [JsonSerializable(typeof(NodeListJson))]

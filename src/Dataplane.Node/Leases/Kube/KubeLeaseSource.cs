@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using Dataplane.Encap;
 using Dataplane.Engine;
@@ -205,53 +204,43 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $$"""{"VNI":{{vni}},"VtepMAC":"{{mac}}"}""");
 
     /// <summary><c>{"metadata":{"annotations":{...}}}</c>: the strategic merge patch flanneld computes for these changes.</summary>
-    public static string AnnotationsPatch(IEnumerable<KeyValuePair<string, string>> annotations)
+    public static string AnnotationsPatch(IEnumerable<KeyValuePair<string, string>> annotations) => KubeJsonWriter.Text(w =>
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
+        w.WriteStartObject();
+        w.WriteStartObject("metadata");
+        w.WriteStartObject("annotations");
+        foreach ((string key, string value) in annotations)
         {
-            w.WriteStartObject();
-            w.WriteStartObject("metadata");
-            w.WriteStartObject("annotations");
-            foreach ((string key, string value) in annotations)
-            {
-                w.WriteString(key, value);
-            }
-            w.WriteEndObject();
-            w.WriteEndObject();
-            w.WriteEndObject();
+            w.WriteString(key, value);
         }
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.WriteEndObject();
+    });
 
     /// <summary>flanneld's CompleteLease: the NetworkUnavailable condition set to False, as a strategic merge patch of the status.</summary>
-    public static string NetworkAvailablePatch(DateTime now)
+    public static string NetworkAvailablePatch(DateTime now) => KubeJsonWriter.Text(w =>
     {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
-        {
-            string time = now.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
-            w.WriteStartObject();
-            w.WriteStartObject("status");
-            w.WriteStartArray("conditions");
-            w.WriteStartObject();
-            w.WriteString("type", "NetworkUnavailable");
-            w.WriteString("status", "False");
-            w.WriteString("reason", "FlannelIsUp");
-            w.WriteString("message", "Flannel is running on this node");
-            w.WriteString("lastTransitionTime", time);
-            w.WriteString("lastHeartbeatTime", time);
-            w.WriteEndObject();
-            w.WriteEndArray();
-            w.WriteEndObject();
-            w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(buffer.ToArray());
-    }
+        string time = now.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        w.WriteStartObject();
+        w.WriteStartObject("status");
+        w.WriteStartArray("conditions");
+        w.WriteStartObject();
+        w.WriteString("type", "NetworkUnavailable");
+        w.WriteString("status", "False");
+        w.WriteString("reason", "FlannelIsUp");
+        w.WriteString("message", "Flannel is running on this node");
+        w.WriteString("lastTransitionTime", time);
+        w.WriteString("lastHeartbeatTime", time);
+        w.WriteEndObject();
+        w.WriteEndArray();
+        w.WriteEndObject();
+        w.WriteEndObject();
+    });
 
     public void Watch(PeerTables tables)
     {
-        _ = Api;
+        _ = Api; // used before Start: fail here, not on the watch thread
         _thread = new Thread(() => Loop(tables)) { Name = "kube-leases", IsBackground = true };
         _thread.Start();
     }

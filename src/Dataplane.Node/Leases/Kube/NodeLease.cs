@@ -72,10 +72,7 @@ internal static class NodeLease
     }
 
     /// <summary>The annotations as the lease value flannel stores in etcd, so one parser checks both.</summary>
-    private static byte[] LeaseJson(string publicIp, string? backendType, string? backendData, string where)
-    {
-        using var buffer = new MemoryStream();
-        using (var w = new Utf8JsonWriter(buffer))
+    private static byte[] LeaseJson(string publicIp, string? backendType, string? backendData, string where) => KubeJsonWriter.Utf8(w =>
         {
             w.WriteStartObject();
             w.WriteString("PublicIP", publicIp);
@@ -97,7 +94,5 @@ internal static class NodeLease
                 }
             }
             w.WriteEndObject();
-        }
-        return buffer.ToArray();
-    }
+        });
 }
