@@ -138,11 +138,7 @@ public class BehaviourTests
     public void A_kernel_peer_that_asks_for_our_vtep_address_gets_an_arp_reply_on_the_wire()
     {
         using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        string kernelMac = ClusterFileBuilder.VtepMac(2);
-        new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(c.LeasesPath);
-        c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))]);
+        c.OursBesideAKernelPeer();
         string n2 = c.Topology.Node(2);
         // Take away the permanent neighbour flanneld would have added, and let broadcasts reach us:
         // the kernel must now ask for 10.244.1.0 over VXLAN.

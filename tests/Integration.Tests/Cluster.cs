@@ -68,6 +68,19 @@ internal sealed class Cluster : IDisposable
         Topology.AddKernelVxlan(i, mac, peers);
     }
 
+    /// <summary>
+    /// Nodes 1 and 2 in the cluster file, node 2 a kernel flannel.1 programmed as flanneld does with
+    /// our node 1 as its peer (see <see cref="ProgramKernelVxlanNode"/>); our node is not started.
+    /// </summary>
+    public void OursBesideAKernelPeer(bool finishChecksums = true)
+    {
+        Topology.AddNode(1);
+        Topology.AddNode(2);
+        string kernelMac = ClusterFileBuilder.VtepMac(2);
+        new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(LeasesPath);
+        ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))], finishChecksums);
+    }
+
     /// <summary>iputils ping from a namespace: the independent reader of ICMP.</summary>
     public ProcessRunner.Result Ping(string netns, string target, int count = 3) =>
         Topology.Exec(netns, [Require.Tool("ping", "iputils-ping"), "-c", count.ToString(CultureInfo.InvariantCulture), "-i", "0.2", "-W", "2", target], 30_000);

@@ -17,11 +17,7 @@ public class KernelVxlanTests
     public void Kernel_flannel_1_and_our_node_interoperate_in_both_directions(string offload)
     {
         using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        string kernelMac = ClusterFileBuilder.VtepMac(2);
-        new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(c.LeasesPath);
-        c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))]);
+        c.OursBesideAKernelPeer();
         NodeProcess ours = c.StartNode(1, "vxlan", null, "--offload", offload);
 
         ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
@@ -48,12 +44,8 @@ public class KernelVxlanTests
     public void A_kernel_peer_with_default_veth_offloads_works_without_any_ethtool_step(string offload)
     {
         using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        string kernelMac = ClusterFileBuilder.VtepMac(2);
-        new ClusterFileBuilder().Node(1).Node(2, vtepMac: kernelMac).WriteTo(c.LeasesPath);
         // No ethtool: the kernel node sends inner TCP checksums it never finished.
-        c.ProgramKernelVxlanNode(2, kernelMac, [(1, ClusterFileBuilder.VtepMac(1))], finishChecksums: false);
+        c.OursBesideAKernelPeer(finishChecksums: false);
         NodeProcess ours = c.StartNode(1, "vxlan", null, "--offload", offload);
 
         c.StartTransfer(1, 2, 50L << 20).AssertIntact(TimeSpan.FromSeconds(90));
