@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using Dataplane.Encap;
+using Dataplane.Leases;
 using Dataplane.Node;
 
 namespace Dataplane.Lab.Bench;
@@ -132,12 +134,11 @@ internal static partial class FootprintCommand
     /// <summary>Lease i (subnet 10.244.0.0 + 8i /29), its public IP moved by <paramref name="generation"/>.</summary>
     private static (string Key, string Value) Lease(int i, int generation)
     {
-        uint subnet = (10u << 24) | (244u << 16) | (uint)(i * 8);
-        string key = string.Create(CultureInfo.InvariantCulture, $"/coreos.com/network/subnets/{subnet >> 24}.{(subnet >> 16) & 255}.{(subnet >> 8) & 255}.{subnet & 255}-29");
+        var subnet = new Ipv4Prefix((10u << 24) | (244u << 16) | (uint)(i * 8), 29);
         int host = ((i + generation) % 508) + 1;
-        string ip = host <= 254 ? $"198.51.100.{host}" : $"203.0.113.{host - 254}";
-        string mac = string.Create(CultureInfo.InvariantCulture, $"0e:00:{i >> 8 & 255:x2}:{i & 255:x2}:00:01");
-        return (key, "{\"PublicIP\":\"" + ip + "\",\"PublicIPv6\":null,\"BackendType\":\"vxlan\",\"BackendData\":{\"VNI\":1,\"VtepMAC\":\"" + mac + "\"}}");
+        uint ip = host <= 254 ? (198u << 24) | (51u << 16) | (100u << 8) | (uint)host : (203u << 24) | (113u << 8) | (uint)(host - 254);
+        var lease = new LeaseRecord(subnet, ip, "vxlan", new MacAddress(0x0E00_0000_0001UL | ((ulong)(i & 0xFFFF) << 16)));
+        return ("/coreos.com/network/subnets/" + lease.Key, lease.ToJson(1)); // as flanneld writes them
     }
 
     /// <summary>Puts in transactions of up to 1,000 (etcd's --max-txn-ops here), through etcdctl.</summary>
