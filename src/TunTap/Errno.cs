@@ -28,6 +28,8 @@ public static class Errno
     public const int EINVAL = 22;
     public const int EBADFD = 77;
     public const int EMSGSIZE = 90;
+    public const int EOPNOTSUPP = 95;
+    public const int EAFNOSUPPORT = 97;
     public const int EADDRINUSE = 98;
     public const int EADDRNOTAVAIL = 99;
     public const int ENETDOWN = 100;

@@ -17,6 +17,12 @@ public interface IPacketDevice : IDisposable
     /// </summary>
     int WriteBatch(PacketBatch batch);
 
+    /// <summary>What the kernel accepted of the device's offloads: "off", or for example "csum tso4 tso6 uso4 uso6".</summary>
+    string Offloads => "off";
+
+    /// <summary>Superpackets split and merged, segmentation and read errors (reports).</summary>
+    DeviceOffloadCounters OffloadCounters => default;
+
     /// <summary>The device went away under us (deleted): nothing will ever be read again.</summary>
     bool Gone => false;
 

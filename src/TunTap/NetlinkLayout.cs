@@ -30,6 +30,15 @@ public static class NetlinkLayout
     public const ushort RTM_DELROUTE = 25;
 
     public const ushort IFLA_MTU = 4;
+    public const ushort IFLA_IFNAME = 3;
+    public const ushort IFLA_LINKINFO = 18;
+    public const ushort IFLA_INFO_KIND = 1;
+    public const ushort IFLA_INFO_DATA = 2;
+    public const ushort VETH_INFO_PEER = 1;
+    public const ushort IFLA_AF_SPEC = 26;
+    public const ushort IFLA_INET6_ADDR_GEN_MODE = 8;
+    public const byte IN6_ADDR_GEN_MODE_NONE = 1;
+    public const ushort NLA_F_NESTED = 0x8000;
     public const ushort IFLA_TXQLEN = 13;
     public const ushort IFA_ADDRESS = 1;
     public const ushort IFA_LOCAL = 2;
@@ -37,6 +46,7 @@ public static class NetlinkLayout
     public const ushort RTA_OIF = 4;
 
     public const uint IFF_UP = 0x1;
+    public const uint IFF_NOARP = 0x80;
     public const byte RT_TABLE_MAIN = 254;
     public const byte RTPROT_BOOT = 3;
     public const byte RT_SCOPE_LINK = 253;

@@ -71,21 +71,88 @@ public sealed unsafe class RouteNetlink : IDisposable
         }
     }
 
-    /// <summary>Sets IFF_UP and the MTU of link <paramref name="index"/> (like <c>ip link set dev X mtu M up</c>).</summary>
-    public void SetLinkUp(int index, int mtu, string what, int txQueueLength = 0)
+    /// <summary>
+    /// Sets IFF_UP and the MTU of link <paramref name="index"/> (like <c>ip link set dev X mtu M up</c>);
+    /// with <paramref name="noArp"/> also IFF_NOARP (<c>arp off</c>).
+    /// </summary>
+    public void SetLinkUp(int index, int mtu, string what, int txQueueLength = 0, bool noArp = false)
     {
         var m = new Message(NetlinkLayout.RTM_NEWLINK, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK);
         Span<byte> ifi = m.Reserve(NetlinkLayout.IfinfomsgSize);
         ifi[0] = 0; // AF_UNSPEC
+        uint flags = NetlinkLayout.IFF_UP | (noArp ? NetlinkLayout.IFF_NOARP : 0);
         BinaryPrimitives.WriteInt32LittleEndian(ifi[4..], index);
-        BinaryPrimitives.WriteUInt32LittleEndian(ifi[8..], NetlinkLayout.IFF_UP);  // flags
-        BinaryPrimitives.WriteUInt32LittleEndian(ifi[12..], NetlinkLayout.IFF_UP); // change
+        BinaryPrimitives.WriteUInt32LittleEndian(ifi[8..], flags);  // flags
+        BinaryPrimitives.WriteUInt32LittleEndian(ifi[12..], flags); // change
         m.AttributeU32(NetlinkLayout.IFLA_MTU, (uint)mtu);
         if (txQueueLength > 0)
         {
             m.AttributeU32(NetlinkLayout.IFLA_TXQLEN, (uint)txQueueLength);
         }
         Execute(m, what);
+    }
+
+    /// <summary>
+    /// <c>ip link add NAME type veth peer name PEER</c>: a new pair (EEXIST if either name is taken).
+    /// Returns the index of <paramref name="name"/>.
+    /// </summary>
+    public int AddVethPair(string name, string peer, string what)
+    {
+        var m = new Message(NetlinkLayout.RTM_NEWLINK,
+            NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK | NetlinkLayout.NLM_F_CREATE | NetlinkLayout.NLM_F_EXCL);
+        m.Reserve(NetlinkLayout.IfinfomsgSize); // AF_UNSPEC, index 0: a new link
+        m.AttributeString(NetlinkLayout.IFLA_IFNAME, name);
+        int linkInfo = m.BeginNested(NetlinkLayout.IFLA_LINKINFO);
+        m.AttributeString(NetlinkLayout.IFLA_INFO_KIND, "veth");
+        int data = m.BeginNested(NetlinkLayout.IFLA_INFO_DATA);
+        int peerInfo = m.BeginNested(NetlinkLayout.VETH_INFO_PEER);
+        m.Reserve(NetlinkLayout.IfinfomsgSize); // the peer's own ifinfomsg, then its attributes
+        m.AttributeString(NetlinkLayout.IFLA_IFNAME, peer);
+        m.EndNested(peerInfo);
+        m.EndNested(data);
+        m.EndNested(linkInfo);
+        Execute(m, what);
+        return LinkIndex(name);
+    }
+
+    /// <summary>
+    /// <c>ip link set dev X addrgenmode none</c>: the link gets no IPv6 link-local address, so it
+    /// sends nothing of its own (no router solicitations, no MLD reports).
+    /// </summary>
+    public void SetNoIpv6LinkLocal(int index, string what)
+    {
+        var m = new Message(NetlinkLayout.RTM_NEWLINK, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK);
+        Span<byte> ifi = m.Reserve(NetlinkLayout.IfinfomsgSize);
+        BinaryPrimitives.WriteInt32LittleEndian(ifi[4..], index);
+        int spec = m.BeginNested(NetlinkLayout.IFLA_AF_SPEC);
+        int inet6 = m.BeginNested((ushort)AF_INET6);
+        m.AttributeU8(NetlinkLayout.IFLA_INET6_ADDR_GEN_MODE, NetlinkLayout.IN6_ADDR_GEN_MODE_NONE);
+        m.EndNested(inet6);
+        m.EndNested(spec);
+        Execute(m, what);
+    }
+
+    /// <summary>The hardware address of <paramref name="name"/> (SIOCGIFHWADDR): 6 bytes for Ethernet.</summary>
+    public static byte[] GetMac(string name)
+    {
+        int number = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (number < 0)
+        {
+            throw new NativeException("socket(AF_INET)", Errno.Last);
+        }
+        using var fd = new FileDescriptor(number);
+        ifreq req = default;
+        byte[] bytes = Encoding.UTF8.GetBytes(name);
+        if (bytes.Length >= ifreq.IFNAMSIZ)
+        {
+            throw new ArgumentException($"interface name '{name}' is too long");
+        }
+        bytes.CopyTo(new Span<byte>(req.ifr_name, ifreq.IFNAMSIZ));
+        if (NativeMethods.ioctl_ifreq(fd.Number, NativeMethods.SIOCGIFHWADDR, &req) < 0)
+        {
+            throw new NativeException($"SIOCGIFHWADDR {name}", Errno.Last);
+        }
+        return new Span<byte>(req.ifr_hwaddr_data, 6).ToArray();
     }
 
     /// <summary>Adds <paramref name="address"/>/<paramref name="prefixLength"/> to link <paramref name="index"/>; an existing one is kept.</summary>
@@ -235,6 +302,36 @@ public sealed unsafe class RouteNetlink : IDisposable
             BinaryPrimitives.WriteUInt16LittleEndian(a[2..], type);
             BinaryPrimitives.WriteUInt32LittleEndian(a[4..], value);
         }
+
+        public void AttributeU8(ushort type, byte value)
+        {
+            Span<byte> a = Reserve(NetlinkLayout.RtattrSize + 1);
+            BinaryPrimitives.WriteUInt16LittleEndian(a, NetlinkLayout.RtattrSize + 1);
+            BinaryPrimitives.WriteUInt16LittleEndian(a[2..], type);
+            a[4] = value;
+        }
+
+        /// <summary>A NUL-terminated string attribute (IFLA_IFNAME, IFLA_INFO_KIND).</summary>
+        public void AttributeString(ushort type, string value)
+        {
+            int length = NetlinkLayout.RtattrSize + Encoding.UTF8.GetByteCount(value) + 1;
+            Span<byte> a = Reserve(length);
+            a.Clear();
+            BinaryPrimitives.WriteUInt16LittleEndian(a, (ushort)length);
+            BinaryPrimitives.WriteUInt16LittleEndian(a[2..], type);
+            Encoding.UTF8.GetBytes(value, a[NetlinkLayout.RtattrSize..]);
+        }
+
+        /// <summary>Starts a nested attribute; its length is set by <see cref="EndNested"/>.</summary>
+        public int BeginNested(ushort type)
+        {
+            int at = _length;
+            Span<byte> a = Reserve(NetlinkLayout.RtattrSize);
+            BinaryPrimitives.WriteUInt16LittleEndian(a[2..], (ushort)(type | NetlinkLayout.NLA_F_NESTED));
+            return at;
+        }
+
+        public void EndNested(int at) => BinaryPrimitives.WriteUInt16LittleEndian(_buffer.AsSpan(at), (ushort)(_length - at));
 
         public void AttributeIpv4(ushort type, uint address)
         {

@@ -13,7 +13,7 @@ namespace Dataplane.TunTap;
 ///
 /// Plain mode (<c>IFF_TUN|IFF_NO_PI</c>): one packet per read or write. Offload mode adds
 /// <c>IFF_VNET_HDR</c> and <c>TUNSETOFFLOAD</c>; the virtio-net header, superpacket splitting and
-/// coalescing live in <see cref="TunOffload"/>.
+/// coalescing live in <see cref="VnetOffload"/>.
 ///
 /// Reads are batch-shaped: wait in poll() on the device and the <see cref="WakeEvent"/> (so a stop
 /// wakes the loop at once), then read until EAGAIN or the batch is full. The descriptor is a
@@ -29,7 +29,9 @@ public sealed unsafe class TunDevice : IPacketDevice
 
     private readonly FileDescriptor _fd;
     private readonly WakeEvent _wake = new();
-    private readonly TunOffload? _offload;
+    private readonly VnetOffload? _offload;
+    private readonly TunSink? _sink;
+    private readonly byte[] _frame = [];
     // The write path (coalescer, merge flags) is shared by the inbound loop and the outbound
     // loop's rare ICMP errors: one uncontended lock per batch keeps them apart.
     private readonly Lock _writeGate = new();
@@ -39,7 +41,12 @@ public sealed unsafe class TunDevice : IPacketDevice
         _fd = new FileDescriptor(fd);
         Name = name;
         Offloads = offloads;
-        _offload = offload ? new TunOffload(MaxWriteBatch) : null;
+        if (offload)
+        {
+            _offload = new VnetOffload(MaxWriteBatch);
+            _sink = new TunSink();
+            _frame = GC.AllocateArray<byte>(VnetOffload.FrameRoom, pinned: true); // one frame as read, virtio header first
+        }
     }
 
     public string Name { get; }
@@ -56,13 +63,8 @@ public sealed unsafe class TunDevice : IPacketDevice
 
     /// <summary>The device was deleted under us: poll reports an error, reads fail with EBADFD.</summary>
     public bool Gone { get; private set; }
-    /// <summary>Superpackets we could not segment (dropped).</summary>
-    public long SegmentationErrors => _offload?.SegmentationErrors ?? 0;
-    /// <summary>Superpackets read (split into <see cref="SegmentsOut"/> packets) and written (merged from <see cref="Coalesced"/> + 1 each).</summary>
-    public long SuperpacketsIn => _offload?.SuperpacketsIn ?? 0;
-    public long SegmentsOut => _offload?.SegmentsOut ?? 0;
-    public long SuperpacketsOut => _offload?.SuperpacketsOut ?? 0;
-    public long Coalesced => _offload?.Coalesced ?? 0;
+    /// <summary>Superpackets split and merged, segmentation and read errors.</summary>
+    public DeviceOffloadCounters OffloadCounters => _offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors);
 
     /// <summary>Creates (or attaches to) the TUN device <paramref name="name"/>. Throws <see cref="NativeException"/> with what failed.</summary>
     /// <remarks>
@@ -104,7 +106,24 @@ public sealed unsafe class TunDevice : IPacketDevice
             close(fd);
             throw new NativeException($"TUNSETIFF {name}", err);
         }
-        return new TunDevice(fd, name, offload, offload ? TunOffload.Enable(fd) : "off");
+        return new TunDevice(fd, name, offload, offload ? VnetOffload.EnableTun(fd) : "off");
+    }
+
+    /// <summary>Null when <see cref="ClonePath"/> opens for reading and writing; else what failed ("open /dev/net/tun: No such file or directory").</summary>
+    public static string? CanOpen()
+    {
+        byte[] path = Encoding.ASCII.GetBytes(ClonePath + "\0");
+        int fd;
+        fixed (byte* p = path)
+        {
+            fd = open(p, O_RDWR | O_CLOEXEC, 0);
+        }
+        if (fd < 0)
+        {
+            return new NativeException($"open {ClonePath}", Errno.Last).Message;
+        }
+        close(fd);
+        return null;
     }
 
     public int ReadBatch(PacketBatch batch, int timeoutMs)
@@ -140,7 +159,7 @@ public sealed unsafe class TunDevice : IPacketDevice
                 }
             }
             int readErrno;
-            n = _offload is null ? ReadPlain(fd, batch, n, out readErrno) : _offload.Read(fd, batch, n, out readErrno);
+            n = _offload is null ? ReadPlain(fd, batch, n, out readErrno) : _offload.ReadTun(fd, _frame, batch, n, out readErrno);
             NoteReadError(readErrno);
             batch.Count = n;
             return n;
@@ -195,7 +214,8 @@ public sealed unsafe class TunDevice : IPacketDevice
             }
             lock (_writeGate)
             {
-                return _offload.Write(fd, batch);
+                _sink!.Fd = fd;
+                return _offload.Write(batch, _sink);
             }
         }
         finally
@@ -216,6 +236,20 @@ public sealed unsafe class TunDevice : IPacketDevice
             }
         }
         return written;
+    }
+
+    /// <summary>A TUN takes each frame with one write(): the virtio header just in front of the packet.</summary>
+    private sealed class TunSink : VnetOffload.IFrameSink
+    {
+        public int Fd;
+
+        public bool Add(in VirtioNetHeader header, byte* packet, int length, int segments)
+        {
+            header.Write(new Span<byte>(packet - VirtioNetHeader.Length, VirtioNetHeader.Length));
+            return write(Fd, packet - VirtioNetHeader.Length, length + VirtioNetHeader.Length) == length + VirtioNetHeader.Length;
+        }
+
+        public int Flush() => 0;
     }
 
     /// <summary>Writes one packet (tests, single replies). Returns false if the device refused it.</summary>

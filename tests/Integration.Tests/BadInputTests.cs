@@ -100,16 +100,17 @@ public class BadInputTests
     }
 
     [Fact]
-    public void Missing_dev_net_tun()
+    public void Missing_dev_net_tun_with_source_tun()
     {
         using var c = new Cluster();
         c.Topology.AddNode(1, withPod: false);
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         string unshare = Require.Tool("unshare", "util-linux");
         // A private mount namespace where /dev/net is an empty tmpfs: the container without the device.
-        var r = RunNode(c, ["--leases", c.LeasesPath, "--public-ip", "192.0.2.1"],
+        // (--source auto, the default, takes the packet source there: PacketSourceTests.)
+        var r = RunNode(c, ["--leases", c.LeasesPath, "--public-ip", "192.0.2.1", "--source", "tun"],
             [unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", "mount -t tmpfs none /dev/net && exec \"$0\" \"$@\""]);
-        AssertOneLineError(c, r, "/dev/net/tun is missing");
+        AssertOneLineError(c, r, "--source tun: open /dev/net/tun: ENOENT (No such file or directory): load the tun module (modprobe tun), give the container the device, or use --source packet");
     }
 
     [Fact]

@@ -141,7 +141,7 @@ public class OffloadDeviceTests
                 }
             }
             Assert.Equal(8, datagrams.Count);
-            Assert.Equal(1, tun.SuperpacketsIn);
+            Assert.Equal(1, tun.OffloadCounters.SuperpacketsIn);
             for (int i = 0; i < 8; i++)
             {
                 var ip = new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(datagrams[i]));

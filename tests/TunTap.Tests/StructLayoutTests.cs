@@ -107,6 +107,11 @@ public class StructLayoutTests
             #include <netinet/udp.h>
             #include <poll.h>
             #include <sys/eventfd.h>
+            #include <linux/if_packet.h>
+            #include <linux/if_ether.h>
+            #include <linux/ethtool.h>
+            #include <linux/veth.h>
+            #include <linux/if_addr.h>
 
             """);
         void Check(string expr, long value) => c.AppendLine($"_Static_assert(({expr}) == {value}L, \"{expr} is {value} in C#\");");
@@ -162,6 +167,50 @@ public class StructLayoutTests
         Check("SOL_UDP", NativeMethods.SOL_UDP);
         Check("UDP_SEGMENT", NativeMethods.UDP_SEGMENT);
         Check("UDP_GRO", NativeMethods.UDP_GRO);
+
+        // The packet source: sockaddr_ll, tpacket_stats, ethtool_value and the socket options.
+        Check("sizeof(struct sockaddr_ll)", Unsafe.SizeOf<Native.sockaddr_ll>());
+        Check("offsetof(struct sockaddr_ll, sll_protocol)", Marshal.OffsetOf<Native.sockaddr_ll>(nameof(Native.sockaddr_ll.sll_protocol)));
+        Check("offsetof(struct sockaddr_ll, sll_ifindex)", Marshal.OffsetOf<Native.sockaddr_ll>(nameof(Native.sockaddr_ll.sll_ifindex)));
+        Check("offsetof(struct sockaddr_ll, sll_hatype)", Marshal.OffsetOf<Native.sockaddr_ll>(nameof(Native.sockaddr_ll.sll_hatype)));
+        Check("offsetof(struct sockaddr_ll, sll_pkttype)", Marshal.OffsetOf<Native.sockaddr_ll>(nameof(Native.sockaddr_ll.sll_pkttype)));
+        Check("offsetof(struct sockaddr_ll, sll_halen)", Marshal.OffsetOf<Native.sockaddr_ll>(nameof(Native.sockaddr_ll.sll_halen)));
+        Check("offsetof(struct sockaddr_ll, sll_addr)", Marshal.OffsetOf<Native.sockaddr_ll>(nameof(Native.sockaddr_ll.sll_addr)));
+        Check("sizeof(struct tpacket_stats)", Unsafe.SizeOf<Native.tpacket_stats>());
+        Check("offsetof(struct tpacket_stats, tp_drops)", Marshal.OffsetOf<Native.tpacket_stats>(nameof(Native.tpacket_stats.tp_drops)));
+        Check("sizeof(struct ethtool_value)", Unsafe.SizeOf<Native.ethtool_value>());
+        Check("offsetof(struct ethtool_value, data)", Marshal.OffsetOf<Native.ethtool_value>(nameof(Native.ethtool_value.data)));
+        Check("offsetof(struct ifreq, ifr_hwaddr.sa_data)", 18);
+        Check("offsetof(struct ifreq, ifr_data)", Marshal.OffsetOf<ifreq>(nameof(ifreq.ifr_data)));
+        Check("AF_PACKET", NativeMethods.AF_PACKET);
+        Check("SOL_PACKET", NativeMethods.SOL_PACKET);
+        Check("ETH_P_ALL", NativeMethods.ETH_P_ALL);
+        Check("ETH_P_IP", NativeMethods.ETH_P_IP);
+        Check("ETH_P_IPV6", NativeMethods.ETH_P_IPV6);
+        Check("ETH_HLEN", NativeMethods.ETH_HLEN);
+        Check("PACKET_STATISTICS", NativeMethods.PACKET_STATISTICS);
+        Check("PACKET_VNET_HDR", NativeMethods.PACKET_VNET_HDR);
+        Check("PACKET_FANOUT", NativeMethods.PACKET_FANOUT);
+        Check("PACKET_FANOUT_HASH", NativeMethods.PACKET_FANOUT_HASH);
+        Check("PACKET_QDISC_BYPASS", NativeMethods.PACKET_QDISC_BYPASS);
+        Check("PACKET_IGNORE_OUTGOING", NativeMethods.PACKET_IGNORE_OUTGOING);
+        Check("SO_RCVBUFFORCE", NativeMethods.SO_RCVBUFFORCE);
+        Check("SO_SNDBUFFORCE", NativeMethods.SO_SNDBUFFORCE);
+        Check("ETHTOOL_STXCSUM", NativeMethods.ETHTOOL_STXCSUM);
+        Check("ETHTOOL_STSO", NativeMethods.ETHTOOL_STSO);
+        Check("ETHTOOL_SGSO", NativeMethods.ETHTOOL_SGSO);
+        Check("SIOCETHTOOL", NativeMethods.SIOCETHTOOL);
+        Check("SIOCGIFHWADDR", NativeMethods.SIOCGIFHWADDR);
+        Check("IFLA_IFNAME", NetlinkLayout.IFLA_IFNAME);
+        Check("IFLA_LINKINFO", NetlinkLayout.IFLA_LINKINFO);
+        Check("IFLA_INFO_KIND", NetlinkLayout.IFLA_INFO_KIND);
+        Check("IFLA_INFO_DATA", NetlinkLayout.IFLA_INFO_DATA);
+        Check("VETH_INFO_PEER", NetlinkLayout.VETH_INFO_PEER);
+        Check("IFLA_AF_SPEC", NetlinkLayout.IFLA_AF_SPEC);
+        Check("IFLA_INET6_ADDR_GEN_MODE", NetlinkLayout.IFLA_INET6_ADDR_GEN_MODE);
+        Check("IN6_ADDR_GEN_MODE_NONE", NetlinkLayout.IN6_ADDR_GEN_MODE_NONE);
+        Check("NLA_F_NESTED", NetlinkLayout.NLA_F_NESTED);
+        Check("IFF_NOARP", NetlinkLayout.IFF_NOARP);
 
         Check("TUNSETIFF", NativeMethods.TUNSETIFF);
         Check("TUNSETOFFLOAD", NativeMethods.TUNSETOFFLOAD);

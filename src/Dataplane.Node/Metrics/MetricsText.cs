@@ -15,7 +15,7 @@ namespace Dataplane.Metrics;
 internal static class MetricsText
 {
     public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch,
-        IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> Queues)
+        IReadOnlyList<(IPacketDevice Device, UdpBatchSocket Socket)> Queues)
     {
         /// <summary>What the node is (for <c>dataplane doctor</c> and dashboards): labels of <c>dataplane_node_info</c>.</summary>
         public IReadOnlyList<(string Key, string Value)> Facts { get; init; } = [];
@@ -95,7 +95,7 @@ internal static class MetricsText
             Family(b, "dataplane_device_read_errors_total", "counter", "Device reads that failed for another reason than no data.");
             Line(b, "dataplane_device_read_errors_total", t.ReadErrors);
             Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");
-            Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Tun.Offloads), ("socket", s.Queues[0].Socket.Offloads),
+            Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Device.Offloads), ("socket", s.Queues[0].Socket.Offloads),
                 ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Queues.Count.ToString(CultureInfo.InvariantCulture)));
         }
         if (s.Captures is { } captures)

@@ -20,17 +20,18 @@ internal sealed class OffloadTotals
     public string? GsoDisabledReason;
 
     /// <summary>The offload and error counters of the device's and sockets' queues, summed (a report).</summary>
-    public static OffloadTotals Sum(IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> queues)
+    public static OffloadTotals Sum(IReadOnlyList<(IPacketDevice Device, UdpBatchSocket Socket)> queues)
     {
         var t = new OffloadTotals();
-        foreach (var (tun, socket) in queues)
+        foreach (var (device, socket) in queues)
         {
-            t.SuperpacketsIn += tun.SuperpacketsIn;
-            t.SegmentsOut += tun.SegmentsOut;
-            t.SuperpacketsOut += tun.SuperpacketsOut;
-            t.Merged += tun.Coalesced;
-            t.SegmentationErrors += tun.SegmentationErrors;
-            t.ReadErrors += tun.ReadErrors;
+            DeviceOffloadCounters d = device.OffloadCounters;
+            t.SuperpacketsIn += d.SuperpacketsIn;
+            t.SegmentsOut += d.SegmentsOut;
+            t.SuperpacketsOut += d.SuperpacketsOut;
+            t.Merged += d.Coalesced;
+            t.SegmentationErrors += d.SegmentationErrors;
+            t.ReadErrors += d.ReadErrors;
             t.GsoSends += socket.GsoMessages;
             t.GroReceives += socket.GroMessages;
             t.TunnelSuperpackets += socket.TunnelSuperpackets;

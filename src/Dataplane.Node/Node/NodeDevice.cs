@@ -5,10 +5,13 @@ using Serilog;
 namespace Dataplane.Node;
 
 /// <summary>
-/// The host-side objects of a running node: the TUN device (one descriptor per queue) with
-/// flannel's address and route, and one bound UDP socket per queue (SO_REUSEPORT when there are
-/// several). <see cref="Create"/> undoes its own steps if one fails; <see cref="Dispose"/> deletes
-/// the route and the device (closing a non-persistent TUN's last descriptor deletes it too).
+/// The host-side objects of a running node: the device with flannel's address and route, one
+/// device queue and one bound UDP socket per queue (SO_REUSEPORT when there are several).
+/// The device is a TUN (one descriptor per queue; closing the last deletes it), or with
+/// <see cref="DeviceSource.Packet"/> a veth pair whose host end carries the device name and whose
+/// other end we own with one AF_PACKET socket per queue (<see cref="PacketSocketDevice"/>).
+/// <see cref="Create"/> undoes its own steps if one fails; <see cref="Dispose"/> deletes the route
+/// and the device (for a veth pair, deleting one end deletes both).
 /// </summary>
 internal sealed class NodeDevice : IDisposable
 {
@@ -16,7 +19,7 @@ internal sealed class NodeDevice : IDisposable
     private readonly ILogger _log;
     private int _index;
 
-    private readonly List<(TunDevice Tun, UdpBatchSocket Socket)> _queues = [];
+    private readonly List<(IPacketDevice Device, UdpBatchSocket Socket)> _queues = [];
 
     private NodeDevice(NodePlan plan, ILogger log)
     {
@@ -24,19 +27,34 @@ internal sealed class NodeDevice : IDisposable
         _log = log;
     }
 
-    public IReadOnlyList<(TunDevice Tun, UdpBatchSocket Socket)> Queues => _queues;
-    public TunDevice Tun => _queues[0].Tun;
+    public IReadOnlyList<(IPacketDevice Device, UdpBatchSocket Socket)> Queues => _queues;
+    public IPacketDevice Device => _queues[0].Device;
 
     public UdpBatchSocket Socket => _queues[0].Socket;
+
+    /// <summary>The name of the veth end we own when the host's end is <paramref name="device"/>.</summary>
+    public static string VethPeerName(string device) => (device.Length > 12 ? device[..12] : device) + "-dp";
 
     public static NodeDevice Create(NodePlan plan, bool offload, int batch, int queues, ILogger log)
     {
         var device = new NodeDevice(plan, log);
         try
         {
+            Func<IPacketDevice> open = plan.Source == DeviceSource.Packet
+                ? device.CreateVethPair(offload)
+                : () => OpenTun(plan, offload, multiQueue: queues > 1);
             for (int q = 0; q < queues; q++)
             {
-                device._queues.Add(OpenQueue(plan, offload, batch, multiQueue: queues > 1));
+                IPacketDevice queue = open();
+                try
+                {
+                    device._queues.Add((queue, BindSocket(plan, batch, offload, multiQueue: queues > 1)));
+                }
+                catch
+                {
+                    queue.Dispose();
+                    throw;
+                }
             }
             device.Configure();
         }
@@ -45,36 +63,106 @@ internal sealed class NodeDevice : IDisposable
             device.Dispose();
             throw;
         }
-        log.Information("Offloads: device {TunOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues}",
-            device.Tun.Offloads, device.Socket.Offloads, batch, queues);
+        log.Information("Offloads: device {DeviceOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues}",
+            device.Device.Offloads, device.Socket.Offloads, batch, queues);
         return device;
     }
 
-    private static (TunDevice, UdpBatchSocket) OpenQueue(NodePlan plan, bool offload, int batch, bool multiQueue)
+    private static TunDevice OpenTun(NodePlan plan, bool offload, bool multiQueue)
     {
-        TunDevice tun;
         try
         {
-            tun = TunDevice.Open(plan.DeviceName, offload, multiQueue);
+            return TunDevice.Open(plan.DeviceName, offload, multiQueue);
         }
         catch (NativeException e) when (e.Errno == Errno.EINVAL || e.Errno == Errno.EBUSY)
         {
-            throw new ConfigException($"{e.Message}: a device named {plan.DeviceName} exists and is not ours " +
-                "(a kernel flannel.1, or another data plane): delete it or choose --device");
+            throw NotOurs(plan.DeviceName, e.Message);
         }
         catch (NativeException e)
         {
             throw new ConfigException(e.Message);
         }
+    }
+
+    private static ConfigException NotOurs(string name, string what) =>
+        new($"{what}: a device named {name} exists and is not ours (a kernel flannel.1, or another data plane): delete it or choose --device");
+
+    /// <summary>
+    /// The packet source's device: a veth pair, a leftover of ours (a node killed with SIGKILL
+    /// cannot delete it) taken over. Returns how to open one more queue on our end.
+    /// </summary>
+    private Func<IPacketDevice> CreateVethPair(bool offload)
+    {
+        string name = _plan.DeviceName, peer = VethPeerName(name);
+        using RouteNetlink nl = RouteNetlink.Open();
+        int existing = RouteNetlink.LinkIndex(name);
+        if (existing > 0)
+        {
+            if (!IsOurVethPair(name, peer))
+            {
+                throw NotOurs(name, $"create veth pair {name}/{peer}");
+            }
+            nl.DeleteLink(existing, $"delete leftover {name}");
+            _log.Warning("Took over {Device}: deleted the veth pair {Device}/{Peer} an earlier run left behind", name, name, peer);
+        }
+        try
+        {
+            _index = nl.AddVethPair(name, peer, $"create veth pair {name}/{peer}");
+            int peerIndex = RouteNetlink.LinkIndex(peer);
+            try
+            {
+                nl.SetNoIpv6LinkLocal(peerIndex, $"set {peer} addrgenmode none");
+            }
+            catch (NativeException e) when (e.Errno is Errno.EAFNOSUPPORT or Errno.EOPNOTSUPP)
+            {
+                // No IPv6 in this kernel: nothing to keep quiet.
+            }
+            nl.SetLinkUp(peerIndex, _plan.DeviceMtu, $"set {peer} up, mtu {_plan.DeviceMtu}");
+            if (!offload)
+            {
+                PacketSocketDevice.TurnOffOffloads(name);
+            }
+            byte[] hostMac = RouteNetlink.GetMac(name), ourMac = RouteNetlink.GetMac(peer);
+            _log.Information("Source: packet socket on {Peer}, the other end of {Device} (veth pair; {Device} is NOARP, so the kernel never routes what we read)",
+                peer, name, name);
+            return () => PacketSocketDevice.Open(peer, hostMac, ourMac, offload, fanoutGroup: peerIndex);
+        }
+        catch (NativeException e)
+        {
+            throw new ConfigException(e.Errno == Errno.EEXIST
+                ? $"{e.Message}: {peer} exists and is not ours: delete it or choose --device"
+                : e.Message);
+        }
+    }
+
+    /// <summary>A veth pair whose other end is <paramref name="peer"/> (sysfs names a veth's peer by its index).</summary>
+    private static bool IsOurVethPair(string name, string peer)
+    {
+        int peerIndex = RouteNetlink.LinkIndex(peer);
+        if (peerIndex <= 0)
+        {
+            return false;
+        }
+        try
+        {
+            return int.Parse(File.ReadAllText($"/sys/class/net/{name}/iflink").Trim(), System.Globalization.CultureInfo.InvariantCulture) == peerIndex;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return true; // no sysfs to ask: the pair of names is ours
+        }
+    }
+
+    private static UdpBatchSocket BindSocket(NodePlan plan, int batch, bool offload, bool multiQueue)
+    {
         try
         {
             // Where inner packets sit in our datagrams: the socket splits kernel peers' tunnel superpackets by it.
             var layout = new EncapsulationLayout(plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanPayloadPrefix : 0, plan.DeviceMtu);
-            return (tun, UdpBatchSocket.Bind(new UdpEndpoint(plan.BindAddress, (ushort)plan.Node.Port), batch, offload, reusePort: multiQueue, layout));
+            return UdpBatchSocket.Bind(new UdpEndpoint(plan.BindAddress, (ushort)plan.Node.Port), batch, offload, reusePort: multiQueue, layout);
         }
         catch (NativeException e)
         {
-            tun.Dispose();
             throw new ConfigException(e.Message + (e.Errno == Errno.EADDRINUSE ? " (is flanneld or another data plane running?)" : ""));
         }
     }
@@ -93,7 +181,10 @@ internal sealed class NodeDevice : IDisposable
         Ipv4Prefix network = _plan.Node.Config.Network;
         using RouteNetlink nl = RouteNetlink.Open();
         _index = RouteNetlink.LinkIndex(name);
-        nl.SetLinkUp(_index, _plan.DeviceMtu, $"set {name} up, mtu {_plan.DeviceMtu}, txqueuelen {TxQueueLength}", TxQueueLength);
+        bool veth = _plan.Source == DeviceSource.Packet;
+        // A veth end has no transmit ring of its own (noqueue): the length only matters for a TUN.
+        nl.SetLinkUp(_index, _plan.DeviceMtu, $"set {name} up, mtu {_plan.DeviceMtu}" + (veth ? ", arp off" : $", txqueuelen {TxQueueLength}"),
+            veth ? 0 : TxQueueLength, noArp: veth);
         nl.AddAddress(_index, _plan.Node.DeviceAddress, 32, $"add address {Ipv4Prefix.Format(_plan.Node.DeviceAddress)}/32 to {name}");
         nl.ReplaceRoute(network, _index, $"route {network} dev {name}");
         _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface} {UnderlayMtu} - {Overhead}), address {Address}/32, route {Network} dev {Device}",
@@ -117,10 +208,10 @@ internal sealed class NodeDevice : IDisposable
                 _log.Warning("Cleanup: {Error}", e.Message);
             }
         }
-        foreach (var (tun, socket) in _queues)
+        foreach (var (queue, socket) in _queues)
         {
             socket.Dispose();
-            tun.Dispose();
+            queue.Dispose();
         }
         if (_index > 0)
         {

@@ -12,4 +12,7 @@ internal sealed record NodePlan(ClusterSnapshot Snapshot, NodeIdentity Node, str
     /// lease announces another one (a Kubernetes node's public-ip-overwrite: a NAT in front of us).
     /// </summary>
     public required uint BindAddress { get; init; }
+
+    /// <summary>TUN or packet socket, decided (never <see cref="DeviceSource.Auto"/> here).</summary>
+    public DeviceSource Source { get; init; } = DeviceSource.Tun;
 }

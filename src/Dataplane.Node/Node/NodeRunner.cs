@@ -49,7 +49,7 @@ internal static class NodeRunner
         using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
         var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch) { IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst };
         var captures = new CaptureHub();
-        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Tun, q.Socket))], table, settings, captures);
+        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Device, q.Socket))], table, settings, captures);
         engine = running;
 
         using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;
@@ -70,7 +70,7 @@ internal static class NodeRunner
             (client, line) => CaptureServer.TryStart(client, line, captures, overlayName, underlayName, settings.SlotSize, log));
         log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
-            plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, device.Tun.Name);
+            plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, plan.DeviceName);
 
         ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
         int woke = WaitHandle.WaitAny([stopping.WaitHandle, running.Faulted]);
@@ -109,6 +109,31 @@ internal static class NodeRunner
         ("ip_masq", ipMasq ? "true" : "false"),
         ("pid", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)),
     ];
+
+    /// <summary>
+    /// <c>--source</c>: tun needs /dev/net/tun; auto takes tun when /dev/net/tun opens, else the
+    /// packet source (a veth pair), and says which and why in one line.
+    /// </summary>
+    private static DeviceSource ChooseSource(DeviceSource wanted, ILogger log)
+    {
+        if (wanted == DeviceSource.Packet)
+        {
+            log.Information("Source: packet (--source packet)");
+            return wanted;
+        }
+        string? problem = TunDevice.CanOpen();
+        if (problem is null)
+        {
+            log.Information("Source: tun ({Path} opens)", TunDevice.ClonePath);
+            return DeviceSource.Tun;
+        }
+        if (wanted == DeviceSource.Tun)
+        {
+            throw new ConfigException($"--source tun: {problem}: load the tun module (modprobe tun), give the container the device, or use --source packet");
+        }
+        log.Information("Source: packet, a veth pair read with AF_PACKET ({Problem})", problem);
+        return DeviceSource.Packet;
+    }
 
     private static MetricsServer StartMetrics(IPEndPoint endpoint, Func<string> render, ILogger log)
     {
@@ -155,10 +180,7 @@ internal static class NodeRunner
         BackendKind backend = o.Backend ?? snapshot.Config.Backend;
         int port = o.Port ?? (backend == snapshot.Config.Backend ? snapshot.Config.Port : NetworkConfig.DefaultPort(backend));
         string device = o.Device ?? RunOptions.DefaultDevice(backend);
-        if (!File.Exists(TunDevice.ClonePath))
-        {
-            throw new ConfigException($"{TunDevice.ClonePath} is missing: load the tun module (modprobe tun) or give the container the device");
-        }
+        DeviceSource source = ChooseSource(o.Source, log);
         if (!HostInfo.HasNetAdmin())
         {
             throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
@@ -168,6 +190,6 @@ internal static class NodeRunner
         // Everything local checked: now our lease (the file's, or reused or taken in the store).
         LeaseRecord lease = leases.Acquire(snapshot, new LeaseRequest(publicIp, backend, snapshot.Config.Vni));
         var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni);
-        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = o.Metrics, BindAddress = publicIp };
+        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = o.Metrics, BindAddress = publicIp, Source = source };
     }
 }

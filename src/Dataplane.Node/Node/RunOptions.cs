@@ -23,6 +23,8 @@ internal sealed record RunOptions
     public IPAddress? PublicIp { get; init; }
     public string? Iface { get; init; }
     public string? Device { get; init; }
+    /// <summary>The device side: a TUN, a veth pair read with a packet socket, or whichever the host allows.</summary>
+    public DeviceSource Source { get; init; } = DeviceSource.Auto;
     public BackendKind? Backend { get; init; }
     public int? Port { get; init; }
     public string SubnetFile { get; init; } = "/run/flannel/subnet.env";

@@ -37,6 +37,13 @@ internal static class RunCommandLine
                 r.AddError($"--device {name}: not a valid interface name (1 to 15 characters, no '/' or spaces)");
             }
         });
+        var source = new Option<string>("--source")
+        {
+            Description = "the device side: tun (/dev/net/tun), packet (a veth pair; the data plane reads its other end with AF_PACKET), " +
+                "auto (tun when /dev/net/tun opens, else packet)",
+            DefaultValueFactory = _ => d.Source.ToString().ToLowerInvariant(),
+        };
+        source.AcceptOnlyFromAmong("auto", "tun", "packet");
         var backend = ParsedValue<BackendKind>("--backend", "udp or vxlan (default: the config's Backend.Type)",
             t => NetworkConfig.TryParseBackend(t, out BackendKind b) ? b : null, "unknown backend (supported: udp, vxlan)");
         var port = new Option<int?>("--port") { Description = "UDP port, the same on every node (default: the config's, else 8285 udp / 8472 vxlan)" };
@@ -92,7 +99,7 @@ internal static class RunCommandLine
 
         var cmd = new Command("run", "run this node's data plane (each flag says whether flanneld has it)")
         {
-            leases, publicIp, iface, device, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
+            leases, publicIp, iface, device, source, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
             etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl, resync,
             kubeSubnetMgr, kubeApiUrl, kubeconfig, kubePrefix, netConfigPath, setUnavailable, kubeResync, injectFault,
         };
@@ -106,6 +113,7 @@ internal static class RunCommandLine
                 PublicIp = r.GetValue(publicIp),
                 Iface = r.GetValue(iface),
                 Device = r.GetValue(device),
+                Source = Enum.Parse<DeviceSource>(r.GetValue(source)!, ignoreCase: true),
                 Backend = r.GetValue(backend),
                 Port = r.GetValue(port),
                 SubnetFile = r.GetValue(subnetFile)!,
@@ -186,6 +194,7 @@ internal static class RunCommandLine
                 "--backend" or "--port" => " [not in flanneld: it takes them from the config only]",
                 "--vtep-mac-file" => " [not in flanneld: it keeps the MAC with its lease]",
                 "--metrics" => " [not in flanneld: it serves --healthz-port instead]",
+                "--source" => " [not in flanneld: it needs /dev/net/tun for the udp backend]",
                 _ => " [not in flanneld]",
             };
         }

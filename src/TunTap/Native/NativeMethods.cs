@@ -25,6 +25,8 @@ internal static unsafe partial class NativeMethods
     // <linux/sockios.h>
     public const uint SIOCGIFMTU = 0x8921;
     public const uint SIOCGIFINDEX = 0x8933;
+    public const uint SIOCGIFHWADDR = 0x8927;
+    public const uint SIOCETHTOOL = 0x8946;
 
     [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     public static partial int ioctl_ifreq(int fd, nuint request, ifreq* arg);
@@ -65,6 +67,27 @@ internal static unsafe partial class NativeMethods
 
     [LibraryImport(Libc, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial uint if_nametoindex(string ifname);
+
+    // <linux/if_packet.h>, <linux/if_ether.h>
+    public const int AF_PACKET = 17;
+    public const int SOL_PACKET = 263;
+    public const ushort ETH_P_ALL = 0x0003;
+    public const ushort ETH_P_IP = 0x0800;
+    public const ushort ETH_P_IPV6 = 0x86DD;
+    public const int ETH_HLEN = 14;
+    public const int PACKET_STATISTICS = 6;
+    public const int PACKET_VNET_HDR = 15;
+    public const int PACKET_FANOUT = 18;
+    public const int PACKET_QDISC_BYPASS = 20;
+    public const int PACKET_IGNORE_OUTGOING = 23;
+    public const int PACKET_FANOUT_HASH = 0;
+    public const int SO_RCVBUFFORCE = 33;
+    public const int SO_SNDBUFFORCE = 32;
+
+    // <linux/ethtool.h>: the per-feature commands (the kernel maps them onto its feature bits).
+    public const uint ETHTOOL_STXCSUM = 0x17;
+    public const uint ETHTOOL_STSO = 0x1f;
+    public const uint ETHTOOL_SGSO = 0x24;
 
     // <sched.h>
     public const int CLONE_NEWNET = 0x40000000;

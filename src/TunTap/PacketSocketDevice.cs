@@ -1,0 +1,502 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using Dataplane.Encap.Offload;
+using Dataplane.TunTap.Native;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
+#pragma warning disable CS8981
+using mmsghdr = Dataplane.TunTap.Native.mmsghdr;
+using sockaddr_ll = Dataplane.TunTap.Native.sockaddr_ll;
+#pragma warning restore CS8981
+
+namespace Dataplane.TunTap;
+
+/// <summary>
+/// The device side without <c>/dev/net/tun</c>: one end of a veth pair, read and written with an
+/// <c>AF_PACKET</c> socket. The other end carries the device name (<c>flannel0</c>,
+/// <c>flannel.1</c>) with the address, MTU and route a TUN would get, so the host sees the same
+/// thing; whatever the host routes into it comes out of our end as an Ethernet frame, and a frame
+/// we send into our end arrives on the host's end as if received there.
+///
+/// Why the kernel never also routes what we read: the host's end is NOARP, so the kernel addresses
+/// every frame to that end's own MAC; on our end (another MAC) the frame is <c>PACKET_OTHERHOST</c>,
+/// which the IP stack drops on input, while packet sockets still see it. Our end has no address
+/// and no IPv6 link-local address, so it sends nothing of its own. No sysctl is involved (a
+/// container's /proc/sys is often read-only).
+///
+/// The socket: bound to our end with <c>ETH_P_ALL</c>; <c>PACKET_IGNORE_OUTGOING</c> (our own sends
+/// are not read back), <c>PACKET_QDISC_BYPASS</c> (sends go straight to the veth), one socket per
+/// queue joined in a <c>PACKET_FANOUT_HASH</c> group (a flow stays on one queue). Batched both ways
+/// with recvmmsg/sendmmsg. With offloads, <c>PACKET_VNET_HDR</c> puts a virtio-net header in front of
+/// every frame as <c>IFF_VNET_HDR</c> does on a TUN: superpackets arrive and leave whole and
+/// <see cref="VnetOffload"/> splits and merges them (its offsets count from the IP header; the
+/// kernel's here count from the Ethernet header, 14 bytes earlier). Each message of a receive batch
+/// then gets a whole 64 KiB frame buffer (a superpacket's size is unknown until it arrives).
+/// Without offloads the host end's checksum and segmentation offloads are turned off (ethtool), so
+/// every frame is one finished packet, received straight into a batch slot behind a 14-byte
+/// scratch for its Ethernet header. The TPACKET rings are not used: with the virtio header the
+/// kernel's rings copy just as recvmmsg does, and their frames would have to be 64 KiB each.
+/// </summary>
+public sealed unsafe class PacketSocketDevice : IPacketDevice
+{
+    /// <summary>The most frames one receive or send call carries.</summary>
+    public const int MaxBatch = 64;
+    private const int HeaderScratch = 32; // per message: virtio header (10) + Ethernet header (14), rounded
+
+    private readonly FileDescriptor _fd;
+    private readonly WakeEvent _wake = new();
+    private readonly VnetOffload? _offload;
+    private readonly Lock _writeGate = new();
+    private readonly int _ifIndex;
+    private readonly byte[] _ethernet = new byte[NativeMethods.ETH_HLEN]; // host end's MAC, ours, type set per frame
+
+    // Receive side: a message vector; with offloads each message owns a whole frame buffer.
+    private readonly mmsghdr* _rxMsgs;
+    private readonly iovec* _rxIov;
+    private readonly byte* _rxScratch;
+    private readonly byte[] _rxFrames;
+    private int _received;   // messages of the last recvmmsg
+    private int _nextFrame;  // the next of them to hand out
+
+    // Send side: two iovecs per message, a header scratch (virtio + Ethernet) and the packet.
+    private readonly mmsghdr* _txMsgs;
+    private readonly iovec* _txIov;
+    private readonly byte* _txScratch;
+    private readonly int[] _txSegments = new int[TunDevice.MaxWriteBatch];
+    private readonly PacketSink _sink;
+
+    private PacketSocketDevice(int fd, string name, int ifIndex, byte[] hostMac, byte[] ourMac, bool offload)
+    {
+        _rxMsgs = (mmsghdr*)NativeMemory.AllocZeroed(MaxBatch, (nuint)sizeof(mmsghdr));
+        _rxIov = (iovec*)NativeMemory.AllocZeroed(MaxBatch * 2, (nuint)sizeof(iovec));
+        _rxScratch = (byte*)NativeMemory.AllocZeroed(MaxBatch, HeaderScratch);
+        _txMsgs = (mmsghdr*)NativeMemory.AllocZeroed(TunDevice.MaxWriteBatch, (nuint)sizeof(mmsghdr));
+        _txIov = (iovec*)NativeMemory.AllocZeroed(TunDevice.MaxWriteBatch * 2, (nuint)sizeof(iovec));
+        _txScratch = (byte*)NativeMemory.AllocZeroed(TunDevice.MaxWriteBatch, HeaderScratch);
+        _fd = new FileDescriptor(fd, FreeVectors);
+        Name = name;
+        _ifIndex = ifIndex;
+        hostMac.CopyTo(_ethernet, 0);
+        ourMac.CopyTo(_ethernet, 6);
+        if (offload)
+        {
+            _offload = new VnetOffload(TunDevice.MaxWriteBatch);
+            _rxFrames = GC.AllocateArray<byte>(MaxBatch * VnetOffload.FrameRoom, pinned: true);
+        }
+        else
+        {
+            _rxFrames = [];
+        }
+        _sink = new PacketSink(this);
+        Offloads = offload ? "vnet header (the veth's csum, tso, uso)" : "off";
+    }
+
+    /// <summary>The end of the veth pair we own (the host's end carries the device name).</summary>
+    public string Name { get; }
+    public string Offloads { get; }
+    public bool CompletesChecksums => _offload is not null;
+    public bool Gone { get; private set; }
+    public long ReadErrors { get; private set; }
+    /// <summary>Frames that were neither IPv4 nor IPv6, or cut short (more than a slot without offloads).</summary>
+    public long FramesSkipped { get; private set; }
+    public DeviceOffloadCounters OffloadCounters => _offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors);
+
+    /// <summary>
+    /// Opens a packet socket on <paramref name="name"/> (our end) that writes frames addressed to
+    /// <paramref name="hostMac"/> (the host's end) from <paramref name="ourMac"/>, joined to fanout
+    /// group <paramref name="fanoutGroup"/>. Throws <see cref="NativeException"/> with what failed.
+    /// </summary>
+    public static PacketSocketDevice Open(string name, byte[] hostMac, byte[] ourMac, bool offload, int fanoutGroup)
+    {
+        int ifIndex = RouteNetlink.LinkIndex(name);
+        if (ifIndex <= 0)
+        {
+            throw new NativeException($"packet socket on {name}", Errno.ENODEV);
+        }
+        // Protocol 0 until bound: the socket sees no frame of any other interface in between.
+        int fd = socket(NativeMethods.AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            throw new NativeException("socket(AF_PACKET, SOCK_RAW)", Errno.Last);
+        }
+        try
+        {
+            SetOption(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_VNET_HDR, offload ? 1 : 0, "PACKET_VNET_HDR");
+            SetOption(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
+            SetOption(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS");
+            // Room for bursts: 64 KiB superpackets, or thousands of small frames, while a loop sleeps.
+            SetOption(fd, SOL_SOCKET, NativeMethods.SO_RCVBUFFORCE, 8 << 20, "SO_RCVBUFFORCE");
+            SetOption(fd, SOL_SOCKET, NativeMethods.SO_SNDBUFFORCE, 4 << 20, "SO_SNDBUFFORCE");
+            sockaddr_ll addr = default;
+            addr.sll_family = NativeMethods.AF_PACKET;
+            addr.sll_protocol = BinaryPrimitives.ReverseEndianness(NativeMethods.ETH_P_ALL);
+            addr.sll_ifindex = ifIndex;
+            if (bind(fd, (sockaddr*)&addr, (uint)sizeof(sockaddr_ll)) < 0)
+            {
+                throw new NativeException($"bind packet socket to {name}", Errno.Last);
+            }
+            SetOption(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_FANOUT,
+                (fanoutGroup & 0xFFFF) | (NativeMethods.PACKET_FANOUT_HASH << 16), "PACKET_FANOUT");
+        }
+        catch
+        {
+            close(fd);
+            throw;
+        }
+        return new PacketSocketDevice(fd, name, ifIndex, hostMac, ourMac, offload);
+    }
+
+    private static void SetOption(int fd, int level, int option, int value, string what)
+    {
+        if (setsockopt(fd, level, option, &value, sizeof(int)) < 0)
+        {
+            throw new NativeException($"setsockopt {what}", Errno.Last);
+        }
+    }
+
+    /// <summary>
+    /// Turns off the checksum and segmentation offloads of <paramref name="hostEnd"/> (ethtool -K
+    /// tx off tso off gso off), so the kernel finishes and segments every packet before our end
+    /// sees it: what a packet socket without the virtio header needs.
+    /// </summary>
+    public static void TurnOffOffloads(string hostEnd)
+    {
+        int number = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (number < 0)
+        {
+            throw new NativeException("socket(AF_INET)", Errno.Last);
+        }
+        using var fd = new FileDescriptor(number);
+        foreach (uint cmd in (ReadOnlySpan<uint>)[NativeMethods.ETHTOOL_STXCSUM, NativeMethods.ETHTOOL_STSO, NativeMethods.ETHTOOL_SGSO])
+        {
+            ethtool_value value = new() { cmd = cmd, data = 0 };
+            ifreq req = default;
+            Encoding.UTF8.GetBytes(hostEnd).CopyTo(new Span<byte>(req.ifr_name, ifreq.IFNAMSIZ));
+            req.ifr_data = &value;
+            if (NativeMethods.ioctl_ifreq(fd.Number, NativeMethods.SIOCETHTOOL, &req) < 0)
+            {
+                throw new NativeException($"ethtool {hostEnd} (command 0x{cmd:x}) off", Errno.Last);
+            }
+        }
+    }
+
+    public int ReadBatch(PacketBatch batch, int timeoutMs)
+    {
+        batch.Count = 0;
+        if (!_fd.TryEnter(out int fd))
+        {
+            return 0;
+        }
+        try
+        {
+            int n = 0;
+            if (_offload is { HasPending: true })
+            {
+                n = _offload.EmitPending(batch, 0);
+                if (_offload.HasPending)
+                {
+                    batch.Count = n;
+                    return n;
+                }
+            }
+            if (_offload is not null)
+            {
+                n = TakeReceived(batch, n);
+            }
+            if (n == 0)
+            {
+                Readiness r = Poll.WaitReadable(fd, _wake, timeoutMs);
+                if (r == Readiness.Failed)
+                {
+                    NoteError(fd); // the link went down or away: the socket reports ENETDOWN once
+                }
+                if (r != Readiness.Ready)
+                {
+                    return 0;
+                }
+            }
+            while (n < batch.Capacity && _received == 0 && !(_offload is { HasPending: true }))
+            {
+                int want = Math.Min(MaxBatch, batch.Capacity - n);
+                int got = _offload is null ? ReceivePlain(fd, batch, n, want) : ReceiveFrames(fd, want);
+                if (got <= 0)
+                {
+                    if (got < 0)
+                    {
+                        NoteError(fd, Errno.Last);
+                    }
+                    break;
+                }
+                n = _offload is null ? n + got : TakeReceived(batch, n);
+            }
+            batch.Count = n;
+            return n;
+        }
+        finally
+        {
+            _fd.Exit();
+        }
+    }
+
+    /// <summary>Offloads: receives up to <paramref name="want"/> frames, each into its own frame buffer.</summary>
+    private int ReceiveFrames(int fd, int want)
+    {
+        byte* frames = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_rxFrames));
+        for (int i = 0; i < want; i++)
+        {
+            _rxIov[i].iov_base = frames + (nint)i * VnetOffload.FrameRoom;
+            _rxIov[i].iov_len = (size_t)(ulong)VnetOffload.FrameRoom;
+            PrepareMessage(_rxMsgs + i, _rxIov + i, 1);
+        }
+        int got = NativeMethods.recvmmsg(fd, _rxMsgs, (uint)want, MSG_DONTWAIT, null);
+        if (got > 0)
+        {
+            _received = got;
+            _nextFrame = 0;
+        }
+        return got;
+    }
+
+    /// <summary>Offloads: hands the received frames to the offload code until the batch is full.</summary>
+    private int TakeReceived(PacketBatch batch, int n)
+    {
+        while (_nextFrame < _received && n < batch.Capacity)
+        {
+            int i = _nextFrame++;
+            int length = (int)_rxMsgs[i].msg_len;
+            int start = i * VnetOffload.FrameRoom;
+            if ((_rxMsgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || !IsIp(_rxFrames.AsSpan(start + VirtioNetHeader.Length), length - VirtioNetHeader.Length))
+            {
+                FramesSkipped++;
+                continue;
+            }
+            if (!_offload!.Take(_rxFrames, start, length, NativeMethods.ETH_HLEN, batch, ref n))
+            {
+                break; // full, with segments pending: the rest of the frames wait in their buffers
+            }
+        }
+        if (_nextFrame >= _received && !_offload!.HasPending)
+        {
+            _received = _nextFrame = 0;
+        }
+        return n;
+    }
+
+    /// <summary>No offloads: receives up to <paramref name="want"/> frames straight into slots from <paramref name="n"/>.</summary>
+    private int ReceivePlain(int fd, PacketBatch batch, int n, int want)
+    {
+        int room = batch.SlotSize - PacketBatch.Headroom;
+        for (int i = 0; i < want; i++)
+        {
+            _rxIov[2 * i].iov_base = _rxScratch + i * HeaderScratch;
+            _rxIov[2 * i].iov_len = (size_t)(ulong)NativeMethods.ETH_HLEN;
+            _rxIov[2 * i + 1].iov_base = batch.SlotPointer(n + i) + PacketBatch.Headroom;
+            _rxIov[2 * i + 1].iov_len = (size_t)(ulong)room;
+            PrepareMessage(_rxMsgs + i, _rxIov + 2 * i, 2);
+        }
+        int got = NativeMethods.recvmmsg(fd, _rxMsgs, (uint)want, MSG_DONTWAIT, null);
+        int kept = 0;
+        for (int i = 0; i < got; i++)
+        {
+            int length = (int)_rxMsgs[i].msg_len;
+            if ((_rxMsgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || !IsIp(new ReadOnlySpan<byte>(_rxScratch + i * HeaderScratch, NativeMethods.ETH_HLEN), length))
+            {
+                FramesSkipped++;
+                continue;
+            }
+            int slot = n + kept;
+            if (slot != n + i)
+            {
+                batch.Slot(n + i).Slice(PacketBatch.Headroom, length - NativeMethods.ETH_HLEN).CopyTo(batch.Slot(slot)[PacketBatch.Headroom..]);
+            }
+            batch.Offsets[slot] = PacketBatch.Headroom;
+            batch.Lengths[slot] = length - NativeMethods.ETH_HLEN;
+            batch.Flags[slot] = 0;
+            kept++;
+        }
+        return got < 0 ? got : kept;
+    }
+
+    /// <summary>An IPv4 or IPv6 frame with at least a byte of packet (<paramref name="frame"/> starts at the Ethernet header).</summary>
+    private static bool IsIp(ReadOnlySpan<byte> frame, int length)
+    {
+        if (length <= NativeMethods.ETH_HLEN)
+        {
+            return false;
+        }
+        ushort type = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
+        return type is NativeMethods.ETH_P_IP or NativeMethods.ETH_P_IPV6;
+    }
+
+    private static void PrepareMessage(mmsghdr* m, iovec* iov, int iovCount)
+    {
+        msghdr* h = &m->msg_hdr;
+        h->msg_name = null;
+        h->msg_namelen = 0;
+        h->msg_iov = iov;
+        h->msg_iovlen = iovCount;
+        h->msg_control = null;
+        h->msg_controllen = 0;
+        h->msg_flags = 0;
+        m->msg_len = 0;
+    }
+
+    private void NoteError(int fd, int err = 0)
+    {
+        if (err == 0)
+        {
+            // Collect the pending socket error (ENETDOWN when the link went down or away).
+            int value = 0;
+            socklen_t size = sizeof(int);
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &size);
+            err = value;
+        }
+        if (err is 0 or Errno.EAGAIN or Errno.EINTR)
+        {
+            return;
+        }
+        ReadErrors++;
+        Gone |= RouteNetlink.LinkIndex(Name) != _ifIndex; // deleted (a link set down comes back)
+    }
+
+    /// <summary>Writes slots 0..Count-1 whose length is non-zero; returns how many packets the link took (merged ones included).</summary>
+    public int WriteBatch(PacketBatch batch)
+    {
+        if (!_fd.TryEnter(out int fd))
+        {
+            return 0;
+        }
+        try
+        {
+            lock (_writeGate)
+            {
+                _sink.Begin(fd);
+                if (_offload is not null)
+                {
+                    return _offload.Write(batch, _sink);
+                }
+                int accepted = 0;
+                for (int i = 0; i < batch.Count; i++)
+                {
+                    if (batch.Lengths[i] > 0 && _sink.Add(default, batch.SlotPointer(i) + batch.Offsets[i], batch.Lengths[i], 1))
+                    {
+                        accepted++;
+                    }
+                }
+                return accepted - _sink.Flush();
+            }
+        }
+        finally
+        {
+            _fd.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Gathers frames into the send vector (header scratch + packet per message) and sends them
+    /// with sendmmsg when the batch ends (or the vector is full).
+    /// </summary>
+    private sealed class PacketSink(PacketSocketDevice device) : VnetOffload.IFrameSink
+    {
+        private int _fd;
+        private int _count;
+        private int _refused;
+
+        public void Begin(int fd)
+        {
+            _fd = fd;
+            _count = 0;
+            _refused = 0;
+        }
+
+        public bool Add(in VirtioNetHeader header, byte* packet, int length, int segments)
+        {
+            if (_count == TunDevice.MaxWriteBatch)
+            {
+                Send();
+            }
+            int i = _count++;
+            byte* scratch = device._txScratch + i * HeaderScratch;
+            int prefix = 0;
+            if (device._offload is not null)
+            {
+                // The kernel counts a packet socket's offsets from the Ethernet header.
+                VirtioNetHeader h = header.NeedsChecksum || header.GsoType != VirtioNetHeader.GsoNone
+                    ? header with
+                    {
+                        ChecksumStart = (ushort)(header.NeedsChecksum ? header.ChecksumStart + NativeMethods.ETH_HLEN : header.ChecksumStart),
+                        HeaderLength = (ushort)(header.HeaderLength > 0 ? header.HeaderLength + NativeMethods.ETH_HLEN : 0),
+                    }
+                    : header;
+                h.Write(new Span<byte>(scratch, VirtioNetHeader.Length));
+                prefix = VirtioNetHeader.Length;
+            }
+            var ethernet = new Span<byte>(scratch + prefix, NativeMethods.ETH_HLEN);
+            device._ethernet.CopyTo(ethernet);
+            BinaryPrimitives.WriteUInt16BigEndian(ethernet[12..], (packet[0] >> 4) == 6 ? NativeMethods.ETH_P_IPV6 : NativeMethods.ETH_P_IP);
+            device._txIov[2 * i].iov_base = scratch;
+            device._txIov[2 * i].iov_len = (size_t)(ulong)(prefix + NativeMethods.ETH_HLEN);
+            device._txIov[2 * i + 1].iov_base = packet;
+            device._txIov[2 * i + 1].iov_len = (size_t)(ulong)length;
+            PrepareMessage(device._txMsgs + i, device._txIov + 2 * i, 2);
+            device._txSegments[i] = segments;
+            return true;
+        }
+
+        public int Flush()
+        {
+            Send();
+            return _refused;
+        }
+
+        /// <summary>sendmmsg until every message is sent; a message the kernel refuses is skipped and counted.</summary>
+        private void Send()
+        {
+            int next = 0;
+            int waits = 0;
+            while (next < _count)
+            {
+                int sent = NativeMethods.sendmmsg(_fd, device._txMsgs + next, (uint)(_count - next), 0);
+                if (sent > 0)
+                {
+                    next += sent;
+                    continue;
+                }
+                int err = Errno.Last;
+                if (err == Errno.EINTR)
+                {
+                    continue;
+                }
+                if (err is Errno.EAGAIN or Errno.ENOBUFS && waits++ < 3)
+                {
+                    Poll.WaitWritable(_fd, 1);
+                    continue;
+                }
+                _refused += device._txSegments[next];
+                next++;
+            }
+            _count = 0;
+        }
+    }
+
+    public void StopWaiting() => _wake.Set();
+
+    private void FreeVectors()
+    {
+        NativeMemory.Free(_rxMsgs);
+        NativeMemory.Free(_rxIov);
+        NativeMemory.Free(_rxScratch);
+        NativeMemory.Free(_txMsgs);
+        NativeMemory.Free(_txIov);
+        NativeMemory.Free(_txScratch);
+    }
+
+    public void Dispose()
+    {
+        _wake.Set();
+        _fd.Dispose();
+        _wake.Dispose();
+    }
+}
