@@ -67,7 +67,7 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     private readonly int[] _txSegments = new int[TunDevice.MaxWriteBatch];
     private readonly PacketSink _sink;
 
-    private PacketSocketDevice(int fd, string name, int ifIndex, byte[] hostMac, byte[] ourMac, bool offload)
+    private PacketSocketDevice(int fd, string name, string link, int ifIndex, byte[] hostMac, byte[] ourMac, bool offload)
     {
         _rxMsgs = (mmsghdr*)NativeMemory.AllocZeroed(MaxBatch, (nuint)sizeof(mmsghdr));
         _rxIov = (iovec*)NativeMemory.AllocZeroed(MaxBatch * 2, (nuint)sizeof(iovec));
@@ -77,6 +77,7 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         _txScratch = (byte*)NativeMemory.AllocZeroed(TunDevice.MaxWriteBatch, HeaderScratch);
         _fd = new FileDescriptor(fd, FreeVectors);
         Name = name;
+        Link = link;
         _ifIndex = ifIndex;
         hostMac.CopyTo(_ethernet, 0);
         ourMac.CopyTo(_ethernet, 6);
@@ -93,8 +94,10 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         Offloads = offload ? "vnet header (the veth's csum, tso, uso)" : "off";
     }
 
-    /// <summary>The end of the veth pair we own (the host's end carries the device name).</summary>
+    /// <summary>The device the host sees: the host's end of the veth pair.</summary>
     public string Name { get; }
+    /// <summary>The end of the veth pair we own, where the socket is bound.</summary>
+    public string Link { get; }
     public string Offloads { get; }
     public bool CompletesChecksums => _offload is not null;
     public bool Gone { get; private set; }
@@ -104,16 +107,17 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     public DeviceOffloadCounters OffloadCounters => _offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors);
 
     /// <summary>
-    /// Opens a packet socket on <paramref name="name"/> (our end) that writes frames addressed to
-    /// <paramref name="hostMac"/> (the host's end) from <paramref name="ourMac"/>, joined to fanout
-    /// group <paramref name="fanoutGroup"/>. Throws <see cref="NativeException"/> with what failed.
+    /// Opens a packet socket on <paramref name="link"/> (our end of the pair whose host end is
+    /// <paramref name="name"/>) that writes frames addressed to <paramref name="hostMac"/> (the
+    /// host's end) from <paramref name="ourMac"/>, joined to fanout group <paramref name="fanoutGroup"/>.
+    /// Throws <see cref="NativeException"/> with what failed.
     /// </summary>
-    public static PacketSocketDevice Open(string name, byte[] hostMac, byte[] ourMac, bool offload, int fanoutGroup)
+    public static PacketSocketDevice Open(string name, string link, byte[] hostMac, byte[] ourMac, bool offload, int fanoutGroup)
     {
-        int ifIndex = RouteNetlink.LinkIndex(name);
+        int ifIndex = RouteNetlink.LinkIndex(link);
         if (ifIndex <= 0)
         {
-            throw new NativeException($"packet socket on {name}", Errno.ENODEV);
+            throw new NativeException($"packet socket on {link}", Errno.ENODEV);
         }
         // Protocol 0 until bound: the socket sees no frame of any other interface in between.
         int fd = socket(NativeMethods.AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -135,7 +139,7 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             addr.sll_ifindex = ifIndex;
             if (bind(fd, (sockaddr*)&addr, (uint)sizeof(sockaddr_ll)) < 0)
             {
-                throw new NativeException($"bind packet socket to {name}", Errno.Last);
+                throw new NativeException($"bind packet socket to {link}", Errno.Last);
             }
             SetOption(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_FANOUT,
                 (fanoutGroup & 0xFFFF) | (NativeMethods.PACKET_FANOUT_HASH << 16), "PACKET_FANOUT");
@@ -145,7 +149,7 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             close(fd);
             throw;
         }
-        return new PacketSocketDevice(fd, name, ifIndex, hostMac, ourMac, offload);
+        return new PacketSocketDevice(fd, name, link, ifIndex, hostMac, ourMac, offload);
     }
 
     private static void SetOption(int fd, int level, int option, int value, string what)
@@ -358,7 +362,7 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             return;
         }
         ReadErrors++;
-        Gone |= RouteNetlink.LinkIndex(Name) != _ifIndex; // deleted (a link set down comes back)
+        Gone |= RouteNetlink.LinkIndex(Link) != _ifIndex; // deleted (a link set down comes back)
     }
 
     /// <summary>Writes slots 0..Count-1 whose length is non-zero; returns how many packets the link took (merged ones included).</summary>

@@ -11,13 +11,15 @@ namespace Dataplane.Integration.Tests;
 /// <summary>Faults a node must survive or handle cleanly, in namespaces with real traffic.</summary>
 public class FaultTests(ITestOutputHelper output)
 {
-    [Fact]
-    public void Device_deleted_under_a_running_node_exits_1_with_one_clear_line()
+    [Theory]
+    [InlineData("tun")]
+    [InlineData("packet")]
+    public void Device_deleted_under_a_running_node_exits_1_with_one_clear_line(string source)
     {
         using var c = new Cluster();
         c.Topology.AddNode(1);
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
-        NodeProcess n = c.StartNode(1, "udp");
+        NodeProcess n = c.StartNode(1, "udp", null, "--source", source);
         c.Topology.Ip(c.Topology.Node(1), "link", "del", "flannel0");
         Assert.True(n.WaitForExit(TimeSpan.FromSeconds(10)), "the node did not notice its device was deleted");
         Assert.Equal(1, n.ExitCode);

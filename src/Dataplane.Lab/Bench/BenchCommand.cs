@@ -14,8 +14,9 @@ namespace Dataplane.Lab.Bench;
 ///  2. kernel VXLAN configured exactly as flanneld configures flannel.1 (the reference: every
 ///     figure is reported as a ratio to it, measured in the same run).
 ///  3. this data plane, vxlan backend; 4. this data plane, udp backend (offloads and batching on);
-///  5. the naive mode: udp backend, --offload off --batch 1 (one packet per system call, as
-///     flannel's C proxy works).
+///  5. both backends again with the packet source (--source packet: a veth pair read with AF_PACKET
+///     instead of a TUN); 6. the naive mode: udp backend, --offload off --batch 1 (one packet per
+///     system call, as flannel's C proxy works).
 ///
 /// Per configuration: ping RTT, iperf3 TCP with one and with four streams, and the highest
 /// 64-byte UDP rate received with at most 5% loss. The pods' MTU follows the configuration, as
@@ -48,6 +49,8 @@ internal static partial class BenchCommand
             new("kernel-vxlan", "kernel VXLAN (flannel.1)", 1450, KernelVxlan),
             new("dataplane-vxlan", "dataplane vxlan", 1450, (t, l) => Ours(t, l, "vxlan", "--queues", q)),
             new("dataplane-udp", "dataplane udp", 1472, (t, l) => Ours(t, l, "udp", "--queues", q)),
+            new("packet-vxlan", "dataplane vxlan (packet)", 1450, (t, l) => Ours(t, l, "vxlan", "--source", "packet", "--queues", q)),
+            new("packet-udp", "dataplane udp (packet)", 1472, (t, l) => Ours(t, l, "udp", "--source", "packet", "--queues", q)),
             new("naive-udp", "naive (1 packet/syscall)", 1472, (t, l) => Ours(t, l, "udp", "--offload", "off", "--batch", "1", "--queues", "1")),
         ];
         if (only is not null)

@@ -125,7 +125,7 @@ internal sealed class NodeDevice : IDisposable
             byte[] hostMac = RouteNetlink.GetMac(name), ourMac = RouteNetlink.GetMac(peer);
             _log.Information("Source: packet socket on {Peer}, the other end of {Device} (veth pair; {Device} is NOARP, so the kernel never routes what we read)",
                 peer, name, name);
-            return () => PacketSocketDevice.Open(peer, hostMac, ourMac, offload, fanoutGroup: peerIndex);
+            return () => PacketSocketDevice.Open(name, peer, hostMac, ourMac, offload, fanoutGroup: peerIndex);
         }
         catch (NativeException e)
         {
