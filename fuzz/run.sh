@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes one target with AFL++ for a bounded time and reports what it found.
-#   fuzz/run.sh TARGET SECONDS [WORKDIR]      TARGET: inbound-vxlan | inbound-udp | ip | leases
+#   fuzz/run.sh TARGET SECONDS [WORKDIR]      TARGET: inbound-vxlan | inbound-udp | ip | leases | frame | checksum
 # Builds the harness, instruments the assemblies under test with SharpFuzz, runs afl-fuzz from
 # the committed seed corpus (fuzz/corpus/TARGET), then prints one line
 #   fuzz TARGET: execs=N crashes=N hangs=N seconds=N paths=N
@@ -17,7 +17,7 @@ fi
 cd "$root"
 dotnet tool restore >/dev/null
 dotnet build fuzz/Dataplane.Fuzz -c Release -o "$work/bin" -nologo -v quiet >/dev/null
-for dll in Dataplane.Encap.dll Dataplane.Node.dll; do
+for dll in Dataplane.Encap.dll Dataplane.TunTap.dll Dataplane.Node.dll; do
   dotnet tool run sharpfuzz "$work/bin/$dll" >/dev/null
 done
 export AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1

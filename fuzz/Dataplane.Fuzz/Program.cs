@@ -9,7 +9,9 @@ namespace Dataplane.Fuzz;
 ///   ip                          the IPv4/IPv6 views, ICMP error rules and builders, the TSO
 ///                               segmenter and the TCP coalescer on the same bytes;
 ///   leases                      the static cluster file, and flannel's config and lease values
-///                               as etcd holds them.
+///                               as etcd holds them;
+///   frame                       the packet source's frame reader (virtio header, Ethernet, packet);
+///   checksum                    unfinished checksums: completed, flagged for the kernel, coalesced.
 /// Any exception is a crash; so is a broken invariant (every packet delivered or counted).
 /// </summary>
 public static class Program
@@ -18,11 +20,11 @@ public static class Program
     {
         if (args.Length != 1)
         {
-            Console.Error.WriteLine("usage: Dataplane.Fuzz inbound-vxlan|inbound-udp|ip|leases  (reads one input per run from AFL)");
+            Console.Error.WriteLine("usage: Dataplane.Fuzz inbound-vxlan|inbound-udp|ip|leases|frame|checksum  (reads one input per run from AFL)");
             return 2;
         }
         string target = args[0];
-        if (target is not ("inbound-vxlan" or "inbound-udp" or "ip" or "leases"))
+        if (target is not ("inbound-vxlan" or "inbound-udp" or "ip" or "leases" or "frame" or "checksum"))
         {
             Console.Error.WriteLine($"unknown target {target}");
             return 2;
@@ -37,6 +39,8 @@ public static class Program
                 "inbound-vxlan" => new InboundHarness(BackendKind.Vxlan).Run,
                 "inbound-udp" => new InboundHarness(BackendKind.Udp).Run,
                 "ip" => IpHarness.Run,
+                "frame" => FrameHarness.Run,
+                "checksum" => ChecksumHarness.Run,
                 _ => LeaseHarness.Run,
             };
             using var ms = new MemoryStream();

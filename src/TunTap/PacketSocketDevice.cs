@@ -209,17 +209,9 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             {
                 n = TakeReceived(batch, n);
             }
-            if (n == 0)
+            if (n == 0 && timeoutMs > 0 && Wait(fd, timeoutMs) != Readiness.Ready)
             {
-                Readiness r = Poll.WaitReadable(fd, _wake, timeoutMs);
-                if (r == Readiness.Failed)
-                {
-                    NoteError(fd); // the link went down or away: the socket reports ENETDOWN once
-                }
-                if (r != Readiness.Ready)
-                {
-                    return 0;
-                }
+                return 0;
             }
             while (n < batch.Capacity && _received == 0 && !(_offload is { HasPending: true }))
             {
@@ -237,6 +229,36 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             }
             batch.Count = n;
             return n;
+        }
+        finally
+        {
+            _fd.Exit();
+        }
+    }
+
+    private Readiness Wait(int fd, int timeoutMs)
+    {
+        Readiness r = Poll.WaitReadable(fd, _wake, timeoutMs);
+        if (r == Readiness.Failed)
+        {
+            NoteError(fd); // the link went down or away: the socket reports ENETDOWN once
+        }
+        return r;
+    }
+
+    public Readiness WaitReadable(int timeoutMs)
+    {
+        if (_offload is { HasPending: true } || _nextFrame < _received)
+        {
+            return Readiness.Ready;
+        }
+        if (!_fd.TryEnter(out int fd))
+        {
+            return Readiness.Woken;
+        }
+        try
+        {
+            return Wait(fd, timeoutMs);
         }
         finally
         {
@@ -324,7 +346,7 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     }
 
     /// <summary>An IPv4 or IPv6 frame with at least a byte of packet (<paramref name="frame"/> starts at the Ethernet header).</summary>
-    private static bool IsIp(ReadOnlySpan<byte> frame, int length)
+    internal static bool IsIp(ReadOnlySpan<byte> frame, int length)
     {
         if (length <= NativeMethods.ETH_HLEN)
         {

@@ -19,6 +19,8 @@ public class FuzzTests(ITestOutputHelper output)
     [InlineData("inbound-udp")]
     [InlineData("ip")]
     [InlineData("leases")]
+    [InlineData("frame")]
+    [InlineData("checksum")]
     public void Fuzz_target_survives_a_bounded_run(string target)
     {
         Require.Tool("afl-fuzz", "afl++");

@@ -101,19 +101,46 @@ public class OffloadDeviceTests
         return lengths;
     }
 
-    [Fact]
-    public void A_uso_superpacket_from_the_kernel_is_split_into_valid_datagrams()
+    /// <summary>
+    /// A device with offloads, its address and the overlay route: a TUN, or the packet source's veth
+    /// pair (host end NOARP with the address, our end read with a packet socket).
+    /// </summary>
+    private static IPacketDevice OpenDevice(string kind, string name, uint address)
+    {
+        using RouteNetlink nl = RouteNetlink.Open();
+        IPacketDevice device;
+        int index;
+        if (kind == "tun")
+        {
+            device = TunDevice.Open(name, offload: true);
+            index = RouteNetlink.LinkIndex(name);
+            nl.SetLinkUp(index, 1450, "up");
+        }
+        else
+        {
+            string peer = name + "-dp";
+            index = nl.AddVethPair(name, peer, "veth pair");
+            int peerIndex = RouteNetlink.LinkIndex(peer);
+            nl.SetNoIpv6LinkLocal(peerIndex, "addrgenmode none");
+            nl.SetLinkUp(peerIndex, 1450, "up");
+            nl.SetLinkUp(index, 1450, "up", noArp: true);
+            device = PacketSocketDevice.Open(name, peer, RouteNetlink.GetMac(name), RouteNetlink.GetMac(peer), offload: true, fanoutGroup: peerIndex);
+        }
+        nl.AddAddress(index, address, 32, "addr");
+        nl.ReplaceRoute(new Ipv4Prefix(Ip("10.244.0.0"), 16), index, "route");
+        return device;
+    }
+
+    [Theory]
+    [InlineData("tun")]
+    [InlineData("packet")]
+    public void A_uso_superpacket_from_the_kernel_is_split_into_valid_datagrams(string kind)
     {
         using var ns = new TestNamespace();
         var (tun, sender) = ns.Run(() =>
         {
-            TunDevice t = TunDevice.Open("dpoff0", offload: true);
-            using RouteNetlink nl = RouteNetlink.Open();
-            int index = RouteNetlink.LinkIndex("dpoff0");
-            nl.SetLinkUp(index, 1450, "up");
-            nl.AddAddress(index, Ip("10.244.1.0"), 32, "addr");
-            nl.ReplaceRoute(new Ipv4Prefix(Ip("10.244.0.0"), 16), index, "route");
-            // A plain socket that asks for UDP GSO itself: the superpacket reaches the TUN whole.
+            IPacketDevice t = OpenDevice(kind, "dpoff0", Ip("10.244.1.0"));
+            // A plain socket that asks for UDP GSO itself: the superpacket reaches the device whole.
             var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
             s.SetRawSocketOption(17, 103, BitConverter.GetBytes(1000)); // SOL_UDP, UDP_SEGMENT
             return (t, s);
@@ -121,7 +148,7 @@ public class OffloadDeviceTests
         using (tun)
         using (sender)
         {
-            Assert.Contains("uso4", tun.Offloads);
+            Assert.Contains(kind == "tun" ? "uso4" : "vnet header", tun.Offloads);
             byte[] payload = new byte[8000];
             new Random(5).NextBytes(payload);
             sender.SendTo(payload, new IPEndPoint(IPAddress.Parse("10.244.2.5"), 9999));
@@ -153,18 +180,15 @@ public class OffloadDeviceTests
         }
     }
 
-    [Fact]
-    public void A_flagged_unfinished_checksum_is_completed_by_the_kernel_and_an_unflagged_one_is_dropped()
+    [Theory]
+    [InlineData("tun")]
+    [InlineData("packet")]
+    public void A_flagged_unfinished_checksum_is_completed_by_the_kernel_and_an_unflagged_one_is_dropped(string kind)
     {
         using var ns = new TestNamespace();
         var (tun, receiver) = ns.Run(() =>
         {
-            TunDevice t = TunDevice.Open("dpcsum0", offload: true);
-            using RouteNetlink nl = RouteNetlink.Open();
-            int index = RouteNetlink.LinkIndex("dpcsum0");
-            nl.SetLinkUp(index, 1450, "up");
-            nl.AddAddress(index, Ip("10.244.1.7"), 32, "addr");
-            nl.ReplaceRoute(new Ipv4Prefix(Ip("10.244.0.0"), 16), index, "route");
+            IPacketDevice t = OpenDevice(kind, "dpcsum0", Ip("10.244.1.7"));
             var r = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
             r.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("10.244.1.7"), 9999));
             r.ReceiveTimeout = 1000;
