@@ -8,8 +8,17 @@ public interface IPacketDevice : IDisposable
     /// <summary>
     /// Waits up to <paramref name="timeoutMs"/> for packets, then reads as many as are ready (up to
     /// the batch's capacity) at <see cref="PacketBatch.Headroom"/>. Returns the count (0 on timeout).
+    /// With a timeout of 0 it does not wait at all: it reads what is there (no poll call).
     /// </summary>
     int ReadBatch(PacketBatch batch, int timeoutMs);
+
+    /// <summary>
+    /// Waits up to <paramref name="timeoutMs"/> until a read would find packets, without reading
+    /// them: a loop waits here outside its lock, then reads with <see cref="ReadBatch"/> and a
+    /// timeout of 0 under it. <see cref="Readiness.Failed"/>: the device reports an error (see
+    /// <see cref="Gone"/>). A device that cannot wait says <see cref="Readiness.Ready"/>.
+    /// </summary>
+    Readiness WaitReadable(int timeoutMs) => Readiness.Ready;
 
     /// <summary>
     /// Writes the slots 0..Count-1 whose length is non-zero. Returns how many the device took.

@@ -145,24 +145,46 @@ public sealed unsafe class TunDevice : IPacketDevice
                     return n;
                 }
             }
-            if (n == 0)
+            if (n == 0 && timeoutMs > 0 && Wait(fd, timeoutMs) != Readiness.Ready)
             {
-                Readiness r = Poll.WaitReadable(fd, _wake, timeoutMs);
-                if (r == Readiness.Failed)
-                {
-                    ReadErrors++;
-                    Gone = true; // a deleted TUN device polls as POLLERR forever
-                }
-                if (r != Readiness.Ready)
-                {
-                    return 0;
-                }
+                return 0;
             }
             int readErrno;
             n = _offload is null ? ReadPlain(fd, batch, n, out readErrno) : _offload.ReadTun(fd, _frame, batch, n, out readErrno);
             NoteReadError(readErrno);
             batch.Count = n;
             return n;
+        }
+        finally
+        {
+            _fd.Exit();
+        }
+    }
+
+    private Readiness Wait(int fd, int timeoutMs)
+    {
+        Readiness r = Poll.WaitReadable(fd, _wake, timeoutMs);
+        if (r == Readiness.Failed)
+        {
+            ReadErrors++;
+            Gone = true; // a deleted TUN device polls as POLLERR forever
+        }
+        return r;
+    }
+
+    public Readiness WaitReadable(int timeoutMs)
+    {
+        if (_offload is { HasPending: true })
+        {
+            return Readiness.Ready;
+        }
+        if (!_fd.TryEnter(out int fd))
+        {
+            return Readiness.Woken; // closed: the loop is stopping
+        }
+        try
+        {
+            return Wait(fd, timeoutMs);
         }
         finally
         {

@@ -18,15 +18,24 @@ namespace Dataplane.Lab.Bench;
 ///     instead of a TUN); 6. the naive mode: udp backend, --offload off --batch 1 (one packet per
 ///     system call, as flannel's C proxy works).
 ///
-/// Per configuration: ping RTT, iperf3 TCP with one and with four streams, and the highest
-/// 64-byte UDP rate received with at most 5% loss. The pods' MTU follows the configuration, as
-/// the CNI plugin sets it from subnet.env. Results: a table, JSON and an SVG chart.
+/// Per configuration: ping on an idle path (50 ms apart), sockperf UDP ping-pong (avg, p50, p99;
+/// skipped with a note when sockperf is not installed), iperf3 TCP with one and with four streams
+/// (with the CPU time of our loop threads per Gbit/s during the one-stream test), and 64-byte UDP:
+/// received at full offered load, and the highest rate received with at most 5% loss. The pods'
+/// MTU follows the configuration, as the CNI plugin sets it from subnet.env. Results: a table,
+/// JSON and an SVG chart.
 /// </summary>
 internal static partial class BenchCommand
 {
     private const double MaxLossPercent = 5;
 
-    private sealed record Config(string Name, string Label, int PodMtu, Func<Topology, string, Action> Setup);
+    /// <param name="OnlyWhenNamed">Runs only when named in --only (a technique turned off, to measure its own effect).</param>
+    private sealed record Config(string Name, string Label, int PodMtu, Func<Topology, string, Running> Setup, bool OnlyWhenNamed = false);
+
+    /// <summary>A configuration set up: how to take it down, and our nodes' processes (none for kernel paths).</summary>
+    private sealed record Running(Action Teardown, int[] Pids);
+
+    private const int SockperfPort = 11111;
 
     public static int Run(double seconds, double udpSeconds, string? only, int rounds, int queues, string outDir, TextWriter o)
     {
@@ -49,6 +58,8 @@ internal static partial class BenchCommand
             new("kernel-vxlan", "kernel VXLAN (flannel.1)", 1450, KernelVxlan),
             new("dataplane-vxlan", "dataplane vxlan", 1450, (t, l) => Ours(t, l, "vxlan", "--queues", q)),
             new("dataplane-udp", "dataplane udp", 1472, (t, l) => Ours(t, l, "udp", "--queues", q)),
+            new("vxlan-assist-off", "dataplane vxlan, assist off", 1450, (t, l) => Ours(t, l, "vxlan", "--assist", "off", "--queues", q), OnlyWhenNamed: true),
+            new("udp-assist-off", "dataplane udp, assist off", 1472, (t, l) => Ours(t, l, "udp", "--assist", "off", "--queues", q), OnlyWhenNamed: true),
             new("packet-vxlan", "dataplane vxlan (packet)", 1450, (t, l) => Ours(t, l, "vxlan", "--source", "packet", "--queues", q)),
             new("packet-udp", "dataplane udp (packet)", 1472, (t, l) => Ours(t, l, "udp", "--source", "packet", "--queues", q)),
             new("naive-udp", "naive (1 packet/syscall)", 1472, (t, l) => Ours(t, l, "udp", "--offload", "off", "--batch", "1", "--queues", "1")),
@@ -57,6 +68,10 @@ internal static partial class BenchCommand
         {
             string[] names = only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             configs = [.. configs.Where(c => c.Name == "kernel-vxlan" || names.Contains(c.Name))];
+        }
+        else
+        {
+            configs = [.. configs.Where(c => !c.OnlyWhenNamed)];
         }
 
         using var topo = new Topology();
@@ -73,8 +88,22 @@ internal static partial class BenchCommand
             Console.Error.WriteLine($"dataplane bench: iperf3 server did not start:\n{server.Output}");
             return 1;
         }
+        string? sockperf = ProcessRunner.Which("sockperf");
+        if (sockperf is null)
+        {
+            o.WriteLine("sockperf is not installed (apt-get install sockperf): the UDP ping-pong figures are left out.");
+        }
+        else
+        {
+            NodeProcess pong = topo.Start(topo.Pod(2), [sockperf, "server", "-i", Topology.PodIp(2), "-p", SockperfPort.ToString(CultureInfo.InvariantCulture)], "sockperf-server");
+            if (pong.WaitForLine("sockperf: Warmup stage", TimeSpan.FromSeconds(10)) is null && pong.HasExited)
+            {
+                o.WriteLine($"sockperf server did not start ({pong.Output.Split('\n').LastOrDefault()}): the UDP ping-pong figures are left out.");
+                sockperf = null;
+            }
+        }
         o.WriteLine($"This data plane runs with {queues} queue(s) per node; the naive mode with one.");
-        o.WriteLine($"Each configuration: ping RTT, TCP 1 and 4 streams for {seconds.ToString(CultureInfo.InvariantCulture)} s, 64-byte UDP for {udpSeconds.ToString(CultureInfo.InvariantCulture)} s per probe; {rounds} round(s), medians reported.");
+        o.WriteLine($"Each configuration: ping on an idle path, UDP ping-pong, TCP 1 and 4 streams for {seconds.ToString(CultureInfo.InvariantCulture)} s, 64-byte UDP for {udpSeconds.ToString(CultureInfo.InvariantCulture)} s per probe; {rounds} round(s), medians reported.");
 
         var all = configs.ToDictionary(c => c.Name, _ => new List<BenchResult>());
         try
@@ -86,10 +115,10 @@ internal static partial class BenchCommand
                     interrupted.Token.ThrowIfCancellationRequested();
                     Config c = configs[i];
                     o.Write($"[round {round}/{rounds}, {i + 1}/{configs.Length}] {c.Label,-26}");
-                    BenchResult r = Measure(topo, c, leases, iperf, ping, seconds, udpSeconds, o, interrupted.Token);
+                    BenchResult r = Measure(topo, c, leases, iperf, ping, sockperf, seconds, udpSeconds, o, interrupted.Token);
                     all[c.Name].Add(r);
                     o.WriteLine(r.Error is null
-                        ? string.Create(CultureInfo.InvariantCulture, $" rtt {r.RttMs:F3} ms, tcp1 {r.Tcp1Gbps:F2}, tcp4 {r.Tcp4Gbps:F2} Gbit/s, udp64 {r.Udp64Pps / 1000:F0} kpps ({r.Udp64LossPercent:F1}% loss)")
+                        ? string.Create(CultureInfo.InvariantCulture, $" ping {r.RttMs:F3} ms, pingpong {r.PingPongAvgUs:F1}/{r.PingPongP50Us:F1}/{r.PingPongP99Us:F1} us, tcp1 {r.Tcp1Gbps:F2} ({r.CpuCoresPerGbps:F3} cores/Gbit/s), tcp4 {r.Tcp4Gbps:F2} Gbit/s, udp64 full {r.Udp64FullPps / 1000:F0} kpps ({r.Udp64FullLossPercent:F1}% loss), <=5% {r.Udp64Pps / 1000:F0} kpps ({r.Udp64LossPercent:F1}% loss)")
                         : $" failed: {r.Error}");
                 }
             }
@@ -115,14 +144,14 @@ internal static partial class BenchCommand
         return results.Any(r => r.Error is not null) ? 1 : 0;
     }
 
-    private static BenchResult Measure(Topology topo, Config c, string leases, string iperf, string ping, double seconds, double udpSeconds, TextWriter o, CancellationToken stop)
+    private static BenchResult Measure(Topology topo, Config c, string leases, string iperf, string ping, string? sockperf, double seconds, double udpSeconds, TextWriter o, CancellationToken stop)
     {
         var r = new BenchResult(c.Name, c.Label);
-        Action? teardown = null;
+        Running? running = null;
         try
         {
             SetPodMtu(topo, c.PodMtu);
-            teardown = c.Setup(topo, leases);
+            running = c.Setup(topo, leases);
             stop.ThrowIfCancellationRequested();
             // Reachability first (also fills neighbour caches).
             ProcessRunner.Result warm = topo.Exec(topo.Pod(1), [ping, "-c", "3", "-i", "0.2", "-W", "2", Topology.PodIp(2)], 20_000);
@@ -131,15 +160,28 @@ internal static partial class BenchCommand
                 r.Error = "pods cannot reach each other: " + warm.Stdout.Trim().Split('\n').LastOrDefault();
                 return r;
             }
-            ProcessRunner.Result rtt = topo.Exec(topo.Pod(1), [ping, "-c", "50", "-i", "0.02", "-q", Topology.PodIp(2)], 30_000);
+            // An idle path: every ping finds the loops asleep.
+            ProcessRunner.Result rtt = topo.Exec(topo.Pod(1), [ping, "-c", "40", "-i", "0.05", "-q", Topology.PodIp(2)], 30_000);
             Match m = RttLine().Match(rtt.Stdout);
             r.RttMs = m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : double.NaN;
             stop.ThrowIfCancellationRequested();
+            if (sockperf is not null)
+            {
+                (r.PingPongAvgUs, r.PingPongP50Us, r.PingPongP99Us) = PingPong(topo, sockperf, Math.Min(seconds, 5));
+                stop.ThrowIfCancellationRequested();
+            }
+            double cpuBefore = LoopThreadsCpuSeconds(running.Pids);
+            long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
             r.Tcp1Gbps = Tcp(topo, iperf, 1, seconds);
+            double wall = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalSeconds;
+            if (running.Pids.Length > 0)
+            {
+                r.CpuCoresPerGbps = (LoopThreadsCpuSeconds(running.Pids) - cpuBefore) / wall / r.Tcp1Gbps;
+            }
             stop.ThrowIfCancellationRequested();
             r.Tcp4Gbps = Tcp(topo, iperf, 4, seconds);
             stop.ThrowIfCancellationRequested();
-            (r.Udp64Pps, r.Udp64LossPercent) = Udp64(topo, iperf, udpSeconds, stop);
+            (r.Udp64FullPps, r.Udp64FullLossPercent, r.Udp64Pps, r.Udp64LossPercent) = Udp64(topo, iperf, udpSeconds, stop);
         }
         catch (Exception e) when (e is InvalidOperationException or TimeoutException or JsonException or FormatException)
         {
@@ -147,9 +189,64 @@ internal static partial class BenchCommand
         }
         finally
         {
-            teardown?.Invoke();
+            running?.Teardown();
         }
         return r;
+    }
+
+    /// <summary>
+    /// sockperf ping-pong from pod 1 to the server in pod 2, 64-byte messages: average, median and
+    /// 99th percentile latency in microseconds (sockperf reports half the round trip).
+    /// </summary>
+    private static (double Avg, double P50, double P99) PingPong(Topology topo, string sockperf, double seconds)
+    {
+        ProcessRunner.Result r = topo.Exec(topo.Pod(1), [sockperf, "ping-pong", "-i", Topology.PodIp(2), "-p", SockperfPort.ToString(CultureInfo.InvariantCulture),
+            "-m", "64", "-t", seconds.ToString("0", CultureInfo.InvariantCulture)], (int)(seconds * 1000) + 20_000);
+        Match avg = SockperfAvg().Match(r.Stdout);
+        if (!avg.Success)
+        {
+            throw new FormatException("sockperf printed no avg-latency: " + (r.Stdout + r.Stderr).Trim().Split('\n').LastOrDefault());
+        }
+        double Percentile(string p)
+        {
+            Match pm = Regex.Match(r.Stdout, @"percentile " + Regex.Escape(p) + @" =\s+([\d.]+)");
+            return pm.Success ? double.Parse(pm.Groups[1].Value, CultureInfo.InvariantCulture) : double.NaN;
+        }
+        return (double.Parse(avg.Groups[1].Value, CultureInfo.InvariantCulture), Percentile("50.000"), Percentile("99.000"));
+    }
+
+    /// <summary>User + system time of the threads named dp-* (the packet loops) of these processes, in seconds.</summary>
+    private static double LoopThreadsCpuSeconds(int[] pids)
+    {
+        const double ticks = 100; // USER_HZ on Linux
+        double total = 0;
+        foreach (int pid in pids)
+        {
+            string tasks = $"/proc/{pid}/task";
+            if (!Directory.Exists(tasks))
+            {
+                continue;
+            }
+            foreach (string task in Directory.GetDirectories(tasks))
+            {
+                try
+                {
+                    if (!File.ReadAllText(Path.Combine(task, "comm")).StartsWith("dp-", StringComparison.Ordinal))
+                    {
+                        continue;
+                    }
+                    string stat = File.ReadAllText(Path.Combine(task, "stat"));
+                    // Fields after the command name (which may hold spaces, in parentheses): utime and stime are the 12th and 13th.
+                    string[] f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                    total += (double.Parse(f[11], CultureInfo.InvariantCulture) + double.Parse(f[12], CultureInfo.InvariantCulture)) / ticks;
+                }
+                catch (IOException)
+                {
+                    // The thread ended meanwhile.
+                }
+            }
+        }
+        return total;
     }
 
     private static double Tcp(Topology topo, string iperf, int streams, double seconds)
@@ -159,13 +256,16 @@ internal static partial class BenchCommand
     }
 
     /// <summary>
-    /// 64-byte datagrams: first as fast as one iperf3 sender goes; if more than 5% is lost, offer
-    /// less (the rate that arrived, then 80% of it each step) until the loss is at most 5%.
+    /// 64-byte datagrams: first as fast as one iperf3 sender goes (the full-load figure); if more
+    /// than 5% is lost, offer less (the rate that arrived, then 80% of it each step) until the loss
+    /// is at most 5%. When even the lowest probe lost more, its figure is returned with its loss
+    /// (the report shows the loss beside every rate, so it says so).
     /// </summary>
-    private static (double Pps, double Loss) Udp64(Topology topo, string iperf, double seconds, CancellationToken stop)
+    private static (double FullPps, double FullLoss, double Pps, double Loss) Udp64(Topology topo, string iperf, double seconds, CancellationToken stop)
     {
         double offeredBps = 0; // 0: unlimited
         (double pps, double loss) = (double.NaN, double.NaN);
+        (double fullPps, double fullLoss) = (double.NaN, double.NaN);
         for (int attempt = 0; attempt < 5; attempt++)
         {
             stop.ThrowIfCancellationRequested();
@@ -177,6 +277,10 @@ internal static partial class BenchCommand
             double secs = sum["seconds"]!.GetValue<double>();
             loss = packets > 0 ? lost / packets * 100 : 100;
             pps = (packets - lost) / secs;
+            if (attempt == 0)
+            {
+                (fullPps, fullLoss) = (pps, loss);
+            }
             if (loss <= MaxLossPercent)
             {
                 break;
@@ -184,7 +288,7 @@ internal static partial class BenchCommand
             double nextPps = attempt == 0 ? pps : offeredBps / (64 * 8) * 0.8;
             offeredBps = nextPps * 64 * 8;
         }
-        return (pps, loss);
+        return (fullPps, fullLoss, pps, loss);
     }
 
     private static JsonNode Iperf(Topology topo, string iperf, string[] args, double seconds)
@@ -210,29 +314,29 @@ internal static partial class BenchCommand
         }
     }
 
-    private static Action HostGw(Topology topo, string leases)
+    private static Running HostGw(Topology topo, string leases)
     {
         topo.Ip(topo.Node(1), "route", "add", "10.244.2.0/24", "via", Topology.UnderlayIp(2));
         topo.Ip(topo.Node(2), "route", "add", "10.244.1.0/24", "via", Topology.UnderlayIp(1));
-        return () =>
+        return new Running(() =>
         {
             topo.Ip(topo.Node(1), "route", "del", "10.244.2.0/24");
             topo.Ip(topo.Node(2), "route", "del", "10.244.1.0/24");
-        };
+        }, []);
     }
 
-    private static Action KernelVxlan(Topology topo, string leases)
+    private static Running KernelVxlan(Topology topo, string leases)
     {
         topo.AddKernelVxlan(1, ClusterFileBuilder.VtepMac(1), [(2, ClusterFileBuilder.VtepMac(2))]);
         topo.AddKernelVxlan(2, ClusterFileBuilder.VtepMac(2), [(1, ClusterFileBuilder.VtepMac(1))]);
-        return () =>
+        return new Running(() =>
         {
             topo.Ip(topo.Node(1), "link", "del", "flannel.1");
             topo.Ip(topo.Node(2), "link", "del", "flannel.1");
-        };
+        }, []);
     }
 
-    private static Action Ours(Topology topo, string leases, string backend, params string[] extra)
+    private static Running Ours(Topology topo, string leases, string backend, params string[] extra)
     {
         NodeProcess[] nodes = [.. new[] { 1, 2 }.Select(i => topo.Start(topo.Node(i), [.. SelfCommand.Prefix(), "run", "--leases", leases,
             "--public-ip", Topology.UnderlayIp(i), "--backend", backend, "--subnet-file", Path.Combine(topo.WorkDir, $"node{i}.env"),
@@ -248,13 +352,13 @@ internal static partial class BenchCommand
                 throw new InvalidOperationException($"a node did not start: {n.Output.Split('\n').LastOrDefault()}");
             }
         }
-        return () =>
+        return new Running(() =>
         {
             foreach (NodeProcess n in nodes)
             {
                 n.Stop(TimeSpan.FromSeconds(10));
             }
-        };
+        }, [.. nodes.Select(n => n.Pid)]);
     }
 
     private static BenchResult Median(List<BenchResult> runs)
@@ -276,26 +380,35 @@ internal static partial class BenchCommand
             Tcp4Gbps = Med(ok.Select(r => r.Tcp4Gbps)),
             Udp64Pps = Med(ok.Select(r => r.Udp64Pps)),
             Udp64LossPercent = Med(ok.Select(r => r.Udp64LossPercent)),
+            Udp64FullPps = Med(ok.Select(r => r.Udp64FullPps)),
+            Udp64FullLossPercent = Med(ok.Select(r => r.Udp64FullLossPercent)),
             RttMs = Med(ok.Select(r => r.RttMs)),
+            PingPongAvgUs = Med(ok.Select(r => r.PingPongAvgUs)),
+            PingPongP50Us = Med(ok.Select(r => r.PingPongP50Us)),
+            PingPongP99Us = Med(ok.Select(r => r.PingPongP99Us)),
+            CpuCoresPerGbps = Med(ok.Select(r => r.CpuCoresPerGbps)),
         };
     }
 
     private static void Report(IReadOnlyList<BenchResult> results, BenchResult kernel, TextWriter o)
     {
-        // Always this figure over kernel VXLAN's; for RTT a lower ratio is better (the header says so).
+        // Always this figure over kernel VXLAN's; for latencies a lower ratio is better (the header says so).
         static string Ratio(double v, double k) =>
             v / k is double ratio && double.IsFinite(ratio) ? ratio.ToString("0.00x", CultureInfo.InvariantCulture) : "-";
-        o.WriteLine("Results (ratio to kernel VXLAN measured in this run; RTT ratio: lower is better):");
-        o.WriteLine($"  {"configuration",-26} {"TCP 1 stream",-22} {"TCP 4 streams",-22} {"UDP 64 B, <=5% loss",-30} {"RTT",-18}");
+        static string Or(double v, string text) => double.IsFinite(v) ? text : "-";
+        o.WriteLine("Results (ratio to kernel VXLAN measured in this run; latency ratios: lower is better):");
+        o.WriteLine($"  {"configuration",-28} {"TCP 1 stream",-22} {"cores/Gbit/s",-13} {"TCP 4 streams",-22} {"UDP 64 B, full load",-28} {"UDP 64 B, <=5% loss",-28} {"ping, idle",-18} {"ping-pong avg / p50 / p99 (us)",-40}");
         foreach (BenchResult r in results)
         {
             if (r.Error is not null)
             {
-                o.WriteLine($"  {r.Label,-26} failed: {r.Error}");
+                o.WriteLine($"  {r.Label,-28} failed: {r.Error}");
                 continue;
             }
+            string pingPong = Or(r.PingPongAvgUs, string.Create(CultureInfo.InvariantCulture,
+                $"{r.PingPongAvgUs:F1} {Ratio(r.PingPongAvgUs, kernel.PingPongAvgUs)} / {r.PingPongP50Us:F1} / {r.PingPongP99Us:F1} {Ratio(r.PingPongP99Us, kernel.PingPongP99Us)}"));
             o.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  {r.Label,-26} {$"{r.Tcp1Gbps:F2} Gbit/s {Ratio(r.Tcp1Gbps, kernel.Tcp1Gbps)}",-22} {$"{r.Tcp4Gbps:F2} Gbit/s {Ratio(r.Tcp4Gbps, kernel.Tcp4Gbps)}",-22} {$"{r.Udp64Pps / 1000:F0} kpps {Ratio(r.Udp64Pps, kernel.Udp64Pps)} ({r.Udp64LossPercent:F1}%)",-30} {$"{r.RttMs:F3} ms {Ratio(r.RttMs, kernel.RttMs)}",-18}"));
+                $"  {r.Label,-28} {$"{r.Tcp1Gbps:F2} Gbit/s {Ratio(r.Tcp1Gbps, kernel.Tcp1Gbps)}",-22} {Or(r.CpuCoresPerGbps, $"{r.CpuCoresPerGbps:F3}"),-13} {$"{r.Tcp4Gbps:F2} Gbit/s {Ratio(r.Tcp4Gbps, kernel.Tcp4Gbps)}",-22} {$"{r.Udp64FullPps / 1000:F0} kpps {Ratio(r.Udp64FullPps, kernel.Udp64FullPps)} ({r.Udp64FullLossPercent:F1}%)",-28} {$"{r.Udp64Pps / 1000:F0} kpps {Ratio(r.Udp64Pps, kernel.Udp64Pps)} ({r.Udp64LossPercent:F1}%)",-28} {$"{r.RttMs:F3} ms {Ratio(r.RttMs, kernel.RttMs)}",-18} {pingPong,-40}"));
         }
     }
 
@@ -325,13 +438,22 @@ internal static partial class BenchCommand
                 ["tcp4_gbps"] = N(r.Tcp4Gbps),
                 ["udp64_pps"] = N(r.Udp64Pps),
                 ["udp64_loss_percent"] = N(r.Udp64LossPercent),
+                ["udp64_full_load_pps"] = N(r.Udp64FullPps),
+                ["udp64_full_load_loss_percent"] = N(r.Udp64FullLossPercent),
                 ["rtt_ms"] = N(r.RttMs),
+                ["pingpong_avg_us"] = N(r.PingPongAvgUs),
+                ["pingpong_p50_us"] = N(r.PingPongP50Us),
+                ["pingpong_p99_us"] = N(r.PingPongP99Us),
+                ["loop_cpu_cores_per_gbps"] = N(r.CpuCoresPerGbps),
                 ["ratio"] = new JsonObject
                 {
                     ["tcp1"] = N(r.Tcp1Gbps / kernel.Tcp1Gbps),
                     ["tcp4"] = N(r.Tcp4Gbps / kernel.Tcp4Gbps),
                     ["udp64"] = N(r.Udp64Pps / kernel.Udp64Pps),
+                    ["udp64_full_load"] = N(r.Udp64FullPps / kernel.Udp64FullPps),
                     ["rtt"] = N(r.RttMs / kernel.RttMs),
+                    ["pingpong_avg"] = N(r.PingPongAvgUs / kernel.PingPongAvgUs),
+                    ["pingpong_p99"] = N(r.PingPongP99Us / kernel.PingPongP99Us),
                 },
             })]),
         };
@@ -356,4 +478,7 @@ internal static partial class BenchCommand
 
     [GeneratedRegex(@"rtt min/avg/max/mdev = [\d.]+/([\d.]+)/")]
     private static partial Regex RttLine();
+
+    [GeneratedRegex(@"avg-latency=([\d.]+)")]
+    private static partial Regex SockperfAvg();
 }

@@ -12,8 +12,10 @@ internal static class SvgChart
         [
             ("TCP 1 stream", r => r.Tcp1Gbps, false),
             ("TCP 4 streams", r => r.Tcp4Gbps, false),
-            ("UDP 64 B rate", r => r.Udp64Pps, false),
-            ("RTT (inverse)", r => r.RttMs, true),
+            ("UDP 64 B, full load", r => r.Udp64FullPps, false),
+            ("UDP 64 B, <=5% loss", r => r.Udp64Pps, false),
+            ("ping (inverse)", r => r.RttMs, true),
+            ("ping-pong avg (inverse)", r => r.PingPongAvgUs, true),
         ];
         string[] colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"];
         const int width = 900, height = 420, left = 60, right = 20, top = 50, bottom = 90;

@@ -38,6 +38,10 @@ internal sealed class DataplaneEngine : IDisposable
         _table = new TableHolder(table);
         OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Socket, _table, settings, capture))];
         InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Socket, _table, settings, capture))];
+        for (int q = 0; q < InboundLoops.Count; q++)
+        {
+            InboundLoops[q].Partner = settings.Assist ? OutboundLoops[q] : null;
+        }
     }
 
     public IReadOnlyList<OutboundLoop> OutboundLoops { get; }

@@ -14,6 +14,9 @@ internal sealed record EngineSettings(BackendKind Backend, uint Vni, MacAddress 
     public const double DefaultIcmpRate = 1000;
     public const double DefaultIcmpBurst = 50;
 
+    /// <summary>The inbound loop reads what the host answered right after its write (<see cref="OutboundLoop.TryAssist"/>).</summary>
+    public bool Assist { get; init; } = true;
+
     /// <summary>
     /// How long a loop waits for packets before it looks at its stop token again. Stopping wakes the
     /// wait at once (<see cref="TunTap.IPacketDevice.StopWaiting"/>); this is only a safety net.

@@ -51,6 +51,18 @@ internal sealed class InboundLoop
 
     public LoopCounters Counters { get; }
 
+    /// <summary>The outbound loop of the same queue, assisted after small batches (see <see cref="OutboundLoop.TryAssist"/>).</summary>
+    public OutboundLoop? Partner { get; set; }
+
+    /// <summary>
+    /// Batches of at most this many datagrams, delivering at least one packet that is not a bare
+    /// TCP acknowledgement, are followed by an assist: latency-bound traffic (a ping, a request)
+    /// comes in small batches and expects an answer. Bulk traffic comes in full batches, and bare
+    /// ACKs release more bulk data from the host: then the outbound loop's own thread works in
+    /// parallel instead (measured: assisting after ACKs cost 8-14% of one-stream TCP).
+    /// </summary>
+    public const int AssistMaxBatch = 8;
+
     /// <summary>
     /// Runs batches until <paramref name="stop"/> is cancelled (the socket's wait is woken then).
     /// Returns why it stopped on its own, or null when it was asked to stop; the inbound loop has no
@@ -86,6 +98,7 @@ internal sealed class InboundLoop
         LoopCounters c = Counters;
         _arp.Count = 0;
         int live = 0;
+        bool expectsAnswer = false;
         c.Batches++;
         for (int i = 0; i < batch.Count; i++)
         {
@@ -100,6 +113,7 @@ internal sealed class InboundLoop
             if (reason is null)
             {
                 live++;
+                expectsAnswer = expectsAnswer || !IsBareTcpAck(batch.Packet(i));
             }
             else
             {
@@ -122,6 +136,25 @@ internal sealed class InboundLoop
         {
             c.ArpReplies += _socket.SendBatch(_arp);
         }
+        if (expectsAnswer && batch.Count <= AssistMaxBatch)
+        {
+            Partner?.TryAssist();
+        }
+    }
+
+    /// <summary>A TCP segment with no payload (IPv4 or IPv6 without extension headers): an acknowledgement, nothing to answer.</summary>
+    internal static bool IsBareTcpAck(ReadOnlySpan<byte> ip)
+    {
+        if (ip.Length >= 20 && ip[0] >> 4 == 4 && ip[9] == Ipv4Header.ProtocolTcp)
+        {
+            int ihl = (ip[0] & 0x0F) * 4;
+            return ip.Length >= ihl + 20 && ihl + (ip[ihl + 12] >> 4) * 4 == ip.Length;
+        }
+        if (ip.Length >= 60 && ip[0] >> 4 == 6 && ip[6] == Ipv4Header.ProtocolTcp)
+        {
+            return 40 + (ip[40 + 12] >> 4) * 4 == ip.Length;
+        }
+        return false;
     }
 
     /// <summary>

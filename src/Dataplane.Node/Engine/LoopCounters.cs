@@ -1,7 +1,8 @@
 namespace Dataplane.Engine;
 
 /// <summary>
-/// Counters of one loop. Exactly one thread writes them (plain increments, no locks); readers
+/// Counters of one loop. One thread at a time writes them (plain increments: the loop's own, or
+/// for an outbound loop the inbound loop of its queue while it holds the loop's turn); readers
 /// sum the loops' counters and accept a slightly stale view. Per-peer packets and bytes are kept
 /// by subnet slot (<see cref="SubnetTable.SlotOf"/>), so they survive table swaps; networks with
 /// more than <see cref="MaxPeerSlots"/> subnets keep none.
@@ -20,6 +21,8 @@ internal sealed class LoopCounters(int peerSlots = 0)
     /// <summary>Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (not drops).</summary>
     public long ChecksumCompleted;
     public long Batches;
+    /// <summary>Outbound batches the inbound loop of the queue read and sent on this loop's behalf.</summary>
+    public long Assists;
     public readonly long[] Drops = new long[ReasonCount];
     public readonly long[] PeerPackets = new long[peerSlots <= MaxPeerSlots ? peerSlots : 0];
     public readonly long[] PeerBytes = new long[peerSlots <= MaxPeerSlots ? peerSlots : 0];
@@ -56,6 +59,7 @@ internal sealed class LoopCounters(int peerSlots = 0)
             s.ArpReplies += Volatile.Read(ref c.ArpReplies);
             s.ChecksumCompleted += Volatile.Read(ref c.ChecksumCompleted);
             s.Batches += Volatile.Read(ref c.Batches);
+            s.Assists += Volatile.Read(ref c.Assists);
             for (int r = 0; r < ReasonCount; r++)
             {
                 s.Drops[r] += Volatile.Read(ref c.Drops[r]);

@@ -30,10 +30,19 @@ internal sealed class OutboundLoop
     private readonly TableHolder _table;
     private readonly EngineSettings _settings;
     private readonly PacketBatch _batch;
+    // What an assist reads at most: a few packets (a reply, an ACK). The rest of a superpacket stays
+    // pending in the device for this loop's own thread, so bulk work never moves to the inbound loop.
+    private readonly PacketBatch _assistBatch;
     private readonly PacketBatch _icmp;
     private readonly TokenBucket _icmpBudget;
 
     private readonly CaptureHub? _capture;
+    // Whoever holds the turn reads the device and processes the batch: this loop's thread, or the
+    // inbound loop of the same queue assisting (see TryAssist). Never held while waiting.
+    private readonly Lock _turn = new();
+    // True while this loop's thread sleeps in its wait: only then is an assist worth it (a busy
+    // loop finds the packets itself, and bulk traffic keeps both threads working in parallel).
+    private volatile bool _waiting = true; // a loop not running (yet) is idle too
 
     public OutboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
     {
@@ -43,6 +52,7 @@ internal sealed class OutboundLoop
         _table = table;
         _settings = settings;
         _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
+        _assistBatch = new PacketBatch(Math.Min(settings.BatchSize, AssistBatch), settings.SlotSize);
         _icmp = new PacketBatch(settings.BatchSize, PacketBatch.Headroom + IcmpErrors.Ipv6MaxErrorLength);
         _icmpBudget = new TokenBucket(settings.IcmpRate, settings.IcmpBurst);
         Counters = new LoopCounters(table.Current.SlotCount);
@@ -58,11 +68,21 @@ internal sealed class OutboundLoop
     {
         while (!stop.IsCancellationRequested)
         {
-            if (_device.ReadBatch(_batch, EngineSettings.WaitTimeoutMs) > 0)
+            _waiting = true;
+            Readiness r = _device.WaitReadable(EngineSettings.WaitTimeoutMs);
+            _waiting = false;
+            if (r == Readiness.Ready)
             {
-                ProcessBatch();
+                lock (_turn)
+                {
+                    // The timeout only matters for a device that cannot wait on its own (Ready always).
+                    if (_device.ReadBatch(_batch, EngineSettings.WaitTimeoutMs) > 0)
+                    {
+                        ProcessBatch(_batch);
+                    }
+                }
             }
-            else if (_device.Gone)
+            if (_device.Gone)
             {
                 return $"device {_device.Name} is gone (deleted under us)";
             }
@@ -70,12 +90,43 @@ internal sealed class OutboundLoop
         return null;
     }
 
-    /// <summary>Steps 2-6 for the batch currently in <see cref="_batch"/> (public to tests through <see cref="RunOnce"/>).</summary>
-    private void ProcessBatch()
+    /// <summary>
+    /// Called by the inbound loop of this queue right after it wrote a few packets into the
+    /// device: what the host answers to them (an echo reply, a TCP ACK) is often already queued in
+    /// the device when that write returns, because the kernel delivers and answers within the
+    /// writer's system call. Reading it here, on the thread that is already running, saves waking
+    /// this loop's thread (on an idle path, one of the four sleeping threads a round trip wakes).
+    /// Only while this loop sleeps: if it is busy, it will find the packets itself (and under bulk
+    /// traffic the two threads should keep working in parallel); nothing waits for the turn.
+    /// </summary>
+    public void TryAssist()
+    {
+        if (!_waiting || !_turn.TryEnter())
+        {
+            return;
+        }
+        try
+        {
+            if (_device.ReadBatch(_assistBatch, 0) > 0)
+            {
+                ProcessBatch(_assistBatch);
+                Counters.Assists++;
+            }
+        }
+        finally
+        {
+            _turn.Exit();
+        }
+    }
+
+    /// <summary>Packets an assist takes at most.</summary>
+    public const int AssistBatch = 8;
+
+    /// <summary>Steps 2-6 for the packets just read into <paramref name="batch"/> (tests reach it through <see cref="RunOnce"/>).</summary>
+    private void ProcessBatch(PacketBatch batch)
     {
         SubnetTable table = _table.Current;
         CaptureSession[] captures = _capture?.Sessions ?? [];
-        PacketBatch batch = _batch;
         LoopCounters c = Counters;
         _icmp.Count = 0;
         int live = 0;
@@ -232,7 +283,7 @@ internal sealed class OutboundLoop
         int n = _device.ReadBatch(_batch, timeoutMs);
         if (n > 0)
         {
-            ProcessBatch();
+            ProcessBatch(_batch);
         }
         return n;
     }

@@ -72,6 +72,8 @@ internal static class MetricsText
         Line(b, "dataplane_arp_replies_total", i.ArpReplies);
         Family(b, "dataplane_checksum_completed_total", "counter", "Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (delivered, not dropped).");
         Line(b, "dataplane_checksum_completed_total", i.ChecksumCompleted);
+        Family(b, "dataplane_assists_total", "counter", "Outbound batches the inbound loop of a queue read and sent right after writing into the device (the outbound loop slept).");
+        Line(b, "dataplane_assists_total", o.Assists);
         Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
         Line(b, "dataplane_peers", table.Peers.Count);
 

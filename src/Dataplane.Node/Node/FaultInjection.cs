@@ -33,6 +33,7 @@ internal static class FaultInjection
     {
         public string Name => inner.Name;
         public bool Gone => inner.Gone;
+        public Readiness WaitReadable(int timeoutMs) => inner.WaitReadable(timeoutMs);
         public int ReadBatch(PacketBatch batch, int timeoutMs)
         {
             int n = inner.ReadBatch(batch, timeoutMs);

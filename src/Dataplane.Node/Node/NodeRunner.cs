@@ -47,7 +47,7 @@ internal static class NodeRunner
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
 
         using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
-        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch) { IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst };
+        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch) { IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst, Assist = o.Assist };
         var captures = new CaptureHub();
         using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Device, q.Socket))], table, settings, captures);
         engine = running;

@@ -42,6 +42,8 @@ internal sealed record RunOptions
     public string? ControlSocket { get; init; }
     public double IcmpRate { get; init; } = EngineSettings.DefaultIcmpRate;
     public double IcmpBurst { get; init; } = EngineSettings.DefaultIcmpBurst;
+    /// <summary>Hidden flag, for measuring: the inbound loop's assist of the outbound one (<see cref="EngineSettings.Assist"/>).</summary>
+    public bool Assist { get; init; } = true;
     /// <summary>Test seam (hidden flag): make a loop's edge throw on its first packet, to prove the clean-up path.</summary>
     public FaultInjection.Loop InjectFault { get; init; }
 

@@ -95,13 +95,15 @@ internal static class RunCommandLine
         var setUnavailable = new Option<bool>("--set-node-network-unavailable") { Description = "set our Node's NetworkUnavailable condition to False once we forward", DefaultValueFactory = _ => k.SetNodeNetworkUnavailable, Arity = ArgumentArity.ZeroOrOne };
         var kubeResync = new Option<double>("--kube-resync") { Description = "seconds a watch of the nodes runs before they are listed again", DefaultValueFactory = _ => k.Resync.TotalSeconds, Hidden = true }
             .InRange(1, 24 * 3600, "must be 1 second to 1 day");
+        var assist = new Option<string>("--assist") { Description = "for measuring: the inbound loop reads the host's answers right after its writes", Hidden = true, DefaultValueFactory = _ => "on" };
+        assist.AcceptOnlyFromAmong("on", "off");
         var injectFault = new Option<FaultInjection.Loop>("--inject-fault") { Description = "test seam: make this loop's edge throw on its first packet", Hidden = true };
 
         var cmd = new Command("run", "run this node's data plane (each flag says whether flanneld has it)")
         {
             leases, publicIp, iface, device, source, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
             etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl, resync,
-            kubeSubnetMgr, kubeApiUrl, kubeconfig, kubePrefix, netConfigPath, setUnavailable, kubeResync, injectFault,
+            kubeSubnetMgr, kubeApiUrl, kubeconfig, kubePrefix, netConfigPath, setUnavailable, kubeResync, assist, injectFault,
         };
         MarkFlanneldFlags(cmd);
         cmd.SetAction(r =>
@@ -126,6 +128,7 @@ internal static class RunCommandLine
                 IcmpRate = r.GetValue(icmpRate),
                 IcmpBurst = r.GetValue(icmpBurst),
                 InjectFault = r.GetValue(injectFault),
+                Assist = r.GetValue(assist) == "on",
 
                 // An array option not given reads as an empty array.
                 Etcd = r.GetValue(etcdEndpoints) is { Length: > 0 } endpoints

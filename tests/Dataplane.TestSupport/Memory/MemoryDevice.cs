@@ -18,7 +18,23 @@ internal sealed class MemoryDevice : IPacketDevice
     /// <summary>Pretend to be a device whose kernel completes flagged checksums (a TUN with a virtio header).</summary>
     public bool CompletesChecksums { get; set; }
 
+    private byte[]? _waited; // taken by WaitReadable, read first by the next ReadBatch
+
     public void Inject(byte[] packet) => _toEngine.Add(packet);
+
+    public Readiness WaitReadable(int timeoutMs)
+    {
+        if (_waited is not null || FailNextRead is not null)
+        {
+            return Readiness.Ready;
+        }
+        if (!TryTake(out byte[]? item, timeoutMs))
+        {
+            return _stopWaiting.IsCancellationRequested ? Readiness.Woken : Readiness.Timeout;
+        }
+        Volatile.Write(ref _waited, item);
+        return Readiness.Ready;
+    }
 
     public int ReadBatch(PacketBatch batch, int timeoutMs)
     {
@@ -28,7 +44,8 @@ internal sealed class MemoryDevice : IPacketDevice
             FailNextRead = null;
             throw fault;
         }
-        if (!TryTake(out byte[]? first, timeoutMs))
+        byte[]? first = Interlocked.Exchange(ref _waited, null); // the waiting thread may set it meanwhile
+        if (first is null && !TryTake(out first, timeoutMs))
         {
             return 0;
         }
