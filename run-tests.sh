@@ -18,6 +18,7 @@ command -v gcc >/dev/null      || need+=(gcc)
 command -v setpriv >/dev/null  || need+=(util-linux)
 command -v afl-fuzz >/dev/null || need+=(afl++)
 command -v iperf3 >/dev/null   || need+=(iperf3)
+command -v sockperf >/dev/null || need+=(sockperf)       # the bench's UDP ping-pong
 command -v etcd >/dev/null     || need+=(etcd-server)
 command -v etcdctl >/dev/null  || need+=(etcd-client)
 command -v kubectl >/dev/null  || need+=(kubernetes-client) # checks the stand-in Kubernetes API server

@@ -26,8 +26,20 @@ internal static class LabCommands
 
     private static Command BenchCommandLine()
     {
-        var seconds = new Option<double>("--seconds") { Description = "length of each TCP test", DefaultValueFactory = _ => 10 };
-        var udpSeconds = new Option<double>("--udp-seconds") { Description = "length of each 64-byte UDP probe", DefaultValueFactory = _ => 3 };
+        var seconds = new Option<double>("--seconds") { Description = "length of each TCP test, whole seconds", DefaultValueFactory = _ => 10 };
+        var udpSeconds = new Option<double>("--udp-seconds") { Description = "length of each 64-byte UDP probe, whole seconds", DefaultValueFactory = _ => 3 };
+        foreach (Option<double> o in new[] { seconds, udpSeconds })
+        {
+            // iperf3 reads -t as a whole number: 0.5 would be 0, which it takes as "no limit".
+            o.Validators.Add(r =>
+            {
+                double v = r.GetValueOrDefault<double>();
+                if (v < 1 || v > 3600 || v != Math.Floor(v))
+                {
+                    r.AddError($"{o.Name} {v.ToString(System.Globalization.CultureInfo.InvariantCulture)}: must be a whole number of seconds, 1 to 3600");
+                }
+            });
+        }
         var only = new Option<string?>("--only") { Description = "comma-separated configurations (host-gw, dataplane-vxlan, dataplane-udp, packet-vxlan, packet-udp, naive-udp; " +
             "and, only when named, vxlan-assist-off, udp-assist-off); kernel-vxlan always runs" };
         var rounds = new Option<int>("--rounds") { Description = "measure every configuration this many times, alternating; report medians", DefaultValueFactory = _ => 1 };

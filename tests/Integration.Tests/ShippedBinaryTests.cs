@@ -48,4 +48,44 @@ public class ShippedBinaryTests
         Assert.Equal(2, rss.Count);
         Assert.All(rss, m => Assert.InRange(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 1000, 100_000));
     }
+
+    /// <summary>
+    /// <c>dataplane bench</c> on a small scale (one configuration of ours beside kernel VXLAN, 1 s
+    /// runs): it measures every figure it reports, ping, sockperf ping-pong, TCP with the loop
+    /// threads' CPU, UDP at full load and at &lt;=5% loss, and writes them to JSON. The figures
+    /// themselves are not asserted (they vary run to run); bench/README.md records real runs.
+    /// </summary>
+    [Fact]
+    public void The_bench_measures_every_figure_it_reports()
+    {
+        Dataplane.TestSupport.Require.Root();
+        Dataplane.TestSupport.Require.Tool("iperf3", "iperf3");
+        Dataplane.TestSupport.Require.Tool("sockperf", "sockperf");
+        string outDir = Directory.CreateTempSubdirectory("dataplane-bench-").FullName;
+        try
+        {
+            ProcessRunner.Result r = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "bench", "--seconds", "1", "--udp-seconds", "1",
+                "--only", "dataplane-udp", "--queues", "1", "--out", outDir], 300_000);
+            Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+            Assert.Contains("ping-pong avg / p50 / p99", r.Stdout);
+            string json = File.ReadAllText(Directory.GetFiles(outDir, "bench-*.json").Single());
+            var root = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+            var results = root["results"]!.AsArray();
+            Assert.Equal(["kernel-vxlan", "dataplane-udp"], results.Select(x => x!["config"]!.GetValue<string>()));
+            foreach (var result in results)
+            {
+                foreach (string figure in new[] { "tcp1_gbps", "tcp4_gbps", "udp64_pps", "udp64_full_load_pps", "rtt_ms", "pingpong_avg_us", "pingpong_p50_us", "pingpong_p99_us" })
+                {
+                    Assert.True(result![figure] is not null && result[figure]!.GetValue<double>() > 0, $"{figure} missing in {result}");
+                }
+            }
+            // Our loop threads worked during the TCP test; kernel VXLAN has none.
+            Assert.True(results[1]!["loop_cpu_cores_per_gbps"]!.GetValue<double>() > 0, json);
+            Assert.Null(results[0]!["loop_cpu_cores_per_gbps"]);
+        }
+        finally
+        {
+            Directory.Delete(outDir, recursive: true);
+        }
+    }
 }
