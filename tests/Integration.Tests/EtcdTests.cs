@@ -78,6 +78,43 @@ public class EtcdTests
         Assert.Equal("0e:11:11:11:11:11", File.ReadAllText(c.Path_("node1.vtepmac")).Trim());
     }
 
+    /// <summary>
+    /// A dual-stack flannel cluster (EnableIPv6, leases under MakeSubnetKey's "v4&amp;v6" keys with
+    /// PublicIPv6 and BackendV6Data): our nodes read it, reuse their leases under the IPv4 key (the
+    /// dual-stack one they replace is deleted), carry the IPv4 traffic, and say that IPv6 is not
+    /// forwarded; subnet.env gets no IPv6 lines.
+    /// </summary>
+    [Fact]
+    public void A_dual_stack_flannel_cluster_is_joined_for_its_ipv4_traffic()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        Etcdctl(c, "put", "/coreos.com/network/config",
+            """{"Network":"10.244.0.0/16","SubnetLen":24,"EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Backend":{"Type":"vxlan","VNI":1}}""");
+        for (int i = 1; i <= 2; i++)
+        {
+            Etcdctl(c, "put", $"/coreos.com/network/subnets/10.244.{i}.0-24&2001:db8:244:{i}::-64",
+                $$$"""{"PublicIP":"192.0.2.{{{i}}}","PublicIPv6":"2001:db8:2::{{{i}}}","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:{{{i}}}{{{i}}}"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:66:66:66:66:{{{i}}}{{{i}}}"}}""");
+        }
+        NodeProcess n1 = StartNode(c, 1);
+        StartNode(c, 2);
+        Assert.Contains("The network config enables IPv6 (2001:db8:244::/48, IPv6SubnetLen 64): this node forwards the cluster's IPv4 traffic only", n1.Output);
+        Assert.Contains("Lease 10.244.1.0-24&2001:db8:244:1::-64 replaced by 10.244.1.0-24", n1.Output);
+        Assert.Contains("Lease reused: 10.244.1.0/24", n1.Output);
+        Assert.DoesNotContain("IPV6", File.ReadAllText(c.Path_("node1-subnet.env")));
+
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout);
+        c.StartTransfer(1, 2, 8L << 20).AssertIntact(TimeSpan.FromSeconds(60));
+
+        string keys = Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only");
+        Assert.Contains("/coreos.com/network/subnets/10.244.1.0-24\n", keys);
+        Assert.DoesNotContain("&", keys);
+        Assert.Contains("0e:11:11:11:11:11", Etcdctl(c, "get", "/coreos.com/network/subnets/10.244.1.0-24", "--print-value-only"));
+    }
+
     [Fact]
     public void Nodes_starting_together_get_distinct_subnets_and_see_each_other_join_and_leave()
     {

@@ -7,22 +7,44 @@ namespace Dataplane.Leases;
 /// <summary>
 /// One node's lease as flannel stores it under <c>&lt;prefix&gt;/subnets/10.244.1.0-24</c>:
 /// <c>{"PublicIP":"192.0.2.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:..."}}</c>.
-/// flannel's udp backend writes no BackendType/BackendData. The one place the lease schema is read
-/// (<c>Parse</c>) and written (<see cref="ToJson"/>), for every lease source and the lab.
+/// flannel's udp backend writes no BackendType/BackendData. A dual-stack lease (flanneld with
+/// EnableIPv6) lives under <c>10.244.1.0-24&amp;2001:db8:244:1::-64</c> (flannel's MakeSubnetKey) with
+/// <c>PublicIPv6</c> and <c>BackendV6Data</c>; its IPv6 half is read and checked here and kept
+/// (<see cref="Ipv6Subnet"/>, <see cref="PublicIpv6"/>, <see cref="VtepMacV6"/>), and this data plane
+/// reaches such a node over IPv4. The one place the lease schema is read (<c>Parse</c>) and written
+/// (<see cref="ToJson"/>), for every lease source and the lab.
 /// </summary>
 internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? BackendType, MacAddress? VtepMac)
 {
     public string PublicIpText => Ipv4Prefix.Format(PublicIp);
 
-    /// <summary>The lease's key under <c>subnets/</c>: <c>10.244.1.0-24</c>.</summary>
-    public string Key => Subnet.ToKey();
+    /// <summary>A dual-stack lease's IPv6 subnet (the key's part after '&amp;').</summary>
+    public Ipv6Prefix? Ipv6Subnet { get; init; }
+    /// <summary>A dual-stack lease's <c>PublicIPv6</c>.</summary>
+    public UInt128? PublicIpv6 { get; init; }
+    /// <summary>A dual-stack vxlan lease's <c>BackendV6Data.VtepMAC</c> (flannel-v6.1's MAC).</summary>
+    public MacAddress? VtepMacV6 { get; init; }
+
+    /// <summary>The lease's key under <c>subnets/</c>: <c>10.244.1.0-24</c>, or <c>10.244.1.0-24&amp;2001:db8:244:1::-64</c>.</summary>
+    public string Key => Ipv6Subnet is Ipv6Prefix v6 ? $"{Subnet.ToKey()}&{v6.ToKey()}" : Subnet.ToKey();
 
     /// <summary>Validates one lease value stored under <paramref name="key"/>; every error is one line starting with <paramref name="where"/>.</summary>
     public static LeaseRecord Parse(string key, JsonElement element, string where)
     {
-        if (!Ipv4Prefix.TryParse(key, out Ipv4Prefix? subnet))
+        int amp = key.IndexOf('&', StringComparison.Ordinal);
+        string v4Key = amp < 0 ? key : key[..amp];
+        if (!Ipv4Prefix.TryParse(v4Key, out Ipv4Prefix? subnet))
         {
-            throw new ConfigException($"{where}: '{key}' is not a subnet like 10.244.1.0-24");
+            throw new ConfigException($"{where}: '{key}' is not a subnet like 10.244.1.0-24 (or 10.244.1.0-24&2001:db8:244:1::-64)");
+        }
+        Ipv6Prefix? v6Subnet = null;
+        if (amp >= 0)
+        {
+            string v6Key = key[(amp + 1)..];
+            if (!Ipv6Prefix.TryParse(v6Key, out v6Subnet))
+            {
+                throw new ConfigException($"{where}: '{v6Key}' after '&' is not an IPv6 subnet like 2001:db8:244:1::-64");
+            }
         }
         if (element.ValueKind != JsonValueKind.Object)
         {
@@ -34,24 +56,44 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
         {
             throw new ConfigException($"{where}.PublicIP: '{ipText}' is not an IPv4 address");
         }
-        MacAddress? mac = null;
-        // BackendData is each backend's own; only an object can hold vxlan's VtepMAC.
-        if (json.BackendData is { ValueKind: JsonValueKind.Object } data)
+        UInt128? publicIpv6 = null;
+        if (json.PublicIPv6 is string v6Text)
         {
-            VxlanBackendDataJson vxlan = FlannelDocument.Read(data, FlannelJson.Default.VxlanBackendDataJson, $"{where}.BackendData");
-            if (vxlan.VtepMAC is string macText)
+            if (!Ipv6Prefix.TryParseAddress(v6Text, out UInt128 v6))
             {
-                if (!MacAddress.TryParse(macText, out mac))
-                {
-                    throw new ConfigException($"{where}.BackendData.VtepMAC: '{macText}' is not a MAC address like 0e:12:34:56:78:9a");
-                }
-                if (mac.Value.IsMulticast)
-                {
-                    throw new ConfigException($"{where}.BackendData.VtepMAC: '{macText}' is a multicast address");
-                }
+                throw new ConfigException($"{where}.PublicIPv6: '{v6Text}' is not an IPv6 address");
             }
+            publicIpv6 = v6;
         }
-        return new LeaseRecord(subnet.Value, publicIp, json.BackendType, mac);
+        return new LeaseRecord(subnet.Value, publicIp, json.BackendType, VtepMacOf(json.BackendData, $"{where}.BackendData"))
+        {
+            Ipv6Subnet = v6Subnet,
+            PublicIpv6 = publicIpv6,
+            VtepMacV6 = VtepMacOf(json.BackendV6Data, $"{where}.BackendV6Data"),
+        };
+    }
+
+    /// <summary>vxlan's VtepMAC in a backend data object, if there is one. BackendData is each backend's own; only an object can hold it.</summary>
+    private static MacAddress? VtepMacOf(JsonElement? element, string where)
+    {
+        if (element is not { ValueKind: JsonValueKind.Object } data)
+        {
+            return null;
+        }
+        VxlanBackendDataJson vxlan = FlannelDocument.Read(data, FlannelJson.Default.VxlanBackendDataJson, where);
+        if (vxlan.VtepMAC is not string macText)
+        {
+            return null;
+        }
+        if (!MacAddress.TryParse(macText, out MacAddress? mac))
+        {
+            throw new ConfigException($"{where}.VtepMAC: '{macText}' is not a MAC address like 0e:12:34:56:78:9a");
+        }
+        if (mac.Value.IsMulticast)
+        {
+            throw new ConfigException($"{where}.VtepMAC: '{macText}' is a multicast address");
+        }
+        return mac;
     }
 
     /// <summary>Validates one lease value as stored bytes (etcd's values).</summary>

@@ -16,6 +16,17 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
     public uint SubnetMin { get; init; }
     public uint SubnetMax { get; init; }
 
+    /// <summary>
+    /// flannel's dual-stack: <c>EnableIPv6</c> with <c>IPv6Network</c>, <c>IPv6SubnetLen</c> (default
+    /// /64, or the network's length + 2 for a network longer than /62), <c>IPv6SubnetMin</c>/<c>Max</c>.
+    /// Read and checked as flannel checks them; this data plane forwards IPv4 only so far.
+    /// </summary>
+    public Ipv6Prefix? Ipv6Network { get; init; }
+    public int Ipv6SubnetLength { get; init; }
+    public UInt128 Ipv6SubnetMin { get; init; }
+    public UInt128 Ipv6SubnetMax { get; init; }
+    public bool EnableIpv6 => Ipv6Network is not null;
+
     public const int DefaultUdpPort = 8285;   // flannel udp backend
     public const int DefaultVxlanPort = 8472; // Linux vxlan default, as flannel.1 uses
     public const uint DefaultVni = 1;
@@ -49,6 +60,12 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
             throw new ConfigException($"{where}: must be an object");
         }
         NetworkConfigJson json = FlannelDocument.Read(element, FlannelJson.Default.NetworkConfigJson, where);
+        if (json.EnableIPv4 == false)
+        {
+            throw new ConfigException($"{where}.EnableIPv4: false (an IPv6-only network) is not supported: this data plane forwards IPv4; " +
+                "a dual-stack network (EnableIPv6 beside IPv4) works for its IPv4 traffic");
+        }
+        (Ipv6Prefix? v6, int v6Length, UInt128 v6Min, UInt128 v6Max) = json.EnableIPv6 == true ? ParseIpv6(json, where) : default;
         string networkText = json.Network ?? throw new ConfigException($"{where}: missing \"Network\"");
         if (!Ipv4Prefix.TryParse(networkText, out Ipv4Prefix? parsed))
         {
@@ -76,6 +93,10 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
         {
             SubnetMin = min,
             SubnetMax = max,
+            Ipv6Network = v6,
+            Ipv6SubnetLength = v6Length,
+            Ipv6SubnetMin = v6Min,
+            Ipv6SubnetMax = v6Max,
         };
 
         uint SubnetBound(string? text, string name, uint fallback)
@@ -87,6 +108,56 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
             if (!Ipv4Prefix.TryParseAddress(text, out uint a) || !network.Contains(a) || (a & (step - 1)) != 0)
             {
                 throw new ConfigException($"{where}.{name}: '{text}' is not the base address of a /{subnetLength} inside {network}");
+            }
+            return a;
+        }
+    }
+
+    /// <summary>The IPv6 half of a dual-stack config, with flannel's rules (pkg/subnet/config.go) and defaults.</summary>
+    private static (Ipv6Prefix? Network, int SubnetLength, UInt128 Min, UInt128 Max) ParseIpv6(NetworkConfigJson json, string where)
+    {
+        string text = json.IPv6Network ?? throw new ConfigException($"{where}: EnableIPv6 is true but \"IPv6Network\" is missing");
+        if (!Ipv6Prefix.TryParse(text, out Ipv6Prefix? parsed) || text.Contains('-', StringComparison.Ordinal))
+        {
+            throw new ConfigException($"{where}.IPv6Network: '{text}' is not an IPv6 network like 2001:db8:244::/48");
+        }
+        Ipv6Prefix network = parsed.Value;
+        int length;
+        if (json.IPv6SubnetLen is int given)
+        {
+            if (given > 126 || given < network.Length + 2)
+            {
+                throw new ConfigException($"{where}.IPv6SubnetLen: {given} must be at most 126 and at least 2 longer than the network's /{network.Length} (four subnets at least)");
+            }
+            length = given;
+        }
+        else if (network.Length > 124)
+        {
+            throw new ConfigException($"{where}.IPv6Network: {network} is too small (flannel's smallest useful IPv6 network is a /124)");
+        }
+        else
+        {
+            length = network.Length <= 62 ? 64 : network.Length + 2;
+        }
+        UInt128 step = UInt128.One << (128 - length);
+        UInt128 last = network.Address | ~network.Mask;
+        UInt128 min = Bound(json.IPv6SubnetMin, "IPv6SubnetMin", network.Address + step);
+        UInt128 max = Bound(json.IPv6SubnetMax, "IPv6SubnetMax", last - step + 1);
+        if (min > max)
+        {
+            throw new ConfigException($"{where}: IPv6SubnetMin {Ipv6Prefix.Format(min)} is above IPv6SubnetMax {Ipv6Prefix.Format(max)}");
+        }
+        return (network, length, min, max);
+
+        UInt128 Bound(string? value, string name, UInt128 fallback)
+        {
+            if (value is null)
+            {
+                return fallback;
+            }
+            if (!Ipv6Prefix.TryParseAddress(value, out UInt128 a) || !network.Contains(a) || (a & (step - 1)) != UInt128.Zero)
+            {
+                throw new ConfigException($"{where}.{name}: '{value}' is not the base address of a /{length} inside {network}");
             }
             return a;
         }

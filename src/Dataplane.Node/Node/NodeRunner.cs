@@ -155,6 +155,12 @@ internal static class NodeRunner
         ClusterSnapshot snapshot = leases.Start();
         log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases",
             leases.Description, snapshot.Config.Network, snapshot.Config.SubnetLength, snapshot.Leases.Count);
+        if (snapshot.Config.Ipv6Network is Encap.Ipv6Prefix v6)
+        {
+            log.Warning("The network config enables IPv6 ({Ipv6Network}, IPv6SubnetLen {Len}): this node forwards the cluster's IPv4 traffic only " +
+                "(dual-stack peers are reached over IPv4; IPv6 packets into the device get ICMPv6 no route), and writes no IPv6 lines to subnet.env",
+                v6, snapshot.Config.Ipv6SubnetLength);
+        }
 
         // The flags arrive typed and range-checked; what remains is what only the host can answer.
         uint publicIp;

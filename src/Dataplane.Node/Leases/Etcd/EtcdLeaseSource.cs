@@ -97,6 +97,13 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             {
                 lease = lease with { Subnet = old.Subnet };
                 store.Put(lease.Key, lease.ToJson(_vni), _leaseId);
+                if (old.Key != lease.Key)
+                {
+                    // A dual-stack lease a flanneld on this node held (10.244.1.0-24&2001:...): ours has
+                    // no IPv6 half, so it lives under the IPv4 key; two leases for one subnet would confuse every peer.
+                    store.Delete(old.Key);
+                    log.Information("Lease {OldKey} replaced by {Key}: this node forwards IPv4 only", old.Key, lease.Key);
+                }
                 log.Information("Lease reused: {Subnet} (it names our public IP {PublicIP})", lease.Subnet, lease.PublicIpText);
                 return lease;
             }

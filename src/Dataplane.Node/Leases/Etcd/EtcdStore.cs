@@ -140,6 +140,10 @@ internal sealed class EtcdStore : IDisposable
     public void Put(string key, string value, long lease) =>
         _client.Put(new PutRequest { Key = ByteString.CopyFromUtf8(SubnetsPrefix + key), Value = ByteString.CopyFromUtf8(value), Lease = lease }, deadline: Deadline);
 
+    /// <summary>Deletes one lease key (ours, under another key).</summary>
+    public void Delete(string key) =>
+        _client.Delete(new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(SubnetsPrefix + key) }, deadline: Deadline);
+
     /// <summary>Puts the value only if the key has never been created (a transaction); returns whether it did.</summary>
     public bool PutIfAbsent(string key, string value, long lease)
     {

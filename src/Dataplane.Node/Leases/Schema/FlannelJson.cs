@@ -19,6 +19,13 @@ internal sealed partial class FlannelJson : JsonSerializerContext;
 /// <summary>The network config: etcd <c>&lt;prefix&gt;/config</c>, the cluster file's <c>config</c>, kube's net-conf.json.</summary>
 internal sealed class NetworkConfigJson
 {
+    /// <summary>flannel's default is true; false makes an IPv6-only network.</summary>
+    public bool? EnableIPv4 { get; set; }
+    public bool? EnableIPv6 { get; set; }
+    public string? IPv6Network { get; set; }
+    public int? IPv6SubnetLen { get; set; }
+    public string? IPv6SubnetMin { get; set; }
+    public string? IPv6SubnetMax { get; set; }
     public string? Network { get; set; }
     public int? SubnetLen { get; set; }
     public string? SubnetMin { get; set; }
@@ -49,6 +56,9 @@ internal sealed class LeaseJson
     /// <summary>Raw, as in flannel: each backend has its own; vxlan's is <see cref="VxlanBackendDataJson"/>.</summary>
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public JsonElement? BackendData { get; set; }
+    /// <summary>A dual-stack lease's IPv6 backend data (vxlan: the VtepMAC of flannel-v6.1).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public JsonElement? BackendV6Data { get; set; }
 }
 
 /// <summary>vxlan's BackendData: <c>{"VNI":1,"VtepMAC":"0e:..."}</c>.</summary>

@@ -1,0 +1,127 @@
+using System.Text;
+using System.Text.Json;
+using Dataplane.Encap;
+using Dataplane.Leases;
+
+namespace Dataplane.Tests;
+
+/// <summary>
+/// flannel's dual-stack schema (issue 9 part 2, first piece): the config's IPv6 fields with
+/// flannel's rules and defaults (pkg/subnet/config.go), and dual-stack leases as flanneld writes
+/// them (MakeSubnetKey's "v4&amp;v6" key, PublicIPv6, BackendV6Data). Such leases are read, checked
+/// and kept; the node reaches those peers over IPv4.
+/// </summary>
+public sealed class DualStackSchemaTests
+{
+    private const string DualKey = "10.244.2.0-24&2001:db8:244:2::-64";
+
+    /// <summary>A lease value as a dual-stack flanneld (vxlan) writes it.</summary>
+    private const string FlanneldDualStackLease =
+        """{"PublicIP":"192.0.2.2","PublicIPv6":"2001:db8:2::2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:5e:00:00:02"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:5e:00:06:02"}}""";
+
+    private static LeaseRecord Lease(string key, string json) =>
+        LeaseRecord.Parse(key, Encoding.UTF8.GetBytes(json), $"etcd /coreos.com/network/subnets/{key}");
+
+    private static NetworkConfig Config(string json)
+    {
+        using JsonDocument doc = JsonDocument.Parse(json);
+        return NetworkConfig.Parse(doc.RootElement, "config");
+    }
+
+    private static string ConfigError(string json) => Assert.Throws<ConfigException>(() => Config(json)).Message;
+
+    [Fact]
+    public void A_dual_stack_lease_is_read_with_both_halves()
+    {
+        LeaseRecord l = Lease(DualKey, FlanneldDualStackLease);
+        Assert.Equal("10.244.2.0/24", l.Subnet.ToString());
+        Assert.Equal("192.0.2.2", l.PublicIpText);
+        Assert.Equal("0e:00:5e:00:00:02", l.VtepMac.ToString());
+        Assert.Equal("2001:db8:244:2::/64", l.Ipv6Subnet.ToString());
+        Assert.Equal("2001:db8:2::2", Ipv6Prefix.Format(l.PublicIpv6!.Value));
+        Assert.Equal("0e:00:5e:00:06:02", l.VtepMacV6.ToString());
+        Assert.Equal(DualKey, l.Key); // flannel's MakeSubnetKey, back again
+    }
+
+    [Fact]
+    public void An_ipv4_lease_has_no_ipv6_half_and_its_key_is_unchanged()
+    {
+        LeaseRecord l = Lease("10.244.1.0-24", """{"PublicIP":"192.0.2.1","PublicIPv6":null}""");
+        Assert.Null(l.Ipv6Subnet);
+        Assert.Null(l.PublicIpv6);
+        Assert.Null(l.VtepMacV6);
+        Assert.Equal("10.244.1.0-24", l.Key);
+    }
+
+    [Theory]
+    [InlineData("10.244.2.0-24&2001:db8:244:2::1-64", "'2001:db8:244:2::1-64' after '&' is not an IPv6 subnet like 2001:db8:244:1::-64")]
+    [InlineData("10.244.2.0-24&", "'' after '&' is not an IPv6 subnet like 2001:db8:244:1::-64")]
+    [InlineData("10.244.2.0-24&10.1.0.0-16", "'10.1.0.0-16' after '&' is not an IPv6 subnet like 2001:db8:244:1::-64")]
+    [InlineData("2001:db8:244:2::-64", "'2001:db8:244:2::-64' is not a subnet like 10.244.1.0-24 (or 10.244.1.0-24&2001:db8:244:1::-64)")]
+    public void A_bad_dual_stack_key_is_one_line_naming_it(string key, string expected)
+    {
+        string e = Assert.Throws<ConfigException>(() => Lease(key, FlanneldDualStackLease)).Message;
+        Assert.Equal($"etcd /coreos.com/network/subnets/{key}: {expected}", e);
+    }
+
+    [Theory]
+    [InlineData("""{"PublicIP":"192.0.2.2","PublicIPv6":"192.0.2.2"}""", ".PublicIPv6: '192.0.2.2' is not an IPv6 address")]
+    [InlineData("""{"PublicIP":"192.0.2.2","PublicIPv6":"fe80::1%eth0"}""", ".PublicIPv6: 'fe80::1%eth0' is not an IPv6 address")]
+    [InlineData("""{"PublicIP":"192.0.2.2","BackendV6Data":{"VtepMAC":"zz"}}""", ".BackendV6Data.VtepMAC: 'zz' is not a MAC address like 0e:12:34:56:78:9a")]
+    [InlineData("""{"PublicIP":"192.0.2.2","BackendV6Data":{"VtepMAC":"01:00:5e:00:00:01"}}""", ".BackendV6Data.VtepMAC: '01:00:5e:00:00:01' is a multicast address")]
+    public void Bad_ipv6_fields_of_a_lease_are_one_line_naming_the_field(string json, string expected)
+    {
+        string e = Assert.Throws<ConfigException>(() => Lease(DualKey, json)).Message;
+        Assert.Equal($"etcd /coreos.com/network/subnets/{DualKey}{expected}", e);
+    }
+
+    [Fact]
+    public void The_ipv6_config_gets_flannels_defaults()
+    {
+        NetworkConfig c = Config("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Backend":{"Type":"vxlan"}}""");
+        Assert.True(c.EnableIpv6);
+        Assert.Equal("2001:db8:244::/48", c.Ipv6Network.ToString());
+        Assert.Equal(64, c.Ipv6SubnetLength);
+        // The first subnet is skipped, as flannel does; the last one is the network's last /64.
+        Assert.Equal("2001:db8:244:1::", Ipv6Prefix.Format(c.Ipv6SubnetMin));
+        Assert.Equal("2001:db8:244:ffff::", Ipv6Prefix.Format(c.Ipv6SubnetMax));
+        Assert.Equal("10.244.0.0/16", c.Network.ToString()); // IPv4 as before
+
+        // A network longer than /62 is cut into its length + 2.
+        Assert.Equal(122, Config("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/120"}""").Ipv6SubnetLength);
+        // Given explicitly, with bounds on the boundary.
+        NetworkConfig given = Config("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","IPv6SubnetLen":80,"IPv6SubnetMin":"2001:db8:244:0:1::","IPv6SubnetMax":"2001:db8:244:0:ff::"}""");
+        Assert.Equal(80, given.Ipv6SubnetLength);
+        Assert.Equal("2001:db8:244:0:1::", Ipv6Prefix.Format(given.Ipv6SubnetMin));
+        // EnableIPv6 false (or missing): the IPv6 fields are not used, as in flannel.
+        Assert.False(Config("""{"Network":"10.244.0.0/16","IPv6Network":"2001:db8:244::/48"}""").EnableIpv6);
+        Assert.False(Config("""{"Network":"10.244.0.0/16","EnableIPv6":false,"IPv6Network":"nonsense"}""").EnableIpv6);
+    }
+
+    [Theory]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true}""", "config: EnableIPv6 is true but \"IPv6Network\" is missing")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"10.1.0.0/16"}""", "config.IPv6Network: '10.1.0.0/16' is not an IPv6 network like 2001:db8:244::/48")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:244::1/48"}""", "config.IPv6Network: '2001:db8:244::1/48' is not an IPv6 network like 2001:db8:244::/48")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/125"}""", "config.IPv6Network: 2001:db8::/125 is too small (flannel's smallest useful IPv6 network is a /124)")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetLen":127}""", "config.IPv6SubnetLen: 127 must be at most 126 and at least 2 longer than the network's /48 (four subnets at least)")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetLen":49}""", "config.IPv6SubnetLen: 49 must be at most 126 and at least 2 longer than the network's /48 (four subnets at least)")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMin":"2001:db8:0:1::1"}""", "config.IPv6SubnetMin: '2001:db8:0:1::1' is not the base address of a /64 inside 2001:db8::/48")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMax":"2001:db9::"}""", "config.IPv6SubnetMax: '2001:db9::' is not the base address of a /64 inside 2001:db8::/48")]
+    [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMin":"2001:db8:0:9::","IPv6SubnetMax":"2001:db8:0:2::"}""", "config: IPv6SubnetMin 2001:db8:0:9:: is above IPv6SubnetMax 2001:db8:0:2::")]
+    [InlineData("""{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8::/48"}""", "config.EnableIPv4: false (an IPv6-only network) is not supported: this data plane forwards IPv4; a dual-stack network (EnableIPv6 beside IPv4) works for its IPv4 traffic")]
+    public void Bad_ipv6_config_is_one_line_naming_the_field(string json, string expected)
+    {
+        Assert.Equal(expected, ConfigError(json));
+    }
+
+    [Theory]
+    [InlineData("2001:db8:244::/48", "2001:db8:244::/48", "2001:db8:244::-48")]
+    [InlineData("2001:DB8:244:1:0:0:0:0-64", "2001:db8:244:1::/64", "2001:db8:244:1::-64")]
+    [InlineData("::/0", "::/0", "::-0")]
+    public void Ipv6_prefixes_parse_in_both_forms_and_print_canonically(string text, string printed, string key)
+    {
+        Assert.True(Ipv6Prefix.TryParse(text, out Ipv6Prefix? p));
+        Assert.Equal(printed, p.ToString());
+        Assert.Equal(key, p.Value.ToKey());
+    }
+}
