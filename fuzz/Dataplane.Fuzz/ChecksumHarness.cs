@@ -4,6 +4,8 @@ using Dataplane.Encap.Offload;
 using Dataplane.Engine;
 using Dataplane.TunTap;
 
+using static Dataplane.Fuzz.Property;
+
 namespace Dataplane.Fuzz;
 
 /// <summary>
@@ -20,14 +22,6 @@ internal static class ChecksumHarness
     private static readonly VnetOffload Offload = new(TunDevice.MaxWriteBatch);
     private static readonly PacketBatch Batch = new(8, EngineSettings.DefaultSlotSize);
     private static readonly CheckingSink Sink = new();
-
-    private static void Check(bool property, string what)
-    {
-        if (!property)
-        {
-            throw new InvalidOperationException(what);
-        }
-    }
 
     public static void Run(byte[] input)
     {

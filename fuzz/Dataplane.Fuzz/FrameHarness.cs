@@ -4,6 +4,8 @@ using Dataplane.Encap.Offload;
 using Dataplane.Engine;
 using Dataplane.TunTap;
 
+using static Dataplane.Fuzz.Property;
+
 namespace Dataplane.Fuzz;
 
 /// <summary>
@@ -19,14 +21,6 @@ internal static class FrameHarness
     private static readonly VnetOffload Offload = new(TunDevice.MaxWriteBatch);
     private static readonly PacketBatch Batch = new(64, EngineSettings.DefaultSlotSize);
     private static readonly byte[] Frame = GC.AllocateArray<byte>(VnetOffload.FrameRoom, pinned: true);
-
-    private static void Check(bool property, string what)
-    {
-        if (!property)
-        {
-            throw new InvalidOperationException(what);
-        }
-    }
 
     public static void Run(byte[] input)
     {

@@ -1,6 +1,8 @@
 using Dataplane.Encap;
 using Dataplane.Encap.Offload;
 
+using static Dataplane.Fuzz.Property;
+
 namespace Dataplane.Fuzz;
 
 /// <summary>
@@ -15,14 +17,6 @@ internal static class IpHarness
     private static readonly byte[] IcmpSlot = new byte[IcmpErrors.Ipv6MaxErrorLength];
     private static readonly byte[] Out = new byte[PacketSlot];
     private static readonly TcpCoalescer Coalescer = new(8);
-
-    private static void Check(bool property, string what)
-    {
-        if (!property)
-        {
-            throw new InvalidOperationException(what);
-        }
-    }
 
     public static void Run(byte[] input)
     {

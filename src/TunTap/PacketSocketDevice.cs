@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Text;
 using Dataplane.Encap.Offload;
 using Dataplane.TunTap.Native;
 using Tmds.Linux;
@@ -167,22 +166,10 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     /// </summary>
     public static void TurnOffOffloads(string hostEnd)
     {
-        int number = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (number < 0)
-        {
-            throw new NativeException("socket(AF_INET)", Errno.Last);
-        }
-        using var fd = new FileDescriptor(number);
         foreach (uint cmd in (ReadOnlySpan<uint>)[NativeMethods.ETHTOOL_STXCSUM, NativeMethods.ETHTOOL_STSO, NativeMethods.ETHTOOL_SGSO])
         {
             ethtool_value value = new() { cmd = cmd, data = 0 };
-            ifreq req = default;
-            Encoding.UTF8.GetBytes(hostEnd).CopyTo(new Span<byte>(req.ifr_name, ifreq.IFNAMSIZ));
-            req.ifr_data = &value;
-            if (NativeMethods.ioctl_ifreq(fd.Number, NativeMethods.SIOCETHTOOL, &req) < 0)
-            {
-                throw new NativeException($"ethtool {hostEnd} (command 0x{cmd:x}) off", Errno.Last);
-            }
+            RouteNetlink.InterfaceRequest(hostEnd, NativeMethods.SIOCETHTOOL, $"ethtool (command 0x{cmd:x}) off:", &value);
         }
     }
 

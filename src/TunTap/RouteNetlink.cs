@@ -44,7 +44,21 @@ public sealed unsafe class RouteNetlink : IDisposable
     public static int LinkIndex(string name) => (int)NativeMethods.if_nametoindex(name);
 
     /// <summary>The MTU of <paramref name="name"/> (SIOCGIFMTU).</summary>
-    public static int GetMtu(string name)
+    public static int GetMtu(string name) => InterfaceRequest(name, NativeMethods.SIOCGIFMTU, "SIOCGIFMTU").ifr_mtu;
+
+    /// <summary>The hardware address of <paramref name="name"/> (SIOCGIFHWADDR): 6 bytes for Ethernet.</summary>
+    public static byte[] GetMac(string name)
+    {
+        ifreq req = InterfaceRequest(name, NativeMethods.SIOCGIFHWADDR, "SIOCGIFHWADDR");
+        return new Span<byte>(req.ifr_hwaddr_data, 6).ToArray();
+    }
+
+    /// <summary>
+    /// An interface ioctl on a throwaway datagram socket: <paramref name="request"/> with the ifreq
+    /// naming <paramref name="name"/>, and <paramref name="data"/> as <c>ifr_data</c> if given
+    /// (SIOCETHTOOL). Returns the ifreq the kernel filled in.
+    /// </summary>
+    internal static ifreq InterfaceRequest(string name, uint request, string what, void* data = null)
     {
         int number = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (number < 0)
@@ -52,23 +66,22 @@ public sealed unsafe class RouteNetlink : IDisposable
             throw new NativeException("socket(AF_INET)", Errno.Last);
         }
         using var fd = new FileDescriptor(number);
+        ifreq req = default;
+        byte[] bytes = Encoding.UTF8.GetBytes(name);
+        if (bytes.Length >= ifreq.IFNAMSIZ)
         {
-            ifreq req = default;
-            byte[] bytes = Encoding.UTF8.GetBytes(name);
-            if (bytes.Length >= ifreq.IFNAMSIZ)
-            {
-                throw new ArgumentException($"interface name '{name}' is too long");
-            }
-            for (int i = 0; i < bytes.Length; i++)
-            {
-                req.ifr_name[i] = bytes[i];
-            }
-            if (NativeMethods.ioctl_ifreq(fd.Number, NativeMethods.SIOCGIFMTU, &req) < 0)
-            {
-                throw new NativeException($"SIOCGIFMTU {name}", Errno.Last);
-            }
-            return req.ifr_mtu;
+            throw new ArgumentException($"interface name '{name}' is too long");
         }
+        bytes.CopyTo(new Span<byte>(req.ifr_name, ifreq.IFNAMSIZ));
+        if (data is not null)
+        {
+            req.ifr_data = data;
+        }
+        if (NativeMethods.ioctl_ifreq(fd.Number, request, &req) < 0)
+        {
+            throw new NativeException($"{what} {name}", Errno.Last);
+        }
+        return req;
     }
 
     /// <summary>
@@ -130,29 +143,6 @@ public sealed unsafe class RouteNetlink : IDisposable
         m.EndNested(inet6);
         m.EndNested(spec);
         Execute(m, what);
-    }
-
-    /// <summary>The hardware address of <paramref name="name"/> (SIOCGIFHWADDR): 6 bytes for Ethernet.</summary>
-    public static byte[] GetMac(string name)
-    {
-        int number = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (number < 0)
-        {
-            throw new NativeException("socket(AF_INET)", Errno.Last);
-        }
-        using var fd = new FileDescriptor(number);
-        ifreq req = default;
-        byte[] bytes = Encoding.UTF8.GetBytes(name);
-        if (bytes.Length >= ifreq.IFNAMSIZ)
-        {
-            throw new ArgumentException($"interface name '{name}' is too long");
-        }
-        bytes.CopyTo(new Span<byte>(req.ifr_name, ifreq.IFNAMSIZ));
-        if (NativeMethods.ioctl_ifreq(fd.Number, NativeMethods.SIOCGIFHWADDR, &req) < 0)
-        {
-            throw new NativeException($"SIOCGIFHWADDR {name}", Errno.Last);
-        }
-        return new Span<byte>(req.ifr_hwaddr_data, 6).ToArray();
     }
 
     /// <summary>Adds <paramref name="address"/>/<paramref name="prefixLength"/> to link <paramref name="index"/>; an existing one is kept.</summary>
