@@ -17,7 +17,7 @@ internal static class SvgChart
             ("ping (inverse)", r => r.RttMs, true),
             ("ping-pong avg (inverse)", r => r.PingPongAvgUs, true),
         ];
-        string[] colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"];
+        string[] colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1", "#edc948", "#9c755f", "#bab0ac"];
         const int width = 900, height = 420, left = 60, right = 20, top = 50, bottom = 90;
         double plotW = width - left - right, plotH = height - top - bottom;
         double max = 0.5;
