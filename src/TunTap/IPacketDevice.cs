@@ -32,6 +32,9 @@ public interface IPacketDevice : IDisposable
     /// <summary>Superpackets split and merged, segmentation and read errors (reports).</summary>
     DeviceOffloadCounters OffloadCounters => default;
 
+    /// <summary>Packets the kernel dropped on their way to us that only the device can count (the packet source's socket buffer); 0 for a TUN, whose drops `ip -s link` shows.</summary>
+    long KernelDrops => 0;
+
     /// <summary>The device went away under us (deleted): nothing will ever be read again.</summary>
     bool Gone => false;
 

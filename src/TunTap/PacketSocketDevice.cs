@@ -105,6 +105,36 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     public long FramesSkipped { get; private set; }
     public DeviceOffloadCounters OffloadCounters => _offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors);
 
+    private long _kernelDrops;
+
+    /// <summary>
+    /// Frames the kernel dropped at this socket since it opened (its receive buffer was full while
+    /// the loop was behind): <c>PACKET_STATISTICS</c>, which resets on every read, summed here.
+    /// </summary>
+    public long KernelDrops
+    {
+        get
+        {
+            if (_fd.TryEnter(out int fd))
+            {
+                try
+                {
+                    tpacket_stats stats = default;
+                    socklen_t size = (socklen_t)sizeof(tpacket_stats);
+                    if (getsockopt(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_STATISTICS, &stats, &size) == 0)
+                    {
+                        Interlocked.Add(ref _kernelDrops, stats.tp_drops);
+                    }
+                }
+                finally
+                {
+                    _fd.Exit();
+                }
+            }
+            return Interlocked.Read(ref _kernelDrops);
+        }
+    }
+
     /// <summary>
     /// Opens a packet socket on <paramref name="link"/> (our end of the pair whose host end is
     /// <paramref name="name"/>) that writes frames addressed to <paramref name="hostMac"/> (the

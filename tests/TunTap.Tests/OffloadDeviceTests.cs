@@ -131,6 +131,33 @@ public class OffloadDeviceTests
         return device;
     }
 
+    /// <summary>
+    /// The packet source's socket buffer overflowing while nobody reads is counted (PACKET_STATISTICS,
+    /// summed across reads, since each read resets the kernel's counter); nothing is counted before.
+    /// </summary>
+    [Fact]
+    public void Frames_the_kernel_drops_at_the_packet_socket_are_counted()
+    {
+        using var ns = new TestNamespace();
+        var (device, sender) = ns.Run(() => (OpenDevice("packet", "dpdrop0", Ip("10.244.1.0")),
+            new Socket(AddressFamily.InterNetwork, SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp)));
+        using (device)
+        using (sender)
+        {
+            Assert.Equal(0, device.KernelDrops);
+            byte[] payload = new byte[1400];
+            var to = new IPEndPoint(IPAddress.Parse("10.244.2.5"), 9999);
+            // 40,000 x 1.4 KB (56 MB of frames) against a receive buffer of 8 MiB that nobody reads.
+            for (int i = 0; i < 40_000; i++)
+            {
+                sender.SendTo(payload, to);
+            }
+            long first = device.KernelDrops;
+            Assert.True(first > 1000, $"dropped {first}");
+            Assert.True(device.KernelDrops >= first); // summed: a second read does not lose the first
+        }
+    }
+
     [Theory]
     [InlineData("tun")]
     [InlineData("packet")]

@@ -11,6 +11,7 @@ internal sealed class OffloadTotals
     public long Merged;
     public long SegmentationErrors;
     public long ReadErrors;
+    public long DeviceKernelDrops;
     public long GsoSends;
     public long GroReceives;
     public long TunnelSuperpackets;
@@ -32,6 +33,7 @@ internal sealed class OffloadTotals
             t.Merged += d.Coalesced;
             t.SegmentationErrors += d.SegmentationErrors;
             t.ReadErrors += d.ReadErrors;
+            t.DeviceKernelDrops += device.KernelDrops;
             t.GsoSends += socket.GsoMessages;
             t.GroReceives += socket.GroMessages;
             t.TunnelSuperpackets += socket.TunnelSuperpackets;

@@ -34,6 +34,9 @@ internal static class FaultInjection
         public string Name => inner.Name;
         public bool Gone => inner.Gone;
         public Readiness WaitReadable(int timeoutMs) => inner.WaitReadable(timeoutMs);
+        public string Offloads => inner.Offloads;
+        public DeviceOffloadCounters OffloadCounters => inner.OffloadCounters;
+        public long KernelDrops => inner.KernelDrops;
         public int ReadBatch(PacketBatch batch, int timeoutMs)
         {
             int n = inner.ReadBatch(batch, timeoutMs);
