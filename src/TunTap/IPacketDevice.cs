@@ -16,9 +16,9 @@ public interface IPacketDevice : IDisposable
     /// Waits up to <paramref name="timeoutMs"/> until a read would find packets, without reading
     /// them: a loop waits here outside its lock, then reads with <see cref="ReadBatch"/> and a
     /// timeout of 0 under it. <see cref="Readiness.Failed"/>: the device reports an error (see
-    /// <see cref="Gone"/>). A device that cannot wait says <see cref="Readiness.Ready"/>.
+    /// <see cref="Gone"/>).
     /// </summary>
-    Readiness WaitReadable(int timeoutMs) => Readiness.Ready;
+    Readiness WaitReadable(int timeoutMs);
 
     /// <summary>
     /// Writes the slots 0..Count-1 whose length is non-zero. Returns how many the device took.
@@ -29,11 +29,8 @@ public interface IPacketDevice : IDisposable
     /// <summary>What the kernel accepted of the device's offloads: "off", or for example "csum tso4 tso6 uso4 uso6".</summary>
     string Offloads => "off";
 
-    /// <summary>Superpackets split and merged, segmentation and read errors (reports).</summary>
-    DeviceOffloadCounters OffloadCounters => default;
-
-    /// <summary>Packets the kernel dropped on their way to us that only the device can count (the packet source's socket buffer); 0 for a TUN, whose drops `ip -s link` shows.</summary>
-    long KernelDrops => 0;
+    /// <summary>Superpackets split and merged, errors, frames skipped and dropped before we read them (reports).</summary>
+    DeviceCounters Counters => default;
 
     /// <summary>The device went away under us (deleted): nothing will ever be read again.</summary>
     bool Gone => false;

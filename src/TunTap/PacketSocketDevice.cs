@@ -84,6 +84,13 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         {
             _offload = new VnetOffload(TunDevice.MaxWriteBatch);
             _rxFrames = GC.AllocateArray<byte>(MaxBatch * VnetOffload.FrameRoom, pinned: true);
+            byte* frames = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_rxFrames));
+            for (int i = 0; i < MaxBatch; i++)
+            {
+                _rxIov[i].iov_base = frames + (nint)i * VnetOffload.FrameRoom;
+                _rxIov[i].iov_len = (size_t)(ulong)VnetOffload.FrameRoom;
+                PrepareMessage(_rxMsgs + i, _rxIov + i, 1);
+            }
         }
         else
         {
@@ -103,36 +110,35 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     public long ReadErrors { get; private set; }
     /// <summary>Frames that were neither IPv4 nor IPv6, or cut short (more than a slot without offloads).</summary>
     public long FramesSkipped { get; private set; }
-    public DeviceOffloadCounters OffloadCounters => _offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors);
+    /// <summary>
+    /// The offload counters, the frames skipped, and the frames the kernel dropped at this socket
+    /// since it opened (its receive buffer was full while the loop was behind): PACKET_STATISTICS,
+    /// which resets on every read, summed here. A report's call, not the packet path's.
+    /// </summary>
+    public DeviceCounters Counters =>
+        (_offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors)) with { FramesSkipped = FramesSkipped, KernelDrops = ReadKernelDrops() };
 
     private long _kernelDrops;
 
-    /// <summary>
-    /// Frames the kernel dropped at this socket since it opened (its receive buffer was full while
-    /// the loop was behind): <c>PACKET_STATISTICS</c>, which resets on every read, summed here.
-    /// </summary>
-    public long KernelDrops
+    private long ReadKernelDrops()
     {
-        get
+        if (_fd.TryEnter(out int fd))
         {
-            if (_fd.TryEnter(out int fd))
+            try
             {
-                try
+                tpacket_stats stats = default;
+                socklen_t size = (socklen_t)sizeof(tpacket_stats);
+                if (getsockopt(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_STATISTICS, &stats, &size) == 0)
                 {
-                    tpacket_stats stats = default;
-                    socklen_t size = (socklen_t)sizeof(tpacket_stats);
-                    if (getsockopt(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_STATISTICS, &stats, &size) == 0)
-                    {
-                        Interlocked.Add(ref _kernelDrops, stats.tp_drops);
-                    }
-                }
-                finally
-                {
-                    _fd.Exit();
+                    Interlocked.Add(ref _kernelDrops, stats.tp_drops);
                 }
             }
-            return Interlocked.Read(ref _kernelDrops);
+            finally
+            {
+                _fd.Exit();
+            }
         }
+        return Interlocked.Read(ref _kernelDrops);
     }
 
     /// <summary>
@@ -286,13 +292,7 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     /// <summary>Offloads: receives up to <paramref name="want"/> frames, each into its own frame buffer.</summary>
     private int ReceiveFrames(int fd, int want)
     {
-        byte* frames = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_rxFrames));
-        for (int i = 0; i < want; i++)
-        {
-            _rxIov[i].iov_base = frames + (nint)i * VnetOffload.FrameRoom;
-            _rxIov[i].iov_len = (size_t)(ulong)VnetOffload.FrameRoom;
-            PrepareMessage(_rxMsgs + i, _rxIov + i, 1);
-        }
+        // The messages point at the frame buffers for good (constructor); the kernel sets msg_len and msg_flags.
         int got = NativeMethods.recvmmsg(fd, _rxMsgs, (uint)want, MSG_DONTWAIT, null);
         if (got > 0)
         {

@@ -64,7 +64,7 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// <summary>The device was deleted under us: poll reports an error, reads fail with EBADFD.</summary>
     public bool Gone { get; private set; }
     /// <summary>Superpackets split and merged, segmentation and read errors.</summary>
-    public DeviceOffloadCounters OffloadCounters => _offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors);
+    public DeviceCounters Counters => _offload?.Counters(ReadErrors) ?? new(0, 0, 0, 0, 0, ReadErrors);
 
     /// <summary>Creates (or attaches to) the TUN device <paramref name="name"/>. Throws <see cref="NativeException"/> with what failed.</summary>
     /// <remarks>

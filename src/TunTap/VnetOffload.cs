@@ -70,8 +70,8 @@ internal sealed unsafe class VnetOffload
     /// <summary>A superpacket read earlier still has segments to hand out.</summary>
     public bool HasPending => _pendingLength > 0;
 
-    /// <summary>The counters as a device reports them.</summary>
-    public DeviceOffloadCounters Counters(long readErrors) =>
+    /// <summary>The offload counters as a device reports them, beside its read errors.</summary>
+    public DeviceCounters Counters(long readErrors) =>
         new(SuperpacketsIn, SegmentsOut, SuperpacketsOut, Coalesced, SegmentationErrors, readErrors);
 
     /// <summary>
@@ -261,5 +261,10 @@ internal sealed unsafe class VnetOffload
     }
 }
 
-/// <summary>A device's offload and read-error counters, for reports (all zero without offloads).</summary>
-public readonly record struct DeviceOffloadCounters(long SuperpacketsIn, long SegmentsOut, long SuperpacketsOut, long Coalesced, long SegmentationErrors, long ReadErrors);
+/// <summary>
+/// A device's counters, for reports: superpackets split and merged (all zero without offloads),
+/// segmentation and read errors, and what only the packet source sees: frames it skipped (not IP,
+/// or cut short) and frames the kernel dropped at its socket before we read them.
+/// </summary>
+public readonly record struct DeviceCounters(long SuperpacketsIn, long SegmentsOut, long SuperpacketsOut, long Coalesced, long SegmentationErrors,
+    long ReadErrors, long FramesSkipped = 0, long KernelDrops = 0);

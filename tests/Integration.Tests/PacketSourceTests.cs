@@ -81,6 +81,8 @@ public class PacketSourceTests
             {
                 Assert.True(superIn + superOut == 0, o);
             }
+            // Every frame our end read was an IP packet that fit (the host end sends nothing else).
+            Assert.Equal(0, Counter(o, @"frames skipped \(not IP, or cut short\) (\d+)"));
             string counters = n.Lines.Single(l => l.Contains("Counters:", StringComparison.Ordinal));
             Assert.DoesNotContain("Malformed", counters);
         }

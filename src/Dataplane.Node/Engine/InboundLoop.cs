@@ -98,7 +98,6 @@ internal sealed class InboundLoop
         LoopCounters c = Counters;
         _arp.Count = 0;
         int live = 0;
-        bool expectsAnswer = false;
         c.Batches++;
         for (int i = 0; i < batch.Count; i++)
         {
@@ -113,7 +112,6 @@ internal sealed class InboundLoop
             if (reason is null)
             {
                 live++;
-                expectsAnswer = expectsAnswer || !IsBareTcpAck(batch.Packet(i));
             }
             else
             {
@@ -136,10 +134,23 @@ internal sealed class InboundLoop
         {
             c.ArpReplies += _socket.SendBatch(_arp);
         }
-        if (expectsAnswer && batch.Count <= AssistMaxBatch)
+        if (live > 0 && batch.Count <= AssistMaxBatch && Partner is OutboundLoop partner && ExpectsAnswer(batch))
         {
-            Partner?.TryAssist();
+            partner.TryAssist();
         }
+    }
+
+    /// <summary>A delivered packet (length non-zero) of the batch is something other than a bare TCP ACK.</summary>
+    private static bool ExpectsAnswer(PacketBatch batch)
+    {
+        for (int i = 0; i < batch.Count; i++)
+        {
+            if (batch.Lengths[i] > 0 && !IsBareTcpAck(batch.Packet(i)))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     /// <summary>A TCP segment with no payload (IPv4 or IPv6 without extension headers): an acknowledgement, nothing to answer.</summary>

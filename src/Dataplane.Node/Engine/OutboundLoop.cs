@@ -75,8 +75,8 @@ internal sealed class OutboundLoop
             {
                 lock (_turn)
                 {
-                    // The timeout only matters for a device that cannot wait on its own (Ready always).
-                    if (_device.ReadBatch(_batch, EngineSettings.WaitTimeoutMs) > 0)
+                    // No waiting under the turn: an assist may have taken what woke us.
+                    if (_device.ReadBatch(_batch, 0) > 0)
                     {
                         ProcessBatch(_batch);
                     }

@@ -98,6 +98,8 @@ internal static class MetricsText
             Line(b, "dataplane_device_read_errors_total", t.ReadErrors);
             Family(b, "dataplane_device_kernel_drops_total", "counter", "Packets the kernel dropped before the device loop read them (the packet source's socket buffer was full; a TUN's own drops show in ip -s link).");
             Line(b, "dataplane_device_kernel_drops_total", t.DeviceKernelDrops);
+            Family(b, "dataplane_device_frames_skipped_total", "counter", "Frames the packet source read that were not IPv4 or IPv6, or were cut short.");
+            Line(b, "dataplane_device_frames_skipped_total", t.DeviceFramesSkipped);
             Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");
             Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Device.Offloads), ("socket", s.Queues[0].Socket.Offloads),
                 ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Queues.Count.ToString(CultureInfo.InvariantCulture)));

@@ -12,6 +12,7 @@ internal sealed class OffloadTotals
     public long SegmentationErrors;
     public long ReadErrors;
     public long DeviceKernelDrops;
+    public long DeviceFramesSkipped;
     public long GsoSends;
     public long GroReceives;
     public long TunnelSuperpackets;
@@ -26,14 +27,15 @@ internal sealed class OffloadTotals
         var t = new OffloadTotals();
         foreach (var (device, socket) in queues)
         {
-            DeviceOffloadCounters d = device.OffloadCounters;
+            DeviceCounters d = device.Counters;
             t.SuperpacketsIn += d.SuperpacketsIn;
             t.SegmentsOut += d.SegmentsOut;
             t.SuperpacketsOut += d.SuperpacketsOut;
             t.Merged += d.Coalesced;
             t.SegmentationErrors += d.SegmentationErrors;
             t.ReadErrors += d.ReadErrors;
-            t.DeviceKernelDrops += device.KernelDrops;
+            t.DeviceKernelDrops += d.KernelDrops;
+            t.DeviceFramesSkipped += d.FramesSkipped;
             t.GsoSends += socket.GsoMessages;
             t.GroReceives += socket.GroMessages;
             t.TunnelSuperpackets += socket.TunnelSuperpackets;

@@ -35,8 +35,7 @@ internal static class FaultInjection
         public bool Gone => inner.Gone;
         public Readiness WaitReadable(int timeoutMs) => inner.WaitReadable(timeoutMs);
         public string Offloads => inner.Offloads;
-        public DeviceOffloadCounters OffloadCounters => inner.OffloadCounters;
-        public long KernelDrops => inner.KernelDrops;
+        public DeviceCounters Counters => inner.Counters;
         public int ReadBatch(PacketBatch batch, int timeoutMs)
         {
             int n = inner.ReadBatch(batch, timeoutMs);

@@ -15,6 +15,9 @@ internal sealed class ReplayDevice(IReadOnlyList<byte[]> packets) : IPacketDevic
     public long Written { get; private set; }
     public long WrittenBytes { get; private set; }
 
+    /// <summary>Always ready: every read fills the batch.</summary>
+    public Readiness WaitReadable(int timeoutMs) => Readiness.Ready;
+
     public int ReadBatch(PacketBatch batch, int timeoutMs)
     {
         for (int i = 0; i < batch.Capacity; i++)
