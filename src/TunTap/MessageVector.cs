@@ -9,7 +9,8 @@ namespace Dataplane.TunTap;
 /// <summary>
 /// The native message vector of one direction of a <see cref="UdpBatchSocket"/> (what recvmmsg and
 /// sendmmsg take), allocated once: messages, an iovec per datagram, an address per message and
-/// control room per message for one small control message (UDP_SEGMENT, UDP_GRO).
+/// control room per message for one small control message (UDP_SEGMENT, UDP_GRO). Addresses have
+/// room for either family (<see cref="UdpEndpoint.StorageSize"/>).
 /// </summary>
 internal sealed unsafe class MessageVector : IDisposable
 {
@@ -21,7 +22,7 @@ internal sealed unsafe class MessageVector : IDisposable
         Capacity = capacity;
         Msgs = (mmsghdr*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(mmsghdr));
         Iov = (iovec*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(iovec));
-        Addrs = (sockaddr_in*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(sockaddr_in));
+        Addrs = (byte*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)UdpEndpoint.StorageSize);
         Control = (byte*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)ControlRoom);
         MessageSlots = new int[capacity];
         MessageFirstSlot = new int[capacity];
@@ -30,7 +31,11 @@ internal sealed unsafe class MessageVector : IDisposable
     public int Capacity { get; }
     public mmsghdr* Msgs { get; private set; }
     public iovec* Iov { get; private set; }
-    public sockaddr_in* Addrs { get; private set; }
+    /// <summary>One socket address per message, <see cref="UdpEndpoint.StorageSize"/> bytes apart (<see cref="Addr"/>).</summary>
+    public byte* Addrs { get; private set; }
+
+    /// <summary>Message <paramref name="i"/>'s socket address.</summary>
+    public byte* Addr(int i) => Addrs + (nint)i * UdpEndpoint.StorageSize;
     public byte* Control { get; private set; }
     /// <summary>Send side: how many datagrams (slots) each message carries, and the slot it starts at.</summary>
     public int[] MessageSlots { get; }
@@ -42,8 +47,8 @@ internal sealed unsafe class MessageVector : IDisposable
         Iov[i].iov_base = buffer;
         Iov[i].iov_len = (size_t)(ulong)length;
         msghdr* h = &(Msgs + i)->msg_hdr;
-        h->msg_name = &Addrs[i];
-        h->msg_namelen = (uint)sizeof(sockaddr_in);
+        h->msg_name = Addr(i);
+        h->msg_namelen = (uint)UdpEndpoint.StorageSize;
         h->msg_iov = &Iov[i];
         h->msg_iovlen = 1;
         h->msg_control = withControl ? Control + i * ControlRoom : null;

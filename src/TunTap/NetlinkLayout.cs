@@ -44,6 +44,10 @@ public static class NetlinkLayout
     public const ushort IFA_LOCAL = 2;
     public const ushort RTA_DST = 1;
     public const ushort RTA_OIF = 4;
+    public const ushort RTA_METRICS = 8;
+    public const ushort RTAX_MTU = 2;
+    public const byte IFA_F_NODAD = 0x02;
+    public const byte RT_SCOPE_UNIVERSE = 0;
 
     public const uint IFF_UP = 0x1;
     public const uint IFF_NOARP = 0x80;

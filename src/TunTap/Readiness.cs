@@ -55,6 +55,41 @@ internal static unsafe class Poll
         }
     }
 
+    /// <summary>
+    /// Waits until <paramref name="fdA"/> or <paramref name="fdB"/> is readable, the wake event is
+    /// set, or the timeout passes; says which of the two are readable.
+    /// </summary>
+    public static Readiness WaitEither(int fdA, int fdB, WakeEvent wake, int timeoutMs, out bool readyA, out bool readyB)
+    {
+        readyA = readyB = false;
+        if (!wake.Handle.TryEnter(out int wakeFd))
+        {
+            return Readiness.Woken;
+        }
+        try
+        {
+            pollfd* fds = stackalloc pollfd[3];
+            fds[0] = new pollfd { fd = fdA, events = POLLIN };
+            fds[1] = new pollfd { fd = fdB, events = POLLIN };
+            fds[2] = new pollfd { fd = wakeFd, events = POLLIN };
+            if (poll(fds, 3, timeoutMs) <= 0)
+            {
+                return Readiness.Timeout;
+            }
+            if ((fds[2].revents & POLLIN) != 0)
+            {
+                return Readiness.Woken;
+            }
+            readyA = (fds[0].revents & POLLIN) != 0;
+            readyB = (fds[1].revents & POLLIN) != 0;
+            return readyA || readyB ? Readiness.Ready : Readiness.Timeout;
+        }
+        finally
+        {
+            wake.Handle.Exit();
+        }
+    }
+
     /// <summary>Waits up to <paramref name="timeoutMs"/> for room to write on <paramref name="fd"/>.</summary>
     public static void WaitWritable(int fd, int timeoutMs)
     {

@@ -148,17 +148,80 @@ public sealed unsafe class RouteNetlink : IDisposable
     /// <summary>Adds <paramref name="address"/>/<paramref name="prefixLength"/> to link <paramref name="index"/>; an existing one is kept.</summary>
     public void AddAddress(int index, uint address, int prefixLength, string what)
     {
-        var m = new Message(NetlinkLayout.RTM_NEWADDR,
-            NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK | NetlinkLayout.NLM_F_CREATE | NetlinkLayout.NLM_F_REPLACE);
-        Span<byte> ifa = m.Reserve(NetlinkLayout.IfaddrmsgSize);
-        ifa[0] = (byte)AF_INET;
-        ifa[1] = (byte)prefixLength;
-        ifa[2] = 0; // flags
-        ifa[3] = 0; // RT_SCOPE_UNIVERSE
-        BinaryPrimitives.WriteInt32LittleEndian(ifa[4..], index);
+        Message m = NewAddress((byte)AF_INET, prefixLength, flags: 0, index);
         m.AttributeIpv4(NetlinkLayout.IFA_LOCAL, address);
         m.AttributeIpv4(NetlinkLayout.IFA_ADDRESS, address);
         Execute(m, what);
+    }
+
+    /// <summary>
+    /// Adds IPv6 <paramref name="address"/>/<paramref name="prefixLength"/> to link <paramref name="index"/>
+    /// without duplicate address detection (<c>nodad</c>: the address is usable at once, as on a
+    /// NOARP device, where DAD is skipped anyway); an existing one is kept.
+    /// </summary>
+    public void AddAddress6(int index, UInt128 address, int prefixLength, string what)
+    {
+        Message m = NewAddress((byte)AF_INET6, prefixLength, NetlinkLayout.IFA_F_NODAD, index);
+        m.AttributeIpv6(NetlinkLayout.IFA_LOCAL, address);
+        m.AttributeIpv6(NetlinkLayout.IFA_ADDRESS, address);
+        Execute(m, what);
+    }
+
+    /// <summary>RTM_NEWADDR (create or replace) with its ifaddrmsg: family, prefix length, flags, scope universe, link.</summary>
+    private static Message NewAddress(byte family, int prefixLength, byte flags, int index)
+    {
+        var m = new Message(NetlinkLayout.RTM_NEWADDR,
+            NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK | NetlinkLayout.NLM_F_CREATE | NetlinkLayout.NLM_F_REPLACE);
+        Span<byte> ifa = m.Reserve(NetlinkLayout.IfaddrmsgSize);
+        ifa[0] = family;
+        ifa[1] = (byte)prefixLength;
+        ifa[2] = flags;
+        ifa[3] = NetlinkLayout.RT_SCOPE_UNIVERSE;
+        BinaryPrimitives.WriteInt32LittleEndian(ifa[4..], index);
+        return m;
+    }
+
+    /// <summary>
+    /// <c>ip -6 route replace PREFIX dev INDEX mtu MTU</c> (main table): the route's MTU lets the host
+    /// send Packet Too Big for IPv6 packets that would not fit the tunnel, while IPv4 keeps the
+    /// device's MTU.
+    /// </summary>
+    public void ReplaceRoute6(Ipv6Prefix prefix, int index, int mtu, string what)
+    {
+        var m = new Message(NetlinkLayout.RTM_NEWROUTE,
+            NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK | NetlinkLayout.NLM_F_CREATE | NetlinkLayout.NLM_F_REPLACE);
+        WriteRoute6(m, prefix, index);
+        int metrics = m.BeginNested(NetlinkLayout.RTA_METRICS);
+        m.AttributeU32(NetlinkLayout.RTAX_MTU, (uint)mtu);
+        m.EndNested(metrics);
+        Execute(m, what);
+    }
+
+    /// <summary><c>ip -6 route del PREFIX dev INDEX</c>; a route already gone is not an error.</summary>
+    public void DeleteRoute6(Ipv6Prefix prefix, int index, string what)
+    {
+        var m = new Message(NetlinkLayout.RTM_DELROUTE, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK);
+        WriteRoute6(m, prefix, index);
+        try
+        {
+            Execute(m, what);
+        }
+        catch (NativeException e) when (e.Errno is Errno.ESRCH or Errno.ENODEV)
+        {
+        }
+    }
+
+    private static void WriteRoute6(Message m, Ipv6Prefix prefix, int index)
+    {
+        Span<byte> rtm = m.Reserve(NetlinkLayout.RtmsgSize);
+        rtm[0] = (byte)AF_INET6;
+        rtm[1] = (byte)prefix.Length;
+        rtm[4] = NetlinkLayout.RT_TABLE_MAIN;
+        rtm[5] = NetlinkLayout.RTPROT_BOOT;
+        rtm[6] = NetlinkLayout.RT_SCOPE_UNIVERSE;
+        rtm[7] = NetlinkLayout.RTN_UNICAST;
+        m.AttributeIpv6(NetlinkLayout.RTA_DST, prefix.Address);
+        m.AttributeU32(NetlinkLayout.RTA_OIF, (uint)index);
     }
 
     /// <summary><c>ip route replace PREFIX dev INDEX</c> (scope link, main table).</summary>
@@ -329,6 +392,14 @@ public sealed unsafe class RouteNetlink : IDisposable
             BinaryPrimitives.WriteUInt16LittleEndian(a, NetlinkLayout.RtattrSize + 4);
             BinaryPrimitives.WriteUInt16LittleEndian(a[2..], type);
             BinaryPrimitives.WriteUInt32BigEndian(a[4..], address); // network order on the wire
+        }
+
+        public void AttributeIpv6(ushort type, UInt128 address)
+        {
+            Span<byte> a = Reserve(NetlinkLayout.RtattrSize + 16);
+            BinaryPrimitives.WriteUInt16LittleEndian(a, NetlinkLayout.RtattrSize + 16);
+            BinaryPrimitives.WriteUInt16LittleEndian(a[2..], type);
+            BinaryPrimitives.WriteUInt128BigEndian(a[4..], address);
         }
 
         public byte[] Finish(uint seq)

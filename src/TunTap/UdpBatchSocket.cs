@@ -5,7 +5,8 @@ using static Tmds.Linux.LibC;
 namespace Dataplane.TunTap;
 
 /// <summary>
-/// An IPv4 UDP socket bound to the node's public address and the backend's port, moving
+/// A UDP socket (IPv4, or IPv6 only: <c>IPV6_V6ONLY</c>) bound to the node's public address of its
+/// family and the backend's port, moving
 /// datagrams a batch at a time with recvmmsg/sendmmsg. The native message vectors are allocated
 /// once per direction, so a batch costs one system call and no allocation. The send side
 /// (<see cref="UdpGso"/>) gathers sends into UDP_SEGMENT messages; the receive side
@@ -82,10 +83,10 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     /// </remarks>
     public static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload = false, bool reusePort = false, EncapsulationLayout? layout = null)
     {
-        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = socket(local.IsIpv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
         {
-            throw new NativeException("socket(AF_INET, SOCK_DGRAM)", Errno.Last);
+            throw new NativeException(local.IsIpv6 ? "socket(AF_INET6, SOCK_DGRAM)" : "socket(AF_INET, SOCK_DGRAM)", Errno.Last);
         }
         int size = SocketBufferBytes;
         // FORCE variants pass rmem_max/wmem_max with CAP_NET_ADMIN; fall back to the plain ones.
@@ -104,9 +105,15 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
             close(fd);
             throw new NativeException($"SO_REUSEPORT {local}", err);
         }
-        sockaddr_in addr = default;
-        local.Write(&addr);
-        if (bind(fd, (sockaddr*)&addr, (uint)sizeof(sockaddr_in)) < 0)
+        if (local.IsIpv6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(int)) < 0)
+        {
+            int err = Errno.Last;
+            close(fd);
+            throw new NativeException($"IPV6_V6ONLY {local}", err);
+        }
+        byte* addr = stackalloc byte[UdpEndpoint.StorageSize];
+        int addrLength = local.Write(addr);
+        if (bind(fd, (sockaddr*)addr, (uint)addrLength) < 0)
         {
             int err = Errno.Last;
             close(fd);
@@ -154,21 +161,52 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         {
             return 0;
         }
-        if (n < batch.Capacity)
-        {
-            int err = rx.Receive(fd);
-            if (err != 0)
-            {
-                NoteReceiveError(err);
-            }
-            else
-            {
-                n = rx.Cut(batch, n);
-            }
-        }
+        n = ReceiveReady(fd, batch, n);
         batch.Count = n;
         return n;
     }
+
+    /// <summary>Receives what is ready now (no wait) and cuts it into the batch from slot <paramref name="n"/>; returns the new count.</summary>
+    private int ReceiveReady(int fd, PacketBatch batch, int n)
+    {
+        if (n >= batch.Capacity)
+        {
+            return n;
+        }
+        int err = _rx.Receive(fd);
+        if (err != 0)
+        {
+            NoteReceiveError(err);
+            return n;
+        }
+        return _rx.Cut(batch, n);
+    }
+
+    /// <summary>For <see cref="DualStackSocket"/>: cuts datagrams received earlier into the batch from slot <paramref name="n"/>.</summary>
+    internal int CutPending(PacketBatch batch, int n) => _rx.Cut(batch, n);
+
+    /// <summary>For <see cref="DualStackSocket"/>: received datagrams still wait for slots.</summary>
+    internal bool HasPending => _rx.HasPending;
+
+    /// <summary>For <see cref="DualStackSocket"/>: receives what is ready now into the batch from slot <paramref name="n"/>.</summary>
+    internal int ReceiveReady(PacketBatch batch, int n)
+    {
+        if (!_fd.TryEnter(out int fd))
+        {
+            return n;
+        }
+        try
+        {
+            return ReceiveReady(fd, batch, n);
+        }
+        finally
+        {
+            _fd.Exit();
+        }
+    }
+
+    /// <summary>The event that wakes this socket's waits (the node is stopping).</summary>
+    internal WakeEvent Wake => _wake;
 
     private void NoteReceiveError(int err)
     {
@@ -200,7 +238,7 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     private int SendFrom(int fd, PacketBatch batch, int firstSlot)
     {
         // 1. Gather the live slots into messages (GSO runs where it is on).
-        int messages = UdpGso.Gather(batch, firstSlot, _tx, GsoEnabled);
+        int messages = UdpGso.Gather(batch, firstSlot, _tx, GsoEnabled, LocalEndpoint.IsIpv6);
         // 2. Send; on an error skip the message that caused it and go on with the rest.
         int sent = 0;
         int done = 0;

@@ -91,7 +91,7 @@ internal sealed unsafe class UdpBufferedReceive : IDisposable
             int total = (int)m->msg_len;
             int segment = SegmentSize(&m->msg_hdr, total);
             bool truncated = (m->msg_hdr.msg_flags & MSG_TRUNC) != 0;
-            UdpEndpoint from = UdpEndpoint.Read(&_rx.Addrs[_next]);
+            UdpEndpoint from = UdpEndpoint.Read(_rx.Addr(_next));
             ReadOnlySpan<byte> data = _memory.AsSpan(_next * BufferSize, total);
             if (_offset == 0 && !_splitting && !truncated && _layout is not null
                 && TunnelSuperpacket.TryDescribe(data, _layout.InnerOffset, segment < total ? segment : 0, _layout.InnerMtu,

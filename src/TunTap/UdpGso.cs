@@ -18,14 +18,16 @@ internal static unsafe class UdpGso
     /// <summary>
     /// Fills <paramref name="tx"/> with messages for slots from <paramref name="firstSlot"/>; returns
     /// the message count. <see cref="MessageVector.MessageSlots"/> says how many datagrams each carries.
+    /// Only slots addressed to the socket's family (<paramref name="ipv6"/>) are taken: a batch may
+    /// hold datagrams for both underlays, and each family's socket sends its own.
     /// </summary>
-    public static int Gather(PacketBatch batch, int firstSlot, MessageVector tx, bool gso)
+    public static int Gather(PacketBatch batch, int firstSlot, MessageVector tx, bool gso, bool ipv6)
     {
         int messages = 0, iovs = 0;
         for (int i = firstSlot; i < batch.Count && iovs < tx.Capacity;)
         {
             int len = batch.Lengths[i];
-            if (len == 0)
+            if (len == 0 || batch.Endpoints[i].IsIpv6 != ipv6)
             {
                 i++;
                 continue;
@@ -37,7 +39,7 @@ internal static unsafe class UdpGso
             while (i < batch.Count && iovs < tx.Capacity)
             {
                 int l = batch.Lengths[i];
-                if (l == 0)
+                if (l == 0 || batch.Endpoints[i].IsIpv6 != ipv6)
                 {
                     i++;
                     continue;
@@ -56,10 +58,9 @@ internal static unsafe class UdpGso
                 i++;
             }
             int count = iovs - first;
-            to.Write(&tx.Addrs[messages]);
             msghdr* h = &(tx.Msgs + messages)->msg_hdr;
-            h->msg_name = &tx.Addrs[messages];
-            h->msg_namelen = (uint)sizeof(sockaddr_in);
+            h->msg_name = tx.Addr(messages);
+            h->msg_namelen = (uint)to.Write(tx.Addr(messages));
             h->msg_iov = &tx.Iov[first];
             h->msg_iovlen = count;
             h->msg_flags = 0;

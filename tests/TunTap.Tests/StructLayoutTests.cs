@@ -256,6 +256,17 @@ public class StructLayoutTests
         Check("IFA_LOCAL", NetlinkLayout.IFA_LOCAL);
         Check("RTA_DST", NetlinkLayout.RTA_DST);
         Check("RTA_OIF", NetlinkLayout.RTA_OIF);
+        Check("RTA_METRICS", NetlinkLayout.RTA_METRICS);
+        // UdpEndpoint writes and reads socket addresses byte by byte: sockaddr_in6's layout, and room for either family.
+        Check("sizeof(struct sockaddr_in6)", UdpEndpoint.StorageSize);
+        Check("offsetof(struct sockaddr_in6, sin6_port)", 2);
+        Check("offsetof(struct sockaddr_in6, sin6_addr)", 8);
+        Check("offsetof(struct sockaddr_in, sin_addr)", 4);
+        Check("AF_INET6", Tmds.Linux.LibC.AF_INET6);
+        Check("IPV6_V6ONLY", Tmds.Linux.LibC.IPV6_V6ONLY);
+        Check("RTAX_MTU", NetlinkLayout.RTAX_MTU);
+        Check("IFA_F_NODAD", NetlinkLayout.IFA_F_NODAD);
+        Check("RT_SCOPE_UNIVERSE", NetlinkLayout.RT_SCOPE_UNIVERSE);
         Check("IFF_UP", NetlinkLayout.IFF_UP);
         Check("RT_TABLE_MAIN", NetlinkLayout.RT_TABLE_MAIN);
         Check("RTPROT_BOOT", NetlinkLayout.RTPROT_BOOT);
