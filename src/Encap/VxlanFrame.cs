@@ -24,7 +24,8 @@ public static class VxlanFrame
     /// Checks the VXLAN header, VNI and inner Ethernet header of a received UDP payload. On
     /// success <paramref name="innerOffset"/> is where the Ethernet payload (IP or ARP) starts.
     /// Frames to another unicast MAC are refused, as a kernel vxlan device refuses them;
-    /// broadcast is let through only for ARP.
+    /// broadcast is let through only for ARP, and IPv6 multicast (33:33:..., where a Neighbor
+    /// Solicitation goes) only for IPv6: the caller answers the solicitation or drops the frame.
     /// </summary>
     public static VxlanDecapResult Decapsulate(ReadOnlySpan<byte> payload, uint vni, MacAddress ourMac,
         out int innerOffset, out ushort etherType, out MacAddress innerSource)
@@ -51,11 +52,15 @@ public static class VxlanFrame
         {
             return VxlanDecapResult.BadEtherType;
         }
-        if (dst != ourMac && !(dst.IsBroadcast && etherType == EthernetHeader.EtherTypeArp))
+        if (dst != ourMac && !(dst.IsBroadcast && etherType == EthernetHeader.EtherTypeArp)
+            && !(IsIpv6Multicast(dst) && etherType == EthernetHeader.EtherTypeIpv6))
         {
             return VxlanDecapResult.NotOurMac;
         }
         innerOffset = Overheads.VxlanPayloadPrefix;
         return VxlanDecapResult.Ok;
     }
+
+    /// <summary>An Ethernet address IPv6 multicast maps to (RFC 2464: 33:33 and the group's low 32 bits).</summary>
+    public static bool IsIpv6Multicast(MacAddress mac) => (mac.Value >> 32) == 0x3333;
 }
