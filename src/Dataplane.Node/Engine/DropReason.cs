@@ -20,9 +20,13 @@ internal enum DropReason
     NotOurMac,
     BadEtherType,
     ArpNotForUs,
+    /// <summary>An IPv6 frame to a multicast MAC that is not a Neighbor Solicitation for our VTEP address.</summary>
+    NdNotForUs,
     MalformedInner,
     BadInnerChecksum,
     InnerSourceNotPeerSubnet,
     InnerDestinationNotOurSubnet,
+    /// <summary>The inner packet came over the peer's other underlay (IPv6 inside IPv4 where the peer sends it over IPv6, or the reverse).</summary>
+    WrongUnderlayFamily,
     TunWriteFailed,
 }

@@ -5,6 +5,9 @@ namespace Dataplane.Engine;
 /// <summary>What the loops need to know that does not change while they run.</summary>
 internal sealed record EngineSettings(BackendKind Backend, uint Vni, MacAddress OurVtepMac, int BatchSize = EngineSettings.DefaultBatch)
 {
+    /// <summary>Our VTEP MAC for IPv6 frames (flannel-v6.1's, from our lease's BackendV6Data); the IPv4 one unless set.</summary>
+    public MacAddress OurVtepMacV6 { get; init; } = OurVtepMac;
+
     /// <summary>Packets per system call at most, unless told otherwise.</summary>
     public const int DefaultBatch = 64;
 

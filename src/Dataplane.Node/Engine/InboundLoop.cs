@@ -11,12 +11,15 @@ namespace Dataplane.Engine;
 ///  1. Receive a batch of datagrams with their sources, each at <see cref="PacketBatch.Headroom"/>.
 ///  2. Read the subnet table once for the whole batch.
 ///  3. Per datagram: refuse a truncated one (it was larger than a slot) and one whose outer source
-///     is not a current peer's public IP.
-///  4. vxlan: check flags (exactly 0x08, reserved bits zero), VNI, inner destination MAC (ours;
-///     broadcast only for ARP) and EtherType; answer an ARP request for our VTEP address; step
-///     over the 22 header bytes. udp: the payload is the packet.
-///  5. Check the inner IP packet (version, lengths, IPv4 header checksum), that its source lies in
-///     the sender's subnet and its destination in ours; trim link padding to the IP length.
+///     is not one of a current peer's public IPs (IPv4, or IPv6 on a dual-stack node).
+///  4. vxlan: check flags (exactly 0x08, reserved bits zero), VNI, inner destination MAC (ours for
+///     the underlay it came over: flannel.1's over IPv4, flannel-v6.1's over IPv6; broadcast only
+///     for ARP, IPv6 multicast only for Neighbor Solicitation) and EtherType; answer an ARP request
+///     or a Neighbor Solicitation for our VTEP address; step over the 22 header bytes. udp: the
+///     payload is the packet.
+///  5. Check the inner IP packet (version, lengths, IPv4 header checksum), that it came over the
+///     underlay its family travels on from that peer, that its source lies in the sender's subnet
+///     of its family and its destination in ours; trim link padding to the IP length.
 ///     A TCP/UDP checksum a kernel peer left unfinished is completed (by the kernel through the
 ///     device's virtio header, or here) and counted.
 ///  6. Write the batch to the device in one pass; send any ARP replies.
@@ -32,7 +35,8 @@ internal sealed class InboundLoop
     private readonly TableHolder _table;
     private readonly EngineSettings _settings;
     private readonly PacketBatch _batch;
-    private readonly PacketBatch _arp;
+    private readonly PacketBatch _arp; // ARP replies and Neighbor Advertisements
+    private int _ndAnswers;
 
     private readonly CaptureHub? _capture;
 
@@ -97,6 +101,7 @@ internal sealed class InboundLoop
         PacketBatch batch = _batch;
         LoopCounters c = Counters;
         _arp.Count = 0;
+        _ndAnswers = 0;
         int live = 0;
         c.Batches++;
         for (int i = 0; i < batch.Count; i++)
@@ -132,7 +137,9 @@ internal sealed class InboundLoop
         }
         if (_arp.Count > 0)
         {
-            c.ArpReplies += _socket.SendBatch(_arp);
+            int sent = _socket.SendBatch(_arp);
+            c.NdReplies += Math.Min(sent, _ndAnswers);
+            c.ArpReplies += sent - Math.Min(sent, _ndAnswers);
         }
         if (live > 0 && batch.Count <= AssistMaxBatch && Partner is OutboundLoop partner && ExpectsAnswer(batch))
         {
@@ -197,14 +204,15 @@ internal sealed class InboundLoop
         {
             return DropReason.Truncated;
         }
-        Peer? sender = table.PeerAt(batch.Endpoints[i].Address);
+        UdpEndpoint from = batch.Endpoints[i];
+        Peer? sender = table.PeerAt(from);
         if (sender is null)
         {
             return DropReason.UnknownPeer;
         }
         if (_settings.Backend == BackendKind.Vxlan)
         {
-            VxlanDecapResult r = VxlanFrame.Decapsulate(batch.Packet(i), _settings.Vni, _settings.OurVtepMac,
+            VxlanDecapResult r = VxlanFrame.Decapsulate(batch.Packet(i), _settings.Vni, from.IsIpv6 ? _settings.OurVtepMacV6 : _settings.OurVtepMac,
                 out int inner, out ushort etherType, out MacAddress innerSource);
             switch (r)
             {
@@ -227,11 +235,16 @@ internal sealed class InboundLoop
             {
                 return AnswerArp(table, sender, batch.Packet(i), innerSource);
             }
+            Span<byte> ip = batch.Packet(i);
+            if (etherType == EthernetHeader.EtherTypeIpv6 && ip.Length >= Ipv6Header.Length && ip[24] == 0xFF)
+            {
+                return AnswerNeighborSolicitation(table, sender, from, ip, innerSource);
+            }
         }
-        return CheckInnerPacket(table, sender, batch, i, Counters);
+        return CheckInnerPacket(table, sender, from, batch, i, Counters);
     }
 
-    private DropReason? CheckInnerPacket(SubnetTable table, Peer sender, PacketBatch batch, int i, LoopCounters counters)
+    private DropReason? CheckInnerPacket(SubnetTable table, Peer sender, UdpEndpoint from, PacketBatch batch, int i, LoopCounters counters)
     {
         Span<byte> packet = batch.Packet(i);
         int version = packet.Length > 0 ? packet[0] >> 4 : 0;
@@ -241,6 +254,10 @@ internal sealed class InboundLoop
             if (r != IpParseResult.Ok)
             {
                 return r == IpParseResult.BadHeaderChecksum ? DropReason.BadInnerChecksum : DropReason.MalformedInner;
+            }
+            if (from.IsIpv6)
+            {
+                return DropReason.WrongUnderlayFamily; // IPv4 travels over IPv4, from every kind of peer
             }
             if (!sender.Subnet.Contains(h.Source))
             {
@@ -255,8 +272,30 @@ internal sealed class InboundLoop
             counters.CountPeer(table.SlotOf(sender.Subnet), h.TotalLength);
             return null;
         }
-        // IPv6 overlays are not configured yet: nothing inbound can be for us.
-        return version == 6 ? DropReason.InnerDestinationNotOurSubnet : DropReason.MalformedInner;
+        if (version == 6)
+        {
+            if (Ipv6Header.TryRead(packet, out Ipv6Header h) != IpParseResult.Ok)
+            {
+                return DropReason.MalformedInner;
+            }
+            if (sender.Ipv6Subnet is not Ipv6Prefix theirs || !theirs.Contains(h.Source))
+            {
+                return DropReason.InnerSourceNotPeerSubnet;
+            }
+            if (table.OurIpv6Subnet is not Ipv6Prefix ours || !ours.Contains(h.Destination))
+            {
+                return DropReason.InnerDestinationNotOurSubnet;
+            }
+            if (from.AddressKey != sender.Endpoint6.AddressKey)
+            {
+                return DropReason.WrongUnderlayFamily;
+            }
+            batch.Lengths[i] = h.TotalLength;
+            CompleteUnfinishedChecksum(batch, i, counters);
+            counters.CountPeer(table.SlotOf(sender.Subnet), h.TotalLength);
+            return null;
+        }
+        return DropReason.MalformedInner;
     }
 
     /// <summary>
@@ -280,6 +319,32 @@ internal sealed class InboundLoop
         {
             UnfinishedChecksum.Complete(packet, start, offset);
         }
+    }
+
+    /// <summary>
+    /// A Neighbor Solicitation for our IPv6 VTEP address (our IPv6 subnet's base, as flannel-v6.1
+    /// holds it) is answered with an advertisement carrying our v6 VTEP MAC, back over the underlay
+    /// it came from; any other IPv6 packet to a multicast address is dropped.
+    /// </summary>
+    private DropReason? AnswerNeighborSolicitation(SubnetTable table, Peer sender, UdpEndpoint from, ReadOnlySpan<byte> packet, MacAddress requesterMac)
+    {
+        if (table.OurIpv6Subnet is not Ipv6Prefix ours
+            || !NeighborDiscovery.TryReadSolicitation(packet, out UInt128 solicitor, out UInt128 target)
+            || target != ours.Address
+            || _arp.Count == _arp.Capacity)
+        {
+            return DropReason.NdNotForUs;
+        }
+        int slot = _arp.Count++;
+        Span<byte> s = _arp.Slot(slot);
+        int offset = PacketBatch.Headroom;
+        int length = NeighborDiscovery.WriteAdvertisement(s[(offset + Overheads.VxlanPayloadPrefix)..], target, _settings.OurVtepMacV6, solicitor);
+        int start = VxlanFrame.Encapsulate(s, offset + Overheads.VxlanPayloadPrefix, _settings.Vni, requesterMac, _settings.OurVtepMacV6, EthernetHeader.EtherTypeIpv6);
+        _arp.Offsets[slot] = start;
+        _arp.Lengths[slot] = Overheads.VxlanPayloadPrefix + length;
+        _arp.Endpoints[slot] = from.IsIpv6 ? sender.Endpoint6 : sender.Endpoint; // its listening port, not the source port
+        _ndAnswers++;
+        return ArpAnswered;
     }
 
     private DropReason? AnswerArp(SubnetTable table, Peer sender, ReadOnlySpan<byte> body, MacAddress requesterMac)

@@ -18,6 +18,8 @@ internal sealed class LoopCounters(int peerSlots = 0)
     public long IcmpSent;
     public long IcmpRateLimited;
     public long ArpReplies;
+    /// <summary>IPv6 Neighbor Solicitations for our VTEP address answered (the IPv6 counterpart of ARP).</summary>
+    public long NdReplies;
     /// <summary>Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (not drops).</summary>
     public long ChecksumCompleted;
     public long Batches;
@@ -57,6 +59,7 @@ internal sealed class LoopCounters(int peerSlots = 0)
             s.IcmpSent += Volatile.Read(ref c.IcmpSent);
             s.IcmpRateLimited += Volatile.Read(ref c.IcmpRateLimited);
             s.ArpReplies += Volatile.Read(ref c.ArpReplies);
+            s.NdReplies += Volatile.Read(ref c.NdReplies);
             s.ChecksumCompleted += Volatile.Read(ref c.ChecksumCompleted);
             s.Batches += Volatile.Read(ref c.Batches);
             s.Assists += Volatile.Read(ref c.Assists);

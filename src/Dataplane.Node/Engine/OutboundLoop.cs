@@ -9,14 +9,17 @@ namespace Dataplane.Engine;
 ///
 ///  1. Read a batch of IP packets from the device, each at <see cref="PacketBatch.Headroom"/>.
 ///  2. Read the subnet table once for the whole batch.
-///  3. Per packet: classify by IP version, take the destination, look up the owning peer.
+///  3. Per packet: classify by IP version, take the destination, look up the owning peer (IPv4
+///     and, on a dual-stack node, IPv6 subnets: each a shift and a load).
 ///  4. No owner: drop, and (unless the packet is itself an ICMP error, a non-first fragment or
 ///     multicast, or the loop's ICMP token bucket is empty) queue an ICMP "net unreachable"
 ///     back into the device. Its source is the base
 ///     address of the unreachable subnet, never one of our own addresses, so the kernel does not
 ///     drop it as a martian and it reaches the sender (a pod or the node itself).
 ///  5. Owner: write the encapsulation in front of the packet (vxlan: 8 VXLAN + 14 Ethernet; udp:
-///     nothing, the packet is the payload) and address the slot to the peer.
+///     nothing, the packet is the payload) and address the slot to the peer: IPv4 packets to its
+///     IPv4 endpoint with its VtepMAC, IPv6 packets to its IPv6 endpoint (the IPv6 underlay, as
+///     kernel flannel-v6.1) with its v6 VtepMAC. The socket sends each family's slots on its own.
 ///  6. Send the batch to the peers in one call; write the queued ICMP errors to the device.
 ///  7. Only while someone captures: each packet as read (a drop with its reason) and each datagram
 ///     as sent go to the captures (one reference read per batch when nobody does).
@@ -203,22 +206,37 @@ internal sealed class OutboundLoop
                 return NoRouteIpv4(table, packet, dst);
             }
             Counters.CountPeer(table.SlotOf(peer.Subnet), packet.Length);
-            Encapsulate(batch, i, peer, EthernetHeader.EtherTypeIpv4);
+            Encapsulate(batch, i, peer.Endpoint, peer.VtepMac, _settings.OurVtepMac, EthernetHeader.EtherTypeIpv4);
             return null;
         }
-        // No IPv6 overlay in the subnet table yet: every IPv6 destination has no route.
-        return version == 6 ? NoRouteIpv6(packet) : DropReason.BadIpVersion;
+        if (version == 6)
+        {
+            if (packet.Length < Ipv6Header.Length)
+            {
+                return DropReason.MalformedOutbound;
+            }
+            UInt128 dst = System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(packet[24..]);
+            Peer? peer = table.Lookup6(dst);
+            if (peer is null)
+            {
+                return NoRouteIpv6(table, packet, dst);
+            }
+            Counters.CountPeer(table.SlotOf(peer.Subnet), packet.Length);
+            Encapsulate(batch, i, peer.Endpoint6, peer.VtepMacV6, _settings.OurVtepMacV6, EthernetHeader.EtherTypeIpv6);
+            return null;
+        }
+        return DropReason.BadIpVersion;
     }
 
-    private void Encapsulate(PacketBatch batch, int i, Peer peer, ushort etherType)
+    private void Encapsulate(PacketBatch batch, int i, UdpEndpoint to, MacAddress peerMac, MacAddress ourMac, ushort etherType)
     {
         if (_settings.Backend == BackendKind.Vxlan)
         {
-            int start = VxlanFrame.Encapsulate(batch.Slot(i), batch.Offsets[i], _settings.Vni, peer.VtepMac, _settings.OurVtepMac, etherType);
+            int start = VxlanFrame.Encapsulate(batch.Slot(i), batch.Offsets[i], _settings.Vni, peerMac, ourMac, etherType);
             batch.Lengths[i] += batch.Offsets[i] - start;
             batch.Offsets[i] = start;
         }
-        batch.Endpoints[i] = peer.Endpoint;
+        batch.Endpoints[i] = to;
     }
 
     private DropReason NoRouteIpv4(SubnetTable table, Span<byte> packet, uint dst)
@@ -260,11 +278,15 @@ internal sealed class OutboundLoop
         return true;
     }
 
-    private DropReason NoRouteIpv6(Span<byte> packet)
+    private DropReason NoRouteIpv6(SubnetTable table, Span<byte> packet, UInt128 dst)
     {
-        if (packet.Length >= Ipv6Header.Length && packet[24] == 0xFF)
+        if ((dst >> 120) == 0xFF)
         {
             return DropReason.Multicast;
+        }
+        if (table.OurIpv6Subnet is Ipv6Prefix ours && ours.Contains(dst))
+        {
+            return DropReason.OwnSubnet;
         }
         if (Ipv6Header.TryRead(packet, out Ipv6Header header) == IpParseResult.Ok
             && IcmpErrors.ShouldAnswerIpv6(packet, header)

@@ -4,9 +4,10 @@ namespace Dataplane.TestSupport;
 
 /// <summary>
 /// An in-memory socket for benchmarks and allocation tests: every receive fills the batch with
-/// copies of fixed datagrams from a fixed source; sends are counted and dropped. No allocation.
+/// copies of fixed datagrams from a fixed source (or each from its own, <paramref name="froms"/>);
+/// sends are counted and dropped. No allocation.
 /// </summary>
-internal sealed class ReplaySocket(IReadOnlyList<byte[]> datagrams, UdpEndpoint from) : IDatagramSocket
+internal sealed class ReplaySocket(IReadOnlyList<byte[]> datagrams, UdpEndpoint from, IReadOnlyList<UdpEndpoint>? froms = null) : IDatagramSocket
 {
     private int _next;
 
@@ -24,11 +25,11 @@ internal sealed class ReplaySocket(IReadOnlyList<byte[]> datagrams, UdpEndpoint 
         for (int i = 0; i < batch.Capacity; i++)
         {
             byte[] d = datagrams[_next];
+            batch.Endpoints[i] = froms?[_next] ?? from;
             _next = _next + 1 == datagrams.Count ? 0 : _next + 1;
             d.CopyTo(batch.Slot(i)[PacketBatch.Headroom..]);
             batch.Offsets[i] = PacketBatch.Headroom;
             batch.Lengths[i] = d.Length;
-            batch.Endpoints[i] = from;
             batch.Flags[i] = 0;
         }
         batch.Count = batch.Capacity;
