@@ -67,6 +67,8 @@ public sealed class DualStackSchemaTests
     [Theory]
     [InlineData("""{"PublicIP":"192.0.2.2","PublicIPv6":"192.0.2.2"}""", ".PublicIPv6: '192.0.2.2' is not an IPv6 address")]
     [InlineData("""{"PublicIP":"192.0.2.2","PublicIPv6":"fe80::1%eth0"}""", ".PublicIPv6: 'fe80::1%eth0' is not an IPv6 address")]
+    [InlineData("""{"PublicIP":"192.0.2.2","PublicIPv6":"::ffff:192.0.2.2"}""", ".PublicIPv6: '::ffff:192.0.2.2' is not a unicast IPv6 address (IPv4-mapped, unspecified or multicast)")]
+    [InlineData("""{"PublicIP":"192.0.2.2","PublicIPv6":"ff02::1"}""", ".PublicIPv6: 'ff02::1' is not a unicast IPv6 address (IPv4-mapped, unspecified or multicast)")]
     [InlineData("""{"PublicIP":"192.0.2.2","BackendV6Data":{"VtepMAC":"zz"}}""", ".BackendV6Data.VtepMAC: 'zz' is not a MAC address like 0e:12:34:56:78:9a")]
     [InlineData("""{"PublicIP":"192.0.2.2","BackendV6Data":{"VtepMAC":"01:00:5e:00:00:01"}}""", ".BackendV6Data.VtepMAC: '01:00:5e:00:00:01' is a multicast address")]
     public void Bad_ipv6_fields_of_a_lease_are_one_line_naming_the_field(string json, string expected)
@@ -123,5 +125,67 @@ public sealed class DualStackSchemaTests
         Assert.True(Ipv6Prefix.TryParse(text, out Ipv6Prefix? p));
         Assert.Equal(printed, p.ToString());
         Assert.Equal(key, p.Value.ToKey());
+    }
+
+    [Fact]
+    public void A_dual_stack_lease_is_written_as_flanneld_writes_it_and_reads_back()
+    {
+        LeaseRecord l = Lease(DualKey, FlanneldDualStackLease);
+        Assert.Equal(FlanneldDualStackLease, l.ToJson(1));
+        Assert.Equal(l, Lease(l.Key, l.ToJson(1)));
+        LeaseRecord udp = l with { VtepMac = null, VtepMacV6 = null, BackendType = null };
+        Assert.Equal("""{"PublicIP":"192.0.2.2","PublicIPv6":"2001:db8:2::2"}""", udp.ToJson(1));
+    }
+
+    [Fact]
+    public void Subnet_env_gets_the_ipv6_lines_in_flanneld_order()
+    {
+        Assert.True(Ipv6Prefix.TryParse("2001:db8:244::/48", out Ipv6Prefix? n6));
+        Assert.True(Ipv6Prefix.TryParse("2001:db8:244:1::/64", out Ipv6Prefix? s6));
+        string text = Node.SubnetEnvFile.Format(new Ipv4Prefix(Packets.Ip("10.244.0.0"), 16), new Ipv4Prefix(Packets.Ip("10.244.1.0"), 24), 1450, false, (n6.Value, s6.Value));
+        Assert.Equal("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_IPV6_NETWORK=2001:db8:244::/48\nFLANNEL_IPV6_SUBNET=2001:db8:244:1::1/64\n" +
+            "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n", text);
+    }
+
+    [Fact]
+    public void The_table_takes_each_peers_ipv6_half_when_it_can_be_reached_and_says_why_not()
+    {
+        NetworkConfig config = Config("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Backend":{"Type":"vxlan"}}""");
+        LeaseRecord ours = Lease("10.244.1.0-24&2001:db8:244:1::-64", FlanneldDualStackLease.Replace("192.0.2.2", "192.0.2.1").Replace("2001:db8:2::2", "2001:db8:2::1"));
+        LeaseRecord full = Lease(DualKey, FlanneldDualStackLease);
+        LeaseRecord noV6Address = Lease("10.244.3.0-24&2001:db8:244:3::-64", """{"PublicIP":"192.0.2.3","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:5e:00:00:03"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:5e:00:06:03"}}""");
+        LeaseRecord v4Only = Lease("10.244.4.0-24", """{"PublicIP":"192.0.2.4","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:5e:00:00:04"}}""");
+        var snapshot = new ClusterSnapshot(config, [ours, full, noV6Address, v4Only]);
+        Assert.True(Ipv6Prefix.TryParseAddress("2001:db8:2::1", out UInt128 publicIpv6));
+
+        var skipped = new List<string>();
+        var node = new NodeIdentity(ours, config, Engine.BackendKind.Vxlan, 8472, 1) { PublicIpv6 = publicIpv6 };
+        Engine.SubnetTable t = node.BuildTable(snapshot, skipped);
+        Assert.Equal(3, t.Peers.Count);
+        Assert.True(Ipv6Prefix.TryParseAddress("2001:db8:244:2::7", out UInt128 inB));
+        Assert.Equal("[2001:db8:2::2]:8472", t.Lookup6(inB)!.Endpoint6.ToString());
+        Assert.Equal("0e:00:5e:00:06:02", t.Lookup6(inB)!.VtepMacV6.ToString());
+        Assert.Equal("2001:db8:244:3::/64 of 10.244.3.0/24 via 192.0.2.3: no PublicIPv6 for IPv6 over vxlan (its IPv4 half is used)", Assert.Single(skipped));
+        Assert.NotNull(t.Lookup(Packets.Ip("10.244.3.9")));
+
+        // Without an IPv6 underlay address of our own, vxlan forwards IPv4 only; udp then carries IPv6 over IPv4.
+        var noUnderlay = new NodeIdentity(ours, config, Engine.BackendKind.Vxlan, 8472, 1);
+        Assert.Null(noUnderlay.Ipv6Subnet);
+        Assert.Null(noUnderlay.BuildTable(snapshot, []).Lookup6(inB));
+        var udp = new NodeIdentity(ours, config, Engine.BackendKind.Udp, 8285, 1);
+        Assert.Equal("192.0.2.2:8285", udp.BuildTable(snapshot, []).Lookup6(inB)!.Endpoint6.ToString());
+    }
+
+    [Fact]
+    public void Free_ipv6_subnets_are_the_first_hundred_free_ones_from_the_minimum()
+    {
+        NetworkConfig config = Config("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:244::/48"}""");
+        List<Ipv6Prefix> free = SubnetAllocator.FreeIpv6Subnets(config, [Lease(DualKey, FlanneldDualStackLease)]);
+        Assert.Equal(100, free.Count);
+        Assert.Equal(free.Count, free.Distinct().Count());
+        Assert.DoesNotContain(free, p => p.ToString() == "2001:db8:244:2::/64"); // taken
+        Assert.DoesNotContain(free, p => p.ToString() == "2001:db8:244::/64");   // below IPv6SubnetMin
+        Assert.Contains(free, p => p.ToString() == "2001:db8:244:65::/64");     // 1, 3..101 (hex 65)
+        Assert.All(free, p => Assert.Equal(64, p.Length));
     }
 }

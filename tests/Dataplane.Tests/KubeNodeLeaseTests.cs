@@ -38,6 +38,25 @@ public sealed class KubeNodeLeaseTests
     }
 
     [Fact]
+    public void On_a_dual_stack_network_the_ipv6_podcidr_and_annotations_are_the_ipv6_half()
+    {
+        NodeJson node = Node(FlanneldVxlanNode.Replace("\"node.alpha.kubernetes.io/ttl\":\"0\"",
+            "\"flannel.alpha.coreos.com/public-ipv6\":\"2001:db8:2::2\",\"flannel.alpha.coreos.com/backend-v6-data\":\"{\\\"VNI\\\":1,\\\"VtepMAC\\\":\\\"12:c6:65:89:b4:66\\\"}\"", StringComparison.Ordinal));
+        LeaseRecord lease = NodeLease.FromNode(node, Flannel, out string? skipped, ipv6: true)!;
+        Assert.Null(skipped);
+        Assert.Equal("10.244.2.0-24&2001:db8:244:2::-64", lease.Key);
+        Assert.Equal("2001:db8:2::2", Ipv6Prefix.Format(lease.PublicIpv6!.Value));
+        Assert.Equal("12:c6:65:89:b4:66", lease.VtepMacV6.ToString());
+        // Not dual-stack: the IPv6 podCIDR and annotations are not read.
+        Assert.Null(NodeLease.FromNode(node, Flannel, out _)!.Ipv6Subnet);
+        // No IPv6 annotations (our udp node over IPv4, or flanneld before it published them): the IPv6 subnet alone.
+        LeaseRecord bare = NodeLease.FromNode(Node(FlanneldVxlanNode), Flannel, out _, ipv6: true)!;
+        Assert.Equal("2001:db8:244:2::/64", bare.Ipv6Subnet.ToString());
+        Assert.Null(bare.PublicIpv6);
+        Assert.Null(bare.VtepMacV6);
+    }
+
+    [Fact]
     public void A_udp_node_has_null_backend_data_and_no_mac()
     {
         NodeJson node = Node("""

@@ -51,6 +51,10 @@ internal static class DoctorCommand
         if (node is not null)
         {
             checks.Add(RpFilter(node));
+            if (node.Ipv6 is not null)
+            {
+                checks.Add(Ipv6Forward());
+            }
             checks.Add(ForwardPolicy(node));
             checks.AddRange(Device(node));
             checks.AddRange(ConflictingRoutes(node));
@@ -81,6 +85,14 @@ internal static class DoctorCommand
         "1" => DoctorCheck.Pass("ip-forward", "net.ipv4.ip_forward = 1"),
         string v => DoctorCheck.Fail("ip-forward", $"net.ipv4.ip_forward = {v}: pods' packets are not routed into the overlay", "sysctl -w net.ipv4.ip_forward=1"),
         null => DoctorCheck.Fail("ip-forward", "no /proc/sys/net/ipv4/ip_forward", "mount /proc/sys"),
+    };
+
+    /// <summary>A dual-stack node's pods reach the overlay only if the host forwards IPv6 too.</summary>
+    private static DoctorCheck Ipv6Forward() => HostView.Sysctl("net.ipv6.conf.all.forwarding") switch
+    {
+        "1" => DoctorCheck.Pass("ipv6-forward", "net.ipv6.conf.all.forwarding = 1"),
+        string v => DoctorCheck.Fail("ipv6-forward", $"net.ipv6.conf.all.forwarding = {v}: pods' IPv6 packets are not routed into the overlay", "sysctl -w net.ipv6.conf.all.forwarding=1"),
+        null => DoctorCheck.Fail("ipv6-forward", "no /proc/sys/net/ipv6/conf/all/forwarding (IPv6 disabled in this kernel?)", "boot with IPv6 enabled (no ipv6.disable=1)"),
     };
 
     private static DoctorCheck RpFilter(NodeFacts n)
@@ -223,7 +235,7 @@ internal static class DoctorCommand
 
     private static DoctorCheck SubnetEnv(NodeFacts n)
     {
-        string expected = SubnetEnvFile.Format(n.Network, n.Subnet, n.Mtu, n.IpMasq);
+        string expected = SubnetEnvFile.Format(n.Network, n.Subnet, n.Mtu, n.IpMasq, n.Ipv6);
         if (!File.Exists(n.SubnetFile))
         {
             return DoctorCheck.Fail("subnet-env", $"{n.SubnetFile} is missing: the CNI plugin cannot configure pods", "restart the node (it writes the file)");

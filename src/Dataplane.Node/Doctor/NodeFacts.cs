@@ -12,6 +12,9 @@ namespace Dataplane.Doctor;
 internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string PublicIp, int Port, string Device, int Mtu,
     string Backend, string LeaseSource, string SubnetFile, bool IpMasq, int Pid, IReadOnlyList<(Ipv4Prefix Subnet, string PublicIp)> Peers)
 {
+    /// <summary>A dual-stack node's IPv6 network and subnet (labels <c>ipv6_network</c>, <c>ipv6_subnet</c>), else null.</summary>
+    public (Ipv6Prefix Network, Ipv6Prefix Subnet)? Ipv6 { get; init; }
+
     /// <summary>Reads the facts from a node's metrics text; null when it has none (an older node).</summary>
     public static NodeFacts? Parse(string metrics)
     {
@@ -36,7 +39,10 @@ internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string P
         }
         return new NodeFacts(network.Value, subnet.Value, L("public_ip"), int.Parse(L("port"), CultureInfo.InvariantCulture), L("device"),
             int.Parse(L("mtu"), CultureInfo.InvariantCulture), L("backend"), L("lease_source"), L("subnet_file"), L("ip_masq") == "true",
-            int.Parse(L("pid"), CultureInfo.InvariantCulture), peers);
+            int.Parse(L("pid"), CultureInfo.InvariantCulture), peers)
+        {
+            Ipv6 = Ipv6Prefix.TryParse(L("ipv6_network"), out Ipv6Prefix? n6) && Ipv6Prefix.TryParse(L("ipv6_subnet"), out Ipv6Prefix? s6) ? (n6.Value, s6.Value) : null,
+        };
     }
 
     private static string Label(string line, string name)

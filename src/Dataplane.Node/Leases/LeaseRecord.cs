@@ -63,6 +63,10 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
             {
                 throw new ConfigException($"{where}.PublicIPv6: '{v6Text}' is not an IPv6 address");
             }
+            if ((v6 >> 32) == 0xFFFF || v6 == UInt128.Zero || (v6 >> 120) == 0xFF)
+            {
+                throw new ConfigException($"{where}.PublicIPv6: '{v6Text}' is not a unicast IPv6 address (IPv4-mapped, unspecified or multicast)");
+            }
             publicIpv6 = v6;
         }
         return new LeaseRecord(subnet.Value, publicIp, json.BackendType, VtepMacOf(json.BackendData, $"{where}.BackendData"))
@@ -105,17 +109,24 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
 
     /// <summary>
     /// The value flanneld writes for this lease: vxlan (a VtepMAC) with BackendType and BackendData
-    /// carrying <paramref name="vni"/>, udp with neither; PublicIPv6 null.
+    /// carrying <paramref name="vni"/>, udp with neither; PublicIPv6 null, or (dual-stack) the
+    /// IPv6 address, with BackendV6Data for vxlan as flanneld's newSubnetAttrs writes it.
     /// </summary>
     public string ToJson(uint vni)
     {
-        var json = new LeaseJson { PublicIP = PublicIpText };
+        var json = new LeaseJson { PublicIP = PublicIpText, PublicIPv6 = PublicIpv6 is UInt128 v6 ? Ipv6Prefix.Format(v6) : null };
         if (VtepMac is MacAddress mac)
         {
             json.BackendType = "vxlan";
-            json.BackendData = JsonSerializer.SerializeToElement(new VxlanBackendDataJson { VNI = (int)vni, VtepMAC = mac.ToString() },
-                FlannelJson.Default.VxlanBackendDataJson);
+            json.BackendData = VxlanData(vni, mac);
+            if (PublicIpv6 is not null && VtepMacV6 is MacAddress mac6)
+            {
+                json.BackendV6Data = VxlanData(vni, mac6);
+            }
         }
         return JsonSerializer.Serialize(json, FlannelJson.Default.LeaseJson);
     }
+
+    private static JsonElement VxlanData(uint vni, MacAddress mac) =>
+        JsonSerializer.SerializeToElement(new VxlanBackendDataJson { VNI = (int)vni, VtepMAC = mac.ToString() }, FlannelJson.Default.VxlanBackendDataJson);
 }

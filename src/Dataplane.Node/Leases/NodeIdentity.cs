@@ -6,7 +6,8 @@ namespace Dataplane.Leases;
 
 /// <summary>
 /// Who this node is in the cluster, fixed at start: our lease, and the backend, port and VNI
-/// in force (the config's, or the command line's overrides).
+/// in force (the config's, or the command line's overrides). On a dual-stack network our IPv6 half
+/// too: the lease's IPv6 subnet and our IPv6 underlay address (<see cref="PublicIpv6"/>).
 /// </summary>
 internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, BackendKind Backend, int Port, uint Vni)
 {
@@ -19,15 +20,35 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     public MacAddress VtepMac => Lease.VtepMac ?? default;
 
     /// <summary>
+    /// Our IPv6 underlay address, where IPv6 datagrams leave from and arrive (null: none; the udp
+    /// backend then carries IPv6 inner packets over IPv4).
+    /// </summary>
+    public UInt128? PublicIpv6 { get; init; }
+
+    /// <summary>
+    /// Our IPv6 subnet when this node forwards IPv6: the network config enables it, our lease has
+    /// one, and there is an underlay to carry it (vxlan needs the IPv6 one, as flannel-v6.1).
+    /// </summary>
+    public Ipv6Prefix? Ipv6Subnet => Config.EnableIpv6 && Lease.Ipv6Subnet is Ipv6Prefix v6 && (PublicIpv6 is not null || Backend == BackendKind.Udp) ? v6 : null;
+
+    /// <summary>The device's IPv6 address, as flannel-v6.1's: the IPv6 subnet's base address, /128.</summary>
+    public UInt128? DeviceAddress6 => Ipv6Subnet?.Address;
+
+    /// <summary>Our VTEP MAC for IPv6 frames: our lease's BackendV6Data.VtepMAC, else the IPv4 one.</summary>
+    public MacAddress VtepMacV6 => Lease.VtepMacV6 ?? VtepMac;
+
+    /// <summary>
     /// Builds the subnet table from a snapshot: every lease but ours (by public IP, or by subnet: a
     /// stale lease of our subnet from another address) is a peer. Leases that cannot
     /// be used with this backend (vxlan without a VtepMAC) are left out and reported in
-    /// <paramref name="skipped"/>.
+    /// <paramref name="skipped"/>; so is the IPv6 half of a lease that cannot be used (vxlan
+    /// without PublicIPv6 or BackendV6Data.VtepMAC), whose IPv4 half still is.
     /// </summary>
     public SubnetTable BuildTable(ClusterSnapshot snapshot, List<string> skipped)
     {
         var peers = new List<Peer>();
         skipped.AddRange(snapshot.Unreadable);
+        Ipv6Prefix? ours6 = Ipv6Subnet;
         foreach (LeaseRecord l in snapshot.Leases)
         {
             if (l.PublicIp == Lease.PublicIp || l.Subnet == Lease.Subnet)
@@ -39,8 +60,33 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
                 skipped.Add($"{l.Subnet} via {l.PublicIpText}: no BackendData.VtepMAC for vxlan");
                 continue;
             }
-            peers.Add(new Peer(l.Subnet, new UdpEndpoint(l.PublicIp, (ushort)Port), l.VtepMac ?? default));
+            var endpoint = new UdpEndpoint(l.PublicIp, (ushort)Port);
+            var peer = new Peer(l.Subnet, endpoint, l.VtepMac ?? default);
+            if (ours6 is not null && l.Ipv6Subnet is Ipv6Prefix theirs6)
+            {
+                peer = WithIpv6(peer, l, theirs6, skipped);
+            }
+            peers.Add(peer);
         }
-        return new SubnetTable(Config.Network, Config.SubnetLength, Lease.Subnet, peers);
+        (Ipv6Prefix, int, Ipv6Prefix)? ipv6 = ours6 is Ipv6Prefix o6 && Config.Ipv6Network is Ipv6Prefix n6 ? (n6, Config.Ipv6SubnetLength, o6) : null;
+        return new SubnetTable(Config.Network, Config.SubnetLength, Lease.Subnet, peers, ipv6);
+    }
+
+    /// <summary>The peer with its IPv6 half, or as it is (and a line in <paramref name="skipped"/>) when that half cannot be reached.</summary>
+    private Peer WithIpv6(Peer peer, LeaseRecord l, Ipv6Prefix subnet6, List<string> skipped)
+    {
+        if (Backend == BackendKind.Vxlan)
+        {
+            // As kernel flannel-v6.1: IPv6 inner packets over the IPv6 underlay, to the v6 VtepMAC.
+            if (l.PublicIpv6 is not UInt128 v6 || l.VtepMacV6 is not MacAddress mac6)
+            {
+                skipped.Add($"{subnet6} of {l.Subnet} via {l.PublicIpText}: no {(l.PublicIpv6 is null ? "PublicIPv6" : "BackendV6Data.VtepMAC")} for IPv6 over vxlan (its IPv4 half is used)");
+                return peer;
+            }
+            return peer with { Ipv6Subnet = subnet6, Endpoint6 = UdpEndpoint.Ipv6(v6, (ushort)Port), VtepMacV6 = mac6 };
+        }
+        // udp (ours alone: flannel's udp backend is IPv4-only): over IPv6 when both ends have it, else over IPv4.
+        UdpEndpoint to = l.PublicIpv6 is UInt128 a && PublicIpv6 is not null ? UdpEndpoint.Ipv6(a, (ushort)Port) : peer.Endpoint;
+        return peer with { Ipv6Subnet = subnet6, Endpoint6 = to };
     }
 }

@@ -7,7 +7,8 @@ namespace Dataplane.Leases;
 /// Turns what a lease source read into the subnet tables the loops use, the same way for every
 /// source: every lease but ours is a peer (<see cref="NodeIdentity.BuildTable"/>); a new table is
 /// published only when the peers changed; each difference is logged in flanneld's words
-/// ("Subnet added: 10.244.2.0/24 via 192.0.2.2"), and leases that cannot be used are logged when
+/// ("Subnet added: 10.244.2.0/24 via 192.0.2.2", with the IPv6 subnet and address of a dual-stack
+/// peer), and leases that cannot be used are logged when
 /// that set changes. Sources may call it from their own threads; one call at a time.
 /// </summary>
 internal sealed class PeerTables(NodeIdentity node, Action<SubnetTable> publish, ILogger log)
@@ -87,12 +88,11 @@ internal sealed class PeerTables(NodeIdentity node, Action<SubnetTable> publish,
         {
             if (!old.TryGetValue(p.Subnet, out Peer? was))
             {
-                log.Information("Subnet added: {Subnet} via {PublicIP}", p.Subnet, Encap.Ipv4Prefix.Format(p.PublicIp));
+                log.Information("Subnet added: {Peer:l}", p.Describe());
             }
             else if (was != p)
             {
-                log.Information("Subnet changed: {Subnet} via {PublicIP} (was via {OldIP})", p.Subnet,
-                    Encap.Ipv4Prefix.Format(p.PublicIp), Encap.Ipv4Prefix.Format(was.PublicIp));
+                log.Information("Subnet changed: {Peer:l} (was {OldPeer:l})", p.Describe(), was.Describe());
             }
         }
         foreach (Peer p in before)

@@ -26,4 +26,29 @@ internal static class SubnetAllocator
         RandomNumberGenerator.Shuffle(CollectionsMarshal.AsSpan(free));
         return free;
     }
+
+    /// <summary>
+    /// The IPv6 subnets a new dual-stack node may take, as flanneld's allocateSubnet picks them: the
+    /// first 100 free /IPv6SubnetLen from IPv6SubnetMin up to IPv6SubnetMax, in random order.
+    /// </summary>
+    public static List<Ipv6Prefix> FreeIpv6Subnets(NetworkConfig config, IEnumerable<LeaseRecord> leases)
+    {
+        const int Candidates = 100;
+        var taken = leases.Where(l => l.Ipv6Subnet is not null).Select(l => l.Ipv6Subnet!.Value.Address).ToHashSet();
+        UInt128 step = UInt128.One << (128 - config.Ipv6SubnetLength);
+        var free = new List<Ipv6Prefix>();
+        for (UInt128 a = config.Ipv6SubnetMin; a <= config.Ipv6SubnetMax && free.Count < Candidates; a += step)
+        {
+            if (!taken.Contains(a))
+            {
+                free.Add(new Ipv6Prefix(a, config.Ipv6SubnetLength));
+            }
+            if (a > UInt128.MaxValue - step)
+            {
+                break;
+            }
+        }
+        RandomNumberGenerator.Shuffle(CollectionsMarshal.AsSpan(free));
+        return free;
+    }
 }

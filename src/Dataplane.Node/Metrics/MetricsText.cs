@@ -15,7 +15,7 @@ namespace Dataplane.Metrics;
 internal static class MetricsText
 {
     public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch,
-        IReadOnlyList<(IPacketDevice Device, UdpBatchSocket Socket)> Queues)
+        IReadOnlyList<Node.NodeQueue> Queues)
     {
         /// <summary>What the node is (for <c>dataplane doctor</c> and dashboards): labels of <c>dataplane_node_info</c>.</summary>
         public IReadOnlyList<(string Key, string Value)> Facts { get; init; } = [];
@@ -70,6 +70,8 @@ internal static class MetricsText
         Line(b, "dataplane_icmp_errors_total", o.IcmpRateLimited, ("result", "rate_limited"));
         Family(b, "dataplane_arp_replies_total", "counter", "ARP requests for our VTEP address answered.");
         Line(b, "dataplane_arp_replies_total", i.ArpReplies);
+        Family(b, "dataplane_nd_replies_total", "counter", "IPv6 Neighbor Solicitations for our VTEP address answered.");
+        Line(b, "dataplane_nd_replies_total", i.NdReplies);
         Family(b, "dataplane_checksum_completed_total", "counter", "Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (delivered, not dropped).");
         Line(b, "dataplane_checksum_completed_total", i.ChecksumCompleted);
         Family(b, "dataplane_assists_total", "counter", "Outbound batches the inbound loop of a queue read and sent right after writing into the device (the outbound loop slept).");

@@ -22,12 +22,12 @@ internal sealed class OffloadTotals
     public string? GsoDisabledReason;
 
     /// <summary>The offload and error counters of the device's and sockets' queues, summed (a report).</summary>
-    public static OffloadTotals Sum(IReadOnlyList<(IPacketDevice Device, UdpBatchSocket Socket)> queues)
+    public static OffloadTotals Sum(IReadOnlyList<Node.NodeQueue> queues)
     {
         var t = new OffloadTotals();
-        foreach (var (device, socket) in queues)
+        foreach (Node.NodeQueue q in queues)
         {
-            DeviceCounters d = device.Counters;
+            DeviceCounters d = q.Device.Counters;
             t.SuperpacketsIn += d.SuperpacketsIn;
             t.SegmentsOut += d.SegmentsOut;
             t.SuperpacketsOut += d.SuperpacketsOut;
@@ -36,17 +36,25 @@ internal sealed class OffloadTotals
             t.ReadErrors += d.ReadErrors;
             t.DeviceKernelDrops += d.KernelDrops;
             t.DeviceFramesSkipped += d.FramesSkipped;
-            t.GsoSends += socket.GsoMessages;
-            t.GroReceives += socket.GroMessages;
-            t.TunnelSuperpackets += socket.TunnelSuperpackets;
-            t.TunnelSegments += socket.TunnelSegments;
-            t.SendErrors += socket.SendErrors;
-            for (int e = 0; e < t.SendErrorsByErrno.Length; e++)
+            foreach (UdpBatchSocket socket in q.Sockets)
             {
-                t.SendErrorsByErrno[e] += socket.SendErrorsByErrno[e];
+                t.Add(socket);
             }
-            t.GsoDisabledReason ??= socket.GsoDisabledReason;
         }
         return t;
+    }
+
+    private void Add(UdpBatchSocket socket)
+    {
+        GsoSends += socket.GsoMessages;
+        GroReceives += socket.GroMessages;
+        TunnelSuperpackets += socket.TunnelSuperpackets;
+        TunnelSegments += socket.TunnelSegments;
+        SendErrors += socket.SendErrors;
+        for (int e = 0; e < SendErrorsByErrno.Length; e++)
+        {
+            SendErrorsByErrno[e] += socket.SendErrorsByErrno[e];
+        }
+        GsoDisabledReason ??= socket.GsoDisabledReason;
     }
 }

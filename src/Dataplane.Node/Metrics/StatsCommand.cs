@@ -121,7 +121,7 @@ internal static partial class StatsCommand
             .Select(kv => $"{Label(kv.Key, "reason")} {kv.Value:F0}").ToList();
         o.WriteLine();
         o.WriteLine($"  drops: {(drops.Count == 0 ? "none" : string.Join(", ", drops))}");
-        o.WriteLine($"  icmp errors: sent {Get("dataplane_icmp_errors_total{result=\"sent\"}"):F0}, rate-limited {Get("dataplane_icmp_errors_total{result=\"rate_limited\"}"):F0}; arp replies {Get("dataplane_arp_replies_total"):F0}; checksums completed {Get("dataplane_checksum_completed_total"):F0}");
+        o.WriteLine($"  icmp errors: sent {Get("dataplane_icmp_errors_total{result=\"sent\"}"):F0}, rate-limited {Get("dataplane_icmp_errors_total{result=\"rate_limited\"}"):F0}; arp replies {Get("dataplane_arp_replies_total"):F0}; nd replies {Get("dataplane_nd_replies_total"):F0}; checksums completed {Get("dataplane_checksum_completed_total"):F0}");
         var sendErrors = now.Where(kv => kv.Key.StartsWith("dataplane_socket_send_errors_total", StringComparison.Ordinal) && kv.Value > 0)
             .Select(kv => $"{Label(kv.Key, "errno")} {kv.Value:F0}").ToList();
         o.WriteLine($"  socket send errors: {(sendErrors.Count == 0 ? "none" : string.Join(", ", sendErrors))}");

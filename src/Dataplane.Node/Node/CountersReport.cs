@@ -10,8 +10,8 @@ internal static class CountersReport
     public static void Log(DataplaneEngine engine, ILogger log)
     {
         LoopCounters o = engine.OutboundTotal, i = engine.InboundTotal;
-        log.Information("Counters: out {OutPackets} packets {OutBytes} bytes, in {InPackets} packets {InBytes} bytes, ICMP sent {Icmp}, ARP replies {Arp}, checksums completed {Completed}, outbound batches sent by the inbound loop {Assists}; drops: {Drops}",
-            o.Packets, o.Bytes, i.Packets, i.Bytes, o.IcmpSent, i.ArpReplies, i.ChecksumCompleted, o.Assists, Drops(o, i));
+        log.Information("Counters: out {OutPackets} packets {OutBytes} bytes, in {InPackets} packets {InBytes} bytes, ICMP sent {Icmp}, ARP replies {Arp}, neighbor advertisements {Nd}, checksums completed {Completed}, outbound batches sent by the inbound loop {Assists}; drops: {Drops}",
+            o.Packets, o.Bytes, i.Packets, i.Bytes, o.IcmpSent, i.ArpReplies, i.NdReplies, i.ChecksumCompleted, o.Assists, Drops(o, i));
     }
 
     public static void LogOffloads(NodeDevice device, ILogger log)

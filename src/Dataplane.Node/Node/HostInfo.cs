@@ -48,6 +48,31 @@ internal static class HostInfo
             .FirstOrDefault(n => n.GetIPProperties().UnicastAddresses.Any(u => u.Address.Equals(ip)))?.Name;
     }
 
+    /// <summary>The first global IPv6 address of <paramref name="iface"/> (not link-local, not loopback), or null.</summary>
+    public static UInt128? Ipv6AddressOf(string iface)
+    {
+        NetworkInterface? nic = NetworkInterface.GetAllNetworkInterfaces().FirstOrDefault(n => n.Name == iface);
+        IPAddress? a = nic?.GetIPProperties().UnicastAddresses.Select(u => u.Address)
+            .FirstOrDefault(x => x.AddressFamily == AddressFamily.InterNetworkV6 && !x.IsIPv6LinkLocal && !IPAddress.IsLoopback(x) && !x.IsIPv4MappedToIPv6);
+        return a is null ? null : ToUInt128(a);
+    }
+
+    /// <summary>The interface that holds IPv6 <paramref name="address"/>, or null.</summary>
+    public static string? InterfaceWith(UInt128 address)
+    {
+        IPAddress ip = IPAddress.Parse(Ipv6Prefix.Format(address));
+        return NetworkInterface.GetAllNetworkInterfaces()
+            .FirstOrDefault(n => n.GetIPProperties().UnicastAddresses.Any(u => u.Address.Equals(ip)))?.Name;
+    }
+
+    /// <summary>An IPv6 address as the 128-bit number the rest of the code uses.</summary>
+    public static UInt128 ToUInt128(IPAddress address)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out _);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(bytes);
+    }
+
     public static bool InterfaceExists(string iface) => NetworkInterface.GetAllNetworkInterfaces().Any(n => n.Name == iface);
 
     /// <summary>Whether the effective capability set holds CAP_NET_ADMIN (/proc/self/status CapEff).</summary>

@@ -6,7 +6,10 @@ namespace Dataplane.Node;
 
 /// <summary>
 /// The host-side objects of a running node: the device with flannel's address and route, one
-/// device queue and one bound UDP socket per queue (SO_REUSEPORT when there are several).
+/// device queue and one bound UDP socket per queue (SO_REUSEPORT when there are several). A
+/// dual-stack node's device also gets the IPv6 address and route flanneld gives flannel-v6.1
+/// (the IPv6 subnet's base /128; the IPv6 network, with the IPv6 underlay's MTU on the route), and
+/// each queue an IPv6 socket too when the node has an IPv6 underlay address.
 /// The device is a TUN (one descriptor per queue; closing the last deletes it), or with
 /// <see cref="DeviceSource.Packet"/> a veth pair whose host end carries the device name and whose
 /// other end we own with one AF_PACKET socket per queue (<see cref="PacketSocketDevice"/>).
@@ -19,7 +22,7 @@ internal sealed class NodeDevice : IDisposable
     private readonly ILogger _log;
     private int _index;
 
-    private readonly List<(IPacketDevice Device, UdpBatchSocket Socket)> _queues = [];
+    private readonly List<NodeQueue> _queues = [];
 
     private NodeDevice(NodePlan plan, ILogger log)
     {
@@ -27,7 +30,7 @@ internal sealed class NodeDevice : IDisposable
         _log = log;
     }
 
-    public IReadOnlyList<(IPacketDevice Device, UdpBatchSocket Socket)> Queues => _queues;
+    public IReadOnlyList<NodeQueue> Queues => _queues;
     public IPacketDevice Device => _queues[0].Device;
 
     public UdpBatchSocket Socket => _queues[0].Socket;
@@ -46,12 +49,18 @@ internal sealed class NodeDevice : IDisposable
             for (int q = 0; q < queues; q++)
             {
                 IPacketDevice queue = open();
+                UdpBatchSocket? socket = null;
                 try
                 {
-                    device._queues.Add((queue, BindSocket(plan, batch, offload, multiQueue: queues > 1)));
+                    socket = BindSocket(plan, plan.BindAddress, batch, offload, multiQueue: queues > 1);
+                    UdpBatchSocket? socket6 = plan.Node.Ipv6Subnet is not null && plan.Node.PublicIpv6 is UInt128 v6
+                        ? BindSocket(plan, v6, batch, offload, multiQueue: queues > 1)
+                        : null;
+                    device._queues.Add(new NodeQueue(queue, socket, socket6));
                 }
                 catch
                 {
+                    socket?.Dispose();
                     queue.Dispose();
                     throw;
                 }
@@ -153,13 +162,19 @@ internal sealed class NodeDevice : IDisposable
         }
     }
 
-    private static UdpBatchSocket BindSocket(NodePlan plan, int batch, bool offload, bool multiQueue)
+    private static UdpBatchSocket BindSocket(NodePlan plan, uint address, int batch, bool offload, bool multiQueue) =>
+        BindSocket(plan, new UdpEndpoint(address, (ushort)plan.Node.Port), batch, offload, multiQueue);
+
+    private static UdpBatchSocket BindSocket(NodePlan plan, UInt128 address6, int batch, bool offload, bool multiQueue) =>
+        BindSocket(plan, UdpEndpoint.Ipv6(address6, (ushort)plan.Node.Port), batch, offload, multiQueue);
+
+    private static UdpBatchSocket BindSocket(NodePlan plan, UdpEndpoint local, int batch, bool offload, bool multiQueue)
     {
         try
         {
             // Where inner packets sit in our datagrams: the socket splits kernel peers' tunnel superpackets by it.
             var layout = new EncapsulationLayout(plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanPayloadPrefix : 0, plan.DeviceMtu);
-            return UdpBatchSocket.Bind(new UdpEndpoint(plan.BindAddress, (ushort)plan.Node.Port), batch, offload, reusePort: multiQueue, layout);
+            return UdpBatchSocket.Bind(local, batch, offload, reusePort: multiQueue, layout);
         }
         catch (NativeException e)
         {
@@ -191,6 +206,13 @@ internal sealed class NodeDevice : IDisposable
             name, _plan.DeviceMtu, _plan.UnderlayIface, _plan.DeviceMtu + (_plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend),
             _plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend,
             Ipv4Prefix.Format(_plan.Node.DeviceAddress), network, name);
+        if (_plan.Node.Ipv6Subnet is Ipv6Prefix subnet6 && _plan.Node.Config.Ipv6Network is Ipv6Prefix network6)
+        {
+            nl.AddAddress6(_index, subnet6.Address, 128, $"add address {Ipv6Prefix.Format(subnet6.Address)}/128 to {name}");
+            nl.ReplaceRoute6(network6, _index, _plan.Ipv6RouteMtu, $"route {network6} dev {name} mtu {_plan.Ipv6RouteMtu}");
+            _log.Information("Device {Device} IPv6: address {Address}/128, route {Network} dev {Device} mtu {Mtu} (IPv6 may travel over the IPv6 underlay, 20 bytes more)",
+                name, Ipv6Prefix.Format(subnet6.Address), network6, name, _plan.Ipv6RouteMtu);
+        }
     }
 
     public void Dispose()
@@ -201,6 +223,10 @@ internal sealed class NodeDevice : IDisposable
             {
                 using RouteNetlink nl = RouteNetlink.Open();
                 nl.DeleteRoute(_plan.Node.Config.Network, _index, $"delete route {_plan.Node.Config.Network}");
+                if (_plan.Node.Ipv6Subnet is not null && _plan.Node.Config.Ipv6Network is Ipv6Prefix network6)
+                {
+                    nl.DeleteRoute6(network6, _index, $"delete route {network6}");
+                }
                 nl.DeleteLink(_index, $"delete {_plan.DeviceName}");
             }
             catch (NativeException e)
@@ -208,10 +234,9 @@ internal sealed class NodeDevice : IDisposable
                 _log.Warning("Cleanup: {Error}", e.Message);
             }
         }
-        foreach (var (queue, socket) in _queues)
+        foreach (NodeQueue q in _queues)
         {
-            socket.Dispose();
-            queue.Dispose();
+            q.Dispose();
         }
         if (_index > 0)
         {

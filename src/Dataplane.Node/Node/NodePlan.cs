@@ -13,6 +13,13 @@ internal sealed record NodePlan(ClusterSnapshot Snapshot, NodeIdentity Node, str
     /// </summary>
     public required uint BindAddress { get; init; }
 
+    /// <summary>The IPv6 network and our IPv6 subnet when this node forwards IPv6 (subnet.env's IPv6 lines), else null.</summary>
+    public (Encap.Ipv6Prefix Network, Encap.Ipv6Prefix Subnet)? Ipv6Subnets =>
+        Node.Ipv6Subnet is Encap.Ipv6Prefix s && Node.Config.Ipv6Network is Encap.Ipv6Prefix n ? (n, s) : null;
+
+    /// <summary>The MTU of the IPv6 route (underlay MTU minus the IPv6 underlay's overhead), when the node forwards IPv6.</summary>
+    public int Ipv6RouteMtu { get; init; }
+
     /// <summary>TUN or packet socket, decided (never <see cref="DeviceSource.Auto"/> here).</summary>
     public DeviceSource Source { get; init; } = DeviceSource.Tun;
 }

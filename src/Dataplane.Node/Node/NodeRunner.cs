@@ -47,13 +47,16 @@ internal static class NodeRunner
         using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Set(); });
 
         using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
-        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch) { IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst, Assist = o.Assist };
+        var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch)
+        {
+            IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst, Assist = o.Assist, OurVtepMacV6 = plan.Node.VtepMacV6,
+        };
         var captures = new CaptureHub();
-        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Device, q.Socket))], table, settings, captures);
+        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Device, q.Underlay))], table, settings, captures);
         engine = running;
 
         using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;
-        SubnetEnvFile.Write(o.SubnetFile, plan.Node.Config.Network, plan.Node.Subnet, plan.DeviceMtu, o.IpMasq);
+        SubnetEnvFile.Write(o.SubnetFile, plan.Node.Config.Network, plan.Node.Subnet, plan.DeviceMtu, o.IpMasq, plan.Ipv6Subnets);
         log.Information("Wrote {Path}", o.SubnetFile);
 
         running.Start();
@@ -70,7 +73,8 @@ internal static class NodeRunner
             (client, line) => CaptureServer.TryStart(client, line, captures, overlayName, underlayName, settings.SlotSize, log));
         log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
-            plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni, device.Socket.LocalEndpoint, plan.DeviceName);
+            plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni,
+            device.Queues[0].Socket6 is UdpBatchSocket s6 ? $"{device.Socket.LocalEndpoint} and {s6.LocalEndpoint}" : device.Socket.LocalEndpoint.ToString(), plan.DeviceName);
 
         ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
         int woke = WaitHandle.WaitAny([stopping.WaitHandle, running.Faulted]);
@@ -107,6 +111,9 @@ internal static class NodeRunner
         ("lease_source", leaseSource),
         ("subnet_file", Path.GetFullPath(subnetFile)),
         ("ip_masq", ipMasq ? "true" : "false"),
+        ("ipv6_network", plan.Ipv6Subnets?.Network.ToString() ?? ""),
+        ("ipv6_subnet", plan.Ipv6Subnets?.Subnet.ToString() ?? ""),
+        ("public_ipv6", plan.Node.Ipv6Subnet is not null && plan.Node.PublicIpv6 is UInt128 p6 ? Ipv6Prefix.Format(p6) : ""),
         ("pid", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)),
     ];
 
@@ -155,12 +162,6 @@ internal static class NodeRunner
         ClusterSnapshot snapshot = leases.Start();
         log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases",
             leases.Description, snapshot.Config.Network, snapshot.Config.SubnetLength, snapshot.Leases.Count);
-        if (snapshot.Config.Ipv6Network is Encap.Ipv6Prefix v6)
-        {
-            log.Warning("The network config enables IPv6 ({Ipv6Network}, IPv6SubnetLen {Len}): this node forwards the cluster's IPv4 traffic only " +
-                "(dual-stack peers are reached over IPv4; IPv6 packets into the device get ICMPv6 no route), and writes no IPv6 lines to subnet.env",
-                v6, snapshot.Config.Ipv6SubnetLength);
-        }
 
         // The flags arrive typed and range-checked; what remains is what only the host can answer.
         uint publicIp;
@@ -182,6 +183,15 @@ internal static class NodeRunner
         }
         string underlay = HostInfo.InterfaceWith(publicIp)
             ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
+        UInt128? publicIpv6 = null;
+        if (snapshot.Config.EnableIpv6)
+        {
+            publicIpv6 = o.PublicIpv6 is IPAddress given ? HostInfo.ToUInt128(given) : HostInfo.Ipv6AddressOf(iface ?? underlay);
+            if (o.PublicIpv6 is not null && HostInfo.InterfaceWith(publicIpv6!.Value) is null)
+            {
+                throw new ConfigException($"--public-ipv6 {o.PublicIpv6}: not an address of this host");
+            }
+        }
 
         BackendKind backend = o.Backend ?? snapshot.Config.Backend;
         int port = o.Port ?? (backend == snapshot.Config.Backend ? snapshot.Config.Port : NetworkConfig.DefaultPort(backend));
@@ -194,8 +204,48 @@ internal static class NodeRunner
         int underlayMtu = RouteNetlink.GetMtu(underlay);
         int overhead = backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend;
         // Everything local checked: now our lease (the file's, or reused or taken in the store).
-        LeaseRecord lease = leases.Acquire(snapshot, new LeaseRequest(publicIp, backend, snapshot.Config.Vni));
-        var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni);
-        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead) { MetricsEndpoint = o.Metrics, BindAddress = publicIp, Source = source };
+        LeaseRecord lease = leases.Acquire(snapshot, new LeaseRequest(publicIp, backend, snapshot.Config.Vni)
+        {
+            // vxlan carries IPv6 over the IPv6 underlay only (as flannel-v6.1); udp can over IPv4 too.
+            WantsIpv6 = snapshot.Config.EnableIpv6 && (publicIpv6 is not null || backend == BackendKind.Udp),
+            PublicIpv6 = publicIpv6,
+        });
+        if (snapshot.Config.EnableIpv6 && lease.PublicIpv6 is UInt128 leased)
+        {
+            // The lease names our IPv6 underlay address (a static file's, or one flanneld left): it must be ours.
+            if (o.PublicIpv6 is not null && leased != publicIpv6)
+            {
+                throw new ConfigException($"--public-ipv6 {o.PublicIpv6}: our lease {lease.Key} has PublicIPv6 {Ipv6Prefix.Format(leased)}");
+            }
+            if (HostInfo.InterfaceWith(leased) is null)
+            {
+                throw new ConfigException($"our lease {lease.Key} has PublicIPv6 {Ipv6Prefix.Format(leased)}, which is not an address of this host");
+            }
+            publicIpv6 = leased;
+        }
+        var node = new NodeIdentity(lease, snapshot.Config, backend, port, snapshot.Config.Vni) { PublicIpv6 = publicIpv6 };
+        int ipv6RouteMtu = 0;
+        if (snapshot.Config.Ipv6Network is Ipv6Prefix network6)
+        {
+            if (node.Ipv6Subnet is Ipv6Prefix ours6)
+            {
+                // IPv6 inner packets may travel over the IPv6 underlay: 20 bytes more than over IPv4.
+                int overhead6 = backend == BackendKind.Vxlan ? Overheads.VxlanBackendIpv6 : Overheads.UdpBackendIpv6;
+                int underlayMtu6 = publicIpv6 is UInt128 a && HostInfo.InterfaceWith(a) is string iface6 ? RouteNetlink.GetMtu(iface6) : underlayMtu;
+                ipv6RouteMtu = Math.Min(underlayMtu - overhead, underlayMtu6 - overhead6);
+                log.Information("IPv6: subnet {Subnet} of {Network}, underlay {Underlay}", ours6, network6,
+                    publicIpv6 is UInt128 u ? Ipv6Prefix.Format(u) : "IPv4 (no IPv6 address: the udp backend carries IPv6 over IPv4)");
+            }
+            else
+            {
+                log.Warning("The network config enables IPv6 ({Ipv6Network}) but this node forwards IPv4 only: {Why}", network6,
+                    lease.Ipv6Subnet is null && (publicIpv6 is not null || backend == BackendKind.Udp) ? $"our lease {lease.Key} has no IPv6 subnet"
+                    : "no IPv6 underlay address (give --public-ipv6, or an --iface with a global IPv6 address); vxlan carries IPv6 over IPv6 as flannel-v6.1 does");
+            }
+        }
+        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead)
+        {
+            MetricsEndpoint = o.Metrics, BindAddress = publicIp, Source = source, Ipv6RouteMtu = ipv6RouteMtu,
+        };
     }
 }

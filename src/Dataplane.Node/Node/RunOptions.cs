@@ -21,6 +21,8 @@ internal sealed record RunOptions
     /// <summary>The Kubernetes API (Node annotations, as flanneld's --kube-subnet-mgr) as the lease source.</summary>
     public KubeOptions? Kube { get; init; }
     public IPAddress? PublicIp { get; init; }
+    /// <summary>Our IPv6 underlay address (a dual-stack network config only).</summary>
+    public IPAddress? PublicIpv6 { get; init; }
     public string? Iface { get; init; }
     public string? Device { get; init; }
     /// <summary>The device side: a TUN, a veth pair read with a packet socket, or whichever the host allows.</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using Dataplane.Encap;
 
 namespace Dataplane.Node;
@@ -6,16 +7,25 @@ namespace Dataplane.Node;
 /// <summary>
 /// <c>/run/flannel/subnet.env</c> exactly as flanneld writes it, for the CNI flannel plugin:
 /// FLANNEL_NETWORK, FLANNEL_SUBNET (the subnet's first host address with the subnet's length,
-/// 10.244.1.1/24), FLANNEL_MTU, FLANNEL_IPMASQ. Written to a temporary file and renamed, so a
-/// reader never sees half of it.
+/// 10.244.1.1/24), on a dual-stack node FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET (the same
+/// way: 2001:db8:244:1::1/64), then FLANNEL_MTU, FLANNEL_IPMASQ (flannel's pkg/subnet
+/// WriteSubnetFile order). Written to a temporary file and renamed, so a reader never sees half of it.
 /// </summary>
 internal static class SubnetEnvFile
 {
-    public static string Format(Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq) =>
-        string.Create(CultureInfo.InvariantCulture,
-            $"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={Ipv4Prefix.Format(subnet.Address + 1)}/{subnet.Length}\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={(ipMasq ? "true" : "false")}\n");
+    public static string Format(Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6 = null)
+    {
+        var b = new StringBuilder();
+        b.Append(CultureInfo.InvariantCulture, $"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={Ipv4Prefix.Format(subnet.Address + 1)}/{subnet.Length}\n");
+        if (ipv6 is { } v6)
+        {
+            b.Append(CultureInfo.InvariantCulture, $"FLANNEL_IPV6_NETWORK={v6.Network}\nFLANNEL_IPV6_SUBNET={Ipv6Prefix.Format(v6.Subnet.Address + 1)}/{v6.Subnet.Length}\n");
+        }
+        b.Append(CultureInfo.InvariantCulture, $"FLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={(ipMasq ? "true" : "false")}\n");
+        return b.ToString();
+    }
 
-    public static void Write(string path, Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq)
+    public static void Write(string path, Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6 = null)
     {
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null)
@@ -23,7 +33,7 @@ internal static class SubnetEnvFile
             Directory.CreateDirectory(dir);
         }
         string temp = path + ".tmp";
-        File.WriteAllText(temp, Format(network, subnet, mtu, ipMasq));
+        File.WriteAllText(temp, Format(network, subnet, mtu, ipMasq, ipv6));
         File.Move(temp, path, overwrite: true);
     }
 }

@@ -27,6 +27,10 @@ internal static class RunCommandLine
         var publicIp = Parsed("--public-ip", "this node's underlay address (default: the address of --iface)",
             t => IPAddress.TryParse(t, out IPAddress? a) && a.AddressFamily == AddressFamily.InterNetwork && t.Count(c => c == '.') == 3 ? a : null,
             "not an IPv4 address");
+        var publicIpv6 = Parsed("--public-ipv6", "this node's IPv6 underlay address, for a network config with EnableIPv6 (default: the lease's PublicIPv6, else the first global IPv6 address of --iface)",
+            t => IPAddress.TryParse(t, out IPAddress? a) && a.AddressFamily == AddressFamily.InterNetworkV6 && !a.IsIPv4MappedToIPv6 && a.ScopeId == 0
+                && !a.IsIPv6LinkLocal && !a.IsIPv6Multicast && !a.Equals(IPAddress.IPv6Any) && !a.Equals(IPAddress.IPv6Loopback) ? a : null,
+            "not a global IPv6 address");
         var iface = new Option<string?>("--iface") { Description = "the underlay interface (default: the one of the default route)" };
         var device = new Option<string?>("--device") { Description = "device name (default flannel0 for udp, flannel.1 for vxlan)" };
         device.Validators.Add(r =>
@@ -101,7 +105,7 @@ internal static class RunCommandLine
 
         var cmd = new Command("run", "run this node's data plane (each flag says whether flanneld has it)")
         {
-            leases, publicIp, iface, device, source, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
+            leases, publicIp, publicIpv6, iface, device, source, backend, port, subnetFile, ipMasq, offload, batch, queues, metrics, controlSocket, icmpRate, icmpBurst,
             etcdEndpoints, etcdPrefix, etcdTimeout, etcdUser, etcdPassword, etcdCa, etcdCert, etcdKey, renewMargin, vtepMacFile, leaseTtl, resync,
             kubeSubnetMgr, kubeApiUrl, kubeconfig, kubePrefix, netConfigPath, setUnavailable, kubeResync, assist, injectFault,
         };
@@ -113,6 +117,7 @@ internal static class RunCommandLine
             {
                 LeasesPath = r.GetValue(leases),
                 PublicIp = r.GetValue(publicIp),
+                PublicIpv6 = r.GetValue(publicIpv6),
                 Iface = r.GetValue(iface),
                 Device = r.GetValue(device),
                 Source = Enum.Parse<DeviceSource>(r.GetValue(source)!, ignoreCase: true),
@@ -181,7 +186,7 @@ internal static class RunCommandLine
     /// <summary>Our flags that are flanneld's too, with the same name and meaning (the rest are ours alone).</summary>
     public static readonly IReadOnlySet<string> FlanneldFlags = new HashSet<string>(StringComparer.Ordinal)
     {
-        "--public-ip", "--iface", "--ip-masq", "--subnet-file", "--etcd-endpoints", "--etcd-prefix", "--etcd-username", "--etcd-password",
+        "--public-ip", "--public-ipv6", "--iface", "--ip-masq", "--subnet-file", "--etcd-endpoints", "--etcd-prefix", "--etcd-username", "--etcd-password",
         "--etcd-cafile", "--etcd-certfile", "--etcd-keyfile", "--subnet-lease-renew-margin", "--kube-subnet-mgr", "--kube-api-url",
         "--kubeconfig-file", "--kube-annotation-prefix", "--net-config-path", "--set-node-network-unavailable",
     };

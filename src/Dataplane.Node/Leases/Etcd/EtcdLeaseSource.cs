@@ -17,6 +17,10 @@ namespace Dataplane.Leases.Etcd;
 ///     subnet (<see cref="SubnetAllocator"/>) with a put-if-absent transaction bound to a granted
 ///     etcd lease; a lost race tries another subnet. Our lease is (re)written as flanneld writes it
 ///     (<see cref="LeaseRecord.ToJson"/>); the VTEP MAC is kept in a file (<see cref="VtepMacFile"/>).
+///     On a dual-stack network a node that forwards IPv6 takes an IPv6 subnet too (a reused lease
+///     keeps its own, or gets a free one added), and its lease lives under flannel's
+///     <c>10.244.1.0-24&amp;2001:db8:244:1::-64</c> key with PublicIPv6 and BackendV6Data; one that
+///     cannot forward IPv6 holds an IPv4 lease (peers then reach it over IPv4 only).
 ///  3. Watch: a thread of its own wakes on every change under <c>subnets/</c> (the etcd watch
 ///     only wakes it) and every resync interval, re-lists the whole range (which also covers
 ///     compaction and reconnects), offers it to the peer tables, and renews our lease before it
@@ -86,33 +90,46 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
     {
         EtcdStore store = Store;
         _vni = request.Vni;
+        NetworkConfig config = snapshot.Config;
         LeaseRecord? old = snapshot.LeaseOf(request.PublicIp);
         MacAddress? mac = request.Backend == BackendKind.Vxlan ? VtepMacFile.LoadOrCreate(options.VtepMacFile, old?.VtepMac) : null;
+        bool ipv6 = config.EnableIpv6 && request.WantsIpv6;
         var lease = new LeaseRecord(default, request.PublicIp, request.Backend == BackendKind.Vxlan ? "vxlan" : null, mac);
+        if (ipv6)
+        {
+            // flannel-v6.1's MAC: the one a reused lease names, else the IPv4 one (each underlay has its own FDB, so one MAC serves both).
+            lease = lease with { PublicIpv6 = request.PublicIpv6, VtepMacV6 = mac is null ? null : old?.VtepMacV6 ?? mac };
+        }
+        List<Ipv6Prefix> free6 = ipv6 ? SubnetAllocator.FreeIpv6Subnets(config, snapshot.Leases) : [];
         try
         {
             _leaseId = store.Grant(options.LeaseTtl);
             _leaseExpires = DateTime.UtcNow + options.LeaseTtl;
-            if (old is not null && snapshot.Config.Network.Contains(old.Subnet))
+            if (old is not null && config.Network.Contains(old.Subnet))
             {
-                lease = lease with { Subnet = old.Subnet };
+                Ipv6Prefix? keep6 = old.Ipv6Subnet is Ipv6Prefix o6 && config.Ipv6Network is Ipv6Prefix n6 && n6.Contains(o6) && o6.Length == config.Ipv6SubnetLength ? o6 : null;
+                lease = lease with { Subnet = old.Subnet, Ipv6Subnet = ipv6 ? keep6 ?? (free6.Count > 0 ? free6[0] : throw OutOfIpv6(config)) : null };
                 store.Put(lease.Key, lease.ToJson(_vni), _leaseId);
                 if (old.Key != lease.Key)
                 {
-                    // A dual-stack lease a flanneld on this node held (10.244.1.0-24&2001:...): ours has
-                    // no IPv6 half, so it lives under the IPv4 key; two leases for one subnet would confuse every peer.
+                    // Its key changed (an IPv6 half dropped or added): two leases for one subnet would confuse every peer.
                     store.Delete(old.Key);
-                    log.Information("Lease {OldKey} replaced by {Key}: this node forwards IPv4 only", old.Key, lease.Key);
+                    log.Information("Lease {OldKey} replaced by {Key}", old.Key, lease.Key);
                 }
-                log.Information("Lease reused: {Subnet} (it names our public IP {PublicIP})", lease.Subnet, lease.PublicIpText);
+                log.Information("Lease reused: {Subnet} (it names our public IP {PublicIP})", lease.Ipv6Subnet is Ipv6Prefix s6 ? $"{lease.Subnet} and {s6}" : lease.Subnet.ToString(), lease.PublicIpText);
                 return lease;
             }
-            foreach (Ipv4Prefix candidate in SubnetAllocator.FreeSubnets(snapshot.Config, snapshot.Leases))
+            if (ipv6 && free6.Count == 0)
             {
-                LeaseRecord attempt = lease with { Subnet = candidate };
+                throw OutOfIpv6(config);
+            }
+            int k = 0;
+            foreach (Ipv4Prefix candidate in SubnetAllocator.FreeSubnets(config, snapshot.Leases))
+            {
+                LeaseRecord attempt = lease with { Subnet = candidate, Ipv6Subnet = ipv6 ? free6[k++ % free6.Count] : null };
                 if (store.PutIfAbsent(attempt.Key, attempt.ToJson(_vni), _leaseId))
                 {
-                    log.Information("Subnet {Subnet} was free: lease created in etcd", candidate);
+                    log.Information("Subnet {Subnet} was free: lease created in etcd", attempt.Ipv6Subnet is Ipv6Prefix s6 ? $"{candidate} and {s6}" : candidate.ToString());
                     return attempt;
                 }
             }
@@ -121,9 +138,11 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         {
             throw new ConfigException($"{Description}: taking our lease failed ({EtcdStore.Describe(e)})");
         }
-        NetworkConfig c = snapshot.Config;
-        throw new ConfigException($"{Description}: no free subnet between {Ipv4Prefix.Format(c.SubnetMin)} and {Ipv4Prefix.Format(c.SubnetMax)}");
+        throw new ConfigException($"{Description}: no free subnet between {Ipv4Prefix.Format(config.SubnetMin)} and {Ipv4Prefix.Format(config.SubnetMax)}");
     }
+
+    private ConfigException OutOfIpv6(NetworkConfig c) =>
+        new($"{Description}: no free IPv6 subnet between {Ipv6Prefix.Format(c.Ipv6SubnetMin)} and {Ipv6Prefix.Format(c.Ipv6SubnetMax)}");
 
     public void Watch(PeerTables tables)
     {

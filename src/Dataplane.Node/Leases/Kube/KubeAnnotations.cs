@@ -13,6 +13,9 @@ internal sealed partial record KubeAnnotations(string Prefix)
     public string BackendData => Prefix + "backend-data";
     public string BackendType => Prefix + "backend-type";
     public string PublicIp => Prefix + "public-ip";
+    /// <summary>Dual-stack: the node's IPv6 underlay address and its flannel-v6.1 backend data (vxlan: the v6 VtepMAC).</summary>
+    public string PublicIpv6 => Prefix + "public-ipv6";
+    public string BackendV6Data => Prefix + "backend-v6-data";
     /// <summary>Set by the operator: the address peers are to use instead of ours (a NAT in front of the node).</summary>
     public string PublicIpOverwrite => Prefix + "public-ip-overwrite";
     /// <summary>Set by the operator: the local address to use as the public IP (as <c>--public-ip</c>).</summary>

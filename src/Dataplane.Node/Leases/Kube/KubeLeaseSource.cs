@@ -114,10 +114,11 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 log.Information("Public IP {PublicIP} from the node's {Annotation} annotation", overwrite, _annotations.PublicIpOverwrite);
             }
             MacAddress? mac = null;
+            LeaseRecord? announcedLease = NodeLease.FromNode(node, _annotations, out _, ipv6: true);
             if (request.Backend == BackendKind.Vxlan)
             {
                 // The MAC our node already announces (flanneld's GetStoredMacAddresses), else the file's or a new one.
-                if (NodeLease.FromNode(node, _annotations, out _)?.VtepMac is MacAddress announced)
+                if (announcedLease?.VtepMac is MacAddress announced)
                 {
                     VtepMacFile.Save(options.VtepMacFile, announced);
                     mac = announced;
@@ -128,6 +129,21 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 }
             }
             var lease = new LeaseRecord(subnet, publishedIp, request.Backend == BackendKind.Vxlan ? "vxlan" : "udp", mac);
+            if (snapshot.Config.EnableIpv6 && request.WantsIpv6)
+            {
+                // Dual-stack: our IPv6 half is the node's IPv6 podCIDR (assigned like the IPv4 one; none: IPv4 only).
+                Ipv6Prefix? subnet6 = NodeLease.PodCidr6(node, where);
+                if (subnet6 is Ipv6Prefix s6 && snapshot.Config.Ipv6Network is Ipv6Prefix n6 && !n6.Contains(s6))
+                {
+                    throw new ConfigException($"{where}: IPv6 podCIDR {s6} is not inside the IPv6Network {n6} of {options.NetConfigPath}");
+                }
+                lease = lease with
+                {
+                    Ipv6Subnet = subnet6,
+                    PublicIpv6 = subnet6 is null ? null : request.PublicIpv6,
+                    VtepMacV6 = subnet6 is null || mac is null ? null : announcedLease?.VtepMacV6 ?? mac,
+                };
+            }
             Publish(where, now, lease, request.Vni);
             return lease;
         }
@@ -172,6 +188,12 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             [_annotations.PublicIp] = lease.PublicIpText,
             [_annotations.SubnetKubeManaged] = "true",
         };
+        if (lease.PublicIpv6 is UInt128 v6)
+        {
+            // As flanneld publishes a dual-stack lease: the IPv6 address and flannel-v6.1's backend data.
+            wanted[_annotations.PublicIpv6] = Ipv6Prefix.Format(v6);
+            wanted[_annotations.BackendV6Data] = lease.VtepMacV6 is MacAddress mac6 ? VxlanBackendData(vni, mac6) : "null";
+        }
         var changed = wanted.Where(kv => now.GetValueOrDefault(kv.Key) != kv.Value).ToList();
         if (changed.Count == 0)
         {
@@ -349,7 +371,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             {
                 continue;
             }
-            if (NodeLease.FromNode(n, _annotations, out string? reason) is LeaseRecord l)
+            if (NodeLease.FromNode(n, _annotations, out string? reason, _config!.EnableIpv6) is LeaseRecord l)
             {
                 leases.Add(l);
             }
