@@ -81,7 +81,7 @@ internal static class LabCommands
         {
             string target = r.GetValue(to)!;
             int colon = target.LastIndexOf(':');
-            return PodTraffic.Send(target[..colon], int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture),
+            return PodTraffic.Send(target[..colon].Trim('[', ']'), int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture),
                 r.GetValue(bytes), r.GetValue(seconds) ?? (r.GetValue(bytes) is null ? 5 : null), Console.Out);
         });
         return cmd;

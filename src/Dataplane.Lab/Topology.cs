@@ -14,6 +14,9 @@ namespace Dataplane.Lab;
 /// Underlay: a switch namespace with a bridge; node i has <c>eth0</c> = 192.0.2.i/24 on it.
 /// Pod i hangs off node i: pod <c>eth0</c> = 10.244.i.2/24, node side <c>pod0</c> = 10.244.i.1/24,
 /// the pod's default route via 10.244.i.1. Nodes forward (ip_forward=1 inside the node namespace).
+/// Dual-stack (<see cref="AddNode"/> with ipv6): node <c>eth0</c> also has 2001:db8:2::i/64, the pod
+/// 2001:db8:244:i::2/64 with its default route via 2001:db8:244:i::1 on <c>pod0</c>, and the node
+/// forwards IPv6 too (documentation prefixes only).
 /// </summary>
 internal sealed class Topology : IDisposable
 {
@@ -41,12 +44,20 @@ internal sealed class Topology : IDisposable
     public string Pod(int i) => $"dp{Id}p{i}";
     public static string UnderlayIp(int i) => string.Create(CultureInfo.InvariantCulture, $"192.0.2.{i}");
     public static string PodIp(int i) => string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.2");
+    public static string UnderlayIpv6(int i) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:2::{i:x}");
+    public static string PodIpv6(int i) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:244:{i:x}::2");
+    /// <summary>Node i's IPv6 subnet in the dual-stack cluster files: 2001:db8:244:i::/64.</summary>
+    public static string SubnetIpv6(int i) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:244:{i:x}::/64");
 
-    /// <summary>Adds node i on the underlay (192.0.2.i) and its pod (10.244.i.2).</summary>
-    public void AddNode(int i, bool withPod = true)
+    /// <summary>Adds node i on the underlay (192.0.2.i, and 2001:db8:2::i with <paramref name="ipv6"/>) and its pod (10.244.i.2, 2001:db8:244:i::2).</summary>
+    public void AddNode(int i, bool withPod = true, bool ipv6 = false)
     {
         string node = Node(i);
         AddNamespace(node);
+        if (ipv6)
+        {
+            NoDuplicateAddressDetection(node);
+        }
         Ip(node, "link", "set", "lo", "up");
         Ip(node, "link", "add", "eth0", "type", "veth", "peer", "name", $"s{i}", "netns", Switch);
         Ip(node, "addr", "add", $"{UnderlayIp(i)}/24", "dev", "eth0");
@@ -54,12 +65,21 @@ internal sealed class Topology : IDisposable
         Ip(Switch, "link", "set", $"s{i}", "master", "br0");
         Ip(Switch, "link", "set", $"s{i}", "up");
         ProcessRunner.Check(_ip, "netns", "exec", node, "/bin/sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward");
+        if (ipv6)
+        {
+            Ip(node, "addr", "add", $"{UnderlayIpv6(i)}/64", "dev", "eth0", "nodad");
+            ProcessRunner.Check(_ip, "netns", "exec", node, "/bin/sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding");
+        }
         if (!withPod)
         {
             return;
         }
         string pod = Pod(i);
         AddNamespace(pod);
+        if (ipv6)
+        {
+            NoDuplicateAddressDetection(pod);
+        }
         Ip(pod, "link", "set", "lo", "up");
         Ip(node, "link", "add", "pod0", "type", "veth", "peer", "name", "eth0", "netns", pod);
         Ip(node, "addr", "add", string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.1/24"), "dev", "pod0");
@@ -67,6 +87,13 @@ internal sealed class Topology : IDisposable
         Ip(pod, "addr", "add", $"{PodIp(i)}/24", "dev", "eth0");
         Ip(pod, "link", "set", "eth0", "up");
         Ip(pod, "route", "add", "default", "via", string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.1"));
+        if (ipv6)
+        {
+            string gateway = string.Create(CultureInfo.InvariantCulture, $"2001:db8:244:{i:x}::1");
+            Ip(node, "addr", "add", $"{gateway}/64", "dev", "pod0", "nodad");
+            Ip(pod, "addr", "add", $"{PodIpv6(i)}/64", "dev", "eth0", "nodad");
+            Ip(pod, "-6", "route", "add", "default", "via", gateway);
+        }
     }
 
     /// <summary>
@@ -88,6 +115,37 @@ internal sealed class Topology : IDisposable
             Ip(n, "neigh", "replace", vtep, "lladdr", peerMac, "dev", "flannel.1", "nud", "permanent");
             ProcessRunner.Check(bridge, "-n", n, "fdb", "replace", peerMac, "dev", "flannel.1", "dst", UnderlayIp(peer), "self", "permanent");
             Ip(n, "route", "replace", string.Create(CultureInfo.InvariantCulture, $"10.244.{peer}.0/24"), "via", vtep, "dev", "flannel.1", "onlink");
+        }
+    }
+
+    /// <summary>
+    /// Links created in the namespace from now on skip duplicate address detection (its own sysctl,
+    /// not the host's): otherwise the link-local addresses of fresh veths stay tentative for a
+    /// second or two, and neighbour discovery, hence the first IPv6 packets, waits for them.
+    /// </summary>
+    private void NoDuplicateAddressDetection(string netns) =>
+        ProcessRunner.Check(_ip, "netns", "exec", netns, "/bin/sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad");
+
+    /// <summary>
+    /// Node i's IPv6 half as a kernel node programmed exactly as flanneld programs a dual-stack one:
+    /// <c>flannel-v6.1 type vxlan id 1 local 2001:db8:2::i dstport 8472 nolearning</c> with its v6
+    /// VtepMAC (the kernel's MTU for an IPv6 underlay: 70 bytes under eth0's), address
+    /// &lt;v6 subnet&gt;::/128, and per peer a permanent neighbour, an FDB entry and an onlink route.
+    /// </summary>
+    public void AddKernelVxlanV6(int i, string mac, IEnumerable<(int Node, string Mac)> peers)
+    {
+        string n = Node(i);
+        Ip(n, "link", "add", "flannel-v6.1", "type", "vxlan", "id", "1", "local", UnderlayIpv6(i), "dev", "eth0", "dstport", "8472", "nolearning");
+        Ip(n, "link", "set", "flannel-v6.1", "address", mac);
+        Ip(n, "-6", "addr", "add", string.Create(CultureInfo.InvariantCulture, $"2001:db8:244:{i:x}::/128"), "dev", "flannel-v6.1", "nodad");
+        Ip(n, "link", "set", "flannel-v6.1", "up");
+        string bridge = ProcessRunner.Which("bridge") ?? throw new InvalidOperationException("'bridge' (iproute2) is missing");
+        foreach (var (peer, peerMac) in peers)
+        {
+            string vtep = string.Create(CultureInfo.InvariantCulture, $"2001:db8:244:{peer:x}::");
+            Ip(n, "-6", "neigh", "replace", vtep, "lladdr", peerMac, "dev", "flannel-v6.1", "nud", "permanent");
+            ProcessRunner.Check(bridge, "-n", n, "fdb", "replace", peerMac, "dev", "flannel-v6.1", "dst", UnderlayIpv6(peer), "self", "permanent");
+            Ip(n, "-6", "route", "replace", SubnetIpv6(peer), "via", vtep, "dev", "flannel-v6.1", "onlink");
         }
     }
 

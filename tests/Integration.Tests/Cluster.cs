@@ -41,6 +41,14 @@ internal sealed class Cluster : IDisposable
         return (StartNode(1, backend, null, extra), StartNode(2, backend, null, extra));
     }
 
+    /// <summary>Nodes 1 and 2 dual-stack (IPv6 underlay and pods) in a dual-stack cluster file (<see cref="ClusterFileBuilder.DualStack"/>); nothing started.</summary>
+    public void DualStackPair(string backend = "vxlan")
+    {
+        Topology.AddNode(1, ipv6: true);
+        Topology.AddNode(2, ipv6: true);
+        new ClusterFileBuilder(backend).DualStack().Node(1).Node(2).WriteTo(LeasesPath);
+    }
+
     /// <summary>Starts our data plane on node i and waits for "Ready".</summary>
     public NodeProcess StartNode(int i, string backend, string? leases = null, params string[] extra)
     {
@@ -86,19 +94,19 @@ internal sealed class Cluster : IDisposable
         Topology.Exec(netns, [Require.Tool("ping", "iputils-ping"), "-c", count.ToString(CultureInfo.InvariantCulture), "-i", "0.2", "-W", "2", target], 30_000);
 
     /// <summary>Sends <paramref name="bytes"/> from pod <paramref name="from"/> to pod <paramref name="to"/> over TCP; asserts both ends saw the same bytes.</summary>
-    public Transfer StartTransfer(int from, int to, long bytes, int port = 5201) =>
-        StartTransfer(from, to, ["--bytes", bytes.ToString(CultureInfo.InvariantCulture)], bytes, port);
+    public Transfer StartTransfer(int from, int to, long bytes, int port = 5201, bool ipv6 = false) =>
+        StartTransfer(from, to, ["--bytes", bytes.ToString(CultureInfo.InvariantCulture)], bytes, port, ipv6);
 
     /// <summary>Sends for <paramref name="seconds"/>; the check is that both ends agree on the count and the digest.</summary>
     public Transfer StartTimedTransfer(int from, int to, double seconds, int port = 5201) =>
         StartTransfer(from, to, ["--seconds", seconds.ToString(CultureInfo.InvariantCulture)], null, port);
 
-    private Transfer StartTransfer(int from, int to, string[] amount, long? bytes, int port)
+    private Transfer StartTransfer(int from, int to, string[] amount, long? bytes, int port, bool ipv6 = false)
     {
         NodeProcess sink = Topology.Start(Topology.Pod(to), [.. SelfCommand.Prefix(), "pod-sink", "--port", port.ToString(CultureInfo.InvariantCulture), "--timeout", "120"], $"sink{to}");
         Assert.NotNull(sink.WaitForLine("listening", TimeSpan.FromSeconds(20)));
         NodeProcess send = Topology.Start(Topology.Pod(from), [.. SelfCommand.Prefix(), "pod-send", "--to",
-            $"{Topology.PodIp(to)}:{port}", .. amount], $"send{from}");
+            ipv6 ? $"[{Topology.PodIpv6(to)}]:{port}" : $"{Topology.PodIp(to)}:{port}", .. amount], $"send{from}");
         return new Transfer(send, sink, bytes);
     }
 

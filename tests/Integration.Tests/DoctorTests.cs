@@ -55,6 +55,25 @@ public class DoctorTests(ITestOutputHelper output)
         Assert.All(doc.RootElement.GetProperty("checks").EnumerateArray(), e => Assert.Equal("PASS", e.GetProperty("status").GetString()));
     }
 
+    /// <summary>A dual-stack node: its subnet.env with the IPv6 lines passes, and IPv6 forwarding is checked.</summary>
+    [Fact]
+    public void A_dual_stack_node_is_checked_for_ipv6_forwarding()
+    {
+        using var c = new Cluster();
+        c.DualStackPair();
+        c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+        ProcessRunner.Result r = Doctor(c, CniDir(c, mtu: null));
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        Line(r, "PASS", "ipv6-forward");
+        Line(r, "PASS", "subnet-env");
+
+        c.Topology.Exec(c.Topology.Node(1), ["/bin/sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/all/forwarding"]);
+        r = Doctor(c, CniDir(c, mtu: null));
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.Contains("sysctl -w net.ipv6.conf.all.forwarding=1", Line(r, "FAIL", "ipv6-forward"));
+    }
+
     [Fact]
     public void A_broken_node_gets_each_failure_named_with_its_fix()
     {

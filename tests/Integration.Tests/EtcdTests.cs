@@ -80,39 +80,51 @@ public class EtcdTests
 
     /// <summary>
     /// A dual-stack flannel cluster (EnableIPv6, leases under MakeSubnetKey's "v4&amp;v6" keys with
-    /// PublicIPv6 and BackendV6Data): our nodes read it, reuse their leases under the IPv4 key (the
-    /// dual-stack one they replace is deleted), carry the IPv4 traffic, and say that IPv6 is not
-    /// forwarded; subnet.env gets no IPv6 lines.
+    /// PublicIPv6 and BackendV6Data): node 1 reuses the dual-stack lease a flanneld left (same key,
+    /// both halves), node 2 takes a free subnet of each family under a "v4&amp;v6" key, both carry
+    /// IPv6 between their pods and write subnet.env's IPv6 lines; node 3, with no IPv6 underlay
+    /// address, holds an IPv4 lease, says so, and is reached over IPv4.
     /// </summary>
     [Fact]
-    public void A_dual_stack_flannel_cluster_is_joined_for_its_ipv4_traffic()
+    public void A_dual_stack_flannel_cluster_is_joined_in_both_families()
     {
         using var c = new Cluster();
         StartEtcd(c);
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
+        c.Topology.AddNode(1, ipv6: true);
+        c.Topology.AddNode(2, ipv6: true);
+        c.Topology.AddNode(3);
         Etcdctl(c, "put", "/coreos.com/network/config",
-            """{"Network":"10.244.0.0/16","SubnetLen":24,"EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Backend":{"Type":"vxlan","VNI":1}}""");
-        for (int i = 1; i <= 2; i++)
-        {
-            Etcdctl(c, "put", $"/coreos.com/network/subnets/10.244.{i}.0-24&2001:db8:244:{i}::-64",
-                $$$"""{"PublicIP":"192.0.2.{{{i}}}","PublicIPv6":"2001:db8:2::{{{i}}}","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:{{{i}}}{{{i}}}"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:66:66:66:66:{{{i}}}{{{i}}}"}}""");
-        }
+            """{"Network":"10.244.0.0/16","SubnetLen":24,"SubnetMin":"10.244.1.0","SubnetMax":"10.244.3.0","EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","IPv6SubnetMin":"2001:db8:244:1::","IPv6SubnetMax":"2001:db8:244:3::","Backend":{"Type":"vxlan","VNI":1}}""");
+        Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.1.0-24&2001:db8:244:1::-64",
+            """{"PublicIP":"192.0.2.1","PublicIPv6":"2001:db8:2::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:66:66:66:66:11"}}""");
         NodeProcess n1 = StartNode(c, 1);
-        StartNode(c, 2);
-        Assert.Contains("The network config enables IPv6 (2001:db8:244::/48, IPv6SubnetLen 64): this node forwards the cluster's IPv4 traffic only", n1.Output);
-        Assert.Contains("Lease 10.244.1.0-24&2001:db8:244:1::-64 replaced by 10.244.1.0-24", n1.Output);
-        Assert.Contains("Lease reused: 10.244.1.0/24", n1.Output);
-        Assert.DoesNotContain("IPV6", File.ReadAllText(c.Path_("node1-subnet.env")));
-
-        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
-        Assert.True(ping.ExitCode == 0, ping.Stdout);
-        c.StartTransfer(1, 2, 8L << 20).AssertIntact(TimeSpan.FromSeconds(60));
+        NodeProcess n2 = StartNode(c, 2);
+        NodeProcess n3 = StartNode(c, 3);
+        Assert.Contains("Lease reused: 10.244.1.0/24 and 2001:db8:244:1::/64", n1.Output);
+        Assert.Contains("but this node forwards IPv4 only: no IPv6 underlay address", n3.Output);
 
         string keys = Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only");
-        Assert.Contains("/coreos.com/network/subnets/10.244.1.0-24\n", keys);
-        Assert.DoesNotContain("&", keys);
-        Assert.Contains("0e:11:11:11:11:11", Etcdctl(c, "get", "/coreos.com/network/subnets/10.244.1.0-24", "--print-value-only"));
+        Assert.Contains("/coreos.com/network/subnets/10.244.1.0-24&2001:db8:244:1::-64\n", keys);
+        string node2Key = Assert.Single(keys.Split('\n'), k => k.Contains("&", StringComparison.Ordinal) && !k.Contains("10.244.1.0-24", StringComparison.Ordinal));
+        Assert.Matches(@"/subnets/10\.244\.[23]\.0-24&2001:db8:244:[23]::-64$", node2Key);
+        Assert.Single(keys.Split('\n'), k => k.StartsWith("/coreos.com/network/subnets/10.244.", StringComparison.Ordinal) && !k.Contains("&", StringComparison.Ordinal));
+        string mine = Etcdctl(c, "get", "/coreos.com/network/subnets/10.244.1.0-24&2001:db8:244:1::-64", "--print-value-only");
+        Assert.Contains("\"PublicIPv6\":\"2001:db8:2::1\"", mine);
+        Assert.Contains("\"BackendV6Data\":{\"VNI\":1,\"VtepMAC\":\"0e:66:66:66:66:11\"}", mine);
+        Assert.Contains("FLANNEL_IPV6_SUBNET=2001:db8:244:1::1/64\n", File.ReadAllText(c.Path_("node1-subnet.env")));
+        Assert.DoesNotContain("IPV6", File.ReadAllText(c.Path_("node3-subnet.env")));
+
+        // Node 2's pod sits in whatever subnets it took: move it there, then IPv6 both ways.
+        string n2Subnet6 = System.Text.RegularExpressions.Regex.Match(node2Key, @"2001:db8:244:(\d)::").Groups[1].Value;
+        string pod2 = c.Topology.Pod(2), node2 = c.Topology.Node(2);
+        c.Topology.Ip(node2, "addr", "replace", $"2001:db8:244:{n2Subnet6}::1/64", "dev", "pod0", "nodad");
+        c.Topology.Ip(pod2, "addr", "replace", $"2001:db8:244:{n2Subnet6}::2/64", "dev", "eth0", "nodad");
+        c.Topology.Ip(pod2, "-6", "route", "replace", "default", "via", $"2001:db8:244:{n2Subnet6}::1");
+        Assert.True(SpinUntil(() => n1.Output.Contains($"2001:db8:244:{n2Subnet6}::/64 via", StringComparison.Ordinal), 20), n1.Output);
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), $"2001:db8:244:{n2Subnet6}::2");
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
+        ProcessRunner.Result back = c.Ping(pod2, Topology.PodIpv6(1));
+        Assert.True(back.ExitCode == 0, back.Stdout + back.Stderr);
     }
 
     [Fact]

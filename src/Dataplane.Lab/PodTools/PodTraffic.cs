@@ -17,10 +17,11 @@ internal static class PodTraffic
 {
     private const int ChunkSize = 64 * 1024;
 
-    /// <summary>Accepts one connection, reads to EOF; prints "received bytes=N seconds=T sha256=H".</summary>
+    /// <summary>Accepts one connection (IPv4 or IPv6), reads to EOF; prints "received bytes=N seconds=T sha256=H".</summary>
     public static int Sink(int port, int timeoutSeconds, TextWriter output)
     {
-        using var listener = new TcpListener(IPAddress.Any, port);
+        using var listener = new TcpListener(IPAddress.IPv6Any, port);
+        listener.Server.DualMode = true;
         listener.Server.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         listener.Start();
         output.WriteLine($"listening port={port}");
@@ -46,13 +47,14 @@ internal static class PodTraffic
     /// <summary>Sends <paramref name="bytes"/> bytes, or for <paramref name="seconds"/>; prints "sent bytes=N seconds=T gbps=G sha256=H".</summary>
     public static int Send(string host, int port, long? bytes, double? seconds, TextWriter output)
     {
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        IPAddress address = IPAddress.Parse(host);
+        using var s = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         var deadline = Stopwatch.StartNew();
         while (true)
         {
             try
             {
-                s.Connect(IPAddress.Parse(host), port);
+                s.Connect(address, port);
                 break;
             }
             catch (SocketException) when (deadline.Elapsed < TimeSpan.FromSeconds(10))

@@ -133,7 +133,7 @@ internal sealed class KubeApiStandIn : IDisposable
     // ---- the cluster's state, as the tests change it ----
 
     /// <summary>Creates or replaces a node (spec and annotations); an ADDED or MODIFIED event.</summary>
-    public void PutNode(string name, string? podCidr, IReadOnlyDictionary<string, string>? annotations = null)
+    public void PutNode(string name, string? podCidr, IReadOnlyDictionary<string, string>? annotations = null, string? podCidr6 = null)
     {
         lock (_gate)
         {
@@ -155,7 +155,7 @@ internal sealed class KubeApiStandIn : IDisposable
             if (podCidr is not null)
             {
                 spec["podCIDR"] = podCidr;
-                spec["podCIDRs"] = new JsonArray(podCidr);
+                spec["podCIDRs"] = podCidr6 is null ? new JsonArray(podCidr) : new JsonArray(podCidr, podCidr6);
             }
             node["spec"] = spec;
             var ann = new JsonObject();

@@ -36,10 +36,24 @@ internal sealed class KubeCluster : IDisposable
     public static string PodCidr(int i) => string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.0/24");
 
     /// <summary>Node i registered with the API server (as the kubelet does) and given its podCIDR (as the controller manager does).</summary>
-    public void Register(int i, bool withPod = true, string? podCidr = "", IReadOnlyDictionary<string, string>? annotations = null)
+    /// <remarks>Dual-stack (<paramref name="ipv6"/>): the node has an IPv6 underlay address and a second podCIDR, 2001:db8:244:i::/64.</remarks>
+    public void Register(int i, bool withPod = true, string? podCidr = "", IReadOnlyDictionary<string, string>? annotations = null, bool ipv6 = false)
     {
-        C.Topology.AddNode(i, withPod);
-        Api.PutNode(NodeName(i), podCidr == "" ? PodCidr(i) : podCidr, annotations);
+        C.Topology.AddNode(i, withPod, ipv6);
+        Api.PutNode(NodeName(i), podCidr == "" ? PodCidr(i) : podCidr, annotations, ipv6 ? Topology.SubnetIpv6(i) : null);
+    }
+
+    /// <summary>net-conf.json of a dual-stack cluster, as kube-flannel's ConfigMap has it with EnableIPv6.</summary>
+    public void DualStack() =>
+        File.WriteAllText(NetConf, $$"""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Backend":{"Type":"{{Backend}}"} }""");
+
+    /// <summary>The annotations flanneld writes for a dual-stack vxlan node.</summary>
+    public static Dictionary<string, string> FlanneldDualStackVxlan(int i, string mac, string mac6)
+    {
+        Dictionary<string, string> a = FlanneldVxlan(i, mac);
+        a[Prefix + "backend-v6-data"] = $$"""{"VNI":1,"VtepMAC":"{{mac6}}"}""";
+        a[Prefix + "public-ipv6"] = Topology.UnderlayIpv6(i);
+        return a;
     }
 
     /// <summary>The annotations flanneld writes for a vxlan node.</summary>

@@ -54,6 +54,42 @@ public class KubeLeaseTests
         Assert.Equal(ourMac, File.ReadAllText(k.C.Path_("node1.vtepmac")).Trim());
     }
 
+    /// <summary>
+    /// A dual-stack kube-flannel cluster: the flanneld node (annotations with public-ipv6 and
+    /// backend-v6-data, a kernel flannel.1 and flannel-v6.1 behind them) is a peer in both families;
+    /// ours takes its IPv6 subnet from its second podCIDR and publishes both annotations as
+    /// flanneld does; IPv6 crosses both ways.
+    /// </summary>
+    [Fact]
+    public void A_dual_stack_cluster_carries_ipv6_with_flanneld_nodes()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.DualStack();
+        const string kernelMac = "0e:22:22:22:22:22", kernelMac6 = "0e:22:22:22:22:66";
+        k.Register(1, ipv6: true);
+        k.Register(2, annotations: KubeCluster.FlanneldDualStackVxlan(2, kernelMac, kernelMac6), ipv6: true);
+        NodeProcess n1 = k.StartNode(1);
+        Assert.Contains("Subnet added: 10.244.2.0/24 and 2001:db8:244:2::/64 via 192.0.2.2 and 2001:db8:2::2", n1.Output);
+
+        using JsonDocument node = JsonDocument.Parse(k.KubectlOk("get", "node", "node1", "-o", "json"));
+        JsonElement ann = node.RootElement.GetProperty("metadata").GetProperty("annotations");
+        string ourMac = File.ReadAllText(k.C.Path_("node1.vtepmac")).Trim();
+        Assert.Equal("2001:db8:2::1", ann.GetProperty(KubeCluster.Prefix + "public-ipv6").GetString());
+        Assert.Equal($$"""{"VNI":1,"VtepMAC":"{{ourMac}}"}""", ann.GetProperty(KubeCluster.Prefix + "backend-v6-data").GetString());
+        Assert.Equal(6, ann.EnumerateObject().Count());
+        Assert.Contains("FLANNEL_IPV6_SUBNET=2001:db8:244:1::1/64\n", File.ReadAllText(k.C.Path_("node1-subnet.env")));
+
+        k.C.ProgramKernelVxlanNode(2, kernelMac, [(1, ourMac)]);
+        k.C.Topology.AddKernelVxlanV6(2, kernelMac6, [(1, ourMac)]);
+        foreach ((int from, string target) in new[] { (1, Topology.PodIpv6(2)), (2, Topology.PodIpv6(1)), (1, Topology.PodIp(2)) })
+        {
+            ProcessRunner.Result ping = k.C.Ping(k.C.Topology.Pod(from), target);
+            Assert.True(ping.ExitCode == 0, target + ": " + ping.Stdout + n1.Output);
+        }
+        k.C.StartTransfer(1, 2, 16L << 20, ipv6: true).AssertIntact(TimeSpan.FromSeconds(60));
+        k.C.StartTransfer(2, 1, 16L << 20, port: 5202, ipv6: true).AssertIntact(TimeSpan.FromSeconds(60));
+    }
+
     [Fact]
     public void The_vtep_mac_our_node_already_announces_is_reused()
     {
