@@ -13,6 +13,7 @@ public class DecapBenchmarks
     private readonly byte[] _datagram = new byte[22 + 1428];
     private DataplaneEngine _udp = null!;
     private DataplaneEngine _vxlan = null!;
+    private DataplaneEngine _vxlan6 = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -24,6 +25,15 @@ public class DecapBenchmarks
         VxlanFrame.Encapsulate(_datagram, 22, 1, BenchPackets.OurMac, peer.VtepMac, EthernetHeader.EtherTypeIpv4);
         _udp = new DataplaneEngine(new ReplayDevice([]), new ReplaySocket([inner], peer.Endpoint), table, new EngineSettings(BackendKind.Udp, 1, BenchPackets.OurMac, Batch));
         _vxlan = new DataplaneEngine(new ReplayDevice([]), new ReplaySocket([_datagram], peer.Endpoint), table, new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch));
+
+        SubnetTable table6 = BenchPackets.Table(255, ipv6: true);
+        Peer peer6 = table6.Lookup6(BenchPackets.Subnet6(2) + 9)!;
+        byte[] inner6 = BenchPackets.Udp6(BenchPackets.Subnet6(2) + 9, BenchPackets.Network6 + 2, 1380);
+        byte[] datagram6 = new byte[22 + inner6.Length];
+        inner6.CopyTo(datagram6, 22);
+        VxlanFrame.Encapsulate(datagram6, 22, 1, BenchPackets.OurMacV6, peer6.VtepMacV6, EthernetHeader.EtherTypeIpv6);
+        _vxlan6 = new DataplaneEngine(new ReplayDevice([]), new ReplaySocket([datagram6], peer6.Endpoint6), table6,
+            new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch) { OurVtepMacV6 = BenchPackets.OurMacV6 });
     }
 
     [Benchmark(Description = "VXLAN decap checks (flags, VNI, MAC, EtherType)")]
@@ -37,4 +47,7 @@ public class DecapBenchmarks
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "inbound vxlan: copy-in + peer check + decap + validate, per packet")]
     public int InboundVxlan() => _vxlan.Inbound.RunOnce(0);
+
+    [Benchmark(OperationsPerInvoke = Batch, Description = "inbound vxlan, IPv6 over the IPv6 underlay: copy-in + peer check + decap + validate, per packet")]
+    public int InboundVxlanIpv6() => _vxlan6.Inbound.RunOnce(0);
 }

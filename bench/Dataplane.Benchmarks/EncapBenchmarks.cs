@@ -14,6 +14,7 @@ public class EncapBenchmarks
     private readonly byte[] _buffer = GC.AllocateArray<byte>(2048, pinned: true);
     private DataplaneEngine _udp = null!;
     private DataplaneEngine _vxlan = null!;
+    private DataplaneEngine _vxlan6 = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -22,6 +23,9 @@ public class EncapBenchmarks
         SubnetTable table = BenchPackets.Table(255);
         _udp = new DataplaneEngine(new ReplayDevice(packets), new ReplaySocket([], default), table, new EngineSettings(BackendKind.Udp, 1, BenchPackets.OurMac, Batch));
         _vxlan = new DataplaneEngine(new ReplayDevice(packets), new ReplaySocket([], default), table, new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch));
+        byte[][] packets6 = [.. Enumerable.Range(0, 16).Select(i => BenchPackets.Udp6(BenchPackets.Network6 + 2, BenchPackets.Subnet6(2 + i) + 9, 1380))];
+        _vxlan6 = new DataplaneEngine(new ReplayDevice(packets6), new ReplaySocket([], default), BenchPackets.Table(255, ipv6: true),
+            new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch) { OurVtepMacV6 = BenchPackets.OurMacV6 });
     }
 
     [Benchmark(Description = "VXLAN+Ethernet header write (22 B in headroom)")]
@@ -32,4 +36,7 @@ public class EncapBenchmarks
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "outbound vxlan: copy-in + classify + lookup + encap, per packet")]
     public int OutboundVxlan() => _vxlan.Outbound.RunOnce(0);
+
+    [Benchmark(OperationsPerInvoke = Batch, Description = "outbound vxlan, IPv6 inner to the IPv6 underlay: copy-in + classify + lookup6 + encap, per packet")]
+    public int OutboundVxlanIpv6() => _vxlan6.Outbound.RunOnce(0);
 }

@@ -6,6 +6,9 @@ namespace Dataplane.Fuzz;
 /// <summary>
 /// AFL++ harnesses (SharpFuzz, out of process, persistent). One target per run:
 ///   inbound-vxlan, inbound-udp  a datagram from a peer through the real inbound loop;
+///   inbound6-vxlan, inbound6-udp the same on a dual-stack node, from either of the peer's
+///                               addresses (IPv6 inner packets, Neighbor Solicitations);
+///   nd                          Neighbor Solicitation reading and the advertisement written for it;
 ///   ip                          the IPv4/IPv6 views, ICMP error rules and builders, the TSO
 ///                               segmenter and the TCP coalescer on the same bytes;
 ///   leases                      the static cluster file, and flannel's config and lease values
@@ -20,11 +23,11 @@ public static class Program
     {
         if (args.Length != 1)
         {
-            Console.Error.WriteLine("usage: Dataplane.Fuzz inbound-vxlan|inbound-udp|ip|leases|frame|checksum  (reads one input per run from AFL)");
+            Console.Error.WriteLine("usage: Dataplane.Fuzz inbound-vxlan|inbound-udp|inbound6-vxlan|inbound6-udp|nd|ip|leases|frame|checksum  (reads one input per run from AFL)");
             return 2;
         }
         string target = args[0];
-        if (target is not ("inbound-vxlan" or "inbound-udp" or "ip" or "leases" or "frame" or "checksum"))
+        if (target is not ("inbound-vxlan" or "inbound-udp" or "inbound6-vxlan" or "inbound6-udp" or "nd" or "ip" or "leases" or "frame" or "checksum"))
         {
             Console.Error.WriteLine($"unknown target {target}");
             return 2;
@@ -38,6 +41,9 @@ public static class Program
             {
                 "inbound-vxlan" => new InboundHarness(BackendKind.Vxlan).Run,
                 "inbound-udp" => new InboundHarness(BackendKind.Udp).Run,
+                "inbound6-vxlan" => new InboundHarness(BackendKind.Vxlan, dualStack: true).Run,
+                "inbound6-udp" => new InboundHarness(BackendKind.Udp, dualStack: true).Run,
+                "nd" => NeighborDiscoveryHarness.Run,
                 "ip" => IpHarness.Run,
                 "frame" => FrameHarness.Run,
                 "checksum" => ChecksumHarness.Run,
