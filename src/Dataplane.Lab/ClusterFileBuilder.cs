@@ -15,9 +15,20 @@ internal sealed class ClusterFileBuilder(string backend = "vxlan", int vni = 1)
 {
     private readonly JsonObject _subnets = [];
     private bool _dualStack;
+    private bool _ipv6Only;
 
     /// <summary>A MAC for node i's flannel-v6.1 (0e:00:5e:06:00:0i), distinct from its IPv4 VtepMAC as flanneld's two devices are.</summary>
     public static string VtepMacV6(int i) => string.Create(CultureInfo.InvariantCulture, $"0e:00:5e:06:{i / 256:x2}:{i % 256:x2}");
+
+    /// <summary>
+    /// An IPv6-only network (EnableIPv4 false, no Network): nodes added after this have only an IPv6
+    /// half, under flannel's key <c>0.0.0.0-0&amp;2001:db8:244:i::-64</c> with PublicIP 0.0.0.0.
+    /// </summary>
+    public ClusterFileBuilder Ipv6Only()
+    {
+        _ipv6Only = true;
+        return DualStack();
+    }
 
     /// <summary>The config enables IPv6 (2001:db8:244::/48, /64 per node); nodes added after this get an IPv6 half.</summary>
     public ClusterFileBuilder DualStack()
@@ -33,7 +44,9 @@ internal sealed class ClusterFileBuilder(string backend = "vxlan", int vni = 1)
     public ClusterFileBuilder Node(int i, string? publicIp = null, string? vtepMac = null, string? publicIpv6 = null, string? vtepMacV6 = null)
     {
         // Written by the node's own lease schema, as flanneld writes a vxlan lease.
-        var lease = new LeaseRecord(Subnet(i), Ip(publicIp ?? Topology.UnderlayIp(i)), "vxlan", Mac(vtepMac ?? VtepMac(i)));
+        var lease = _ipv6Only
+            ? new LeaseRecord(default, 0, "vxlan", null)
+            : new LeaseRecord(Subnet(i), Ip(publicIp ?? Topology.UnderlayIp(i)), "vxlan", Mac(vtepMac ?? VtepMac(i)));
         if (_dualStack)
         {
             string v6 = publicIpv6 ?? Topology.UnderlayIpv6(i);
@@ -51,8 +64,8 @@ internal sealed class ClusterFileBuilder(string backend = "vxlan", int vni = 1)
 
     public ClusterFileBuilder Without(int i)
     {
-        string prefix = Subnet(i).ToKey();
-        foreach (string key in _subnets.Select(p => p.Key).Where(k => k == prefix || k.StartsWith(prefix + "&", StringComparison.Ordinal)).ToList())
+        string prefix = Subnet(i).ToKey(), v6 = "&" + (Ipv6Prefix.TryParse(Topology.SubnetIpv6(i), out Ipv6Prefix? s6) ? s6.Value.ToKey() : "");
+        foreach (string key in _subnets.Select(p => p.Key).Where(k => k == prefix || k.StartsWith(prefix + "&", StringComparison.Ordinal) || k.EndsWith(v6, StringComparison.Ordinal)).ToList())
         {
             _subnets.Remove(key);
         }
@@ -68,12 +81,14 @@ internal sealed class ClusterFileBuilder(string backend = "vxlan", int vni = 1)
 
     public string ToJson()
     {
-        var config = new JsonObject
-        {
-            ["Network"] = "10.244.0.0/16",
-            ["SubnetLen"] = 24,
-            ["Backend"] = new JsonObject { ["Type"] = backend, ["VNI"] = vni },
-        };
+        var config = _ipv6Only
+            ? new JsonObject { ["EnableIPv4"] = false, ["Backend"] = new JsonObject { ["Type"] = backend, ["VNI"] = vni } }
+            : new JsonObject
+            {
+                ["Network"] = "10.244.0.0/16",
+                ["SubnetLen"] = 24,
+                ["Backend"] = new JsonObject { ["Type"] = backend, ["VNI"] = vni },
+            };
         if (_dualStack)
         {
             config["EnableIPv6"] = true;

@@ -11,20 +11,22 @@ namespace Dataplane.TunTap;
 /// Send: each socket sends the slots addressed to its family (<see cref="UdpGso"/> skips the others),
 /// so a batch with datagrams for both underlays costs one sendmmsg per family that has any.
 /// </summary>
-public sealed class DualStackSocket(UdpBatchSocket ipv4, UdpBatchSocket ipv6) : IDatagramSocket
+public sealed class DualStackSocket(UdpBatchSocket ipv4, UdpBatchSocket ipv6Socket) : IDatagramSocket
 {
     public UdpBatchSocket Ipv4 => ipv4;
-    public UdpBatchSocket Ipv6 => ipv6;
+    public UdpBatchSocket Ipv6 => ipv6Socket;
 
     /// <summary>The IPv4 socket's address (what logs and captures name as "the underlay").</summary>
     public UdpEndpoint LocalEndpoint => ipv4.LocalEndpoint;
+
+    public UdpEndpoint LocalEndpointOf(bool ipv6) => ipv6 ? ipv6Socket.LocalEndpoint : ipv4.LocalEndpoint;
 
     public int ReceiveBatch(PacketBatch batch, int timeoutMs)
     {
         batch.Count = 0;
         int n = ipv4.CutPending(batch, 0);
-        n = ipv6.CutPending(batch, n);
-        if (ipv4.HasPending || ipv6.HasPending)
+        n = ipv6Socket.CutPending(batch, n);
+        if (ipv4.HasPending || ipv6Socket.HasPending)
         {
             batch.Count = n;
             return n;
@@ -40,7 +42,7 @@ public sealed class DualStackSocket(UdpBatchSocket ipv4, UdpBatchSocket ipv6) : 
         }
         if (read6)
         {
-            n = ipv6.ReceiveReady(batch, n);
+            n = ipv6Socket.ReceiveReady(batch, n);
         }
         batch.Count = n;
         return n;
@@ -55,7 +57,7 @@ public sealed class DualStackSocket(UdpBatchSocket ipv4, UdpBatchSocket ipv6) : 
         }
         try
         {
-            if (!ipv6.Descriptor.TryEnter(out int fd6))
+            if (!ipv6Socket.Descriptor.TryEnter(out int fd6))
             {
                 return false;
             }
@@ -65,7 +67,7 @@ public sealed class DualStackSocket(UdpBatchSocket ipv4, UdpBatchSocket ipv6) : 
             }
             finally
             {
-                ipv6.Descriptor.Exit();
+                ipv6Socket.Descriptor.Exit();
             }
         }
         finally
@@ -74,17 +76,17 @@ public sealed class DualStackSocket(UdpBatchSocket ipv4, UdpBatchSocket ipv6) : 
         }
     }
 
-    public int SendBatch(PacketBatch batch) => ipv4.SendBatch(batch) + ipv6.SendBatch(batch);
+    public int SendBatch(PacketBatch batch) => ipv4.SendBatch(batch) + ipv6Socket.SendBatch(batch);
 
     public void StopWaiting()
     {
         ipv4.StopWaiting();
-        ipv6.StopWaiting();
+        ipv6Socket.StopWaiting();
     }
 
     public void Dispose()
     {
         ipv4.Dispose();
-        ipv6.Dispose();
+        ipv6Socket.Dispose();
     }
 }

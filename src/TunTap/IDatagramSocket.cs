@@ -5,6 +5,9 @@ public interface IDatagramSocket : IDisposable
 {
     UdpEndpoint LocalEndpoint { get; }
 
+    /// <summary>Our endpoint on the underlay of the given family (a dual-stack queue has one of each); <see cref="LocalEndpoint"/> otherwise.</summary>
+    UdpEndpoint LocalEndpointOf(bool ipv6) => LocalEndpoint;
+
     /// <summary>
     /// Waits up to <paramref name="timeoutMs"/>, then receives as many datagrams as are ready at
     /// <see cref="PacketBatch.Headroom"/>, with their sources. Returns the count (0 on timeout).

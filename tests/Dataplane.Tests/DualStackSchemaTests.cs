@@ -110,7 +110,8 @@ public sealed class DualStackSchemaTests
     [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMin":"2001:db8:0:1::1"}""", "config.IPv6SubnetMin: '2001:db8:0:1::1' is not the base address of a /64 inside 2001:db8::/48")]
     [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMax":"2001:db9::"}""", "config.IPv6SubnetMax: '2001:db9::' is not the base address of a /64 inside 2001:db8::/48")]
     [InlineData("""{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8::/48","IPv6SubnetMin":"2001:db8:0:9::","IPv6SubnetMax":"2001:db8:0:2::"}""", "config: IPv6SubnetMin 2001:db8:0:9:: is above IPv6SubnetMax 2001:db8:0:2::")]
-    [InlineData("""{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8::/48"}""", "config.EnableIPv4: false (an IPv6-only network) is not supported: this data plane forwards IPv4; a dual-stack network (EnableIPv6 beside IPv4) works for its IPv4 traffic")]
+    [InlineData("""{"EnableIPv4":false,"Network":"10.244.0.0/16"}""", "config: EnableIPv4 is false and EnableIPv6 is not true: the network has no family to forward")]
+    [InlineData("""{"EnableIPv4":false,"EnableIPv6":true}""", "config: EnableIPv6 is true but \"IPv6Network\" is missing")]
     public void Bad_ipv6_config_is_one_line_naming_the_field(string json, string expected)
     {
         Assert.Equal(expected, ConfigError(json));
@@ -187,5 +188,53 @@ public sealed class DualStackSchemaTests
         Assert.DoesNotContain(free, p => p.ToString() == "2001:db8:244::/64");   // below IPv6SubnetMin
         Assert.Contains(free, p => p.ToString() == "2001:db8:244:65::/64");     // 1, 3..101 (hex 65)
         Assert.All(free, p => Assert.Equal(64, p.Length));
+    }
+
+    [Fact]
+    public void An_ipv6_only_network_has_the_empty_ipv4_half_and_flannels_keys()
+    {
+        NetworkConfig c = Config("""{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Network":"ignored","Backend":{"Type":"vxlan"}}""");
+        Assert.False(c.EnableIpv4);
+        Assert.True(c.EnableIpv6);
+        Assert.Equal("0.0.0.0/0", c.Network.ToString());
+        Assert.Equal(0, c.SubnetLength);
+        Assert.Equal(8472, c.Port);
+
+        // As flanneld writes an IPv6-only vxlan lease: key 0.0.0.0-0&..., PublicIP 0.0.0.0, BackendV6Data only.
+        const string flanneld = """{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:2::2","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:5e:06:00:02"}}""";
+        LeaseRecord l = Lease("0.0.0.0-0&2001:db8:244:2::-64", flanneld);
+        Assert.Equal("0.0.0.0-0&2001:db8:244:2::-64", l.Key);
+        Assert.Null(l.VtepMac);
+        Assert.Equal(flanneld, l.ToJson(1));
+
+        LeaseRecord ours = Lease("0.0.0.0-0&2001:db8:244:1::-64", flanneld.Replace("2001:db8:2::2", "2001:db8:2::1").Replace("06:00:02", "06:00:01"));
+        var snapshot = new ClusterSnapshot(c, [ours, l]);
+        ClusterFile.CheckLeases(c, snapshot.Leases, "file");
+        Assert.True(Ipv6Prefix.TryParseAddress("2001:db8:2::1", out UInt128 publicIpv6));
+        Assert.Same(ours, snapshot.LeaseOf(new LeaseRequest(0, Engine.BackendKind.Vxlan, 1) { PublicIpv6 = publicIpv6 }));
+        var node = new NodeIdentity(ours, c, Engine.BackendKind.Vxlan, 8472, 1) { PublicIpv6 = publicIpv6 };
+        Assert.True(node.Ipv6Only);
+        Engine.SubnetTable t = node.BuildTable(snapshot, []);
+        Assert.False(t.Ipv4);
+        Engine.Peer peer = Assert.Single(t.Peers);
+        Assert.Equal("2001:db8:244:2::/64 via 2001:db8:2::2", peer.Describe());
+        Assert.Null(t.Lookup(Packets.Ip("10.244.2.1")));
+        Assert.True(Ipv6Prefix.TryParseAddress("2001:db8:244:2::9", out UInt128 inPeer));
+        Assert.Same(peer, t.Lookup6(inPeer));
+        Assert.NotEqual(t.PeerSlot(peer), t.PeerSlot(peer with { Ipv6Subnet = new Ipv6Prefix(inPeer & ~(UInt128)0xFFFF_FFFF_FFFF_FFFF + ((UInt128)1 << 64), 64) }));
+        Assert.Equal("FLANNEL_IPV6_NETWORK=2001:db8:244::/48\nFLANNEL_IPV6_SUBNET=2001:db8:244:1::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n",
+            Node.SubnetEnvFile.Format(null, 1430, false, (c.Ipv6Network!.Value, ours.Ipv6Subnet!.Value)));
+    }
+
+    [Fact]
+    public void An_ipv6_only_file_refuses_a_lease_without_an_ipv6_half()
+    {
+        NetworkConfig c = Config("""{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:244::/48"}""");
+        LeaseRecord v4 = Lease("10.244.1.0-24", """{"PublicIP":"192.0.2.1"}""");
+        Assert.Equal("file: lease 10.244.1.0-24 has no IPv6 subnet, and the network is IPv6-only",
+            Assert.Throws<ConfigException>(() => ClusterFile.CheckLeases(c, [v4], "file")).Message);
+        LeaseRecord a = Lease("0.0.0.0-0&2001:db8:244:1::-64", """{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:2::1"}""");
+        LeaseRecord b = Lease("0.0.0.0-0&2001:db8:244:1::-64", """{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:2::2"}""");
+        Assert.Contains("IPv6 subnet 2001:db8:244:1::/64 is leased twice", Assert.Throws<ConfigException>(() => ClusterFile.CheckLeases(c, [a, b], "file")).Message);
     }
 }

@@ -86,7 +86,7 @@ public sealed class StaticLeaseSourceTests : IDisposable
         ClusterSnapshot s = source.Start();
         Assert.Equal("10.244.2.0/24", source.Acquire(s, new LeaseRequest(Packets.Ip("192.0.2.2"), BackendKind.Vxlan, 1)).Subnet.ToString());
         Assert.Equal("10.244.1.0/24", source.Acquire(s, new LeaseRequest(Packets.Ip("192.0.2.1"), BackendKind.Udp, 1)).Subnet.ToString());
-        Assert.Equal($"lease file {path}: our lease 10.244.1.0/24 has no BackendData.VtepMAC, which vxlan needs",
+        Assert.Equal($"lease file {path}: our lease 10.244.1.0-24 has no BackendData.VtepMAC, which vxlan needs",
             Assert.Throws<ConfigException>(() => source.Acquire(s, new LeaseRequest(Packets.Ip("192.0.2.1"), BackendKind.Vxlan, 1))).Message);
         Assert.Equal($"lease file {path}: no lease has PublicIP 192.0.2.9 (this node)",
             Assert.Throws<ConfigException>(() => source.Acquire(s, new LeaseRequest(Packets.Ip("192.0.2.9"), BackendKind.Udp, 1))).Message);

@@ -46,7 +46,13 @@ public class BadInputTests
         { "outside", Leases("\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}, \"10.99.2.0-24\": {\"PublicIP\": \"192.0.2.2\"}"), "subnet 10.99.2.0/24 is outside the network 10.244.0.0/16" },
         { "unknown-backend", "{\"config\": {\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"ipsec\"}}, \"subnets\": {\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}}}", "unknown backend 'ipsec'" },
         { "vxlan-without-mac", "{\"config\": {\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}, \"subnets\": {\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}}}", "has no BackendData.VtepMAC, which vxlan needs" },
+        { "ipv6-only-with-an-ipv4-lease", Ipv6Only("\"10.244.1.0-24\": {\"PublicIP\": \"192.0.2.1\"}"), "lease 10.244.1.0-24 has no IPv6 subnet, and the network is IPv6-only" },
+        { "dual-stack-ipv6-subnet-outside", "{\"config\": {\"Network\": \"10.244.0.0/16\", \"EnableIPv6\": true, \"IPv6Network\": \"2001:db8:244::/48\"}, \"subnets\": " +
+            "{\"10.244.1.0-24&2001:db8:999:1::-64\": {\"PublicIP\": \"192.0.2.1\", \"PublicIPv6\": \"2001:db8:2::1\"}}}", "IPv6 subnet 2001:db8:999:1::/64 is not a /64 inside the IPv6Network 2001:db8:244::/48" },
     };
+
+    private static string Ipv6Only(string subnets) =>
+        $"{{\"config\": {{\"EnableIPv4\": false, \"EnableIPv6\": true, \"IPv6Network\": \"2001:db8:244::/48\"}}, \"subnets\": {{{subnets}}}}}";
 
     private static string Leases(string subnets) => $"{{\"config\": {{\"Network\": \"10.244.0.0/16\"}}, \"subnets\": {{{subnets}}}}}";
 
@@ -75,6 +81,8 @@ public class BadInputTests
     [InlineData("--public-ip", "192.0.2.77", "public IP 192.0.2.77 is not an address of this host")]
     [InlineData("--public-ip", "192.0.2", "--public-ip 192.0.2: not an IPv4 address")]
     [InlineData("--iface", "nosuch0", "--iface nosuch0: no such interface")]
+    [InlineData("--public-ipv6", "192.0.2.1", "--public-ipv6 192.0.2.1: not a global IPv6 address")]
+    [InlineData("--public-ipv6", "fe80::1", "--public-ipv6 fe80::1: not a global IPv6 address")]
     [InlineData("--device", "a/b", "--device a/b: not a valid interface name")]
     [InlineData("--port", "0", "--port 0: not a UDP port")]
     [InlineData("--metrics", "localhost", "--metrics localhost: not ADDR:PORT")]
@@ -89,6 +97,16 @@ public class BadInputTests
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         string[] args = flag == "--public-ip" ? ["--leases", c.LeasesPath, flag, value] : ["--leases", c.LeasesPath, "--public-ip", "192.0.2.1", flag, value];
         AssertOneLineError(c, RunNode(c, args), expected);
+    }
+
+    [Fact]
+    public void An_ipv6_only_network_on_a_node_without_an_ipv6_address()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false);
+        File.WriteAllText(c.LeasesPath, Ipv6Only("\"0.0.0.0-0&2001:db8:244:1::-64\": {\"PublicIP\": \"0.0.0.0\", \"PublicIPv6\": \"2001:db8:2::1\"}"));
+        AssertOneLineError(c, RunNode(c, ["--leases", c.LeasesPath, "--iface", "eth0"]),
+            "the network is IPv6-only (EnableIPv4 false) and this node has no IPv6 underlay address: give --public-ipv6, or an --iface with a global IPv6 address");
     }
 
     [Fact]

@@ -62,6 +62,26 @@ public class CaptureTests(ITestOutputHelper output)
         Assert.True(SpinUntil(() => node.Lines.Any(l => l.Contains("Capture ended: ", StringComparison.Ordinal))), node.Output);
     }
 
+    /// <summary>On a dual-stack node the IPv6 underlay's datagrams are captured with IPv6 outer headers, our IPv6 address and port on our side.</summary>
+    [Fact]
+    public void Ipv6_outer_datagrams_open_in_tshark_with_ipv6_headers()
+    {
+        using var c = new Cluster();
+        c.DualStackPair();
+        c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+        c.Ping(c.Topology.Pod(1), Topology.PodIpv6(2), count: 1);
+
+        string file = c.Path_("v6.pcapng");
+        NodeProcess capture = StartCapture(c, file, "--duration", "4");
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIpv6(2), count: 2).ExitCode);
+        Assert.True(capture.WaitForExit(TimeSpan.FromSeconds(15)), capture.Output);
+        string[] rows = Tshark(c, file, "frame.interface_id", "frame.packet_flags_direction", "vxlan.vni", "ipv6.src", "ipv6.dst", "udp.dstport", "icmpv6.type");
+        output.WriteLine(string.Join('\n', rows));
+        Assert.Equal(2, rows.Count(r => r.StartsWith("1|0x00000002|1|2001:db8:2::1,2001:db8:244:1::2|2001:db8:2::2,2001:db8:244:2::2|8472|128", StringComparison.Ordinal)));
+        Assert.Equal(2, rows.Count(r => r.StartsWith("1|0x00000001|1|2001:db8:2::2,2001:db8:244:2::2|2001:db8:2::1,2001:db8:244:1::2|8472|129", StringComparison.Ordinal)));
+    }
+
     [Fact]
     public void Drops_only_to_stdout_and_two_captures_at_once_each_end_at_their_count()
     {

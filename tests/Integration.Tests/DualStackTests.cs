@@ -173,4 +173,62 @@ public class DualStackTests
         Assert.NotEqual(0, unreachable.ExitCode);
         Assert.Contains("No route", unreachable.Stdout + unreachable.Stderr, StringComparison.OrdinalIgnoreCase);
     }
+
+    /// <summary>An IPv6-only network (EnableIPv4 false): no IPv4 on the device, IPv6 sockets only, subnet.env's IPv6 lines only.</summary>
+    [Theory]
+    [InlineData("vxlan", "flannel.1", 1430)]
+    [InlineData("udp", "flannel0", 1452)]
+    public void An_ipv6_only_network_is_carried_between_two_of_our_nodes(string backend, string device, int mtu)
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, ipv6: true);
+        c.Topology.AddNode(2, ipv6: true);
+        new ClusterFileBuilder(backend).Ipv6Only().Node(1).Node(2).WriteTo(c.LeasesPath);
+        NodeProcess n1 = c.StartNode(1, backend);
+        NodeProcess n2 = c.StartNode(2, backend);
+
+        string node1 = c.Topology.Node(1);
+        Assert.Contains($"mtu {mtu}", c.Topology.Ip(node1, "link", "show", device));
+        Assert.DoesNotContain("inet ", c.Topology.Ip(node1, "addr", "show", "dev", device));
+        Assert.Contains("2001:db8:244:1::/128", c.Topology.Ip(node1, "-6", "addr", "show", "dev", device));
+        Assert.DoesNotContain(device, c.Topology.Ip(node1, "route", "show"));
+        Assert.Equal($"FLANNEL_IPV6_NETWORK=2001:db8:244::/48\nFLANNEL_IPV6_SUBNET=2001:db8:244:1::1/64\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ=false\n",
+            File.ReadAllText(c.Path_("node1-subnet.env")));
+        Assert.Contains("Subnet added: 2001:db8:244:2::/64 via 2001:db8:2::2", n1.Output);
+        Assert.Contains("listening on [2001:db8:2::1]:", n1.Output);
+
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIpv6(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
+        c.StartTransfer(1, 2, TransferBytes, ipv6: true).AssertIntact(TimeSpan.FromSeconds(90));
+        c.StartTransfer(2, 1, TransferBytes, port: 5202, ipv6: true).AssertIntact(TimeSpan.FromSeconds(90));
+
+        Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(10)));
+        Assert.Equal(0, n2.Stop(TimeSpan.FromSeconds(10)));
+        Assert.DoesNotContain(device, c.Topology.Ip(node1, "link", "show"));
+        Assert.Contains("default", c.Topology.Ip(c.Topology.Pod(1), "route", "show")); // nothing of anyone's IPv4 routing touched
+    }
+
+    /// <summary>An IPv6-only network beside a kernel node with flannel-v6.1 alone, programmed as flanneld programs it.</summary>
+    [Fact]
+    public void Kernel_flannel_v6_1_and_our_node_share_an_ipv6_only_network()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, ipv6: true);
+        c.Topology.AddNode(2, ipv6: true);
+        new ClusterFileBuilder().Ipv6Only().Node(1).Node(2).WriteTo(c.LeasesPath);
+        c.Topology.AddKernelVxlanV6(2, ClusterFileBuilder.VtepMacV6(2), [(1, ClusterFileBuilder.VtepMacV6(1))]);
+        NodeProcess ours = c.StartNode(1, "vxlan");
+
+        foreach ((int from, string target) in new[] { (1, Topology.PodIpv6(2)), (2, Topology.PodIpv6(1)) })
+        {
+            ProcessRunner.Result ping = c.Ping(c.Topology.Pod(from), target);
+            Assert.True(ping.ExitCode == 0, target + ": " + ping.Stdout + ping.Stderr);
+        }
+        c.StartTransfer(1, 2, TransferBytes, ipv6: true).AssertIntact(TimeSpan.FromSeconds(90));
+        c.StartTransfer(2, 1, TransferBytes, port: 5202, ipv6: true).AssertIntact(TimeSpan.FromSeconds(90));
+        Assert.Equal(0, ours.Stop(TimeSpan.FromSeconds(10)));
+        string counters = Assert.Single(ours.Lines, l => l.Contains("Counters:", StringComparison.Ordinal));
+        Assert.DoesNotContain("NotOurMac", counters);
+        Assert.DoesNotContain("WrongUnderlayFamily", counters);
+    }
 }

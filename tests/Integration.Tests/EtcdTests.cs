@@ -127,6 +127,37 @@ public class EtcdTests
         Assert.True(back.ExitCode == 0, back.Stdout + back.Stderr);
     }
 
+    /// <summary>
+    /// An IPv6-only network in etcd (EnableIPv4 false): each node takes a free IPv6 subnet under
+    /// flannel's key <c>0.0.0.0-0&amp;...</c> with PublicIP 0.0.0.0 and BackendV6Data only, as flanneld
+    /// writes it, and the nodes reach each other's VTEP addresses over the overlay.
+    /// </summary>
+    [Fact]
+    public void An_ipv6_only_network_is_acquired_and_carried()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1, withPod: false, ipv6: true);
+        c.Topology.AddNode(2, withPod: false, ipv6: true);
+        Etcdctl(c, "put", "/coreos.com/network/config",
+            """{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","IPv6SubnetMin":"2001:db8:244:1::","IPv6SubnetMax":"2001:db8:244:9::","Backend":{"Type":"vxlan"}}""");
+        NodeProcess n1 = StartNode(c, 1, "--public-ipv6", Topology.UnderlayIpv6(1));
+        NodeProcess n2 = StartNode(c, 2, "--iface", "eth0");
+
+        string[] keys = Etcdctl(c, "get", "--prefix", "/coreos.com/network/subnets/", "--keys-only").Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, keys.Length);
+        Assert.All(keys, k => Assert.Matches(@"^/coreos\.com/network/subnets/0\.0\.0\.0-0&2001:db8:244:[1-9]::-64$", k));
+        string value = Etcdctl(c, "get", keys[0], "--print-value-only");
+        Assert.Matches("""^\{"PublicIP":"0\.0\.0\.0","PublicIPv6":"2001:db8:2::[12]","BackendType":"vxlan","BackendV6Data":\{"VNI":1,"VtepMAC":"[0-9a-f:]{17}"\}\}""", value.Trim());
+        Assert.DoesNotContain("FLANNEL_NETWORK", File.ReadAllText(c.Path_("node1-subnet.env")));
+
+        string vtep2 = System.Text.RegularExpressions.Regex.Match(n2.Output, @"Lease acquired: (2001:db8:244:\d::)/64").Groups[1].Value;
+        Assert.True(vtep2.Length > 0, n2.Output);
+        Assert.True(SpinUntil(() => n1.Output.Contains($"Subnet added: {vtep2}/64 via 2001:db8:2::2", StringComparison.Ordinal), 20), n1.Output);
+        ProcessRunner.Result ping = c.Ping(c.Topology.Node(1), vtep2);
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
+    }
+
     [Fact]
     public void Nodes_starting_together_get_distinct_subnets_and_see_each_other_join_and_leave()
     {

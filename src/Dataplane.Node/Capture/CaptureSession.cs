@@ -19,7 +19,8 @@ internal sealed class CaptureSession
 {
     public const int Overlay = 0, Underlay = 1;
     private const int QueueLength = 4096;
-    private const int OuterHeaders = Ipv4Header.MinLength + 8; // the IPv4 and UDP headers written in front of a datagram
+    // The IP and UDP headers written in front of a datagram: IPv4's, or IPv6's on the IPv6 underlay.
+    private const int OuterHeaders = Ipv4Header.MinLength + 8, OuterHeaders6 = Ipv6Header.Length + 8;
 
     private readonly CaptureFilter _filter;
     private readonly int _snapLength;
@@ -39,7 +40,7 @@ internal sealed class CaptureSession
         _count = count;
         _duration = duration;
         // Records as large as a packet can be here (a slot plus the outer headers written in front), or the snap length.
-        int capacity = Math.Min(snapLength, maxPacket + OuterHeaders);
+        int capacity = Math.Min(snapLength, maxPacket + OuterHeaders6);
         _pool = new DefaultObjectPool<CaptureRecord>(new CaptureRecord.Policy(capacity), maximumRetained: 512);
     }
 
@@ -49,8 +50,8 @@ internal sealed class CaptureSession
 
     /// <summary>
     /// From a loop: keep this packet if the filter matches. <paramref name="data"/> is the inner IP
-    /// packet (overlay) or the UDP payload (underlay, whose IPv4 and UDP headers are written in front
-    /// from <paramref name="from"/> and <paramref name="to"/>, as they were on the wire).
+    /// packet (overlay) or the UDP payload (underlay, whose IPv4 or IPv6 and UDP headers are written
+    /// in front from <paramref name="from"/> and <paramref name="to"/>, as they were on the wire).
     /// </summary>
     public void Offer(int side, bool inbound, ReadOnlySpan<byte> data, UdpEndpoint from, UdpEndpoint to, uint peer, string? dropReason)
     {
@@ -66,13 +67,25 @@ internal sealed class CaptureSession
         int header = 0;
         if (side == Underlay)
         {
-            header = OuterHeaders;
-            int total = OuterHeaders + data.Length;
-            Ipv4Header.Write(b, total, 0, 0x4000, 64, Ipv4Header.ProtocolUdp, from.Address, to.Address);
-            BinaryPrimitives.WriteUInt16BigEndian(b[20..], from.Port);
-            BinaryPrimitives.WriteUInt16BigEndian(b[22..], to.Port);
-            BinaryPrimitives.WriteUInt16BigEndian(b[24..], (ushort)(8 + data.Length));
-            BinaryPrimitives.WriteUInt16BigEndian(b[26..], 0); // no UDP checksum (as VXLAN over IPv4 commonly sends)
+            int ip;
+            if (from.IsIpv6 || to.IsIpv6)
+            {
+                header = OuterHeaders6;
+                ip = Ipv6Header.Length;
+                Ipv6Header.Write(b, 8 + data.Length, Ipv4Header.ProtocolUdp, 64, from.Ipv6Address, to.Ipv6Address);
+            }
+            else
+            {
+                header = OuterHeaders;
+                ip = Ipv4Header.MinLength;
+                Ipv4Header.Write(b, OuterHeaders + data.Length, 0, 0x4000, 64, Ipv4Header.ProtocolUdp, from.Address, to.Address);
+            }
+            BinaryPrimitives.WriteUInt16BigEndian(b[ip..], from.Port);
+            BinaryPrimitives.WriteUInt16BigEndian(b[(ip + 2)..], to.Port);
+            BinaryPrimitives.WriteUInt16BigEndian(b[(ip + 4)..], (ushort)(8 + data.Length));
+            // No UDP checksum: common for VXLAN over IPv4; over IPv6 the kernel computes one we do not
+            // see here, and readers of the capture are told so by it being zero.
+            BinaryPrimitives.WriteUInt16BigEndian(b[(ip + 6)..], 0);
         }
         int copy = Math.Min(data.Length, b.Length - header);
         data[..copy].CopyTo(b[header..]);

@@ -39,7 +39,8 @@ internal static class DoctorCommand
             node = NodeFacts.Parse(StatsCommand.Read(controlSocket));
             checks.Add(node is null
                 ? DoctorCheck.Fail("node", $"the node at {controlSocket} does not describe itself (an older version?)", "upgrade and restart the node")
-                : DoctorCheck.Pass("node", $"running (pid {node.Pid}): {node.Backend} on {node.Device}, subnet {node.Subnet} of {node.Network}, {node.Peers.Count} peers"));
+                : DoctorCheck.Pass("node", $"running (pid {node.Pid}): {node.Backend} on {node.Device}, subnet " +
+                    (node.Ipv6Only ? $"{node.Ipv6?.Subnet} of {node.Ipv6?.Network} (IPv6-only)" : $"{node.Subnet} of {node.Network}") + $", {node.Peers.Count} peers"));
         }
         catch (Exception e) when (e is SocketException or IOException)
         {
@@ -56,13 +57,24 @@ internal static class DoctorCommand
                 checks.Add(Ipv6Forward());
             }
             checks.Add(ForwardPolicy(node));
-            checks.AddRange(Device(node));
-            checks.AddRange(ConflictingRoutes(node));
+            if (node.Ipv6Only)
+            {
+                checks.Add(DoctorCheck.Warn("ipv6-only", $"{node.Device} serves an IPv6-only network ({node.Ipv6?.Subnet} of {node.Ipv6?.Network}): " +
+                    "its IPv6 address and route, conflicting routes and peers are not checked yet", "check with ip -6 addr, ip -6 route and ping6 to a peer's pod"));
+            }
+            else
+            {
+                checks.AddRange(Device(node));
+                checks.AddRange(ConflictingRoutes(node));
+            }
             checks.Add(UdpPort(node));
             checks.Add(SubnetEnv(node));
             checks.Add(CniMtu(node, cniDirectory));
             checks.Add(LeaseSource(node));
-            checks.AddRange(Peers(node));
+            if (!node.Ipv6Only)
+            {
+                checks.AddRange(Peers(node));
+            }
         }
         if (json)
         {
@@ -235,7 +247,7 @@ internal static class DoctorCommand
 
     private static DoctorCheck SubnetEnv(NodeFacts n)
     {
-        string expected = SubnetEnvFile.Format(n.Network, n.Subnet, n.Mtu, n.IpMasq, n.Ipv6);
+        string expected = SubnetEnvFile.Format(n.Ipv6Only ? null : (n.Network, n.Subnet), n.Mtu, n.IpMasq, n.Ipv6);
         if (!File.Exists(n.SubnetFile))
         {
             return DoctorCheck.Fail("subnet-env", $"{n.SubnetFile} is missing: the CNI plugin cannot configure pods", "restart the node (it writes the file)");

@@ -15,6 +15,9 @@ internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string P
     /// <summary>A dual-stack node's IPv6 network and subnet (labels <c>ipv6_network</c>, <c>ipv6_subnet</c>), else null.</summary>
     public (Ipv6Prefix Network, Ipv6Prefix Subnet)? Ipv6 { get; init; }
 
+    /// <summary>An IPv6-only network's node: no IPv4 network or subnet (both 0.0.0.0/0 here).</summary>
+    public bool Ipv6Only => Network.Length == 0 && Ipv6 is not null;
+
     /// <summary>Reads the facts from a node's metrics text; null when it has none (an older node).</summary>
     public static NodeFacts? Parse(string metrics)
     {
@@ -24,7 +27,14 @@ internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string P
             return null;
         }
         string L(string key) => Label(info, key);
-        if (!Ipv4Prefix.TryParse(L("network"), out Ipv4Prefix? network) || !Ipv4Prefix.TryParse(L("subnet"), out Ipv4Prefix? subnet))
+        (Ipv6Prefix, Ipv6Prefix)? ipv6 = Ipv6Prefix.TryParse(L("ipv6_network"), out Ipv6Prefix? n6) && Ipv6Prefix.TryParse(L("ipv6_subnet"), out Ipv6Prefix? s6)
+            ? (n6.Value, s6.Value) : null;
+        Ipv4Prefix? network = null, subnet = null;
+        if (ipv6 is not null && L("network").Length == 0)
+        {
+            network = subnet = default(Ipv4Prefix); // IPv6-only
+        }
+        else if (!Ipv4Prefix.TryParse(L("network"), out network) || !Ipv4Prefix.TryParse(L("subnet"), out subnet))
         {
             return null;
         }
@@ -41,7 +51,7 @@ internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string P
             int.Parse(L("mtu"), CultureInfo.InvariantCulture), L("backend"), L("lease_source"), L("subnet_file"), L("ip_masq") == "true",
             int.Parse(L("pid"), CultureInfo.InvariantCulture), peers)
         {
-            Ipv6 = Ipv6Prefix.TryParse(L("ipv6_network"), out Ipv6Prefix? n6) && Ipv6Prefix.TryParse(L("ipv6_subnet"), out Ipv6Prefix? s6) ? (n6.Value, s6.Value) : null,
+            Ipv6 = ipv6,
         };
     }
 

@@ -182,7 +182,7 @@ internal sealed class InboundLoop
     private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int outerOffset, int outerLength, DropReason? reason)
     {
         ReadOnlySpan<byte> outer = batch.Slot(i).Slice(outerOffset, outerLength);
-        UdpEndpoint from = batch.Endpoints[i], local = _socket.LocalEndpoint;
+        UdpEndpoint from = batch.Endpoints[i], local = _socket.LocalEndpointOf(from.IsIpv6);
         string? label = reason is DropReason r && r != ArpAnswered ? DropReasonLabels.Of(r) : null;
         foreach (CaptureSession s in captures)
         {
@@ -269,7 +269,7 @@ internal sealed class InboundLoop
             }
             batch.Lengths[i] = h.TotalLength; // drop link-layer padding
             CompleteUnfinishedChecksum(batch, i, counters);
-            counters.CountPeer(table.SlotOf(sender.Subnet), h.TotalLength);
+            counters.CountPeer(table.PeerSlot(sender), h.TotalLength);
             return null;
         }
         if (version == 6)
@@ -292,7 +292,7 @@ internal sealed class InboundLoop
             }
             batch.Lengths[i] = h.TotalLength;
             CompleteUnfinishedChecksum(batch, i, counters);
-            counters.CountPeer(table.SlotOf(sender.Subnet), h.TotalLength);
+            counters.CountPeer(table.PeerSlot(sender), h.TotalLength);
             return null;
         }
         return DropReason.MalformedInner;

@@ -4,7 +4,7 @@ namespace Dataplane.Engine;
 /// Counters of one loop. One thread at a time writes them (plain increments: the loop's own, or
 /// for an outbound loop the inbound loop of its queue while it holds the loop's turn); readers
 /// sum the loops' counters and accept a slightly stale view. Per-peer packets and bytes are kept
-/// by subnet slot (<see cref="SubnetTable.SlotOf"/>), so they survive table swaps; networks with
+/// by subnet slot (<see cref="SubnetTable.PeerSlot"/>), so they survive table swaps; networks with
 /// more than <see cref="MaxPeerSlots"/> subnets keep none.
 /// </summary>
 internal sealed class LoopCounters(int peerSlots = 0)

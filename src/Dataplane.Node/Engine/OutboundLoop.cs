@@ -177,7 +177,7 @@ internal sealed class OutboundLoop
     {
         ReadOnlySpan<byte> inner = batch.Slot(i).Slice(innerOffset, innerLength);
         bool forwarded = dropped is null;
-        UdpEndpoint local = _socket.LocalEndpoint, to = forwarded ? batch.Endpoints[i] : default;
+        UdpEndpoint to = forwarded ? batch.Endpoints[i] : default, local = _socket.LocalEndpointOf(to.IsIpv6);
         string? reason = dropped is DropReason r ? DropReasonLabels.Of(r) : null;
         foreach (CaptureSession s in captures)
         {
@@ -203,9 +203,9 @@ internal sealed class OutboundLoop
             Peer? peer = table.Lookup(dst);
             if (peer is null)
             {
-                return NoRouteIpv4(table, packet, dst);
+                return table.Ipv4 ? NoRouteIpv4(table, packet, dst) : DropReason.NoRoute; // an IPv6-only network routes no IPv4
             }
-            Counters.CountPeer(table.SlotOf(peer.Subnet), packet.Length);
+            Counters.CountPeer(table.PeerSlot(peer), packet.Length);
             Encapsulate(batch, i, peer.Endpoint, peer.VtepMac, _settings.OurVtepMac, EthernetHeader.EtherTypeIpv4);
             return null;
         }
@@ -221,7 +221,7 @@ internal sealed class OutboundLoop
             {
                 return NoRouteIpv6(table, packet, dst);
             }
-            Counters.CountPeer(table.SlotOf(peer.Subnet), packet.Length);
+            Counters.CountPeer(table.PeerSlot(peer), packet.Length);
             Encapsulate(batch, i, peer.Endpoint6, peer.VtepMacV6, _settings.OurVtepMacV6, EthernetHeader.EtherTypeIpv6);
             return null;
         }

@@ -23,7 +23,9 @@ internal sealed record Peer(Ipv4Prefix Subnet, UdpEndpoint Endpoint, MacAddress 
     public MacAddress VtepMacV6 { get; init; }
 
     /// <summary>"10.244.2.0/24 via 192.0.2.2" or, dual-stack, "10.244.2.0/24 and 2001:db8:244:2::/64 via 192.0.2.2 and [2001:db8:2::2]".</summary>
+    /// (An IPv6-only network's peer, whose IPv4 half is the empty 0.0.0.0/0: "2001:db8:244:2::/64 via 2001:db8:2::2".)
     public string Describe() => Ipv6Subnet is Ipv6Prefix v6
-        ? $"{Subnet} and {v6} via {Endpoint.AddressText}" + (Endpoint6.IsIpv6 ? $" and {Endpoint6.AddressText}" : "")
+        ? Subnet.Length == 0 ? $"{v6} via {Endpoint6.AddressText}"
+        : $"{Subnet} and {v6} via {Endpoint.AddressText}" + (Endpoint6.IsIpv6 ? $" and {Endpoint6.AddressText}" : "")
         : $"{Subnet} via {Endpoint.AddressText}";
 }

@@ -30,9 +30,18 @@ internal sealed class SubnetTable
     private readonly int _shift6 = 127;
 
     /// <param name="ipv6">A dual-stack node's IPv6 network, IPv6SubnetLen and its own IPv6 subnet; null: IPv4 only.</param>
+    /// <remarks>
+    /// An IPv6-only network has SubnetLen 0 (flannel's empty IPv4 network): no IPv4 slot is filled,
+    /// <see cref="Lookup"/> finds nothing, and peers are indexed, counted and found by their IPv6 half.
+    /// </remarks>
     public SubnetTable(Ipv4Prefix network, int subnetLength, Ipv4Prefix ourSubnet, IEnumerable<Peer> peers,
         (Ipv6Prefix Network, int SubnetLength, Ipv6Prefix OurSubnet)? ipv6 = null)
     {
+        Ipv4 = subnetLength != 0;
+        if (!Ipv4)
+        {
+            (network, subnetLength) = (default, 1); // two empty slots: offset >> 31, whatever the address
+        }
         int bits = subnetLength - network.Length;
         if (bits is < 0 or > MaxIndexBits)
         {
@@ -65,18 +74,28 @@ internal sealed class SubnetTable
         }
         foreach (Peer p in peers)
         {
-            if (p.Subnet.Length != subnetLength || !network.Contains(p.Subnet))
+            if (!Ipv4)
+            {
+                if (p.Ipv6Subnet is null)
+                {
+                    throw new ArgumentException($"peer {p.Describe()} has no IPv6 subnet on an IPv6-only network");
+                }
+            }
+            else if (p.Subnet.Length != subnetLength || !network.Contains(p.Subnet))
             {
                 throw new ArgumentException($"subnet {p.Subnet} is not a /{subnetLength} of {network}");
             }
-            ref Peer? slot = ref _bySubnet[(int)((p.Subnet.Address - network.Address) >> _shift)];
-            if (slot is not null || p.Subnet == ourSubnet)
+            if (Ipv4)
             {
-                throw new ArgumentException($"subnet {p.Subnet} is leased twice");
+                ref Peer? slot = ref _bySubnet[(int)((p.Subnet.Address - network.Address) >> _shift)];
+                if (slot is not null || p.Subnet == ourSubnet)
+                {
+                    throw new ArgumentException($"subnet {p.Subnet} is leased twice");
+                }
+                slot = p;
+                byIp[p.PublicIp] = p;
             }
-            slot = p;
             list.Add(p);
-            byIp[p.PublicIp] = p;
             if (p.Ipv6Subnet is Ipv6Prefix v6)
             {
                 if (Ipv6Network is not Ipv6Prefix n6 || v6.Length != Ipv6SubnetLength || !n6.Contains(v6))
@@ -104,6 +123,8 @@ internal sealed class SubnetTable
     public int SubnetLength { get; }
     public Ipv4Prefix OurSubnet { get; }
     public IReadOnlyList<Peer> Peers { get; }
+    /// <summary>False on an IPv6-only network (no IPv4 half at all).</summary>
+    public bool Ipv4 { get; }
     /// <summary>The cluster's IPv6 network when this node forwards IPv6, its IPv6SubnetLen and our IPv6 subnet.</summary>
     public Ipv6Prefix? Ipv6Network { get; }
     public int Ipv6SubnetLength { get; }
@@ -138,8 +159,15 @@ internal sealed class SubnetTable
     /// <summary>The peer whose public IPv4 address is <paramref name="publicIp"/>, or null.</summary>
     public Peer? PeerAt(uint publicIp) => _byPublicIp.GetValueOrDefault(publicIp);
 
-    /// <summary>How many subnets the network holds: the index range of <see cref="SlotOf"/>.</summary>
-    public int SlotCount => _bySubnet.Length;
+    /// <summary>How many subnets the network holds: the index range of <see cref="PeerSlot"/>.</summary>
+    public int SlotCount => Ipv4 ? _bySubnet.Length : _bySubnet6.Length;
+
+    /// <summary>
+    /// A peer's counter slot, stable across tables of the same network: its IPv4 subnet's index, or on
+    /// an IPv6-only network its IPv6 subnet's.
+    /// </summary>
+    public int PeerSlot(Peer peer) =>
+        Ipv4 ? SlotOf(peer.Subnet) : (int)((peer.Ipv6Subnet.GetValueOrDefault().Address - _network6) >> _shift6);
 
     /// <summary>The index of a subnet of the network (stable across tables of the same network).</summary>
     public int SlotOf(Ipv4Prefix subnet) => (int)((subnet.Address - Network.Address) >> _shift);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Dataplane.Encap;
 using Dataplane.Leases.Schema;
 
 namespace Dataplane.Leases;
@@ -59,9 +60,20 @@ internal static class ClusterFile
         return new ClusterSnapshot(network, leases);
     }
 
-    /// <summary>Every lease a /SubnetLen inside the network; no subnet and no public IP twice.</summary>
+    /// <summary>
+    /// Every lease a /SubnetLen inside the network; no subnet and no public IP twice. On a dual-stack
+    /// or IPv6-only network the same for each IPv6 half (an IPv6-only network's leases must all have one).
+    /// </summary>
     public static void CheckLeases(NetworkConfig network, IReadOnlyList<LeaseRecord> leases, string where)
     {
+        if (network.Ipv6Network is Ipv6Prefix network6)
+        {
+            CheckIpv6Leases(network, network6, leases, where);
+        }
+        if (!network.EnableIpv4)
+        {
+            return;
+        }
         for (int i = 0; i < leases.Count; i++)
         {
             LeaseRecord a = leases[i];
@@ -83,6 +95,38 @@ internal static class ClusterFile
                 if (a.PublicIp == b.PublicIp)
                 {
                     throw new ConfigException($"{where}: PublicIP {a.PublicIpText} holds two leases ({b.Subnet} and {a.Subnet})");
+                }
+            }
+        }
+    }
+
+    private static void CheckIpv6Leases(NetworkConfig network, Ipv6Prefix network6, IReadOnlyList<LeaseRecord> leases, string where)
+    {
+        for (int i = 0; i < leases.Count; i++)
+        {
+            LeaseRecord a = leases[i];
+            if (a.Ipv6Subnet is not Ipv6Prefix a6)
+            {
+                if (!network.EnableIpv4)
+                {
+                    throw new ConfigException($"{where}: lease {a.Key} has no IPv6 subnet, and the network is IPv6-only");
+                }
+                continue;
+            }
+            if (!network6.Contains(a6) || a6.Length != network.Ipv6SubnetLength)
+            {
+                throw new ConfigException($"{where}: IPv6 subnet {a6} is not a /{network.Ipv6SubnetLength} inside the IPv6Network {network6}");
+            }
+            for (int j = 0; j < i; j++)
+            {
+                LeaseRecord b = leases[j];
+                if (b.Ipv6Subnet is Ipv6Prefix b6 && b6 == a6)
+                {
+                    throw new ConfigException($"{where}: IPv6 subnet {a6} is leased twice ({b.Key} and {a.Key})");
+                }
+                if (a.PublicIpv6 is UInt128 p6 && b.PublicIpv6 == p6)
+                {
+                    throw new ConfigException($"{where}: PublicIPv6 {Ipv6Prefix.Format(p6)} holds two leases ({b.Key} and {a.Key})");
                 }
             }
         }

@@ -10,4 +10,11 @@ internal sealed record ClusterSnapshot(NetworkConfig Config, IReadOnlyList<Lease
     public IReadOnlyList<string> Unreadable { get; init; } = [];
 
     public LeaseRecord? LeaseOf(uint publicIp) => Leases.FirstOrDefault(l => l.PublicIp == publicIp);
+
+    /// <summary>The lease whose PublicIPv6 is <paramref name="publicIpv6"/> (how an IPv6-only node finds its own).</summary>
+    public LeaseRecord? LeaseOf6(UInt128 publicIpv6) => Leases.FirstOrDefault(l => l.PublicIpv6 == publicIpv6);
+
+    /// <summary>Our lease: by PublicIP, or on an IPv6-only network by PublicIPv6.</summary>
+    public LeaseRecord? LeaseOf(LeaseRequest request) =>
+        Config.EnableIpv4 ? LeaseOf(request.PublicIp) : request.PublicIpv6 is UInt128 v6 ? LeaseOf6(v6) : null;
 }

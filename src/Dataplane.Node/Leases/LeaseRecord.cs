@@ -115,14 +115,16 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
     public string ToJson(uint vni)
     {
         var json = new LeaseJson { PublicIP = PublicIpText, PublicIPv6 = PublicIpv6 is UInt128 v6 ? Ipv6Prefix.Format(v6) : null };
-        if (VtepMac is MacAddress mac)
+        // An IPv6-only lease (empty IPv4 half) has no flannel.1, so no BackendData: only BackendV6Data, as flanneld writes it.
+        if (VtepMac is MacAddress mac && Subnet.Length != 0)
         {
             json.BackendType = "vxlan";
             json.BackendData = VxlanData(vni, mac);
-            if (PublicIpv6 is not null && VtepMacV6 is MacAddress mac6)
-            {
-                json.BackendV6Data = VxlanData(vni, mac6);
-            }
+        }
+        if (PublicIpv6 is not null && VtepMacV6 is MacAddress mac6)
+        {
+            json.BackendType = "vxlan";
+            json.BackendV6Data = VxlanData(vni, mac6);
         }
         return JsonSerializer.Serialize(json, FlannelJson.Default.LeaseJson);
     }

@@ -8,7 +8,9 @@ namespace Dataplane.Leases;
 /// <summary>
 /// flannel's network config (<c>&lt;prefix&gt;/config</c>):
 /// <c>{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":8472}}</c>.
-/// A missing Backend means udp, as in flannel's code.
+/// A missing Backend means udp, as in flannel's code. An IPv6-only network (<c>EnableIPv4: false</c>
+/// with <c>EnableIPv6</c>) has no IPv4 half: <see cref="Network"/> is then 0.0.0.0/0 with SubnetLen 0,
+/// flannel's empty IP4Net (its lease keys read <c>0.0.0.0-0&amp;2001:db8:244:1::-64</c>).
 /// </summary>
 internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, BackendKind Backend, uint Vni, int Port)
 {
@@ -19,13 +21,16 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
     /// <summary>
     /// flannel's dual-stack: <c>EnableIPv6</c> with <c>IPv6Network</c>, <c>IPv6SubnetLen</c> (default
     /// /64, or the network's length + 2 for a network longer than /62), <c>IPv6SubnetMin</c>/<c>Max</c>.
-    /// Read and checked as flannel checks them; this data plane forwards IPv4 only so far.
+    /// Read and checked as flannel checks them.
     /// </summary>
     public Ipv6Prefix? Ipv6Network { get; init; }
     public int Ipv6SubnetLength { get; init; }
     public UInt128 Ipv6SubnetMin { get; init; }
     public UInt128 Ipv6SubnetMax { get; init; }
     public bool EnableIpv6 => Ipv6Network is not null;
+
+    /// <summary>flannel's <c>EnableIPv4</c> (default true); false only beside EnableIPv6 (an IPv6-only network).</summary>
+    public bool EnableIpv4 => SubnetLength != 0;
 
     public const int DefaultUdpPort = 8285;   // flannel udp backend
     public const int DefaultVxlanPort = 8472; // Linux vxlan default, as flannel.1 uses
@@ -60,12 +65,23 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
             throw new ConfigException($"{where}: must be an object");
         }
         NetworkConfigJson json = FlannelDocument.Read(element, FlannelJson.Default.NetworkConfigJson, where);
+        (Ipv6Prefix? v6, int v6Length, UInt128 v6Min, UInt128 v6Max) = json.EnableIPv6 == true ? ParseIpv6(json, where) : default;
         if (json.EnableIPv4 == false)
         {
-            throw new ConfigException($"{where}.EnableIPv4: false (an IPv6-only network) is not supported: this data plane forwards IPv4; " +
-                "a dual-stack network (EnableIPv6 beside IPv4) works for its IPv4 traffic");
+            if (v6 is null)
+            {
+                throw new ConfigException($"{where}: EnableIPv4 is false and EnableIPv6 is not true: the network has no family to forward");
+            }
+            // IPv6-only: as flannel, Network and SubnetLen are not read; the IPv4 half is the empty network.
+            (BackendKind backend6, uint vni6, int port6) = ParseBackend(json.Backend, $"{where}.Backend");
+            return new NetworkConfig(default, 0, backend6, vni6, port6 == 0 ? DefaultPort(backend6) : port6)
+            {
+                Ipv6Network = v6,
+                Ipv6SubnetLength = v6Length,
+                Ipv6SubnetMin = v6Min,
+                Ipv6SubnetMax = v6Max,
+            };
         }
-        (Ipv6Prefix? v6, int v6Length, UInt128 v6Min, UInt128 v6Max) = json.EnableIPv6 == true ? ParseIpv6(json, where) : default;
         string networkText = json.Network ?? throw new ConfigException($"{where}: missing \"Network\"");
         if (!Ipv4Prefix.TryParse(networkText, out Ipv4Prefix? parsed))
         {

@@ -29,7 +29,21 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     /// Our IPv6 subnet when this node forwards IPv6: the network config enables it, our lease has
     /// one, and there is an underlay to carry it (vxlan needs the IPv6 one, as flannel-v6.1).
     /// </summary>
-    public Ipv6Prefix? Ipv6Subnet => Config.EnableIpv6 && Lease.Ipv6Subnet is Ipv6Prefix v6 && (PublicIpv6 is not null || Backend == BackendKind.Udp) ? v6 : null;
+    public Ipv6Prefix? Ipv6Subnet => Config.EnableIpv6 && Lease.Ipv6Subnet is Ipv6Prefix v6
+        && (PublicIpv6 is not null || Backend == BackendKind.Udp && Config.EnableIpv4) ? v6 : null;
+
+    /// <summary>An IPv6-only network: no IPv4 subnet, address, route or socket; everything over IPv6.</summary>
+    public bool Ipv6Only => !Config.EnableIpv4;
+
+    /// <summary>Whether <paramref name="snapshot"/> still holds our lease as we started with it (same subnets under our address).</summary>
+    public bool StillHolds(ClusterSnapshot snapshot) => Ipv6Only
+        ? snapshot.LeaseOf6(Lease.PublicIpv6.GetValueOrDefault())?.Ipv6Subnet == Lease.Ipv6Subnet
+        : snapshot.LeaseOf(Lease.PublicIp)?.Subnet == Subnet;
+
+    /// <summary>Whether <paramref name="l"/> is our own lease (by public address, or by subnet: a stale lease of ours from another address).</summary>
+    private bool IsOurs(LeaseRecord l) => Ipv6Only
+        ? l.PublicIpv6 == Lease.PublicIpv6 || l.Ipv6Subnet == Lease.Ipv6Subnet
+        : l.PublicIp == Lease.PublicIp || l.Subnet == Lease.Subnet;
 
     /// <summary>The device's IPv6 address, as flannel-v6.1's: the IPv6 subnet's base address, /128.</summary>
     public UInt128? DeviceAddress6 => Ipv6Subnet?.Address;
@@ -51,8 +65,16 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
         Ipv6Prefix? ours6 = Ipv6Subnet;
         foreach (LeaseRecord l in snapshot.Leases)
         {
-            if (l.PublicIp == Lease.PublicIp || l.Subnet == Lease.Subnet)
+            if (IsOurs(l))
             {
+                continue;
+            }
+            if (Ipv6Only)
+            {
+                if (Ipv6OnlyPeer(l, skipped) is Peer only)
+                {
+                    peers.Add(only);
+                }
                 continue;
             }
             if (Backend == BackendKind.Vxlan && l.VtepMac is null)
@@ -70,6 +92,25 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
         }
         (Ipv6Prefix, int, Ipv6Prefix)? ipv6 = ours6 is Ipv6Prefix o6 && Config.Ipv6Network is Ipv6Prefix n6 ? (n6, Config.Ipv6SubnetLength, o6) : null;
         return new SubnetTable(Config.Network, Config.SubnetLength, Lease.Subnet, peers, ipv6);
+    }
+
+    /// <summary>A peer of an IPv6-only network: its IPv6 half alone (its empty IPv4 half kept as flannel keeps it), or null and why not.</summary>
+    private Peer? Ipv6OnlyPeer(LeaseRecord l, List<string> skipped)
+    {
+        string name = l.Ipv6Subnet?.ToString() ?? l.Key;
+        if (l.Ipv6Subnet is not Ipv6Prefix subnet6 || l.PublicIpv6 is not UInt128 v6)
+        {
+            skipped.Add($"{name}: no {(l.Ipv6Subnet is null ? "IPv6 subnet" : "PublicIPv6")} on an IPv6-only network");
+            return null;
+        }
+        MacAddress? mac6 = l.VtepMacV6 ?? l.VtepMac;
+        if (Backend == BackendKind.Vxlan && mac6 is null)
+        {
+            skipped.Add($"{name} via {Ipv6Prefix.Format(v6)}: no BackendV6Data.VtepMAC for vxlan");
+            return null;
+        }
+        var endpoint = UdpEndpoint.Ipv6(v6, (ushort)Port);
+        return new Peer(l.Subnet, endpoint, mac6 ?? default) { Ipv6Subnet = subnet6, Endpoint6 = endpoint, VtepMacV6 = mac6 ?? default };
     }
 
     /// <summary>The peer with its IPv6 half, or as it is (and a line in <paramref name="skipped"/>) when that half cannot be reached.</summary>

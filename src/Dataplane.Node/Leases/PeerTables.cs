@@ -82,11 +82,12 @@ internal sealed class PeerTables(NodeIdentity node, Action<SubnetTable> publish,
     /// <summary>"Subnet added: 10.244.2.0/24 via 192.0.2.2" / "Subnet changed: ..." / "Subnet removed: ..." for each difference.</summary>
     private static void LogChanges(IReadOnlyList<Peer> before, IReadOnlyList<Peer> after, ILogger log)
     {
-        var old = before.ToDictionary(p => p.Subnet);
-        var now = after.ToDictionary(p => p.Subnet);
+        // Keyed by both halves: an IPv6-only network's peers all have the empty IPv4 subnet.
+        var old = before.ToDictionary(p => (p.Subnet, p.Ipv6Subnet));
+        var now = after.ToDictionary(p => (p.Subnet, p.Ipv6Subnet));
         foreach (Peer p in after)
         {
-            if (!old.TryGetValue(p.Subnet, out Peer? was))
+            if (!old.TryGetValue((p.Subnet, p.Ipv6Subnet), out Peer? was))
             {
                 log.Information("Subnet added: {Peer:l}", p.Describe());
             }
@@ -97,9 +98,9 @@ internal sealed class PeerTables(NodeIdentity node, Action<SubnetTable> publish,
         }
         foreach (Peer p in before)
         {
-            if (!now.ContainsKey(p.Subnet))
+            if (!now.ContainsKey((p.Subnet, p.Ipv6Subnet)))
             {
-                log.Information("Subnet removed: {Subnet}", p.Subnet);
+                log.Information("Subnet removed: {Subnet}", p.Subnet.Length == 0 ? p.Ipv6Subnet.ToString() : p.Subnet.ToString());
             }
         }
     }

@@ -34,11 +34,13 @@ internal sealed class StaticLeaseSource(string path, ILogger log) : ILeaseSource
 
     public LeaseRecord Acquire(ClusterSnapshot snapshot, LeaseRequest request)
     {
-        LeaseRecord lease = snapshot.LeaseOf(request.PublicIp)
-            ?? throw new ConfigException($"{Description}: no lease has PublicIP {Encap.Ipv4Prefix.Format(request.PublicIp)} (this node)");
-        if (request.Backend == Engine.BackendKind.Vxlan && lease.VtepMac is null)
+        LeaseRecord lease = snapshot.LeaseOf(request)
+            ?? throw new ConfigException(snapshot.Config.EnableIpv4
+                ? $"{Description}: no lease has PublicIP {Encap.Ipv4Prefix.Format(request.PublicIp)} (this node)"
+                : $"{Description}: no lease has PublicIPv6 {Encap.Ipv6Prefix.Format(request.PublicIpv6.GetValueOrDefault())} (this node; the network is IPv6-only)");
+        if (request.Backend == Engine.BackendKind.Vxlan && (snapshot.Config.EnableIpv4 ? lease.VtepMac : lease.VtepMacV6) is null)
         {
-            throw new ConfigException($"{Description}: our lease {lease.Subnet} has no BackendData.VtepMAC, which vxlan needs");
+            throw new ConfigException($"{Description}: our lease {lease.Key} has no {(snapshot.Config.EnableIpv4 ? "BackendData" : "BackendV6Data")}.VtepMAC, which vxlan needs");
         }
         return lease;
     }
@@ -101,7 +103,7 @@ internal sealed class StaticLeaseSource(string path, ILogger log) : ILeaseSource
                         snapshot.Config.Network, snapshot.Config.SubnetLength);
                     return;
                 }
-                if (snapshot.LeaseOf(node.Lease.PublicIp)?.Subnet != node.Subnet)
+                if (!node.StillHolds(snapshot))
                 {
                     log.Error("Ignoring the edit: our lease {Subnet} via {PublicIP} is gone or changed; restart the node to apply it",
                         node.Subnet, node.Lease.PublicIpText);

@@ -48,12 +48,13 @@ internal static class MetricsText
         Family(b, "dataplane_peer_bytes_total", "counter", "Inner bytes sent to and delivered from each peer.");
         foreach (Peer p in table.Peers)
         {
-            int slot = table.SlotOf(p.Subnet);
+            int slot = table.PeerSlot(p);
             if (slot >= o.PeerPackets.Length)
             {
                 break;
             }
-            string ip = Ipv4Prefix.Format(p.PublicIp), subnet = p.Subnet.ToString();
+            string ip = table.Ipv4 ? Ipv4Prefix.Format(p.PublicIp) : p.Endpoint6.AddressText;
+            string subnet = table.Ipv4 ? p.Subnet.ToString() : p.Ipv6Subnet.ToString()!;
             Line(b, "dataplane_peer_packets_total", o.PeerPackets[slot], ("peer", ip), ("subnet", subnet), ("direction", "out"));
             Line(b, "dataplane_peer_packets_total", i.PeerPackets[slot], ("peer", ip), ("subnet", subnet), ("direction", "in"));
             Line(b, "dataplane_peer_bytes_total", o.PeerBytes[slot], ("peer", ip), ("subnet", subnet), ("direction", "out"));

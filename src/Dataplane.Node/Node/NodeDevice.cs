@@ -9,7 +9,8 @@ namespace Dataplane.Node;
 /// device queue and one bound UDP socket per queue (SO_REUSEPORT when there are several). A
 /// dual-stack node's device also gets the IPv6 address and route flanneld gives flannel-v6.1
 /// (the IPv6 subnet's base /128; the IPv6 network, with the IPv6 underlay's MTU on the route), and
-/// each queue an IPv6 socket too when the node has an IPv6 underlay address.
+/// each queue an IPv6 socket too when the node has an IPv6 underlay address. On an IPv6-only
+/// network the device has no IPv4 address or route and each queue only its IPv6 socket.
 /// The device is a TUN (one descriptor per queue; closing the last deletes it), or with
 /// <see cref="DeviceSource.Packet"/> a veth pair whose host end carries the device name and whose
 /// other end we own with one AF_PACKET socket per queue (<see cref="PacketSocketDevice"/>).
@@ -49,18 +50,26 @@ internal sealed class NodeDevice : IDisposable
             for (int q = 0; q < queues; q++)
             {
                 IPacketDevice queue = open();
-                UdpBatchSocket? socket = null;
+                UdpBatchSocket? socket = null, socket6 = null;
                 try
                 {
-                    socket = BindSocket(plan, plan.BindAddress, batch, offload, multiQueue: queues > 1);
-                    UdpBatchSocket? socket6 = plan.Node.Ipv6Subnet is not null && plan.Node.PublicIpv6 is UInt128 v6
+                    socket6 = plan.Node.Ipv6Subnet is not null && plan.Node.PublicIpv6 is UInt128 v6
                         ? BindSocket(plan, v6, batch, offload, multiQueue: queues > 1)
                         : null;
+                    if (plan.Node.Ipv6Only)
+                    {
+                        (socket, socket6) = (socket6!, null); // the IPv6 socket is the queue's only one
+                    }
+                    else
+                    {
+                        socket = BindSocket(plan, plan.BindAddress, batch, offload, multiQueue: queues > 1);
+                    }
                     device._queues.Add(new NodeQueue(queue, socket, socket6));
                 }
                 catch
                 {
                     socket?.Dispose();
+                    socket6?.Dispose();
                     queue.Dispose();
                     throw;
                 }
@@ -200,12 +209,19 @@ internal sealed class NodeDevice : IDisposable
         // A veth end has no transmit ring of its own (noqueue): the length only matters for a TUN.
         nl.SetLinkUp(_index, _plan.DeviceMtu, $"set {name} up, mtu {_plan.DeviceMtu}" + (veth ? ", arp off" : $", txqueuelen {TxQueueLength}"),
             veth ? 0 : TxQueueLength, noArp: veth);
-        nl.AddAddress(_index, _plan.Node.DeviceAddress, 32, $"add address {Ipv4Prefix.Format(_plan.Node.DeviceAddress)}/32 to {name}");
-        nl.ReplaceRoute(network, _index, $"route {network} dev {name}");
-        _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface} {UnderlayMtu} - {Overhead}), address {Address}/32, route {Network} dev {Device}",
-            name, _plan.DeviceMtu, _plan.UnderlayIface, _plan.DeviceMtu + (_plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend),
-            _plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend,
-            Ipv4Prefix.Format(_plan.Node.DeviceAddress), network, name);
+        if (_plan.Node.Ipv6Only)
+        {
+            _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface}, IPv6-only: no IPv4 address or route)", name, _plan.DeviceMtu, _plan.UnderlayIface);
+        }
+        else
+        {
+            nl.AddAddress(_index, _plan.Node.DeviceAddress, 32, $"add address {Ipv4Prefix.Format(_plan.Node.DeviceAddress)}/32 to {name}");
+            nl.ReplaceRoute(network, _index, $"route {network} dev {name}");
+            _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface} {UnderlayMtu} - {Overhead}), address {Address}/32, route {Network} dev {Device}",
+                name, _plan.DeviceMtu, _plan.UnderlayIface, _plan.DeviceMtu + (_plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend),
+                _plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend,
+                Ipv4Prefix.Format(_plan.Node.DeviceAddress), network, name);
+        }
         if (_plan.Node.Ipv6Subnet is Ipv6Prefix subnet6 && _plan.Node.Config.Ipv6Network is Ipv6Prefix network6)
         {
             nl.AddAddress6(_index, subnet6.Address, 128, $"add address {Ipv6Prefix.Format(subnet6.Address)}/128 to {name}");
@@ -222,7 +238,10 @@ internal sealed class NodeDevice : IDisposable
             try
             {
                 using RouteNetlink nl = RouteNetlink.Open();
-                nl.DeleteRoute(_plan.Node.Config.Network, _index, $"delete route {_plan.Node.Config.Network}");
+                if (!_plan.Node.Ipv6Only) // never "delete 0.0.0.0/0": an IPv6-only node has no IPv4 route of its own
+                {
+                    nl.DeleteRoute(_plan.Node.Config.Network, _index, $"delete route {_plan.Node.Config.Network}");
+                }
                 if (_plan.Node.Ipv6Subnet is not null && _plan.Node.Config.Ipv6Network is Ipv6Prefix network6)
                 {
                     nl.DeleteRoute6(network6, _index, $"delete route {network6}");
@@ -240,7 +259,8 @@ internal sealed class NodeDevice : IDisposable
         }
         if (_index > 0)
         {
-            _log.Information("Removed device {Device} and route {Network}", _plan.DeviceName, _plan.Node.Config.Network);
+            _log.Information("Removed device {Device} and route {Network}", _plan.DeviceName,
+                _plan.Node.Ipv6Only ? _plan.Node.Config.Ipv6Network.ToString() : _plan.Node.Config.Network.ToString());
         }
     }
 }

@@ -31,7 +31,8 @@ internal static class NodeRunner
         using ILeaseSource leases = LeaseSources.Create(o.LeasesPath, o.Etcd, o.Kube, log);
         NodePlan plan = Plan(o, leases, log);
         log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})",
-            plan.Node.Subnet, plan.Node.Lease.PublicIpText, plan.UnderlayIface);
+            plan.Node.Ipv6Only ? plan.Node.Ipv6Subnet.ToString() : plan.Node.Subnet.ToString(),
+            plan.Node.Ipv6Only ? Ipv6Prefix.Format(plan.Node.PublicIpv6.GetValueOrDefault()) : plan.Node.Lease.PublicIpText, plan.UnderlayIface);
 
         DataplaneEngine? engine = null;
         var tables = new PeerTables(plan.Node, table => engine!.Publish(table), log);
@@ -56,7 +57,7 @@ internal static class NodeRunner
         engine = running;
 
         using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;
-        SubnetEnvFile.Write(o.SubnetFile, plan.Node.Config.Network, plan.Node.Subnet, plan.DeviceMtu, o.IpMasq, plan.Ipv6Subnets);
+        SubnetEnvFile.Write(o.SubnetFile, plan.Ipv4Subnets, plan.DeviceMtu, o.IpMasq, plan.Ipv6Subnets);
         log.Information("Wrote {Path}", o.SubnetFile);
 
         running.Start();
@@ -101,9 +102,9 @@ internal static class NodeRunner
     /// <summary>The labels of <c>dataplane_node_info</c>: what <c>dataplane doctor</c> checks the host against.</summary>
     private static IReadOnlyList<(string Key, string Value)> Describe(NodePlan plan, string leaseSource, string subnetFile, bool ipMasq) =>
     [
-        ("network", plan.Node.Config.Network.ToString()),
-        ("subnet", plan.Node.Subnet.ToString()),
-        ("public_ip", plan.Node.Lease.PublicIpText),
+        ("network", plan.Node.Ipv6Only ? "" : plan.Node.Config.Network.ToString()),
+        ("subnet", plan.Node.Ipv6Only ? "" : plan.Node.Subnet.ToString()),
+        ("public_ip", plan.Node.Ipv6Only ? "" : plan.Node.Lease.PublicIpText),
         ("port", plan.Node.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         ("device", plan.DeviceName),
         ("mtu", plan.DeviceMtu.ToString(System.Globalization.CultureInfo.InvariantCulture)),
@@ -160,36 +161,55 @@ internal static class NodeRunner
     public static NodePlan Plan(RunOptions o, ILeaseSource leases, ILogger log)
     {
         ClusterSnapshot snapshot = leases.Start();
-        log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases",
-            leases.Description, snapshot.Config.Network, snapshot.Config.SubnetLength, snapshot.Leases.Count);
+        bool ipv6Only = !snapshot.Config.EnableIpv4;
+        log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases", leases.Description,
+            ipv6Only ? $"{snapshot.Config.Ipv6Network} (IPv6-only)" : snapshot.Config.Network.ToString(),
+            ipv6Only ? snapshot.Config.Ipv6SubnetLength : snapshot.Config.SubnetLength, snapshot.Leases.Count);
 
         // The flags arrive typed and range-checked; what remains is what only the host can answer.
-        uint publicIp;
+        uint publicIp = 0;
         string? iface = o.Iface;
         if (iface is not null && !HostInfo.InterfaceExists(iface))
         {
             throw new ConfigException($"--iface {iface}: no such interface");
         }
-        if (o.PublicIp is not null)
+        string? underlay = null;
+        if (!ipv6Only)
         {
-            publicIp = Ipv4Prefix.ToUInt32(o.PublicIp);
+            if (o.PublicIp is not null)
+            {
+                publicIp = Ipv4Prefix.ToUInt32(o.PublicIp);
+            }
+            else
+            {
+                iface ??= HostInfo.DefaultRouteInterface()
+                    ?? throw new ConfigException("no --public-ip and no --iface, and there is no default route to take the interface from");
+                publicIp = HostInfo.Ipv4AddressOf(iface)
+                    ?? throw new ConfigException($"interface {iface} has no IPv4 address to use as the public IP; give --public-ip");
+            }
+            underlay = HostInfo.InterfaceWith(publicIp)
+                ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
         }
-        else
-        {
-            iface ??= HostInfo.DefaultRouteInterface()
-                ?? throw new ConfigException("no --public-ip and no --iface, and there is no default route to take the interface from");
-            publicIp = HostInfo.Ipv4AddressOf(iface)
-                ?? throw new ConfigException($"interface {iface} has no IPv4 address to use as the public IP; give --public-ip");
-        }
-        string underlay = HostInfo.InterfaceWith(publicIp)
-            ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
         UInt128? publicIpv6 = null;
         if (snapshot.Config.EnableIpv6)
         {
-            publicIpv6 = o.PublicIpv6 is IPAddress given ? HostInfo.ToUInt128(given) : HostInfo.Ipv6AddressOf(iface ?? underlay);
+            string? v6Iface = iface ?? underlay ?? HostInfo.DefaultRouteInterface();
+            publicIpv6 = o.PublicIpv6 is IPAddress given ? HostInfo.ToUInt128(given) : v6Iface is null ? null : HostInfo.Ipv6AddressOf(v6Iface);
             if (o.PublicIpv6 is not null && HostInfo.InterfaceWith(publicIpv6!.Value) is null)
             {
                 throw new ConfigException($"--public-ipv6 {o.PublicIpv6}: not an address of this host");
+            }
+        }
+        if (ipv6Only)
+        {
+            // No address given or found on an interface: a lease naming one of this host's addresses is ours (as PublicIP picks it with IPv4).
+            publicIpv6 ??= snapshot.Leases.Select(l => l.PublicIpv6).FirstOrDefault(a => a is UInt128 v6 && HostInfo.InterfaceWith(v6) is not null);
+            UInt128 address = publicIpv6 ?? throw new ConfigException(
+                "the network is IPv6-only (EnableIPv4 false) and this node has no IPv6 underlay address: give --public-ipv6, or an --iface with a global IPv6 address");
+            underlay = HostInfo.InterfaceWith(address)!;
+            if (o.IpMasq)
+            {
+                throw new ConfigException("--ip-masq on an IPv6-only network: not supported (flanneld's IPv6 masquerade rules are ip6tables; this node installs IPv4 rules only)");
             }
         }
 
@@ -201,13 +221,19 @@ internal static class NodeRunner
         {
             throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
         }
-        int underlayMtu = RouteNetlink.GetMtu(underlay);
-        int overhead = backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend;
+        int underlayMtu = RouteNetlink.GetMtu(underlay!);
+        int overhead = (backend, ipv6Only) switch
+        {
+            (BackendKind.Vxlan, false) => Overheads.VxlanBackend,
+            (BackendKind.Vxlan, true) => Overheads.VxlanBackendIpv6,
+            (_, false) => Overheads.UdpBackend,
+            (_, true) => Overheads.UdpBackendIpv6,
+        };
         // Everything local checked: now our lease (the file's, or reused or taken in the store).
         LeaseRecord lease = leases.Acquire(snapshot, new LeaseRequest(publicIp, backend, snapshot.Config.Vni)
         {
             // vxlan carries IPv6 over the IPv6 underlay only (as flannel-v6.1); udp can over IPv4 too.
-            WantsIpv6 = snapshot.Config.EnableIpv6 && (publicIpv6 is not null || backend == BackendKind.Udp),
+            WantsIpv6 = snapshot.Config.EnableIpv6 && (publicIpv6 is not null || backend == BackendKind.Udp && !ipv6Only),
             PublicIpv6 = publicIpv6,
         });
         if (snapshot.Config.EnableIpv6 && lease.PublicIpv6 is UInt128 leased)
@@ -243,7 +269,7 @@ internal static class NodeRunner
                     : "no IPv6 underlay address (give --public-ipv6, or an --iface with a global IPv6 address); vxlan carries IPv6 over IPv6 as flannel-v6.1 does");
             }
         }
-        return new NodePlan(snapshot, node, underlay, device, underlayMtu - overhead)
+        return new NodePlan(snapshot, node, underlay!, device, underlayMtu - overhead)
         {
             MetricsEndpoint = o.Metrics, BindAddress = publicIp, Source = source, Ipv6RouteMtu = ipv6RouteMtu,
         };

@@ -13,10 +13,17 @@ namespace Dataplane.Node;
 /// </summary>
 internal static class SubnetEnvFile
 {
-    public static string Format(Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6 = null)
+    public static string Format(Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6 = null) =>
+        Format((network, subnet), mtu, ipMasq, ipv6);
+
+    /// <summary>The file's text; an IPv6-only network (<paramref name="ipv4"/> null) has no IPv4 lines, as flanneld writes it.</summary>
+    public static string Format((Ipv4Prefix Network, Ipv4Prefix Subnet)? ipv4, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6)
     {
         var b = new StringBuilder();
-        b.Append(CultureInfo.InvariantCulture, $"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={Ipv4Prefix.Format(subnet.Address + 1)}/{subnet.Length}\n");
+        if (ipv4 is { } v4)
+        {
+            b.Append(CultureInfo.InvariantCulture, $"FLANNEL_NETWORK={v4.Network}\nFLANNEL_SUBNET={Ipv4Prefix.Format(v4.Subnet.Address + 1)}/{v4.Subnet.Length}\n");
+        }
         if (ipv6 is { } v6)
         {
             b.Append(CultureInfo.InvariantCulture, $"FLANNEL_IPV6_NETWORK={v6.Network}\nFLANNEL_IPV6_SUBNET={Ipv6Prefix.Format(v6.Subnet.Address + 1)}/{v6.Subnet.Length}\n");
@@ -25,7 +32,10 @@ internal static class SubnetEnvFile
         return b.ToString();
     }
 
-    public static void Write(string path, Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6 = null)
+    public static void Write(string path, Ipv4Prefix network, Ipv4Prefix subnet, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6 = null) =>
+        Write(path, (network, subnet), mtu, ipMasq, ipv6);
+
+    public static void Write(string path, (Ipv4Prefix Network, Ipv4Prefix Subnet)? ipv4, int mtu, bool ipMasq, (Ipv6Prefix Network, Ipv6Prefix Subnet)? ipv6)
     {
         string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null)
@@ -33,7 +43,7 @@ internal static class SubnetEnvFile
             Directory.CreateDirectory(dir);
         }
         string temp = path + ".tmp";
-        File.WriteAllText(temp, Format(network, subnet, mtu, ipMasq, ipv6));
+        File.WriteAllText(temp, Format(ipv4, mtu, ipMasq, ipv6));
         File.Move(temp, path, overwrite: true);
     }
 }

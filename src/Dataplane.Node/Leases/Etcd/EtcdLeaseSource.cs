@@ -91,7 +91,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         EtcdStore store = Store;
         _vni = request.Vni;
         NetworkConfig config = snapshot.Config;
-        LeaseRecord? old = snapshot.LeaseOf(request.PublicIp);
+        LeaseRecord? old = snapshot.LeaseOf(request);
         MacAddress? mac = request.Backend == BackendKind.Vxlan ? VtepMacFile.LoadOrCreate(options.VtepMacFile, old?.VtepMac) : null;
         bool ipv6 = config.EnableIpv6 && request.WantsIpv6;
         var lease = new LeaseRecord(default, request.PublicIp, request.Backend == BackendKind.Vxlan ? "vxlan" : null, mac);
@@ -123,13 +123,17 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             {
                 throw OutOfIpv6(config);
             }
-            int k = 0;
-            foreach (Ipv4Prefix candidate in SubnetAllocator.FreeSubnets(config, snapshot.Leases))
+            // An IPv6-only network's leases have the empty IPv4 half (key 0.0.0.0-0&...), as flanneld writes them.
+            IEnumerable<(Ipv4Prefix V4, Ipv6Prefix? V6)> candidates = config.EnableIpv4
+                ? SubnetAllocator.FreeSubnets(config, snapshot.Leases).Select((c, k) => (c, ipv6 ? free6[k % free6.Count] : (Ipv6Prefix?)null))
+                : free6.Select(c6 => (default(Ipv4Prefix), (Ipv6Prefix?)c6));
+            foreach ((Ipv4Prefix candidate, Ipv6Prefix? candidate6) in candidates)
             {
-                LeaseRecord attempt = lease with { Subnet = candidate, Ipv6Subnet = ipv6 ? free6[k++ % free6.Count] : null };
+                LeaseRecord attempt = lease with { Subnet = candidate, Ipv6Subnet = candidate6 };
                 if (store.PutIfAbsent(attempt.Key, attempt.ToJson(_vni), _leaseId))
                 {
-                    log.Information("Subnet {Subnet} was free: lease created in etcd", attempt.Ipv6Subnet is Ipv6Prefix s6 ? $"{candidate} and {s6}" : candidate.ToString());
+                    log.Information("Subnet {Subnet} was free: lease created in etcd",
+                        !config.EnableIpv4 ? candidate6.ToString() : candidate6 is Ipv6Prefix s6 ? $"{candidate} and {s6}" : candidate.ToString());
                     return attempt;
                 }
             }
@@ -138,7 +142,9 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         {
             throw new ConfigException($"{Description}: taking our lease failed ({EtcdStore.Describe(e)})");
         }
-        throw new ConfigException($"{Description}: no free subnet between {Ipv4Prefix.Format(config.SubnetMin)} and {Ipv4Prefix.Format(config.SubnetMax)}");
+        throw config.EnableIpv4
+            ? new ConfigException($"{Description}: no free subnet between {Ipv4Prefix.Format(config.SubnetMin)} and {Ipv4Prefix.Format(config.SubnetMax)}")
+            : OutOfIpv6(config);
     }
 
     private ConfigException OutOfIpv6(NetworkConfig c) =>
@@ -171,7 +177,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             {
                 ClusterSnapshot snapshot = ReadSnapshot();
                 outage.Reached();
-                if (snapshot.LeaseOf(node.Lease.PublicIp)?.Subnet != node.Subnet || DateTime.UtcNow > _leaseExpires - options.RenewMargin)
+                if (!node.StillHolds(snapshot) || DateTime.UtcNow > _leaseExpires - options.RenewMargin)
                 {
                     Renew(node);
                     snapshot = ReadSnapshot();
