@@ -154,6 +154,97 @@ public class OffloadTests
         Assert.False(Segmenter.FinishChecksum(p, p.Length, 16));
     }
 
+    /// <summary>A TCP/IPv6 superpacket as a TUN hands it over (no extension headers, NEEDS_CSUM), flow label 0x12345.</summary>
+    private static (byte[] Packet, VirtioNetHeader Header) Tcp6Superpacket(int payload, int mss = 1380, int options = 12, uint seq = 1000)
+    {
+        int tcpLen = 20 + options;
+        byte[] p = new byte[40 + tcpLen + payload];
+        UInt128 s = UInt128.Parse("20010db8024400010000000000000002", System.Globalization.NumberStyles.HexNumber);
+        UInt128 d = UInt128.Parse("20010db8024400020000000000000002", System.Globalization.NumberStyles.HexNumber);
+        Ipv6Header.Write(p, tcpLen + payload, Ipv4Header.ProtocolTcp, 64, s, d);
+        BinaryPrimitives.WriteUInt32BigEndian(p, (6u << 28) | 0x12345);
+        Span<byte> t = p.AsSpan(40);
+        BinaryPrimitives.WriteUInt16BigEndian(t, 40000);
+        BinaryPrimitives.WriteUInt16BigEndian(t[2..], 5201);
+        BinaryPrimitives.WriteUInt32BigEndian(t[4..], seq);
+        BinaryPrimitives.WriteUInt32BigEndian(t[8..], 777);
+        t[12] = (byte)(tcpLen / 4 << 4);
+        t[13] = 0x18;
+        BinaryPrimitives.WriteUInt16BigEndian(t[14..], 512);
+        for (int i = 0; i < options; i++)
+        {
+            t[20 + i] = i % 4 == 0 ? (byte)1 : (byte)(i * 7);
+        }
+        for (int i = 0; i < payload; i++)
+        {
+            p[40 + tcpLen + i] = (byte)(i * 13 + 5);
+        }
+        ulong pseudo = InternetChecksum.PseudoHeaderIpv6(p.AsSpan(8, 16), p.AsSpan(24, 16), Ipv4Header.ProtocolTcp, tcpLen + payload);
+        BinaryPrimitives.WriteUInt16BigEndian(t[16..], (ushort)~InternetChecksum.Finish(pseudo));
+        return (p, new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoTcpV6, (ushort)(40 + tcpLen), (ushort)mss, 40, 16));
+    }
+
+    [Fact]
+    public void Coalescing_the_segments_of_an_ipv6_superpacket_gives_it_back()
+    {
+        var (p, h) = Tcp6Superpacket(20_000);
+        List<byte[]> segs = Split(p, h);
+        var c = new TcpCoalescer(64);
+        c.Reset();
+        for (int i = 0; i < segs.Count; i++)
+        {
+            Assert.Equal(i > 0, c.Offer(segs[i], i));
+        }
+        Assert.Equal(segs.Count - 1, c.Merged);
+        byte[] sp = c.Superpacket(0).ToArray();
+        var v = VirtioNetHeader.Read(sp);
+        Assert.Equal(VirtioNetHeader.FlagNeedsChecksum, v.Flags);
+        Assert.Equal(VirtioNetHeader.GsoTcpV6, v.GsoType);
+        Assert.Equal(1380, v.GsoSize);
+        Assert.Equal(40, v.ChecksumStart);
+        Assert.Equal(16, v.ChecksumOffset);
+        Assert.Equal(72, v.HeaderLength);
+        byte[] merged = sp[VirtioNetHeader.Length..];
+        Assert.Equal(p.Length, merged.Length);
+        Assert.True(Segmenter.FinishChecksum(merged, 40, 16));
+        Assert.True(Segmenter.FinishChecksum(p, 40, 16));
+        var ip = new IPv6Packet(new PacketDotNet.Utils.ByteArraySegment(merged));
+        Assert.Equal(merged.Length - 40, ip.PayloadLength);
+        Assert.True(ip.Extract<TcpPacket>().ValidTcpChecksum);
+        Assert.Equal(p, merged); // byte for byte the superpacket the segments came from
+    }
+
+    [Theory]
+    [InlineData("flow label")]
+    [InlineData("hop limit")]
+    [InlineData("address")]
+    [InlineData("extension header")]
+    public void Ipv6_segments_that_the_kernel_would_not_merge_are_not(string difference)
+    {
+        var (p, h) = Tcp6Superpacket(4000);
+        List<byte[]> segs = Split(p, h);
+        byte[] second = segs[1];
+        switch (difference)
+        {
+            case "flow label": second[3] ^= 1; break;
+            case "hop limit": second[7] = 63; break;
+            case "address": second[39] ^= 1; break;
+            case "extension header": second[6] = 0; break; // hop-by-hop options first: not a plain TCP segment
+        }
+        if (difference is "address")
+        {
+            // keep its TCP checksum right for the changed pseudo-header
+            second[40 + 16] = second[40 + 17] = 0;
+            ulong pseudo = InternetChecksum.PseudoHeaderIpv6(second.AsSpan(8, 16), second.AsSpan(24, 16), 6, second.Length - 40);
+            BinaryPrimitives.WriteUInt16BigEndian(second.AsSpan(40 + 16), InternetChecksum.Finish(InternetChecksum.Sum(second.AsSpan(40), pseudo)));
+        }
+        var c = new TcpCoalescer(64);
+        c.Reset();
+        Assert.False(c.Offer(segs[0], 0));
+        Assert.False(c.Offer(second, 1));
+        Assert.Equal(0, c.Merged);
+    }
+
     [Fact]
     public void Coalescing_the_segments_of_a_superpacket_gives_it_back()
     {

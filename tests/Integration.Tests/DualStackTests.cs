@@ -206,6 +206,13 @@ public class DualStackTests
         Assert.Equal(0, n2.Stop(TimeSpan.FromSeconds(10)));
         Assert.DoesNotContain(device, c.Topology.Ip(node1, "link", "show"));
         Assert.Contains("default", c.Topology.Ip(c.Topology.Pod(1), "route", "show")); // nothing of anyone's IPv4 routing touched
+        // Only IPv6 crossed: the receiving devices took coalesced IPv6 superpackets (GSO_TCPV6), as they take IPv4 ones.
+        foreach (NodeProcess n in new[] { n1, n2 })
+        {
+            string offloads = Assert.Single(n.Lines, l => l.Contains("Offload counters:", StringComparison.Ordinal));
+            Match merged = Regex.Match(offloads, @"\(merging (\d+) packets\)");
+            Assert.True(merged.Success && long.Parse(merged.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 1000, offloads);
+        }
     }
 
     /// <summary>An IPv6-only network beside a kernel node with flannel-v6.1 alone, programmed as flanneld programs it.</summary>

@@ -3,14 +3,17 @@ using System.Buffers.Binary;
 namespace Dataplane.Encap.Offload;
 
 /// <summary>
-/// Generic receive offload for the TUN write side: consecutive TCP/IPv4 segments of one flow in
-/// a batch are merged into one superpacket that the kernel takes with a single write and a
-/// virtio-net header (<c>GSO_TCPV4</c>, <c>NEEDS_CSUM</c>), as its own GRO would merge them.
+/// Generic receive offload for the TUN write side: consecutive TCP segments of one flow in a
+/// batch, over IPv4 or IPv6, are merged into one superpacket that the kernel takes with a single
+/// write and a virtio-net header (<c>GSO_TCPV4</c>/<c>GSO_TCPV6</c>, <c>NEEDS_CSUM</c>), as its own
+/// GRO would merge them.
 ///
-/// The rules are the kernel's (tcp_gro_receive): same addresses and ports, same ACK number,
-/// TOS, TTL, DF, window and TCP options; flags ACK (PSH only on the last segment merged); the
-/// next sequence number exactly; every merged segment the size of the first except a shorter
-/// last one; at most 64 KiB in all; no IP options, no fragments. A segment whose TCP checksum does
+/// The rules are the kernel's (tcp_gro_receive, inet_gro_receive, ipv6_gro_receive): same
+/// addresses and ports, same ACK number, window and TCP options; IPv4: same TOS, TTL and DF, no IP
+/// options, no fragments; IPv6: the same first word (version, traffic class, flow label) and hop
+/// limit, no extension headers; flags ACK (PSH only on the last segment merged); the next sequence
+/// number exactly; every merged segment the size of the first except a shorter last one; at most
+/// 64 KiB in all. A segment whose TCP checksum does
 /// not verify is never merged (the merged packet's checksum is computed anew by the kernel, which
 /// would hide the corruption): it is written alone and the kernel drops it as it would anyway.
 /// Checksums are verified only when a merge is about to happen (the head once, then each
@@ -68,17 +71,17 @@ public sealed class TcpCoalescer
     {
         ReadOnlySpan<byte> p = packet.Span;
         _highestIndex = Math.Max(_highestIndex, index);
-        if (!IsCandidate(p, out int tcpLength, out int payload))
+        if (!IsCandidate(p, out int ipLength, out int tcpLength, out int payload))
         {
             return false;
         }
-        int hdrs = 20 + tcpLength;
-        uint seq = BinaryPrimitives.ReadUInt32BigEndian(p[24..]);
-        bool psh = (p[20 + TcpFlagsOffset] & TcpPsh) != 0;
+        int hdrs = ipLength + tcpLength;
+        uint seq = BinaryPrimitives.ReadUInt32BigEndian(p[(ipLength + 4)..]);
+        bool psh = (p[ipLength + TcpFlagsOffset] & TcpPsh) != 0;
         for (int k = _itemCount - 1; k >= 0; k--)
         {
             ref Item item = ref _items[k];
-            if (!item.SameFlow(p, tcpLength))
+            if (!item.SameFlow(p, ipLength, tcpLength))
             {
                 continue;
             }
@@ -86,12 +89,12 @@ public sealed class TcpCoalescer
             {
                 break; // same flow but not the next piece: start afresh below
             }
-            if (item.Buffer < 0 && !item.ChecksumUnfinished && !ChecksumValid(item.Head.Span[..item.Length]))
+            if (item.Buffer < 0 && !item.ChecksumUnfinished && !ChecksumValid(item.Head.Span[..item.Length], ipLength))
             {
                 item.Closed = true; // a broken head merges nothing; this packet may head its own
                 break;
             }
-            if (!checksumUnfinished && !ChecksumValid(p))
+            if (!checksumUnfinished && !ChecksumValid(p, ipLength))
             {
                 return false; // not merged: written alone, and the kernel judges it
             }
@@ -116,7 +119,7 @@ public sealed class TcpCoalescer
         if (_itemCount < _items.Length && index < _itemOfPacket.Length)
         {
             _itemOfPacket[index] = _itemCount;
-            _items[_itemCount++] = new Item(packet, p.Length, tcpLength, payload, seq + (uint)payload, psh) { ChecksumUnfinished = checksumUnfinished };
+            _items[_itemCount++] = new Item(packet, p.Length, ipLength, tcpLength, payload, seq + (uint)payload, psh) { ChecksumUnfinished = checksumUnfinished };
         }
         return false;
     }
@@ -135,19 +138,29 @@ public sealed class TcpCoalescer
         ref Item item = ref _items[k];
         Span<byte> buf = _buffers[item.Buffer].AsSpan(0, VirtioNetHeader.Length + item.Length);
         Span<byte> pkt = buf[VirtioNetHeader.Length..];
-        BinaryPrimitives.WriteUInt16BigEndian(pkt[2..], (ushort)item.Length);
-        pkt[10] = pkt[11] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(pkt[10..], InternetChecksum.Compute(pkt[..20]));
+        int ip = item.IpLength;
         if (item.Psh)
         {
-            pkt[20 + TcpFlagsOffset] |= TcpPsh;
+            pkt[ip + TcpFlagsOffset] |= TcpPsh;
         }
         // NEEDS_CSUM: the field holds the folded pseudo-header sum; the kernel adds the rest.
-        ulong pseudo = InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(pkt[12..]),
-            BinaryPrimitives.ReadUInt32BigEndian(pkt[16..]), Ipv4Header.ProtocolTcp, item.Length - 20);
-        BinaryPrimitives.WriteUInt16BigEndian(pkt[36..], (ushort)~InternetChecksum.Finish(pseudo));
-        new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoTcpV4, (ushort)(20 + item.TcpLength),
-            (ushort)item.GsoSize, 20, 16).Write(buf);
+        ulong pseudo;
+        if (ip == Ipv6Header.Length)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(pkt[4..], (ushort)(item.Length - ip));
+            pseudo = InternetChecksum.PseudoHeaderIpv6(pkt.Slice(8, 16), pkt.Slice(24, 16), Ipv4Header.ProtocolTcp, item.Length - ip);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(pkt[2..], (ushort)item.Length);
+            pkt[10] = pkt[11] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(pkt[10..], InternetChecksum.Compute(pkt[..20]));
+            pseudo = InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(pkt[12..]),
+                BinaryPrimitives.ReadUInt32BigEndian(pkt[16..]), Ipv4Header.ProtocolTcp, item.Length - ip);
+        }
+        BinaryPrimitives.WriteUInt16BigEndian(pkt[(ip + 16)..], (ushort)~InternetChecksum.Finish(pseudo));
+        new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, ip == Ipv6Header.Length ? VirtioNetHeader.GsoTcpV6 : VirtioNetHeader.GsoTcpV4,
+            (ushort)(ip + item.TcpLength), (ushort)item.GsoSize, (ushort)ip, 16).Write(buf);
         return buf;
     }
 
@@ -158,41 +171,56 @@ public sealed class TcpCoalescer
         return k < 0 ? 1 : _items[k].Segments;
     }
 
-    /// <summary>TCP over IPv4 without options or fragmentation, ACK or ACK+PSH, some payload.</summary>
-    private static bool IsCandidate(ReadOnlySpan<byte> p, out int tcpLength, out int payload)
+    /// <summary>
+    /// TCP over IPv4 without options or fragmentation, or over IPv6 without extension headers; ACK or
+    /// ACK+PSH; some payload; the IP length exactly the packet's.
+    /// </summary>
+    private static bool IsCandidate(ReadOnlySpan<byte> p, out int ipLength, out int tcpLength, out int payload)
     {
-        tcpLength = payload = 0;
-        if (p.Length < 40 || p[0] != 0x45 || p[9] != Ipv4Header.ProtocolTcp
-            || BinaryPrimitives.ReadUInt16BigEndian(p[2..]) != p.Length
-            || (BinaryPrimitives.ReadUInt16BigEndian(p[6..]) & 0x3FFF) != 0)
+        ipLength = tcpLength = payload = 0;
+        if (p.Length >= 40 && p[0] == 0x45 && p[9] == Ipv4Header.ProtocolTcp
+            && BinaryPrimitives.ReadUInt16BigEndian(p[2..]) == p.Length
+            && (BinaryPrimitives.ReadUInt16BigEndian(p[6..]) & 0x3FFF) == 0)
+        {
+            ipLength = Ipv4Header.MinLength;
+        }
+        else if (p.Length >= 60 && p[0] >> 4 == 6 && p[6] == Ipv4Header.ProtocolTcp
+            && Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(p[4..]) == p.Length)
+        {
+            ipLength = Ipv6Header.Length;
+        }
+        else
         {
             return false;
         }
-        tcpLength = (p[32] >> 4) * 4;
-        if (tcpLength < 20 || 20 + tcpLength >= p.Length)
+        tcpLength = (p[ipLength + 12] >> 4) * 4;
+        if (tcpLength < 20 || ipLength + tcpLength >= p.Length)
         {
             return false;
         }
-        byte flags = p[20 + TcpFlagsOffset];
+        byte flags = p[ipLength + TcpFlagsOffset];
         if (flags is not (TcpAck or (TcpAck | TcpPsh)))
         {
             return false;
         }
-        payload = p.Length - 20 - tcpLength;
+        payload = p.Length - ipLength - tcpLength;
         return true;
     }
 
-    private static bool ChecksumValid(ReadOnlySpan<byte> p)
+    private static bool ChecksumValid(ReadOnlySpan<byte> p, int ipLength)
     {
-        ulong pseudo = InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(p[12..]),
-            BinaryPrimitives.ReadUInt32BigEndian(p[16..]), Ipv4Header.ProtocolTcp, p.Length - 20);
-        return InternetChecksum.Finish(InternetChecksum.Sum(p[20..], pseudo)) == 0;
+        ulong pseudo = ipLength == Ipv6Header.Length
+            ? InternetChecksum.PseudoHeaderIpv6(p.Slice(8, 16), p.Slice(24, 16), Ipv4Header.ProtocolTcp, p.Length - ipLength)
+            : InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(p[12..]),
+                BinaryPrimitives.ReadUInt32BigEndian(p[16..]), Ipv4Header.ProtocolTcp, p.Length - ipLength);
+        return InternetChecksum.Finish(InternetChecksum.Sum(p[ipLength..], pseudo)) == 0;
     }
 
-    private struct Item(Memory<byte> head, int length, int tcpLength, int gsoSize, uint nextSeq, bool psh)
+    private struct Item(Memory<byte> head, int length, int ipLength, int tcpLength, int gsoSize, uint nextSeq, bool psh)
     {
         public Memory<byte> Head = head;
         public int Length = length;
+        public int IpLength = ipLength;
         public int TcpLength = tcpLength;
         public int GsoSize = gsoSize;
         public uint NextSeq = nextSeq;
@@ -203,18 +231,27 @@ public sealed class TcpCoalescer
         public bool ChecksumUnfinished;
 
         /// <summary>Same flow and same everything the kernel's GRO requires to match.</summary>
-        public readonly bool SameFlow(ReadOnlySpan<byte> p, int tcpLength)
+        public readonly bool SameFlow(ReadOnlySpan<byte> p, int ipLength, int tcpLength)
         {
             ReadOnlySpan<byte> h = Head.Span;
-            return tcpLength == TcpLength
-                && h[1] == p[1]                                     // TOS
-                && h[8] == p[8]                                     // TTL
-                && (h[6] & 0x40) == (p[6] & 0x40)                   // DF
-                && h.Slice(12, 8).SequenceEqual(p.Slice(12, 8))     // addresses
-                && h.Slice(20, 4).SequenceEqual(p.Slice(20, 4))     // ports
-                && h.Slice(28, 4).SequenceEqual(p.Slice(28, 4))     // ACK number
-                && h.Slice(34, 2).SequenceEqual(p.Slice(34, 2))     // window
-                && h.Slice(40, tcpLength - 20).SequenceEqual(p.Slice(40, tcpLength - 20)); // options
+            if (ipLength != IpLength || tcpLength != TcpLength)
+            {
+                return false;
+            }
+            bool sameIp = ipLength == Ipv6Header.Length
+                ? h[..4].SequenceEqual(p[..4])                      // version, traffic class, flow label
+                  && h[7] == p[7]                                   // hop limit
+                  && h.Slice(8, 32).SequenceEqual(p.Slice(8, 32))   // addresses
+                : h[1] == p[1]                                      // TOS
+                  && h[8] == p[8]                                   // TTL
+                  && (h[6] & 0x40) == (p[6] & 0x40)                 // DF
+                  && h.Slice(12, 8).SequenceEqual(p.Slice(12, 8));  // addresses
+            int t = ipLength;
+            return sameIp
+                && h.Slice(t, 4).SequenceEqual(p.Slice(t, 4))               // ports
+                && h.Slice(t + 8, 4).SequenceEqual(p.Slice(t + 8, 4))       // ACK number
+                && h.Slice(t + 14, 2).SequenceEqual(p.Slice(t + 14, 2))     // window
+                && h.Slice(t + 20, tcpLength - 20).SequenceEqual(p.Slice(t + 20, tcpLength - 20)); // options
         }
     }
 }
