@@ -18,8 +18,7 @@ public static class InternetChecksum
     public static ushort Compute(ReadOnlySpan<byte> data) => Finish(Sum(data, 0));
 
     /// <summary>Adds the bytes of <paramref name="data"/> to a running sum (not yet folded).</summary>
-    public static ulong Sum(ReadOnlySpan<byte> data, ulong initial) =>
-        SumWith(data, initial, Vector256.IsHardwareAccelerated ? 32 : Vector128.IsHardwareAccelerated ? 16 : 0);
+    public static ulong Sum(ReadOnlySpan<byte> data, ulong initial) => SumWith(data, initial, VectorWidth);
 
     /// <summary>Widest vectors this machine accelerates, in bytes (32, 16, or 0 for none): what <see cref="Sum"/> uses.</summary>
     public static int VectorWidth => Vector256.IsHardwareAccelerated ? 32 : Vector128.IsHardwareAccelerated ? 16 : 0;

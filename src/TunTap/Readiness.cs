@@ -22,49 +22,20 @@ internal static unsafe class Poll
     private static readonly int Failure = (ushort)POLLERR | (ushort)POLLHUP | (ushort)POLLNVAL;
 
     /// <summary>Waits until <paramref name="fd"/> is readable, the wake event is set, or the timeout passes.</summary>
-    public static Readiness WaitReadable(int fd, WakeEvent wake, int timeoutMs)
-    {
-        if (!wake.Handle.TryEnter(out int wakeFd))
-        {
-            return Readiness.Woken; // the edge is being disposed
-        }
-        try
-        {
-            pollfd* fds = stackalloc pollfd[2];
-            fds[0] = new pollfd { fd = fd, events = POLLIN };
-            fds[1] = new pollfd { fd = wakeFd, events = POLLIN };
-            int n = poll(fds, 2, timeoutMs);
-            if (n <= 0)
-            {
-                return Readiness.Timeout; // EINTR counts as a timeout: the caller simply waits again
-            }
-            if ((fds[1].revents & POLLIN) != 0)
-            {
-                return Readiness.Woken;
-            }
-            int revents = (ushort)fds[0].revents;
-            if ((revents & (ushort)POLLIN) != 0)
-            {
-                return Readiness.Ready;
-            }
-            return (revents & Failure) != 0 ? Readiness.Failed : Readiness.Timeout;
-        }
-        finally
-        {
-            wake.Handle.Exit();
-        }
-    }
+    public static Readiness WaitReadable(int fd, WakeEvent wake, int timeoutMs) =>
+        WaitEither(fd, -1, wake, timeoutMs, out _, out _); // poll() ignores a negative descriptor
 
     /// <summary>
     /// Waits until <paramref name="fdA"/> or <paramref name="fdB"/> is readable, the wake event is
-    /// set, or the timeout passes; says which of the two are readable.
+    /// set, or the timeout passes; says which of the two are readable. <see cref="Readiness.Failed"/>
+    /// when neither is readable and one reports an error (a deleted TUN device polls like this).
     /// </summary>
     public static Readiness WaitEither(int fdA, int fdB, WakeEvent wake, int timeoutMs, out bool readyA, out bool readyB)
     {
         readyA = readyB = false;
         if (!wake.Handle.TryEnter(out int wakeFd))
         {
-            return Readiness.Woken;
+            return Readiness.Woken; // the edge is being disposed
         }
         try
         {
@@ -74,7 +45,7 @@ internal static unsafe class Poll
             fds[2] = new pollfd { fd = wakeFd, events = POLLIN };
             if (poll(fds, 3, timeoutMs) <= 0)
             {
-                return Readiness.Timeout;
+                return Readiness.Timeout; // EINTR counts as a timeout: the caller simply waits again
             }
             if ((fds[2].revents & POLLIN) != 0)
             {
@@ -82,7 +53,11 @@ internal static unsafe class Poll
             }
             readyA = (fds[0].revents & POLLIN) != 0;
             readyB = (fds[1].revents & POLLIN) != 0;
-            return readyA || readyB ? Readiness.Ready : Readiness.Timeout;
+            if (readyA || readyB)
+            {
+                return Readiness.Ready;
+            }
+            return (((ushort)fds[0].revents | (ushort)fds[1].revents) & Failure) != 0 ? Readiness.Failed : Readiness.Timeout;
         }
         finally
         {

@@ -202,6 +202,12 @@ public sealed unsafe class RouteNetlink : IDisposable
     {
         var m = new Message(NetlinkLayout.RTM_DELROUTE, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK);
         WriteRoute6(m, prefix, index);
+        ExecuteDelete(m, what);
+    }
+
+    /// <summary>A route deletion: a route (or link) already gone is not an error.</summary>
+    private void ExecuteDelete(Message m, string what)
+    {
         try
         {
             Execute(m, what);
@@ -231,16 +237,8 @@ public sealed unsafe class RouteNetlink : IDisposable
             prefix, index), what);
 
     /// <summary><c>ip route del PREFIX dev INDEX</c>; a route already gone is not an error.</summary>
-    public void DeleteRoute(Ipv4Prefix prefix, int index, string what)
-    {
-        try
-        {
-            Execute(RouteMessage(NetlinkLayout.RTM_DELROUTE, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK, prefix, index), what);
-        }
-        catch (NativeException e) when (e.Errno is Errno.ESRCH or Errno.ENODEV)
-        {
-        }
-    }
+    public void DeleteRoute(Ipv4Prefix prefix, int index, string what) =>
+        ExecuteDelete(RouteMessage(NetlinkLayout.RTM_DELROUTE, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK, prefix, index), what);
 
     /// <summary><c>ip link del</c>; a link already gone is not an error.</summary>
     public void DeleteLink(int index, string what)

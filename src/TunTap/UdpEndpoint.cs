@@ -41,15 +41,8 @@ public readonly record struct UdpEndpoint
     /// <summary>The IPv6 address; 0 for an IPv4 endpoint.</summary>
     public UInt128 Ipv6Address => IsIpv6 ? _address : UInt128.Zero;
 
-    /// <summary>
-    /// The address as one key for either family: an IPv6 address as it is, an IPv4 one as its
-    /// IPv4-mapped IPv6 form (::ffff:a.b.c.d). Peers never announce an IPv4-mapped PublicIPv6, so
-    /// keys of the two families never meet.
-    /// </summary>
-    public UInt128 AddressKey => IsIpv6 ? _address : MappedKey((uint)_address);
-
-    /// <summary>The <see cref="AddressKey"/> of an IPv4 address.</summary>
-    public static UInt128 MappedKey(uint ipv4) => ((UInt128)0xFFFF << 32) | ipv4;
+    /// <summary>Same family and address as <paramref name="other"/>, whatever the ports.</summary>
+    public bool SameAddress(UdpEndpoint other) => IsIpv6 == other.IsIpv6 && _address == other._address;
 
     /// <summary>The address alone, as text (192.0.2.1, 2001:db8::1).</summary>
     public string AddressText => IsIpv6 ? Ipv6Prefix.Format(_address) : Ipv4Prefix.Format((uint)_address);

@@ -286,7 +286,7 @@ internal sealed class InboundLoop
             {
                 return DropReason.InnerDestinationNotOurSubnet;
             }
-            if (from.AddressKey != sender.Endpoint6.AddressKey)
+            if (!from.SameAddress(sender.Endpoint6))
             {
                 return DropReason.WrongUnderlayFamily;
             }

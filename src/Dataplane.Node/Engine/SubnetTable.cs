@@ -38,20 +38,17 @@ internal sealed class SubnetTable
         (Ipv6Prefix Network, int SubnetLength, Ipv6Prefix OurSubnet)? ipv6 = null)
     {
         Ipv4 = subnetLength != 0;
-        if (!Ipv4)
-        {
-            (network, subnetLength) = (default, 1); // two empty slots: offset >> 31, whatever the address
-        }
         int bits = subnetLength - network.Length;
-        if (bits is < 0 or > MaxIndexBits)
+        if (Ipv4 && bits is < 0 or > MaxIndexBits)
         {
             throw new ArgumentException($"SubnetLen {subnetLength} does not fit Network {network} (at most {MaxIndexBits} bits of subnets)");
         }
-        Network = network;
+        Network = Ipv4 ? network : default;
         SubnetLength = subnetLength;
         OurSubnet = ourSubnet;
-        _shift = 32 - subnetLength;
-        _bySubnet = new Peer?[1 << bits];
+        // Without IPv4: two empty slots that any address reaches (offset >> 31), so Lookup needs no branch.
+        _shift = Ipv4 ? 32 - subnetLength : 31;
+        _bySubnet = new Peer?[Ipv4 ? 1 << bits : 2];
         int expected = peers.TryGetNonEnumeratedCount(out int n) ? n : 16;
         var list = new List<Peer>(expected);
         var byIp = new Dictionary<uint, Peer>(expected);
@@ -74,19 +71,16 @@ internal sealed class SubnetTable
         }
         foreach (Peer p in peers)
         {
-            if (!Ipv4)
+            if (!Ipv4 && p.Ipv6Subnet is null)
             {
-                if (p.Ipv6Subnet is null)
-                {
-                    throw new ArgumentException($"peer {p.Describe()} has no IPv6 subnet on an IPv6-only network");
-                }
-            }
-            else if (p.Subnet.Length != subnetLength || !network.Contains(p.Subnet))
-            {
-                throw new ArgumentException($"subnet {p.Subnet} is not a /{subnetLength} of {network}");
+                throw new ArgumentException($"peer {p.Describe()} has no IPv6 subnet on an IPv6-only network");
             }
             if (Ipv4)
             {
+                if (p.Subnet.Length != subnetLength || !network.Contains(p.Subnet))
+                {
+                    throw new ArgumentException($"subnet {p.Subnet} is not a /{subnetLength} of {network}");
+                }
                 ref Peer? slot = ref _bySubnet[(int)((p.Subnet.Address - network.Address) >> _shift)];
                 if (slot is not null || p.Subnet == ourSubnet)
                 {

@@ -56,6 +56,7 @@ internal static class FaultInjection
     private sealed class ThrowingSocket(IDatagramSocket inner) : IDatagramSocket
     {
         public UdpEndpoint LocalEndpoint => inner.LocalEndpoint;
+        public UdpEndpoint LocalEndpointOf(bool ipv6) => inner.LocalEndpointOf(ipv6);
         public int ReceiveBatch(PacketBatch batch, int timeoutMs) => inner.ReceiveBatch(batch, timeoutMs) > 0 ? throw Fault("inbound") : 0;
         public int SendBatch(PacketBatch batch) => inner.SendBatch(batch);
         public void StopWaiting() => inner.StopWaiting();

@@ -118,7 +118,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 log.Information("Public IP {PublicIP} from the node's {Annotation} annotation", overwrite, _annotations.PublicIpOverwrite);
             }
             MacAddress? mac = null;
-            LeaseRecord? announcedLease = NodeLease.FromNode(node, _annotations, out _, ipv6: true);
+            LeaseRecord? announcedLease = NodeLease.FromNode(node, _annotations, out _, snapshot.Config.EnableIpv6);
             if (request.Backend == BackendKind.Vxlan)
             {
                 // The MAC our node already announces (flanneld's GetStoredMacAddresses), else the file's or a new one.
