@@ -81,7 +81,112 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     /// <remarks>
     /// With a <paramref name="layout"/> a kernel peer's tunnel superpackets are split into ordinary datagrams.
     /// </remarks>
-    public static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload = false, bool reusePort = false, EncapsulationLayout? layout = null)
+    public static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload = false, bool reusePort = false, EncapsulationLayout? layout = null) =>
+        Bind(local, batchCapacity, offload, reusePort, layout, sendOnly: false);
+
+    /// <summary>
+    /// Sockets that only send, one per outbound queue, bound to <paramref name="address"/> (its port
+    /// is ignored) on consecutive ports the kernel agrees to: each queue's datagrams leave with their
+    /// own source port, as kernel VXLAN varies the source port by flow (RFC 7348 section 5), so a
+    /// receiver's SO_REUSEPORT group (see <see cref="SteerBySourcePort"/>) and the underlay's ECMP
+    /// spread the queues' traffic instead of seeing one 4-tuple. The first port is a multiple of
+    /// <paramref name="count"/>, so queue q's port leaves remainder q modulo the queue count: a
+    /// receiver with as many queues takes it on its queue q, and answers from its queue q's port back
+    /// to our queue q (both directions of a flow stay on one queue number, which the TUN's flow
+    /// steering needs to keep a flow where it is).
+    /// </summary>
+    public static UdpBatchSocket[] BindSendPorts(UdpEndpoint address, int count, int batchCapacity, bool offload)
+    {
+        const int Attempts = 16;
+        for (int attempt = 0; ; attempt++)
+        {
+            var sockets = new List<UdpBatchSocket>(count);
+            try
+            {
+                // A free port from the kernel's ephemeral range, then the block from the next multiple of count.
+                UdpBatchSocket probe = Bind(address with { Port = 0 }, batchCapacity, offload, false, null, sendOnly: true);
+                int first = (probe.LocalEndpoint.Port + count - 1) / count * count;
+                if (first == probe.LocalEndpoint.Port)
+                {
+                    sockets.Add(probe);
+                }
+                else
+                {
+                    probe.Dispose();
+                }
+                if (first + count - 1 > ushort.MaxValue)
+                {
+                    throw new NativeException($"bind {address.AddressText}: no {count} ports from {first}", Errno.EADDRINUSE);
+                }
+                for (int port = first + sockets.Count; port < first + count; port++)
+                {
+                    sockets.Add(Bind(address with { Port = (ushort)port }, batchCapacity, offload, false, null, sendOnly: true));
+                }
+                return [.. sockets];
+            }
+            catch (NativeException e) when (e.Errno == Errno.EADDRINUSE && attempt < Attempts)
+            {
+                sockets.ForEach(s => s.Dispose()); // another ephemeral port, another try
+            }
+            catch
+            {
+                sockets.ForEach(s => s.Dispose());
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Makes this socket's SO_REUSEPORT group (bound in queue order, this one among them) deliver a
+    /// datagram to socket <c>source port % sockets</c> (a classic BPF program, SO_ATTACH_REUSEPORT_CBPF)
+    /// instead of by the kernel's hash: a peer whose queues send from consecutive ports
+    /// (<see cref="BindSendPorts"/>) reaches each of our queues, and a kernel VXLAN peer's flows (one
+    /// source port each) spread over them. A flow keeps its source port, so it stays on one queue.
+    /// </summary>
+    public void SteerBySourcePort(int sockets)
+    {
+        // IPv4: X = the IP header's length; A = the 16 bits after it (the UDP source port). IPv6: at 40.
+        ReadOnlySpan<(ushort Code, uint K)> program = LocalEndpoint.IsIpv6
+            ?
+            [
+                (0x28, unchecked((uint)(NativeMethods.SKF_NET_OFF + 40))), // ldh [net + 40]
+                (0x94, (uint)sockets),                                        // mod #sockets
+                (0x16, 0),                                                    // ret a
+            ]
+            :
+            [
+                (0xb1, unchecked((uint)NativeMethods.SKF_NET_OFF)),          // ldxb 4 * ([net] & 0xf)
+                (0x48, unchecked((uint)NativeMethods.SKF_NET_OFF)),          // ldh [x + net]
+                (0x94, (uint)sockets),                                        // mod #sockets
+                (0x16, 0),                                                    // ret a
+            ];
+        // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }, struct sock_fprog { u16 len; sock_filter* filter; }
+        ulong* filter = stackalloc ulong[program.Length];
+        for (int i = 0; i < program.Length; i++)
+        {
+            filter[i] = program[i].Code | ((ulong)program[i].K << 32);
+        }
+        byte* fprog = stackalloc byte[16];
+        *(ushort*)fprog = (ushort)program.Length;
+        *(ulong**)(fprog + 8) = filter;
+        if (!_fd.TryEnter(out int fd))
+        {
+            throw new ObjectDisposedException(nameof(UdpBatchSocket));
+        }
+        try
+        {
+            if (setsockopt(fd, SOL_SOCKET, NativeMethods.SO_ATTACH_REUSEPORT_CBPF, fprog, 16) < 0)
+            {
+                throw new NativeException($"SO_ATTACH_REUSEPORT_CBPF {LocalEndpoint}", Errno.Last);
+            }
+        }
+        finally
+        {
+            _fd.Exit();
+        }
+    }
+
+    private static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload, bool reusePort, EncapsulationLayout? layout, bool sendOnly)
     {
         int fd = socket(local.IsIpv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -90,7 +195,8 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         }
         int size = SocketBufferBytes;
         // FORCE variants pass rmem_max/wmem_max with CAP_NET_ADMIN; fall back to the plain ones.
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(int)) < 0)
+        // A socket that only sends keeps the kernel's default receive buffer: nothing should arrive.
+        if (!sendOnly && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(int)) < 0)
         {
             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(int));
         }
@@ -119,13 +225,19 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
             close(fd);
             throw new NativeException($"bind {local}", err);
         }
+        if (local.Port == 0)
+        {
+            socklen_t length = (uint)UdpEndpoint.StorageSize;
+            getsockname(fd, (sockaddr*)addr, &length);
+            local = UdpEndpoint.Read(addr); // the port the kernel chose
+        }
         bool gso = false, gro = false;
         if (offload)
         {
             int zero = 0, one = 1;
             // Setting the socket-wide segment size to 0 succeeds exactly where UDP_SEGMENT exists (Linux 4.18).
             gso = setsockopt(fd, NativeMethods.SOL_UDP, NativeMethods.UDP_SEGMENT, &zero, sizeof(int)) == 0;
-            gro = setsockopt(fd, NativeMethods.SOL_UDP, NativeMethods.UDP_GRO, &one, sizeof(int)) == 0;
+            gro = !sendOnly && setsockopt(fd, NativeMethods.SOL_UDP, NativeMethods.UDP_GRO, &one, sizeof(int)) == 0;
         }
         return new UdpBatchSocket(fd, local, batchCapacity, gso, gro, layout);
     }

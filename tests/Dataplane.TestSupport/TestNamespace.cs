@@ -20,5 +20,8 @@ internal sealed class TestNamespace : IDisposable
 
     public string Ip(params string[] args) => ProcessRunner.Check("ip", ["-n", Name, .. args]);
 
+    /// <summary>Sets a per-namespace sysctl of this namespace only ("net.ipv4.x=value").</summary>
+    public void Sysctl(string setting) => ProcessRunner.Check("ip", "netns", "exec", Name, "sysctl", "-qw", setting);
+
     public void Dispose() => ProcessRunner.Check("ip", "netns", "del", Name);
 }

@@ -154,26 +154,35 @@ public class BehaviourTests
     }
 
     [Fact]
-    public void Per_queue_counters_add_up_and_show_where_the_kernel_put_the_flows()
+    public void Flows_between_two_of_our_nodes_spread_over_the_queues_and_the_per_queue_counters_add_up()
     {
         using var c = new Cluster();
         c.StartTwoNodes("vxlan", "--queues", "2");
         string iperf3 = Require.Tool("iperf3", "iperf3");
         NodeProcess server = c.Topology.Start(c.Topology.Pod(2), [iperf3, "-s", "-1"], "iperf3-server");
         Thread.Sleep(500);
-        // Twelve flows. (Between two of our nodes they all end up on one queue: every datagram from a
-        // peer of ours comes from one port, so it lands on one SO_REUSEPORT socket, that queue's loop
-        // writes it into its TUN queue, and the TUN's automatic flow steering then reads the flow's
-        // outbound packets from the same queue. The README says so; this test shows the counters.)
-        ProcessRunner.Result client = c.Topology.Exec(c.Topology.Pod(1), [iperf3, "-c", Topology.PodIp(2), "-P", "12", "-t", "2"], 60_000);
+        // Sixteen flows. The TUN puts each new flow on a queue by its hash; that queue sends from its
+        // own port, the receiver takes the datagram on the queue of the same number (by source port)
+        // and answers from there, and the TUN keeps the flow on the queue its answers came in by. So
+        // both queues of both nodes carry flows (before, one outer 4-tuple put all on one queue; the
+        // chance that a hash puts all sixteen on one queue is 2^-15).
+        ProcessRunner.Result client = c.Topology.Exec(c.Topology.Pod(1), [iperf3, "-c", Topology.PodIp(2), "-P", "16", "-t", "2"], 60_000);
         Assert.True(client.ExitCode == 0, client.Stdout + client.Stderr);
         server.WaitForExit(TimeSpan.FromSeconds(10));
+        foreach (int node in new[] { 1, 2 })
+        {
+            Dictionary<string, double> n = Metrics.StatsCommand.Parse(Metrics.StatsCommand.Read(c.ControlSocket(node)));
+            double Q(int q, string direction) => n[$"dataplane_queue_packets_total{{queue=\"{q}\",direction=\"{direction}\"}}"];
+            foreach (string direction in new[] { "out", "in" })
+            {
+                Assert.Equal(n[$"dataplane_packets_total{{direction=\"{direction}\"}}"], Q(0, direction) + Q(1, direction));
+                double all = Q(0, direction) + Q(1, direction);
+                Assert.True(Q(0, direction) > all / 50 && Q(1, direction) > all / 50,
+                    $"node {node} {direction}: queue 0 {Q(0, direction)}, queue 1 {Q(1, direction)} packets: the flows did not spread");
+            }
+        }
         Dictionary<string, double> m = Metrics.StatsCommand.Parse(Metrics.StatsCommand.Read(c.ControlSocket(1)));
         double Queue(int q, string direction) => m[$"dataplane_queue_packets_total{{queue=\"{q}\",direction=\"{direction}\"}}"];
-        foreach (string direction in new[] { "out", "in" })
-        {
-            Assert.Equal(m[$"dataplane_packets_total{{direction=\"{direction}\"}}"], Queue(0, direction) + Queue(1, direction));
-        }
         Assert.True(Queue(0, "out") + Queue(1, "out") > 100_000, "the flows went through the node");
         ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
         Assert.Contains("per queue: 0: out ", stats.Stdout);

@@ -75,8 +75,11 @@ public class KernelVxlanTests
         c.Topology.AddNode(1);
         c.Topology.AddNode(2);
         new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
-        c.StartNode(1, "vxlan");
-        c.StartNode(2, "vxlan");
+        NodeProcess one = c.StartNode(1, "vxlan", null, "--queues", "2");
+        c.StartNode(2, "vxlan", null, "--queues", "2");
+        // Each queue sends from a port of its own (as kernel VXLAN varies the source port by flow).
+        var sendPorts = System.Text.RegularExpressions.Regex.Match(one.Output, @"each sends from its own port \(192\.0\.2\.1 (\d+)-(\d+)\)");
+        Assert.True(sendPorts.Success, one.Output);
 
         string pcap = c.Path_("underlay.pcap");
         NodeProcess capture = c.Topology.Start(c.Topology.Node(1), [tshark, "-i", "eth0", "-f", "udp port 8472", "-c", "4", "-a", "duration:20", "-w", pcap], "tshark");
@@ -87,7 +90,7 @@ public class KernelVxlanTests
         Assert.True(capture.WaitForExit(TimeSpan.FromSeconds(25)), capture.Output);
 
         ProcessRunner.Result read = ProcessRunner.Run(tshark, ["-r", pcap, "-d", "udp.port==8472,vxlan", "-T", "fields", "-E", "separator=|",
-            "-e", "udp.dstport", "-e", "vxlan.flags", "-e", "vxlan.vni", "-e", "eth.dst", "-e", "eth.src", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"]);
+            "-e", "udp.dstport", "-e", "vxlan.flags", "-e", "vxlan.vni", "-e", "eth.dst", "-e", "eth.src", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type", "-e", "udp.srcport"]);
         Assert.True(read.ExitCode == 0, read.Stderr);
         string[] lines = read.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.True(lines.Length >= 4, read.Stdout);
@@ -95,6 +98,8 @@ public class KernelVxlanTests
         string request = lines.First(l => l.Contains("|192.0.2.1,10.244.1.2|192.0.2.2,10.244.2.2|8", StringComparison.Ordinal));
         string[] f = request.Split('|');
         Assert.Equal("8472", f[0]);
+        Assert.InRange(int.Parse(f[8], System.Globalization.CultureInfo.InvariantCulture),
+            int.Parse(sendPorts.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(sendPorts.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal("0x0800", f[1]); // the I flag, nothing else
         Assert.Equal("1", f[2]);
         Assert.Equal(ClusterFileBuilder.VtepMac(2), f[3].Split(',')[^1]); // inner destination MAC: the peer's VtepMAC

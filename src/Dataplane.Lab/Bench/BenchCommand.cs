@@ -305,9 +305,18 @@ internal static partial class BenchCommand
             }
             double nextPps = attempt == 0 ? pps : offeredBps / (64 * 8) * 0.8;
             offeredBps = nextPps * 64 * 8;
+            // Let the overload drain before the next probe. Datagrams of this one still queued in
+            // the nodes (the TUN ring, socket buffers) would otherwise reach the iperf3 server's next
+            // UDP socket (the same port) first: iperf3 takes the first datagram as the new stream's
+            // handshake, answers the old client port, and the new client waits forever. With flows
+            // spread over queues the next test's control connection no longer queues behind them.
+            Thread.Sleep(UdpDrainMs);
         }
         return (fullPps, fullLoss, pps, loss);
     }
+
+    /// <summary>Pause after an overloaded UDP probe (the nodes' queues hold well under 0.2 s of 64-byte datagrams).</summary>
+    private const int UdpDrainMs = 1000;
 
     private static JsonNode Iperf(Topology topo, string iperf, string[] args, double seconds)
     {

@@ -4,7 +4,8 @@ namespace Dataplane.Engine;
 
 /// <summary>
 /// The packet loops of one node: per queue an outbound and an inbound loop over that queue's
-/// device descriptor and socket, each on its own named thread (<c>dp-out-Q</c>, <c>dp-in-Q</c>),
+/// device descriptor and socket (the outbound loop sends with the queue's own send socket when it
+/// has one, see <see cref="EngineQueue"/>), each on its own named thread (<c>dp-out-Q</c>, <c>dp-in-Q</c>),
 /// each with its own buffers and counters. Nothing on the packet path is shared and mutable
 /// except the table reference, which the control plane replaces through <see cref="Publish"/>.
 ///
@@ -22,21 +23,21 @@ internal sealed class DataplaneEngine : IDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Thread> _threads = [];
     private readonly ManualResetEventSlim _faulted = new();
-    private readonly IReadOnlyList<(IPacketDevice Device, IDatagramSocket Socket)> _queues;
+    private readonly IReadOnlyList<EngineQueue> _queues;
     private LoopFailure? _failure;
 
     public DataplaneEngine(IPacketDevice device, IDatagramSocket socket, SubnetTable table, EngineSettings settings)
-        : this([(device, socket)], table, settings)
+        : this([new EngineQueue(device, socket)], table, settings)
     {
     }
 
     /// <param name="capture">The node's captures, if it can be captured (the loops offer them packets while any runs).</param>
-    public DataplaneEngine(IReadOnlyList<(IPacketDevice Device, IDatagramSocket Socket)> queues, SubnetTable table, EngineSettings settings,
+    public DataplaneEngine(IReadOnlyList<EngineQueue> queues, SubnetTable table, EngineSettings settings,
         Capture.CaptureHub? capture = null)
     {
         _queues = queues;
         _table = new TableHolder(table);
-        OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Socket, _table, settings, capture))];
+        OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Sender ?? q.Socket, _table, settings, capture))];
         InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Socket, _table, settings, capture))];
         for (int q = 0; q < InboundLoops.Count; q++)
         {
@@ -106,10 +107,10 @@ internal sealed class DataplaneEngine : IDisposable
     public void Stop()
     {
         _stop.Cancel();
-        foreach ((IPacketDevice device, IDatagramSocket socket) in _queues)
+        foreach (EngineQueue q in _queues)
         {
-            device.StopWaiting();
-            socket.StopWaiting();
+            q.Device.StopWaiting();
+            q.Socket.StopWaiting();
         }
         foreach (Thread t in _threads)
         {
@@ -125,3 +126,10 @@ internal sealed class DataplaneEngine : IDisposable
         _faulted.Dispose();
     }
 }
+
+/// <summary>
+/// One queue's edges: the device descriptor, the socket its inbound loop receives on (and answers
+/// ARP/ND with), and the socket its outbound loop sends with (the same one unless the queue has a
+/// send port of its own).
+/// </summary>
+internal sealed record EngineQueue(IPacketDevice Device, IDatagramSocket Socket, IDatagramSocket? Sender = null);

@@ -1,3 +1,4 @@
+using Dataplane.Engine;
 using Dataplane.TunTap;
 
 namespace Dataplane.Node;
@@ -19,11 +20,11 @@ internal static class FaultInjection
         Inbound,
     }
 
-    public static (IPacketDevice, IDatagramSocket) Wrap(Loop loop, IPacketDevice device, IDatagramSocket socket) => loop switch
+    public static EngineQueue Wrap(Loop loop, EngineQueue queue) => loop switch
     {
-        Loop.Outbound => (new ThrowingDevice(device), socket),
-        Loop.Inbound => (device, new ThrowingSocket(socket)),
-        _ => (device, socket),
+        Loop.Outbound => queue with { Device = new ThrowingDevice(queue.Device) },
+        Loop.Inbound => queue with { Socket = new ThrowingSocket(queue.Socket) },
+        _ => queue,
     };
 
     private static InvalidOperationException Fault(string loop) =>

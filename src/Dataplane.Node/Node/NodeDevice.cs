@@ -74,6 +74,10 @@ internal sealed class NodeDevice : IDisposable
                     throw;
                 }
             }
+            if (queues > 1)
+            {
+                device.SpreadOverQueues(batch, offload);
+            }
             device.Configure();
         }
         catch
@@ -84,6 +88,62 @@ internal sealed class NodeDevice : IDisposable
         log.Information("Offloads: device {DeviceOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues}",
             device.Device.Offloads, device.Socket.Offloads, batch, queues);
         return device;
+    }
+
+    /// <summary>
+    /// With several queues: each queue's outbound loop gets a send-only socket on a port of its own
+    /// (consecutive ports, per underlay family), and the queues' receiving sockets choose by the
+    /// source port (<see cref="UdpBatchSocket.SteerBySourcePort"/>). Between two of our nodes, a
+    /// flow's datagrams then reach the receiver's queue of the same number as the sender's, and the
+    /// TUN, which sends a flow out through the queue its inbound packets were written by, keeps both
+    /// directions there: flows spread over the queues instead of one peer's traffic on one queue
+    /// (one outer 4-tuple). Either step that the kernel refuses is skipped with a warning.
+    /// </summary>
+    private void SpreadOverQueues(int batch, bool offload)
+    {
+        var families = new List<(string Name, Func<NodeQueue, UdpBatchSocket?> Receiver, UdpEndpoint Address)>();
+        if (!_plan.Node.Ipv6Only)
+        {
+            families.Add(("IPv4", q => q.Socket, new UdpEndpoint(_plan.BindAddress, 0)));
+        }
+        if (_queues[0].Socket6 is UdpBatchSocket s6)
+        {
+            families.Add(("IPv6", q => q.Socket6, s6.LocalEndpoint with { Port = 0 }));
+        }
+        else if (_plan.Node.Ipv6Only)
+        {
+            families.Add(("IPv6", q => q.Socket, _queues[0].Socket.LocalEndpoint with { Port = 0 }));
+        }
+        var senders = new List<UdpBatchSocket[]>();
+        try
+        {
+            foreach ((string name, Func<NodeQueue, UdpBatchSocket?> receiver, UdpEndpoint address) in families)
+            {
+                UdpBatchSocket first = receiver(_queues[0])!;
+                try
+                {
+                    first.SteerBySourcePort(_queues.Count);
+                }
+                catch (NativeException e)
+                {
+                    _log.Warning("Queues: {Family} datagrams are spread by the kernel's hash, not by source port ({Error})", name, e.Message);
+                }
+                senders.Add(UdpBatchSocket.BindSendPorts(address, _queues.Count, batch, offload));
+            }
+        }
+        catch (NativeException e)
+        {
+            senders.ForEach(a => Array.ForEach(a, s => s.Dispose()));
+            _log.Warning("Queues: every queue sends from {Endpoint} ({Error})", _queues[0].Socket.LocalEndpoint, e.Message);
+            return;
+        }
+        for (int q = 0; q < _queues.Count; q++)
+        {
+            NodeQueue old = _queues[q];
+            _queues[q] = new NodeQueue(old.Device, old.Socket, old.Socket6, senders[0][q], senders.Count > 1 ? senders[1][q] : null);
+        }
+        _log.Information("Queues: each sends from its own port ({Ports}), received by source port",
+            string.Join(", ", senders.Select(a => $"{a[0].LocalEndpoint.AddressText} {a[0].LocalEndpoint.Port}-{a[^1].LocalEndpoint.Port}")));
     }
 
     private static TunDevice OpenTun(NodePlan plan, bool offload, bool multiQueue)

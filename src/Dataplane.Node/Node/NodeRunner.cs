@@ -53,7 +53,7 @@ internal static class NodeRunner
             IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst, Assist = o.Assist, OurVtepMacV6 = plan.Node.VtepMacV6,
         };
         var captures = new CaptureHub();
-        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q.Device, q.Underlay))], table, settings, captures);
+        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, new EngineQueue(q.Device, q.Underlay, q.Sender)))], table, settings, captures);
         engine = running;
 
         using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;

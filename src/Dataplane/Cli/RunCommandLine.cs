@@ -64,7 +64,7 @@ internal static class RunCommandLine
         offload.AcceptOnlyFromAmong("on", "off");
         var batch = new Option<int>("--batch") { Description = "packets per system call at most (1: one packet per call, the naive mode)", DefaultValueFactory = _ => d.Batch }
             .InRange(1, EngineSettings.MaxBatch, $"must be 1 to {EngineSettings.MaxBatch}");
-        var queues = new Option<int>("--queues") { Description = "TUN queues and sockets, each with its own outbound and inbound loop (default: the number of cores)", DefaultValueFactory = _ => d.Queues }
+        var queues = new Option<int>("--queues") { Description = "TUN queues and sockets, each with its own outbound and inbound loop and, with more than one, its own send port (default: the number of cores)", DefaultValueFactory = _ => d.Queues }
             .InRange(1, RunOptions.MaxQueues, $"must be 1 to {RunOptions.MaxQueues}");
         var metrics = Parsed("--metrics", "serve Prometheus metrics at http://ADDR:PORT/metrics (for example 127.0.0.1:9100, or :9100 for every address)",
             ParseEndpoint, "not ADDR:PORT (for example 127.0.0.1:9100 or :9100)");

@@ -56,6 +56,10 @@ internal static unsafe partial class NativeMethods
     /// <summary>The kernel's cap on segments in one UDP GSO send (UDP_MAX_SEGMENTS).</summary>
     public const int UDP_MAX_SEGMENTS = 64;
 
+    // Classic BPF for a SO_REUSEPORT group's socket choice (linux/filter.h, asm-generic/socket.h).
+    public const int SO_ATTACH_REUSEPORT_CBPF = 51;
+    public const int SKF_NET_OFF = -0x100000;
+
     [LibraryImport(Libc, SetLastError = true)]
     public static partial int recvmmsg(int sockfd, mmsghdr* msgvec, uint vlen, int flags, void* timeout);
 
