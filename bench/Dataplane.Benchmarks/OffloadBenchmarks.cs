@@ -5,7 +5,10 @@ using Dataplane.Encap.Offload;
 
 namespace Dataplane.Benchmarks;
 
-/// <summary>Segmentation offload work done in the edges: a 64 KiB TSO superpacket split, and its segments coalesced back.</summary>
+/// <summary>
+/// Segmentation offload work done in the edges: a 64 KiB TSO superpacket split, its segments
+/// coalesced back, and 64 small UDP datagrams of one flow merged into one USO superpacket.
+/// </summary>
 [MemoryDiagnoser]
 public class OffloadBenchmarks
 {
@@ -15,7 +18,9 @@ public class OffloadBenchmarks
     private int _l4, _headers, _segments;
     private readonly byte[] _out = GC.AllocateArray<byte>(2048, pinned: true);
     private Memory<byte>[] _segmentMemory = null!;
-    private readonly TcpCoalescer _coalescer = new(64);
+    private readonly GroCoalescer _coalescer = new(64);
+    private readonly GroCoalescer _udpCoalescer = new(64, mergeUdp: true);
+    private Memory<byte>[] _datagrams = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -37,6 +42,20 @@ public class OffloadBenchmarks
             int len = Segmenter.WriteSegment(_super, _header, _l4, _headers, i, seg);
             _segmentMemory[i] = seg.AsMemory(0, len);
         }
+        // 64 datagrams of 64 payload bytes (the bench's small-packet size), checksums complete.
+        _datagrams = new Memory<byte>[GroCoalescer.MaxUdpSegments];
+        for (int i = 0; i < _datagrams.Length; i++)
+        {
+            byte[] d = new byte[28 + 64];
+            Ipv4Header.Write(d, d.Length, (ushort)i, 0x4000, 64, Ipv4Header.ProtocolUdp, 0x0AF4_0102, 0x0AF4_0202);
+            BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(20), 5000);
+            BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(22), 5201);
+            BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(24), 8 + 64);
+            new Random(i).NextBytes(d.AsSpan(28));
+            ulong sum = InternetChecksum.Sum(d.AsSpan(20), InternetChecksum.PseudoHeaderIpv4(0x0AF4_0102, 0x0AF4_0202, 17, 8 + 64));
+            BinaryPrimitives.WriteUInt16BigEndian(d.AsSpan(26), (ushort)~InternetChecksum.Finish(sum));
+            _datagrams[i] = d;
+        }
     }
 
     [Benchmark(Description = "TSO split of a 64 KiB superpacket into 47 segments (copy, IPv4 + TCP checksums), per superpacket")]
@@ -53,11 +72,23 @@ public class OffloadBenchmarks
     [Benchmark(Description = "GRO: coalesce 47 segments of one flow into a superpacket (verify, copy), per superpacket")]
     public int GroCoalesce64K()
     {
-        TcpCoalescer c = _coalescer;
+        GroCoalescer c = _coalescer;
         c.Reset();
         for (int i = 0; i < _segmentMemory.Length; i++)
         {
             c.Offer(_segmentMemory[i], i);
+        }
+        return c.Superpacket(0).Length;
+    }
+
+    [Benchmark(Description = "GRO: merge 64 UDP datagrams of 64 bytes into a USO superpacket (verify, copy), per superpacket")]
+    public int UdpCoalesce64()
+    {
+        GroCoalescer c = _udpCoalescer;
+        c.Reset();
+        for (int i = 0; i < _datagrams.Length; i++)
+        {
+            c.Offer(_datagrams[i], i);
         }
         return c.Superpacket(0).Length;
     }

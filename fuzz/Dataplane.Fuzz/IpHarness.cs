@@ -16,7 +16,7 @@ internal static class IpHarness
     private const int PacketSlot = 9216; // EngineSettings.DefaultSlotSize less the headroom
     private static readonly byte[] IcmpSlot = new byte[IcmpErrors.Ipv6MaxErrorLength];
     private static readonly byte[] Out = new byte[PacketSlot];
-    private static readonly TcpCoalescer Coalescer = new(8);
+    private static readonly GroCoalescer Coalescer = new(8, mergeUdp: true);
 
     public static void Run(byte[] input)
     {

@@ -43,7 +43,8 @@ public sealed unsafe class TunDevice : IPacketDevice
         Offloads = offloads;
         if (offload)
         {
-            _offload = new VnetOffload(MaxWriteBatch);
+            // A kernel that takes USO from us (TUN_F_USO4/6, Linux 6.2) also takes it on writes.
+            _offload = new VnetOffload(MaxWriteBatch, mergeUdp: offloads.Contains("uso4", StringComparison.Ordinal));
             _sink = new TunSink();
             _frame = GC.AllocateArray<byte>(VnetOffload.FrameRoom, pinned: true); // one frame as read, virtio header first
         }

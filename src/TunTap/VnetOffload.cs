@@ -16,7 +16,7 @@ namespace Dataplane.TunTap;
 ///     that does not fit the batch's free slots stays pending and goes first at the next read. The
 ///     engine only ever sees ordinary packets.
 ///  2. Write (<see cref="Write"/>): consecutive segments of one TCP flow are merged
-///     (<see cref="TcpCoalescer"/>) and handed to the device's <see cref="IFrameSink"/> as one
+///     (<see cref="GroCoalescer"/>) and handed to the device's <see cref="IFrameSink"/> as one
 ///     superpacket; everything else goes alone with a header that is empty, or <c>NEEDS_CSUM</c> for
 ///     a packet whose checksum a kernel peer left unfinished (<see cref="PacketBatch.FlagNeedsChecksum"/>),
 ///     so the kernel completes it as it would have on the peer.
@@ -44,7 +44,7 @@ internal sealed unsafe class VnetOffload
         int Flush();
     }
 
-    private readonly TcpCoalescer _coalescer;
+    private readonly GroCoalescer _coalescer;
     private readonly bool[] _merged;
     private byte[] _pendingFrame = [];       // the buffer holding a superpacket still to split
     private int _pendingStart;               // where its packet starts in that buffer
@@ -53,10 +53,11 @@ internal sealed unsafe class VnetOffload
     private int _pendingCount, _pendingL4, _pendingHeaders;
     private VirtioNetHeader _pendingHeader;
 
-    public VnetOffload(int maxBatch)
+    /// <param name="mergeUdp">Also merge UDP datagrams (<c>GSO_UDP_L4</c>): only where the device takes USO.</param>
+    public VnetOffload(int maxBatch, bool mergeUdp = false)
     {
         _merged = new bool[maxBatch];
-        _coalescer = new TcpCoalescer(maxBatch);
+        _coalescer = new GroCoalescer(maxBatch, mergeUdp: mergeUdp);
     }
 
     /// <summary>Superpackets we could not segment (dropped).</summary>
@@ -215,7 +216,7 @@ internal sealed unsafe class VnetOffload
     /// <summary>Step 2: hands slots 0..Count-1 whose length is non-zero to <paramref name="sink"/>; returns how many packets the device took (merged ones included).</summary>
     public int Write(PacketBatch batch, IFrameSink sink)
     {
-        TcpCoalescer c = _coalescer;
+        GroCoalescer c = _coalescer;
         int count = Math.Min(batch.Count, _merged.Length);
         c.Reset();
         for (int i = 0; i < count; i++)

@@ -189,7 +189,7 @@ public class OffloadTests
     {
         var (p, h) = Tcp6Superpacket(20_000);
         List<byte[]> segs = Split(p, h);
-        var c = new TcpCoalescer(64);
+        var c = new GroCoalescer(64);
         c.Reset();
         for (int i = 0; i < segs.Count; i++)
         {
@@ -238,11 +238,126 @@ public class OffloadTests
             ulong pseudo = InternetChecksum.PseudoHeaderIpv6(second.AsSpan(8, 16), second.AsSpan(24, 16), 6, second.Length - 40);
             BinaryPrimitives.WriteUInt16BigEndian(second.AsSpan(40 + 16), InternetChecksum.Finish(InternetChecksum.Sum(second.AsSpan(40), pseudo)));
         }
-        var c = new TcpCoalescer(64);
+        var c = new GroCoalescer(64);
         c.Reset();
         Assert.False(c.Offer(segs[0], 0));
         Assert.False(c.Offer(second, 1));
         Assert.Equal(0, c.Merged);
+    }
+
+    /// <summary>UDP datagrams of one flow as a sender's socket makes them: their own IP ID, full checksums.</summary>
+    private static List<byte[]> UdpDatagrams(int count, int size, bool ipv6 = false, ushort sourcePort = 5000, int lastSize = -1)
+    {
+        var list = new List<byte[]>();
+        var rng = new Random(size + count);
+        for (int n = 0; n < count; n++)
+        {
+            int payload = n == count - 1 && lastSize >= 0 ? lastSize : size;
+            var udp = new UdpPacket(sourcePort, 6000) { PayloadData = new byte[payload] };
+            rng.NextBytes(udp.PayloadData);
+            IPPacket ip = ipv6
+                ? new IPv6Packet(System.Net.IPAddress.Parse("2001:db8:244:1::2"), System.Net.IPAddress.Parse("2001:db8:244:2::2")) { HopLimit = 63 }
+                : new IPv4Packet(System.Net.IPAddress.Parse("10.244.1.2"), System.Net.IPAddress.Parse("10.244.2.2")) { TimeToLive = 63, Id = (ushort)(100 + n) };
+            ip.PayloadPacket = udp;
+            udp.UpdateUdpChecksum();
+            if (ip is IPv4Packet v4)
+            {
+                v4.UpdateIPChecksum();
+            }
+            list.Add(ip.Bytes);
+        }
+        return list;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Udp_datagrams_of_one_flow_merge_into_a_uso_superpacket_that_splits_back_into_them(bool ipv6)
+    {
+        List<byte[]> datagrams = UdpDatagrams(10, 36, ipv6, lastSize: 20);
+        var c = new GroCoalescer(64, mergeUdp: true);
+        c.Reset();
+        for (int i = 0; i < datagrams.Count; i++)
+        {
+            Assert.Equal(i > 0, c.Offer(datagrams[i], i));
+        }
+        Assert.Equal(9, c.Merged);
+        Assert.Equal(10, c.SegmentsOf(0));
+        byte[] sp = c.Superpacket(0).ToArray();
+        var v = VirtioNetHeader.Read(sp);
+        int ip = ipv6 ? 40 : 20;
+        Assert.Equal(VirtioNetHeader.FlagNeedsChecksum, v.Flags);
+        Assert.Equal(VirtioNetHeader.GsoUdpL4, v.GsoType);
+        Assert.Equal(36, v.GsoSize);
+        Assert.Equal(ip + 8, v.HeaderLength);
+        Assert.Equal(ip, v.ChecksumStart);
+        Assert.Equal(6, v.ChecksumOffset);
+        byte[] merged = sp[VirtioNetHeader.Length..];
+        Assert.Equal(ip + 8 + (9 * 36) + 20, merged.Length);
+        Assert.Equal(merged.Length - ip, BinaryPrimitives.ReadUInt16BigEndian(merged.AsSpan(ip + 4)));
+        // What the kernel does with it before a socket sees it: cut it by the first datagram's size.
+        List<byte[]> back = Split(merged, v);
+        Assert.Equal(10, back.Count);
+        for (int i = 0; i < back.Count; i++)
+        {
+            IPPacket packet = ipv6 ? new IPv6Packet(new PacketDotNet.Utils.ByteArraySegment(back[i])) : new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(back[i]));
+            var udp = packet.Extract<UdpPacket>();
+            Assert.True(udp.ValidUdpChecksum, $"datagram {i}");
+            Assert.Equal(5000, udp.SourcePort);
+            Assert.Equal(6000, udp.DestinationPort);
+            IPPacket original = ipv6 ? new IPv6Packet(new PacketDotNet.Utils.ByteArraySegment(datagrams[i])) : new IPv4Packet(new PacketDotNet.Utils.ByteArraySegment(datagrams[i]));
+            Assert.Equal(original.Extract<UdpPacket>().PayloadData, udp.PayloadData);
+            if (packet is IPv4Packet v4)
+            {
+                Assert.True(v4.ValidIPChecksum);
+            }
+        }
+    }
+
+    [Fact]
+    public void Udp_datagrams_merge_only_where_the_kernel_would_cut_them_back_alike()
+    {
+        // Not asked to (the device takes no USO): nothing merges.
+        List<byte[]> d = UdpDatagrams(4, 64);
+        var off = new GroCoalescer(64);
+        off.Reset();
+        Assert.All(Enumerable.Range(0, d.Count), i => Assert.False(off.Offer(d[i], i)));
+
+        var c = new GroCoalescer(256, maxSuperpackets: 16, mergeUdp: true);
+        // A larger datagram after a smaller one, another flow between, a broken checksum: each heads anew.
+        List<byte[]> small = UdpDatagrams(2, 32), large = UdpDatagrams(2, 64), other = UdpDatagrams(2, 64, sourcePort: 5001);
+        byte[] broken = UdpDatagrams(2, 64)[1];
+        broken[^1] ^= 0xFF;
+        byte[][] batch = [small[0], small[1], large[0], other[0], large[1], broken];
+        c.Reset();
+        bool[] merged = [.. batch.Select((p, i) => c.Offer(p, i))];
+        Assert.Equal([false, true, false, false, true, false], merged);
+        Assert.Equal(2, c.SegmentsOf(0));
+        Assert.Equal(2, c.SegmentsOf(2)); // large[1] joined large[0] across the other flow's datagram
+        Assert.Equal(1, c.SegmentsOf(3));
+        Assert.Equal(1, c.SegmentsOf(5));
+
+        // At most 64 datagrams (UDP_MAX_SEGMENTS): the 65th heads a new superpacket.
+        List<byte[]> many = UdpDatagrams(70, 16);
+        c.Reset();
+        for (int i = 0; i < many.Count; i++)
+        {
+            Assert.Equal(i is not (0 or 64), c.Offer(many[i], i));
+        }
+        Assert.Equal(GroCoalescer.MaxUdpSegments, c.SegmentsOf(0));
+        Assert.Equal(6, c.SegmentsOf(64));
+
+        // IPv4 without a checksum (zero) merges; IPv6 with a zero checksum (invalid there) does not.
+        List<byte[]> none = UdpDatagrams(2, 64);
+        none.ForEach(p => p[26] = p[27] = 0);
+        c.Reset();
+        Assert.False(c.Offer(none[0], 0));
+        Assert.True(c.Offer(none[1], 1));
+        List<byte[]> none6 = UdpDatagrams(2, 64, ipv6: true);
+        none6.ForEach(p => p[46] = p[47] = 0);
+        c.Reset();
+        Assert.False(c.Offer(none6[0], 0));
+        Assert.False(c.Offer(none6[1], 1));
     }
 
     [Fact]
@@ -250,7 +365,7 @@ public class OffloadTests
     {
         var (p, h) = TcpSuperpacket(20_000, flags: 0x18);
         List<byte[]> segs = Split(p, h);
-        var c = new TcpCoalescer(64);
+        var c = new GroCoalescer(64);
         c.Reset();
         for (int i = 0; i < segs.Count; i++)
         {
@@ -290,7 +405,7 @@ public class OffloadTests
             BinaryPrimitives.WriteUInt16BigEndian(seg.AsSpan(36), (ushort)~InternetChecksum.Finish(pseudo));
             Assert.True(UnfinishedChecksum.IsUnfinished(seg, out _, out _));
         }
-        var c = new TcpCoalescer(64);
+        var c = new GroCoalescer(64);
         c.Reset();
         for (int i = 0; i < segs.Count; i++)
         {
@@ -315,7 +430,7 @@ public class OffloadTests
         ulong pseudo = InternetChecksum.PseudoHeaderIpv4(Src, Dst, 6, b.Length - 20);
         BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(36), (ushort)~InternetChecksum.Finish(pseudo));
         List<byte[]> sa = Split(a, ha), sb = Split(b, hb);
-        var c = new TcpCoalescer(64);
+        var c = new GroCoalescer(64);
         c.Reset();
         int idx = 0;
         for (int i = 0; i < 3; i++)
@@ -333,7 +448,7 @@ public class OffloadTests
     {
         var (p, h) = TcpSuperpacket(5600, flags: 0x10);
         List<byte[]> segs = Split(p, h);
-        var c = new TcpCoalescer(64);
+        var c = new GroCoalescer(64);
 
         // A gap in the sequence.
         c.Reset();
@@ -387,7 +502,7 @@ public class OffloadTests
         var (a, ha) = TcpSuperpacket(60_000, flags: 0x10);
         var (b, hb) = TcpSuperpacket(60_000, flags: 0x10, seq: 61_000);
         List<byte[]> segs = [.. Split(a, ha), .. Split(b, hb)];
-        var c = new TcpCoalescer(256);
+        var c = new GroCoalescer(256);
         c.Reset();
         for (int i = 0; i < segs.Count; i++)
         {
@@ -395,7 +510,7 @@ public class OffloadTests
         }
         for (int i = 0; i < segs.Count; i++)
         {
-            Assert.True(c.Superpacket(i).Length <= VirtioNetHeader.Length + TcpCoalescer.MaxSuperpacket);
+            Assert.True(c.Superpacket(i).Length <= VirtioNetHeader.Length + GroCoalescer.MaxSuperpacket);
         }
         Assert.True(c.Merged >= segs.Count - 3);
     }

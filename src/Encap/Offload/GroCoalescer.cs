@@ -6,7 +6,13 @@ namespace Dataplane.Encap.Offload;
 /// Generic receive offload for the TUN write side: consecutive TCP segments of one flow in a
 /// batch, over IPv4 or IPv6, are merged into one superpacket that the kernel takes with a single
 /// write and a virtio-net header (<c>GSO_TCPV4</c>/<c>GSO_TCPV6</c>, <c>NEEDS_CSUM</c>), as its own
-/// GRO would merge them.
+/// GRO would merge them. With <c>mergeUdp</c>, consecutive UDP datagrams of one flow too
+/// (<c>GSO_UDP_L4</c>, USO, Linux 6.2): the kernel cuts them apart again by the size of the first
+/// before a socket that did not ask for UDP_GRO sees them, so datagram boundaries are kept; every
+/// merged datagram is the size of the first except a shorter last one, at most 64 of them (the
+/// kernel's UDP_MAX_SEGMENTS), IPv4 as for TCP (same TOS, TTL, DF, no options or fragments). A
+/// datagram without a checksum (IPv4, zero) counts as valid; a UDP checksum that does not verify
+/// is never merged, as for TCP.
 ///
 /// The rules are the kernel's (tcp_gro_receive, inet_gro_receive, ipv6_gro_receive): same
 /// addresses and ports, same ACK number, window and TCP options; IPv4: same TOS, TTL and DF, no IP
@@ -23,10 +29,13 @@ namespace Dataplane.Encap.Offload;
 /// packet not merged, <see cref="Superpacket"/> gives the merged packet it heads (or empty).
 /// Buffers are allocated once, in the constructor.
 /// </summary>
-public sealed class TcpCoalescer
+public sealed class GroCoalescer
 {
     public const int MaxSuperpacket = 65535;
+    /// <summary>UDP datagrams in one superpacket at most (the kernel's UDP_MAX_SEGMENTS).</summary>
+    public const int MaxUdpSegments = 64;
     private const int TcpFlagsOffset = 13;
+    private const int UdpHeaderLength = 8;
     private const byte TcpAck = 0x10, TcpPsh = 0x08;
 
     private readonly byte[][] _buffers;
@@ -35,9 +44,12 @@ public sealed class TcpCoalescer
     private int _itemCount;
     private int _buffersUsed;
     private int _highestIndex = -1;
+    private readonly bool _mergeUdp;
 
-    public TcpCoalescer(int maxPackets, int maxSuperpackets = 8)
+    /// <param name="mergeUdp">Merge UDP datagrams too (only where the device takes <c>GSO_UDP_L4</c>).</param>
+    public GroCoalescer(int maxPackets, int maxSuperpackets = 8, bool mergeUdp = false)
     {
+        _mergeUdp = mergeUdp;
         _buffers = new byte[maxSuperpackets][];
         for (int i = 0; i < maxSuperpackets; i++)
         {
@@ -71,30 +83,31 @@ public sealed class TcpCoalescer
     {
         ReadOnlySpan<byte> p = packet.Span;
         _highestIndex = Math.Max(_highestIndex, index);
-        if (!IsCandidate(p, out int ipLength, out int tcpLength, out int payload))
+        if (!IsCandidate(p, _mergeUdp, out int ipLength, out int tcpLength, out int payload, out bool udp))
         {
             return false;
         }
         int hdrs = ipLength + tcpLength;
-        uint seq = BinaryPrimitives.ReadUInt32BigEndian(p[(ipLength + 4)..]);
-        bool psh = (p[ipLength + TcpFlagsOffset] & TcpPsh) != 0;
+        uint seq = udp ? 0 : BinaryPrimitives.ReadUInt32BigEndian(p[(ipLength + 4)..]);
+        bool psh = !udp && (p[ipLength + TcpFlagsOffset] & TcpPsh) != 0;
         for (int k = _itemCount - 1; k >= 0; k--)
         {
             ref Item item = ref _items[k];
-            if (!item.SameFlow(p, ipLength, tcpLength))
+            if (!item.SameFlow(p, ipLength, tcpLength, udp))
             {
                 continue;
             }
-            if (item.Closed || seq != item.NextSeq || payload > item.GsoSize || item.Length + payload > MaxSuperpacket)
+            if (item.Closed || seq != item.NextSeq || payload > item.GsoSize || item.Length + payload > MaxSuperpacket
+                || (udp && item.Segments == MaxUdpSegments))
             {
                 break; // same flow but not the next piece: start afresh below
             }
-            if (item.Buffer < 0 && !item.ChecksumUnfinished && !ChecksumValid(item.Head.Span[..item.Length], ipLength))
+            if (item.Buffer < 0 && !item.ChecksumUnfinished && !ChecksumValid(item.Head.Span[..item.Length], ipLength, udp))
             {
                 item.Closed = true; // a broken head merges nothing; this packet may head its own
                 break;
             }
-            if (!checksumUnfinished && !ChecksumValid(p, ipLength))
+            if (!checksumUnfinished && !ChecksumValid(p, ipLength, udp))
             {
                 return false; // not merged: written alone, and the kernel judges it
             }
@@ -109,7 +122,7 @@ public sealed class TcpCoalescer
             }
             p.Slice(hdrs, payload).CopyTo(_buffers[item.Buffer].AsSpan(VirtioNetHeader.Length + item.Length));
             item.Length += payload;
-            item.NextSeq = seq + (uint)payload;
+            item.NextSeq = udp ? 0 : seq + (uint)payload; // UDP has no sequence: order is the batch's
             item.Segments++;
             item.Psh |= psh;
             item.Closed = psh || payload < item.GsoSize;
@@ -119,7 +132,7 @@ public sealed class TcpCoalescer
         if (_itemCount < _items.Length && index < _itemOfPacket.Length)
         {
             _itemOfPacket[index] = _itemCount;
-            _items[_itemCount++] = new Item(packet, p.Length, ipLength, tcpLength, payload, seq + (uint)payload, psh) { ChecksumUnfinished = checksumUnfinished };
+            _items[_itemCount++] = new Item(packet, p.Length, ipLength, tcpLength, payload, udp ? 0 : seq + (uint)payload, psh) { ChecksumUnfinished = checksumUnfinished, Udp = udp };
         }
         return false;
     }
@@ -144,11 +157,12 @@ public sealed class TcpCoalescer
             pkt[ip + TcpFlagsOffset] |= TcpPsh;
         }
         // NEEDS_CSUM: the field holds the folded pseudo-header sum; the kernel adds the rest.
+        byte protocol = item.Udp ? Ipv4Header.ProtocolUdp : Ipv4Header.ProtocolTcp;
         ulong pseudo;
         if (ip == Ipv6Header.Length)
         {
             BinaryPrimitives.WriteUInt16BigEndian(pkt[4..], (ushort)(item.Length - ip));
-            pseudo = InternetChecksum.PseudoHeaderIpv6(pkt.Slice(8, 16), pkt.Slice(24, 16), Ipv4Header.ProtocolTcp, item.Length - ip);
+            pseudo = InternetChecksum.PseudoHeaderIpv6(pkt.Slice(8, 16), pkt.Slice(24, 16), protocol, item.Length - ip);
         }
         else
         {
@@ -156,11 +170,17 @@ public sealed class TcpCoalescer
             pkt[10] = pkt[11] = 0;
             BinaryPrimitives.WriteUInt16BigEndian(pkt[10..], InternetChecksum.Compute(pkt[..20]));
             pseudo = InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(pkt[12..]),
-                BinaryPrimitives.ReadUInt32BigEndian(pkt[16..]), Ipv4Header.ProtocolTcp, item.Length - ip);
+                BinaryPrimitives.ReadUInt32BigEndian(pkt[16..]), protocol, item.Length - ip);
         }
-        BinaryPrimitives.WriteUInt16BigEndian(pkt[(ip + 16)..], (ushort)~InternetChecksum.Finish(pseudo));
-        new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, ip == Ipv6Header.Length ? VirtioNetHeader.GsoTcpV6 : VirtioNetHeader.GsoTcpV4,
-            (ushort)(ip + item.TcpLength), (ushort)item.GsoSize, (ushort)ip, 16).Write(buf);
+        int checksumOffset = item.Udp ? 6 : 16;
+        byte gso = item.Udp ? VirtioNetHeader.GsoUdpL4 : ip == Ipv6Header.Length ? VirtioNetHeader.GsoTcpV6 : VirtioNetHeader.GsoTcpV4;
+        if (item.Udp)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(pkt[(ip + 4)..], (ushort)(item.Length - ip)); // the UDP length: all of it
+        }
+        BinaryPrimitives.WriteUInt16BigEndian(pkt[(ip + checksumOffset)..], (ushort)~InternetChecksum.Finish(pseudo));
+        new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, gso,
+            (ushort)(ip + item.TcpLength), (ushort)item.GsoSize, (ushort)ip, (ushort)checksumOffset).Write(buf);
         return buf;
     }
 
@@ -172,24 +192,39 @@ public sealed class TcpCoalescer
     }
 
     /// <summary>
-    /// TCP over IPv4 without options or fragmentation, or over IPv6 without extension headers; ACK or
-    /// ACK+PSH; some payload; the IP length exactly the packet's.
+    /// TCP (or, with <paramref name="mergeUdp"/>, UDP) over IPv4 without options or fragmentation,
+    /// or over IPv6 without extension headers; TCP: ACK or ACK+PSH; UDP: its length field exactly
+    /// the rest of the packet; some payload; the IP length exactly the packet's.
+    /// <paramref name="tcpLength"/> is the transport header's length (8 for UDP).
     /// </summary>
-    private static bool IsCandidate(ReadOnlySpan<byte> p, out int ipLength, out int tcpLength, out int payload)
+    private static bool IsCandidate(ReadOnlySpan<byte> p, bool mergeUdp, out int ipLength, out int tcpLength, out int payload, out bool udp)
     {
         ipLength = tcpLength = payload = 0;
-        if (p.Length >= 40 && p[0] == 0x45 && p[9] == Ipv4Header.ProtocolTcp
+        udp = false;
+        if (p.Length >= 28 && p[0] == 0x45 && (p[9] == Ipv4Header.ProtocolTcp || (mergeUdp && p[9] == Ipv4Header.ProtocolUdp))
             && BinaryPrimitives.ReadUInt16BigEndian(p[2..]) == p.Length
             && (BinaryPrimitives.ReadUInt16BigEndian(p[6..]) & 0x3FFF) == 0)
         {
             ipLength = Ipv4Header.MinLength;
+            udp = p[9] == Ipv4Header.ProtocolUdp;
         }
-        else if (p.Length >= 60 && p[0] >> 4 == 6 && p[6] == Ipv4Header.ProtocolTcp
+        else if (p.Length >= 48 && p[0] >> 4 == 6 && (p[6] == Ipv4Header.ProtocolTcp || (mergeUdp && p[6] == Ipv4Header.ProtocolUdp))
             && Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(p[4..]) == p.Length)
         {
             ipLength = Ipv6Header.Length;
+            udp = p[6] == Ipv4Header.ProtocolUdp;
         }
         else
+        {
+            return false;
+        }
+        if (udp)
+        {
+            tcpLength = UdpHeaderLength;
+            payload = p.Length - ipLength - UdpHeaderLength;
+            return payload > 0 && BinaryPrimitives.ReadUInt16BigEndian(p[(ipLength + 4)..]) == p.Length - ipLength;
+        }
+        if (p.Length < ipLength + 20)
         {
             return false;
         }
@@ -207,12 +242,17 @@ public sealed class TcpCoalescer
         return true;
     }
 
-    private static bool ChecksumValid(ReadOnlySpan<byte> p, int ipLength)
+    private static bool ChecksumValid(ReadOnlySpan<byte> p, int ipLength, bool udp)
     {
+        if (udp && ipLength == Ipv4Header.MinLength && p[ipLength + 6] == 0 && p[ipLength + 7] == 0)
+        {
+            return true; // IPv4 UDP without a checksum: nothing to verify (IPv6 requires one)
+        }
+        byte protocol = udp ? Ipv4Header.ProtocolUdp : Ipv4Header.ProtocolTcp;
         ulong pseudo = ipLength == Ipv6Header.Length
-            ? InternetChecksum.PseudoHeaderIpv6(p.Slice(8, 16), p.Slice(24, 16), Ipv4Header.ProtocolTcp, p.Length - ipLength)
+            ? InternetChecksum.PseudoHeaderIpv6(p.Slice(8, 16), p.Slice(24, 16), protocol, p.Length - ipLength)
             : InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(p[12..]),
-                BinaryPrimitives.ReadUInt32BigEndian(p[16..]), Ipv4Header.ProtocolTcp, p.Length - ipLength);
+                BinaryPrimitives.ReadUInt32BigEndian(p[16..]), protocol, p.Length - ipLength);
         return InternetChecksum.Finish(InternetChecksum.Sum(p[ipLength..], pseudo)) == 0;
     }
 
@@ -229,12 +269,13 @@ public sealed class TcpCoalescer
         public int Segments = 1;
         public int Buffer = -1;
         public bool ChecksumUnfinished;
+        public bool Udp;
 
         /// <summary>Same flow and same everything the kernel's GRO requires to match.</summary>
-        public readonly bool SameFlow(ReadOnlySpan<byte> p, int ipLength, int tcpLength)
+        public readonly bool SameFlow(ReadOnlySpan<byte> p, int ipLength, int tcpLength, bool udp)
         {
             ReadOnlySpan<byte> h = Head.Span;
-            if (ipLength != IpLength || tcpLength != TcpLength)
+            if (ipLength != IpLength || tcpLength != TcpLength || udp != Udp)
             {
                 return false;
             }
@@ -247,6 +288,10 @@ public sealed class TcpCoalescer
                   && (h[6] & 0x40) == (p[6] & 0x40)                 // DF
                   && h.Slice(12, 8).SequenceEqual(p.Slice(12, 8));  // addresses
             int t = ipLength;
+            if (udp)
+            {
+                return sameIp && h.Slice(t, 4).SequenceEqual(p.Slice(t, 4)); // ports
+            }
             return sameIp
                 && h.Slice(t, 4).SequenceEqual(p.Slice(t, 4))               // ports
                 && h.Slice(t + 8, 4).SequenceEqual(p.Slice(t + 8, 4))       // ACK number
