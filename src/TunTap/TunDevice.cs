@@ -36,15 +36,16 @@ public sealed unsafe class TunDevice : IPacketDevice
     // loop's rare ICMP errors: one uncontended lock per batch keeps them apart.
     private readonly Lock _writeGate = new();
 
-    private TunDevice(int fd, string name, bool offload, string offloads)
+    /// <param name="offloadFlags">The TUN_F_* flags the kernel accepted (with <paramref name="offload"/>).</param>
+    private TunDevice(int fd, string name, bool offload, uint offloadFlags)
     {
         _fd = new FileDescriptor(fd);
         Name = name;
-        Offloads = offloads;
+        Offloads = offload ? VnetOffload.Describe(offloadFlags) : "off";
         if (offload)
         {
             // A kernel that takes USO from us (TUN_F_USO4/6, Linux 6.2) also takes it on writes.
-            _offload = new VnetOffload(MaxWriteBatch, mergeUdp: offloads.Contains("uso4", StringComparison.Ordinal));
+            _offload = new VnetOffload(MaxWriteBatch, mergeUdp: (offloadFlags & NativeMethods.TUN_F_USO4) != 0);
             _sink = new TunSink();
             _frame = GC.AllocateArray<byte>(VnetOffload.FrameRoom, pinned: true); // one frame as read, virtio header first
         }
@@ -107,7 +108,7 @@ public sealed unsafe class TunDevice : IPacketDevice
             close(fd);
             throw new NativeException($"TUNSETIFF {name}", err);
         }
-        return new TunDevice(fd, name, offload, offload ? VnetOffload.EnableTun(fd) : "off");
+        return new TunDevice(fd, name, offload, offload ? VnetOffload.EnableTun(fd) : 0);
     }
 
     /// <summary>Null when <see cref="ClonePath"/> opens for reading and writing; else what failed ("open /dev/net/tun: No such file or directory").</summary>

@@ -77,9 +77,9 @@ internal sealed unsafe class VnetOffload
 
     /// <summary>
     /// Turns on what a TUN takes, newest first (USO needs Linux 6.2; older kernels refuse the
-    /// unknown bits with EINVAL). Returns what is in use: "csum tso4 tso6 uso4 uso6", or less.
+    /// unknown bits with EINVAL). Returns the TUN_F_* flags in use (0: none; see <see cref="Describe"/>).
     /// </summary>
-    public static string EnableTun(int fd)
+    public static uint EnableTun(int fd)
     {
         uint[] attempts =
         [
@@ -91,14 +91,19 @@ internal sealed unsafe class VnetOffload
         {
             if (NativeMethods.ioctl_value(fd, NativeMethods.TUNSETOFFLOAD, flags) == 0)
             {
-                return Describe(flags);
+                return flags;
             }
         }
-        return "vnet-header only";
+        return 0;
     }
 
-    private static string Describe(uint flags)
+    /// <summary>TUN_F_* flags as logged: "csum tso4 tso6 uso4 uso6", or less; "vnet-header only" for none.</summary>
+    public static string Describe(uint flags)
     {
+        if (flags == 0)
+        {
+            return "vnet-header only";
+        }
         var parts = new List<string>();
         if ((flags & NativeMethods.TUN_F_CSUM) != 0) { parts.Add("csum"); }
         if ((flags & NativeMethods.TUN_F_TSO4) != 0) { parts.Add("tso4"); }

@@ -197,13 +197,7 @@ public class OffloadTests
         }
         Assert.Equal(segs.Count - 1, c.Merged);
         byte[] sp = c.Superpacket(0).ToArray();
-        var v = VirtioNetHeader.Read(sp);
-        Assert.Equal(VirtioNetHeader.FlagNeedsChecksum, v.Flags);
-        Assert.Equal(VirtioNetHeader.GsoTcpV6, v.GsoType);
-        Assert.Equal(1380, v.GsoSize);
-        Assert.Equal(40, v.ChecksumStart);
-        Assert.Equal(16, v.ChecksumOffset);
-        Assert.Equal(72, v.HeaderLength);
+        Assert.Equal(new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoTcpV6, 72, 1380, 40, 16), VirtioNetHeader.Read(sp));
         byte[] merged = sp[VirtioNetHeader.Length..];
         Assert.Equal(p.Length, merged.Length);
         Assert.True(Segmenter.FinishChecksum(merged, 40, 16));
@@ -286,12 +280,7 @@ public class OffloadTests
         byte[] sp = c.Superpacket(0).ToArray();
         var v = VirtioNetHeader.Read(sp);
         int ip = ipv6 ? 40 : 20;
-        Assert.Equal(VirtioNetHeader.FlagNeedsChecksum, v.Flags);
-        Assert.Equal(VirtioNetHeader.GsoUdpL4, v.GsoType);
-        Assert.Equal(36, v.GsoSize);
-        Assert.Equal(ip + 8, v.HeaderLength);
-        Assert.Equal(ip, v.ChecksumStart);
-        Assert.Equal(6, v.ChecksumOffset);
+        Assert.Equal(new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoUdpL4, (ushort)(ip + 8), 36, (ushort)ip, 6), v);
         byte[] merged = sp[VirtioNetHeader.Length..];
         Assert.Equal(ip + 8 + (9 * 36) + 20, merged.Length);
         Assert.Equal(merged.Length - ip, BinaryPrimitives.ReadUInt16BigEndian(merged.AsSpan(ip + 4)));
@@ -374,13 +363,7 @@ public class OffloadTests
         Assert.Equal(segs.Count - 1, c.Merged);
         byte[] sp = c.Superpacket(0).ToArray();
         Assert.Equal(0, c.Superpacket(1).Length);
-        var v = VirtioNetHeader.Read(sp);
-        Assert.Equal(VirtioNetHeader.FlagNeedsChecksum, v.Flags);
-        Assert.Equal(VirtioNetHeader.GsoTcpV4, v.GsoType);
-        Assert.Equal(1400, v.GsoSize);
-        Assert.Equal(20, v.ChecksumStart);
-        Assert.Equal(16, v.ChecksumOffset);
-        Assert.Equal(52, v.HeaderLength);
+        Assert.Equal(new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, VirtioNetHeader.GsoTcpV4, 52, 1400, 20, 16), VirtioNetHeader.Read(sp));
         byte[] merged = sp[VirtioNetHeader.Length..];
         Assert.Equal(p.Length, merged.Length);
         // What the kernel does with NEEDS_CSUM: finish the sum. Then it is the original, byte for byte.

@@ -101,34 +101,23 @@ internal sealed class NodeDevice : IDisposable
     /// </summary>
     private void SpreadOverQueues(int batch, bool offload)
     {
-        var families = new List<(string Name, Func<NodeQueue, UdpBatchSocket?> Receiver, UdpEndpoint Address)>();
-        if (!_plan.Node.Ipv6Only)
-        {
-            families.Add(("IPv4", q => q.Socket, new UdpEndpoint(_plan.BindAddress, 0)));
-        }
-        if (_queues[0].Socket6 is UdpBatchSocket s6)
-        {
-            families.Add(("IPv6", q => q.Socket6, s6.LocalEndpoint with { Port = 0 }));
-        }
-        else if (_plan.Node.Ipv6Only)
-        {
-            families.Add(("IPv6", q => q.Socket, _queues[0].Socket.LocalEndpoint with { Port = 0 }));
-        }
+        // Queue 0's receiving socket of each family stands for its SO_REUSEPORT group (an IPv6-only
+        // node's Socket is its IPv6 one); send ports are bound to the same address.
+        UdpBatchSocket[] groups = _queues[0].Socket6 is UdpBatchSocket s6 ? [_queues[0].Socket, s6] : [_queues[0].Socket];
         var senders = new List<UdpBatchSocket[]>();
         try
         {
-            foreach ((string name, Func<NodeQueue, UdpBatchSocket?> receiver, UdpEndpoint address) in families)
+            foreach (UdpBatchSocket group in groups)
             {
-                UdpBatchSocket first = receiver(_queues[0])!;
                 try
                 {
-                    first.SteerBySourcePort(_queues.Count);
+                    group.SteerBySourcePort(_queues.Count);
                 }
                 catch (NativeException e)
                 {
-                    _log.Warning("Queues: {Family} datagrams are spread by the kernel's hash, not by source port ({Error})", name, e.Message);
+                    _log.Warning("Queues: datagrams to {Endpoint} are spread by the kernel's hash, not by source port ({Error})", group.LocalEndpoint, e.Message);
                 }
-                senders.Add(UdpBatchSocket.BindSendPorts(address, _queues.Count, batch, offload));
+                senders.Add(UdpBatchSocket.BindSendPorts(group.LocalEndpoint with { Port = 0 }, _queues.Count, batch, offload));
             }
         }
         catch (NativeException e)

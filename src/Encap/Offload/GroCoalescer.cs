@@ -83,17 +83,17 @@ public sealed class GroCoalescer
     {
         ReadOnlySpan<byte> p = packet.Span;
         _highestIndex = Math.Max(_highestIndex, index);
-        if (!IsCandidate(p, _mergeUdp, out int ipLength, out int tcpLength, out int payload, out bool udp))
+        if (!IsCandidate(p, _mergeUdp, out int ipLength, out int l4Length, out int payload, out bool udp))
         {
             return false;
         }
-        int hdrs = ipLength + tcpLength;
+        int hdrs = ipLength + l4Length;
         uint seq = udp ? 0 : BinaryPrimitives.ReadUInt32BigEndian(p[(ipLength + 4)..]);
         bool psh = !udp && (p[ipLength + TcpFlagsOffset] & TcpPsh) != 0;
         for (int k = _itemCount - 1; k >= 0; k--)
         {
             ref Item item = ref _items[k];
-            if (!item.SameFlow(p, ipLength, tcpLength, udp))
+            if (!item.SameFlow(p, ipLength, l4Length, udp))
             {
                 continue;
             }
@@ -132,7 +132,7 @@ public sealed class GroCoalescer
         if (_itemCount < _items.Length && index < _itemOfPacket.Length)
         {
             _itemOfPacket[index] = _itemCount;
-            _items[_itemCount++] = new Item(packet, p.Length, ipLength, tcpLength, payload, udp ? 0 : seq + (uint)payload, psh) { ChecksumUnfinished = checksumUnfinished, Udp = udp };
+            _items[_itemCount++] = new Item(packet, p.Length, ipLength, l4Length, payload, udp ? 0 : seq + (uint)payload, psh) { ChecksumUnfinished = checksumUnfinished, Udp = udp };
         }
         return false;
     }
@@ -180,7 +180,7 @@ public sealed class GroCoalescer
         }
         BinaryPrimitives.WriteUInt16BigEndian(pkt[(ip + checksumOffset)..], (ushort)~InternetChecksum.Finish(pseudo));
         new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, gso,
-            (ushort)(ip + item.TcpLength), (ushort)item.GsoSize, (ushort)ip, (ushort)checksumOffset).Write(buf);
+            (ushort)(ip + item.L4Length), (ushort)item.GsoSize, (ushort)ip, (ushort)checksumOffset).Write(buf);
         return buf;
     }
 
@@ -195,11 +195,11 @@ public sealed class GroCoalescer
     /// TCP (or, with <paramref name="mergeUdp"/>, UDP) over IPv4 without options or fragmentation,
     /// or over IPv6 without extension headers; TCP: ACK or ACK+PSH; UDP: its length field exactly
     /// the rest of the packet; some payload; the IP length exactly the packet's.
-    /// <paramref name="tcpLength"/> is the transport header's length (8 for UDP).
+    /// <paramref name="l4Length"/> is the transport header's length (8 for UDP).
     /// </summary>
-    private static bool IsCandidate(ReadOnlySpan<byte> p, bool mergeUdp, out int ipLength, out int tcpLength, out int payload, out bool udp)
+    private static bool IsCandidate(ReadOnlySpan<byte> p, bool mergeUdp, out int ipLength, out int l4Length, out int payload, out bool udp)
     {
-        ipLength = tcpLength = payload = 0;
+        ipLength = l4Length = payload = 0;
         udp = false;
         if (p.Length >= 28 && p[0] == 0x45 && (p[9] == Ipv4Header.ProtocolTcp || (mergeUdp && p[9] == Ipv4Header.ProtocolUdp))
             && BinaryPrimitives.ReadUInt16BigEndian(p[2..]) == p.Length
@@ -220,7 +220,7 @@ public sealed class GroCoalescer
         }
         if (udp)
         {
-            tcpLength = UdpHeaderLength;
+            l4Length = UdpHeaderLength;
             payload = p.Length - ipLength - UdpHeaderLength;
             return payload > 0 && BinaryPrimitives.ReadUInt16BigEndian(p[(ipLength + 4)..]) == p.Length - ipLength;
         }
@@ -228,8 +228,8 @@ public sealed class GroCoalescer
         {
             return false;
         }
-        tcpLength = (p[ipLength + 12] >> 4) * 4;
-        if (tcpLength < 20 || ipLength + tcpLength >= p.Length)
+        l4Length = (p[ipLength + 12] >> 4) * 4;
+        if (l4Length < 20 || ipLength + l4Length >= p.Length)
         {
             return false;
         }
@@ -238,7 +238,7 @@ public sealed class GroCoalescer
         {
             return false;
         }
-        payload = p.Length - ipLength - tcpLength;
+        payload = p.Length - ipLength - l4Length;
         return true;
     }
 
@@ -256,12 +256,12 @@ public sealed class GroCoalescer
         return InternetChecksum.Finish(InternetChecksum.Sum(p[ipLength..], pseudo)) == 0;
     }
 
-    private struct Item(Memory<byte> head, int length, int ipLength, int tcpLength, int gsoSize, uint nextSeq, bool psh)
+    private struct Item(Memory<byte> head, int length, int ipLength, int l4Length, int gsoSize, uint nextSeq, bool psh)
     {
         public Memory<byte> Head = head;
         public int Length = length;
         public int IpLength = ipLength;
-        public int TcpLength = tcpLength;
+        public int L4Length = l4Length;
         public int GsoSize = gsoSize;
         public uint NextSeq = nextSeq;
         public bool Psh = psh;
@@ -272,10 +272,10 @@ public sealed class GroCoalescer
         public bool Udp;
 
         /// <summary>Same flow and same everything the kernel's GRO requires to match.</summary>
-        public readonly bool SameFlow(ReadOnlySpan<byte> p, int ipLength, int tcpLength, bool udp)
+        public readonly bool SameFlow(ReadOnlySpan<byte> p, int ipLength, int l4Length, bool udp)
         {
             ReadOnlySpan<byte> h = Head.Span;
-            if (ipLength != IpLength || tcpLength != TcpLength || udp != Udp)
+            if (ipLength != IpLength || l4Length != L4Length || udp != Udp)
             {
                 return false;
             }
@@ -296,7 +296,7 @@ public sealed class GroCoalescer
                 && h.Slice(t, 4).SequenceEqual(p.Slice(t, 4))               // ports
                 && h.Slice(t + 8, 4).SequenceEqual(p.Slice(t + 8, 4))       // ACK number
                 && h.Slice(t + 14, 2).SequenceEqual(p.Slice(t + 14, 2))     // window
-                && h.Slice(t + 20, tcpLength - 20).SequenceEqual(p.Slice(t + 20, tcpLength - 20)); // options
+                && h.Slice(t + 20, l4Length - 20).SequenceEqual(p.Slice(t + 20, l4Length - 20)); // options
         }
     }
 }
