@@ -31,11 +31,11 @@ public static class InternetChecksum
         int vectorBytes = 0;
         if (vectorWidth == 32 && data.Length >= 64)
         {
-            swappedSum = SumVector256(data, out vectorBytes);
+            swappedSum = SumVector256(data, default, out vectorBytes);
         }
         else if (vectorWidth == 16 && data.Length >= 32)
         {
-            swappedSum = SumVector128(data, out vectorBytes);
+            swappedSum = SumVector128(data, default, out vectorBytes);
         }
         // Eight bytes at a time; the words are read in native (little-endian) order, which
         // the ones' complement sum tolerates: the folded result is byte-swapped once at the end.
@@ -47,16 +47,9 @@ public static class InternetChecksum
             swappedSum += lo + hi;
         }
         int i = vectorBytes + words.Length * 8;
-        // Fold the native-order sum to 16 bits and swap it to network order.
         if (i > 0)
         {
-            ulong s = swappedSum;
-            s = (s & 0xFFFF_FFFF) + (s >> 32);
-            s = (s & 0xFFFF_FFFF) + (s >> 32);
-            s = (s & 0xFFFF) + (s >> 16);
-            s = (s & 0xFFFF) + (s >> 16);
-            s = (s & 0xFFFF) + (s >> 16);
-            sum += BinaryPrimitives.ReverseEndianness((ushort)s);
+            sum += ToNetworkOrder(swappedSum);
         }
         for (; i + 1 < data.Length; i += 2)
         {
@@ -69,10 +62,59 @@ public static class InternetChecksum
         return sum;
     }
 
-    /// <summary>Native-order sum of the 32-byte blocks of <paramref name="data"/>; <paramref name="consumed"/> says how far it got.</summary>
-    private static ulong SumVector256(ReadOnlySpan<byte> data, out int consumed)
+    /// <summary>Folds a sum of native-order (little-endian) words to 16 bits and swaps it to network order.</summary>
+    private static ulong ToNetworkOrder(ulong nativeSum)
+    {
+        ulong s = nativeSum;
+        s = (s & 0xFFFF_FFFF) + (s >> 32);
+        s = (s & 0xFFFF_FFFF) + (s >> 32);
+        s = (s & 0xFFFF) + (s >> 16);
+        s = (s & 0xFFFF) + (s >> 16);
+        s = (s & 0xFFFF) + (s >> 16);
+        return BinaryPrimitives.ReverseEndianness((ushort)s);
+    }
+
+    /// <summary>
+    /// Copies <paramref name="source"/> to the start of <paramref name="destination"/> and adds its
+    /// bytes to a running sum in the same pass (each vector loaded once, stored and added): what a
+    /// segment's payload costs when it is both moved and checksummed. Equal to a copy followed by
+    /// <see cref="Sum"/> of the copy. The two may not overlap.
+    /// </summary>
+    public static ulong CopyAndSum(ReadOnlySpan<byte> source, Span<byte> destination, ulong initial) =>
+        CopyAndSumWith(source, destination, initial, VectorWidth);
+
+    /// <summary><see cref="CopyAndSum"/> with vectors of <paramref name="vectorWidth"/> bytes (32, 16, or 0: a copy, then <see cref="SumWith"/>).</summary>
+    public static ulong CopyAndSumWith(ReadOnlySpan<byte> source, Span<byte> destination, ulong initial, int vectorWidth)
+    {
+        if (destination.Length < source.Length)
+        {
+            throw new ArgumentException("destination is shorter than source", nameof(destination));
+        }
+        int vectorBytes = 0;
+        ulong sum = initial;
+        if (vectorWidth == 32 && source.Length >= 64)
+        {
+            sum += ToNetworkOrder(SumVector256(source, destination, out vectorBytes));
+        }
+        else if (vectorWidth == 16 && source.Length >= 32)
+        {
+            sum += ToNetworkOrder(SumVector128(source, destination, out vectorBytes));
+        }
+        // The rest (under one vector, or all without vectors): copied, then summed from the copy.
+        // vectorBytes is even, so the rest's words line up with the whole's.
+        source[vectorBytes..].CopyTo(destination[vectorBytes..]);
+        return SumWith(destination[vectorBytes..source.Length], sum, vectorWidth);
+    }
+
+    /// <summary>
+    /// Native-order sum of the 32-byte blocks of <paramref name="data"/>; <paramref name="consumed"/> says how far it got.
+    /// Each block is also stored to <paramref name="copyTo"/> unless it is empty (one load for both).
+    /// </summary>
+    private static ulong SumVector256(ReadOnlySpan<byte> data, Span<byte> copyTo, out int consumed)
     {
         ref byte start = ref MemoryMarshal.GetReference(data);
+        ref byte to = ref MemoryMarshal.GetReference(copyTo);
+        bool copy = !copyTo.IsEmpty;
         int blocks = data.Length / 32;
         ulong total = 0;
         int done = 0;
@@ -83,8 +125,13 @@ public static class InternetChecksum
             Vector256<uint> a = Vector256<uint>.Zero, b = Vector256<uint>.Zero;
             for (int k = 0; k < chunk; k++)
             {
-                Vector256<ushort> v = Vector256.LoadUnsafe(ref start, (nuint)((done + k) * 32)).AsUInt16();
-                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(v);
+                nuint at = (nuint)((done + k) * 32);
+                Vector256<byte> v = Vector256.LoadUnsafe(ref start, at);
+                if (copy)
+                {
+                    v.StoreUnsafe(ref to, at);
+                }
+                (Vector256<uint> lo, Vector256<uint> hi) = Vector256.Widen(v.AsUInt16());
                 a += lo;
                 b += hi;
             }
@@ -97,10 +144,15 @@ public static class InternetChecksum
         return total;
     }
 
-    /// <summary>Native-order sum of the 16-byte blocks of <paramref name="data"/>; <paramref name="consumed"/> says how far it got.</summary>
-    private static ulong SumVector128(ReadOnlySpan<byte> data, out int consumed)
+    /// <summary>
+    /// Native-order sum of the 16-byte blocks of <paramref name="data"/>; <paramref name="consumed"/> says how far it got.
+    /// Each block is also stored to <paramref name="copyTo"/> unless it is empty (one load for both).
+    /// </summary>
+    private static ulong SumVector128(ReadOnlySpan<byte> data, Span<byte> copyTo, out int consumed)
     {
         ref byte start = ref MemoryMarshal.GetReference(data);
+        ref byte to = ref MemoryMarshal.GetReference(copyTo);
+        bool copy = !copyTo.IsEmpty;
         int blocks = data.Length / 16;
         ulong total = 0;
         int done = 0;
@@ -111,8 +163,13 @@ public static class InternetChecksum
             Vector128<uint> a = Vector128<uint>.Zero, b = Vector128<uint>.Zero;
             for (int k = 0; k < chunk; k++)
             {
-                Vector128<ushort> v = Vector128.LoadUnsafe(ref start, (nuint)((done + k) * 16)).AsUInt16();
-                (Vector128<uint> lo, Vector128<uint> hi) = Vector128.Widen(v);
+                nuint at = (nuint)((done + k) * 16);
+                Vector128<byte> v = Vector128.LoadUnsafe(ref start, at);
+                if (copy)
+                {
+                    v.StoreUnsafe(ref to, at);
+                }
+                (Vector128<uint> lo, Vector128<uint> hi) = Vector128.Widen(v.AsUInt16());
                 a += lo;
                 b += hi;
             }

@@ -23,7 +23,8 @@ namespace Dataplane.Encap.Offload;
 /// not verify is never merged (the merged packet's checksum is computed anew by the kernel, which
 /// would hide the corruption): it is written alone and the kernel drops it as it would anyway.
 /// Checksums are verified only when a merge is about to happen (the head once, then each
-/// newcomer): a packet that merges with nothing is written as it came and the kernel checks it.
+/// newcomer), in the same pass that copies the bytes into the superpacket: a packet that merges
+/// with nothing is written as it came and the kernel checks it.
 ///
 /// Usage per batch: <see cref="Reset"/>, <see cref="Offer"/> each packet in order, then for each
 /// packet not merged, <see cref="Superpacket"/> gives the merged packet it heads (or empty).
@@ -102,25 +103,32 @@ public sealed class GroCoalescer
             {
                 break; // same flow but not the next piece: start afresh below
             }
-            if (item.Buffer < 0 && !item.ChecksumUnfinished && !ChecksumValid(item.Head.Span[..item.Length], ipLength, udp))
-            {
-                item.Closed = true; // a broken head merges nothing; this packet may head its own
-                break;
-            }
-            if (!checksumUnfinished && !ChecksumValid(p, ipLength, udp))
-            {
-                return false; // not merged: written alone, and the kernel judges it
-            }
-            if (item.Buffer < 0)
+            // Checksums are verified in the pass that copies (head, then newcomer) into the buffer;
+            // the buffer is taken for the head only once the newcomer verified too.
+            int buffer = item.Buffer;
+            if (buffer < 0)
             {
                 if (_buffersUsed == _buffers.Length)
                 {
                     break;
                 }
-                item.Buffer = _buffersUsed++;
-                item.Head.Span[..item.Length].CopyTo(_buffers[item.Buffer].AsSpan(VirtioNetHeader.Length));
+                buffer = _buffersUsed;
+                if (!CopyVerified(item.Head.Span[..item.Length], ipLength, 0, udp, item.ChecksumUnfinished, _buffers[buffer].AsSpan(VirtioNetHeader.Length)))
+                {
+                    item.Closed = true; // a broken head merges nothing; this packet may head its own
+                    break;
+                }
             }
-            p.Slice(hdrs, payload).CopyTo(_buffers[item.Buffer].AsSpan(VirtioNetHeader.Length + item.Length));
+            // Copied past the superpacket's end: ignored unless it verifies.
+            if (!CopyVerified(p, ipLength, hdrs, udp, checksumUnfinished, _buffers[buffer].AsSpan(VirtioNetHeader.Length + item.Length)))
+            {
+                return false; // not merged: written alone, and the kernel judges it
+            }
+            if (item.Buffer < 0)
+            {
+                item.Buffer = buffer;
+                _buffersUsed++;
+            }
             item.Length += payload;
             item.NextSeq = udp ? 0 : seq + (uint)payload; // UDP has no sequence: order is the batch's
             item.Segments++;
@@ -242,18 +250,42 @@ public sealed class GroCoalescer
         return true;
     }
 
-    private static bool ChecksumValid(ReadOnlySpan<byte> p, int ipLength, bool udp)
+    /// <summary>
+    /// Below this many bytes a copy and a separate sum are cheaper than the fused pass's extra calls
+    /// (measured: 64 datagrams of 64 bytes took 2.3 us apart, 2.5 us fused).
+    /// </summary>
+    private const int FusedCopyMinimum = 256;
+
+    /// <summary>
+    /// Copies <paramref name="p"/> from <paramref name="copyFrom"/> on to <paramref name="destination"/>
+    /// and tells whether its TCP/UDP checksum verifies, summed in the same pass as the copy (the IP
+    /// header or the L4 header, whichever is not copied, is summed or copied alone). An unfinished
+    /// checksum, and IPv4 UDP without one, count as valid (nothing to verify).
+    /// </summary>
+    private static bool CopyVerified(ReadOnlySpan<byte> p, int ipLength, int copyFrom, bool udp, bool unfinished, Span<byte> destination)
     {
-        if (udp && ipLength == Ipv4Header.MinLength && p[ipLength + 6] == 0 && p[ipLength + 7] == 0)
+        if (unfinished || (udp && ipLength == Ipv4Header.MinLength && p[ipLength + 6] == 0 && p[ipLength + 7] == 0))
         {
-            return true; // IPv4 UDP without a checksum: nothing to verify (IPv6 requires one)
+            p[copyFrom..].CopyTo(destination);
+            return true;
         }
         byte protocol = udp ? Ipv4Header.ProtocolUdp : Ipv4Header.ProtocolTcp;
-        ulong pseudo = ipLength == Ipv6Header.Length
+        ulong sum = ipLength == Ipv6Header.Length
             ? InternetChecksum.PseudoHeaderIpv6(p.Slice(8, 16), p.Slice(24, 16), protocol, p.Length - ipLength)
             : InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(p[12..]),
                 BinaryPrimitives.ReadUInt32BigEndian(p[16..]), protocol, p.Length - ipLength);
-        return InternetChecksum.Finish(InternetChecksum.Sum(p[ipLength..], pseudo)) == 0;
+        if (p.Length - copyFrom < FusedCopyMinimum)
+        {
+            p[copyFrom..].CopyTo(destination);
+            return InternetChecksum.Finish(InternetChecksum.Sum(p[ipLength..], sum)) == 0;
+        }
+        // A head is copied whole (its IP header alone, the rest fused); a newcomer from its payload
+        // on (its L4 header summed alone). The L4 header's length is even: the words line up.
+        int fusedFrom = Math.Max(copyFrom, ipLength);
+        p[copyFrom..fusedFrom].CopyTo(destination);
+        sum = InternetChecksum.Sum(p[ipLength..fusedFrom], sum);
+        sum = InternetChecksum.CopyAndSum(p[fusedFrom..], destination[(fusedFrom - copyFrom)..], sum);
+        return InternetChecksum.Finish(sum) == 0;
     }
 
     private struct Item(Memory<byte> head, int length, int ipLength, int l4Length, int gsoSize, uint nextSeq, bool psh)

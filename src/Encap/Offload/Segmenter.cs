@@ -8,7 +8,8 @@ namespace Dataplane.Encap.Offload;
 ///   IPv4: total length, identification (+1 per segment) and header checksum per segment;
 ///   IPv6: payload length per segment;
 ///   TCP: sequence number advances by the payload; CWR only on the first segment, FIN and PSH
-///        only on the last; the checksum is computed in full per segment;
+///        only on the last; the checksum is computed in full per segment, the payload summed in
+///        the same pass that copies it;
 ///   UDP: its own header with the segment's length and a full checksum.
 /// Also finishes the partial checksum of a non-segmented packet. Pure; no allocation.
 /// </summary>
@@ -96,7 +97,11 @@ public static class Segmenter
         }
         int total = headersLength + payloadLength;
         packet[..headersLength].CopyTo(destination);
-        packet.Slice(payloadStart, payloadLength).CopyTo(destination[headersLength..]);
+        if (destination.Length < total)
+        {
+            throw new ArgumentException("destination is shorter than the segment", nameof(destination));
+        }
+        // The payload is copied below, in the same pass as its checksum is summed.
         Span<byte> seg = destination[..total];
         bool v4 = seg[0] >> 4 == 4;
         byte proto;
@@ -140,7 +145,10 @@ public static class Segmenter
         ulong sum = v4
             ? InternetChecksum.PseudoHeaderIpv4(BinaryPrimitives.ReadUInt32BigEndian(seg[12..]), BinaryPrimitives.ReadUInt32BigEndian(seg[16..]), proto, l4.Length)
             : InternetChecksum.PseudoHeaderIpv6(seg.Slice(8, 16), seg.Slice(24, 16), proto, l4.Length);
-        ushort checksum = InternetChecksum.Finish(InternetChecksum.Sum(l4, sum));
+        // The L4 header's length is a multiple of 4 (TCP) or 8 (UDP): the payload's words line up.
+        sum = InternetChecksum.Sum(l4[..(headersLength - l4Start)], sum);
+        sum = InternetChecksum.CopyAndSum(packet.Slice(payloadStart, payloadLength), seg[headersLength..], sum);
+        ushort checksum = InternetChecksum.Finish(sum);
         if (checksum == 0 && proto == Ipv4Header.ProtocolUdp)
         {
             checksum = 0xFFFF; // a computed zero is sent as all ones in UDP
