@@ -82,7 +82,9 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         ourMac.CopyTo(_ethernet, 6);
         if (offload)
         {
-            _offload = new VnetOffload(TunDevice.MaxWriteBatch);
+            // UDP datagrams of a flow leave as one GSO_UDP_L4 frame where the kernel's virtio-net
+            // header code takes it (Linux 6.2, as for a TUN's USO); a packet socket cannot be asked.
+            _offload = new VnetOffload(TunDevice.MaxWriteBatch, mergeUdp: KernelRelease.AtLeast(6, 2));
             _rxFrames = GC.AllocateArray<byte>(MaxBatch * VnetOffload.FrameRoom, pinned: true);
             byte* frames = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_rxFrames));
             for (int i = 0; i < MaxBatch; i++)
@@ -97,7 +99,9 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             _rxFrames = [];
         }
         _sink = new PacketSink(this);
-        Offloads = offload ? "vnet header (the veth's csum, tso, uso)" : "off";
+        Offloads = !offload ? "off"
+            : _offload!.MergesUdp ? "vnet header (the veth's csum, tso, uso; small UDP datagrams written merged)"
+            : "vnet header (the veth's csum, tso, uso)";
     }
 
     /// <summary>The device the host sees: the host's end of the veth pair.</summary>

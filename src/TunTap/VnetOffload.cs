@@ -58,7 +58,11 @@ internal sealed unsafe class VnetOffload
     {
         _merged = new bool[maxBatch];
         _coalescer = new GroCoalescer(maxBatch, mergeUdp: mergeUdp);
+        MergesUdp = mergeUdp;
     }
+
+    /// <summary>Whether UDP datagrams of a flow are written merged (<c>GSO_UDP_L4</c>).</summary>
+    public bool MergesUdp { get; }
 
     /// <summary>Superpackets we could not segment (dropped).</summary>
     public long SegmentationErrors { get; private set; }

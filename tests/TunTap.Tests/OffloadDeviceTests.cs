@@ -207,6 +207,61 @@ public class OffloadDeviceTests
         }
     }
 
+    /// <summary>
+    /// Small UDP datagrams of one flow written in one batch leave the device as one GSO_UDP_L4
+    /// superpacket (a TUN that took USO, a packet socket on Linux 6.2 or later), and the kernel cuts
+    /// it back before the socket: each datagram arrives as written, in order.
+    /// </summary>
+    [Theory]
+    [InlineData("tun")]
+    [InlineData("packet")]
+    public void Udp_datagrams_of_a_flow_are_written_as_one_uso_superpacket_and_arrive_as_sent(string kind)
+    {
+        using var ns = new TestNamespace();
+        var (device, receiver) = ns.Run(() =>
+        {
+            IPacketDevice d = OpenDevice(kind, "dpuso0", Ip("10.244.1.7"));
+            var r = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            r.Bind(new IPEndPoint(IPAddress.Parse("10.244.1.7"), 9999));
+            r.ReceiveTimeout = 1000;
+            return (d, r);
+        });
+        using (device)
+        using (receiver)
+        {
+            Assert.True(KernelRelease.AtLeast(6, 2), "this test expects a kernel that takes USO (6.2 or later)");
+            Assert.Contains(kind == "tun" ? "uso4" : "small UDP datagrams written merged", device.Offloads);
+            const int Count = 20, Size = 100;
+            var batch = new PacketBatch(Count, 2048);
+            for (int i = 0; i < Count; i++)
+            {
+                byte[] ip = new byte[28 + Size];
+                Ipv4Header.Write(ip, ip.Length, (ushort)i, 0x4000, 64, Ipv4Header.ProtocolUdp, Ip("10.244.2.5"), Ip("10.244.1.7"));
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(20), 40000);
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(22), 9999);
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(24), 8 + Size);
+                for (int k = 0; k < Size; k++)
+                {
+                    ip[28 + k] = (byte)(i * 31 + k);
+                }
+                ulong sum = InternetChecksum.Sum(ip.AsSpan(20), InternetChecksum.PseudoHeaderIpv4(Ip("10.244.2.5"), Ip("10.244.1.7"), Ipv4Header.ProtocolUdp, 8 + Size));
+                BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(26), InternetChecksum.Finish(sum));
+                batch.Set(i, ip);
+            }
+            batch.Count = Count;
+            Assert.Equal(Count, device.WriteBatch(batch));
+            Assert.Equal(1, device.Counters.SuperpacketsOut);
+            Assert.Equal(Count - 1, device.Counters.Coalesced);
+            byte[] got = new byte[2048];
+            for (int i = 0; i < Count; i++)
+            {
+                int n = receiver.Receive(got);
+                Assert.Equal(Size, n);
+                Assert.True(got.AsSpan(0, n).SequenceEqual(Enumerable.Range(0, Size).Select(k => (byte)(i * 31 + k)).ToArray()), $"datagram {i} differs");
+            }
+        }
+    }
+
     [Theory]
     [InlineData("tun")]
     [InlineData("packet")]
