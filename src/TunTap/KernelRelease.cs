@@ -9,6 +9,9 @@ namespace Dataplane.TunTap;
 /// </summary>
 public static class KernelRelease
 {
+    /// <summary>The running kernel's release string, or null when it cannot be read.</summary>
+    public static string? Current => Read();
+
     /// <summary>True when the release parses and is at least <paramref name="major"/>.<paramref name="minor"/>; false when it cannot be read.</summary>
     public static bool AtLeast(int major, int minor) => AtLeast(Read(), major, minor);
 

@@ -15,9 +15,9 @@ namespace Dataplane.TunTap;
 ///     (<see cref="Segmenter"/>); a partial checksum of a plain packet is finished. A superpacket
 ///     that does not fit the batch's free slots stays pending and goes first at the next read. The
 ///     engine only ever sees ordinary packets.
-///  2. Write (<see cref="Write"/>): consecutive segments of one TCP flow are merged
-///     (<see cref="GroCoalescer"/>) and handed to the device's <see cref="IFrameSink"/> as one
-///     superpacket; everything else goes alone with a header that is empty, or <c>NEEDS_CSUM</c> for
+///  2. Write (<see cref="Write"/>): consecutive segments of one TCP flow (and, with
+///     <see cref="MergesUdp"/>, datagrams of one UDP flow) are merged (<see cref="GroCoalescer"/>)
+///     and handed to the device's <see cref="IFrameSink"/> as one superpacket; everything else goes alone with a header that is empty, or <c>NEEDS_CSUM</c> for
 ///     a packet whose checksum a kernel peer left unfinished (<see cref="PacketBatch.FlagNeedsChecksum"/>),
 ///     so the kernel completes it as it would have on the peer.
 /// Headers given to and taken from this class count offsets from the IP header; the device

@@ -488,8 +488,7 @@ internal static partial class BenchCommand
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
-    private static string KernelRelease() =>
-        File.Exists("/proc/sys/kernel/osrelease") ? File.ReadAllText("/proc/sys/kernel/osrelease").Trim() : Environment.OSVersion.VersionString;
+    private static string KernelRelease() => TunTap.KernelRelease.Current ?? Environment.OSVersion.VersionString;
 
     private static string CpuModel()
     {

@@ -105,6 +105,7 @@ internal sealed class NodeDevice : IDisposable
         // node's Socket is its IPv6 one); send ports are bound to the same address.
         UdpBatchSocket[] groups = _queues[0].Socket6 is UdpBatchSocket s6 ? [_queues[0].Socket, s6] : [_queues[0].Socket];
         var senders = new List<UdpBatchSocket[]>();
+        bool steered = true;
         try
         {
             foreach (UdpBatchSocket group in groups)
@@ -115,6 +116,7 @@ internal sealed class NodeDevice : IDisposable
                 }
                 catch (NativeException e)
                 {
+                    steered = false;
                     _log.Warning("Queues: datagrams to {Endpoint} are spread by the kernel's hash, not by source port ({Error})", group.LocalEndpoint, e.Message);
                 }
                 senders.Add(UdpBatchSocket.BindSendPorts(group.LocalEndpoint with { Port = 0 }, _queues.Count, batch, offload));
@@ -131,8 +133,9 @@ internal sealed class NodeDevice : IDisposable
             NodeQueue old = _queues[q];
             _queues[q] = new NodeQueue(old.Device, old.Socket, old.Socket6, senders[0][q], senders.Count > 1 ? senders[1][q] : null);
         }
-        _log.Information("Queues: each sends from its own port ({Ports}), received by source port",
-            string.Join(", ", senders.Select(a => $"{a[0].LocalEndpoint.AddressText} {a[0].LocalEndpoint.Port}-{a[^1].LocalEndpoint.Port}")));
+        _log.Information("Queues: each sends from its own port ({Ports}), received by {Steering}",
+            string.Join(", ", senders.Select(a => $"{a[0].LocalEndpoint.AddressText} {a[0].LocalEndpoint.Port}-{a[^1].LocalEndpoint.Port}")),
+            steered ? "source port" : "the kernel's hash");
     }
 
     private static TunDevice OpenTun(NodePlan plan, bool offload, bool multiQueue)
