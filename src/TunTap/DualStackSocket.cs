@@ -51,29 +51,13 @@ public sealed class DualStackSocket(UdpBatchSocket ipv4, UdpBatchSocket ipv6Sock
     private bool Wait(int timeoutMs, out bool read4, out bool read6)
     {
         read4 = read6 = false;
-        if (!ipv4.Descriptor.TryEnter(out int fd4))
+        using DescriptorEntry entry4 = ipv4.Edge.Enter();
+        using DescriptorEntry entry6 = ipv6Socket.Edge.Enter();
+        if (!entry4.IsOpen || !entry6.IsOpen)
         {
             return false; // closed: the loop is stopping
         }
-        try
-        {
-            if (!ipv6Socket.Descriptor.TryEnter(out int fd6))
-            {
-                return false;
-            }
-            try
-            {
-                return Poll.WaitEither(fd4, fd6, ipv4.Wake, timeoutMs, out read4, out read6) == Readiness.Ready;
-            }
-            finally
-            {
-                ipv6Socket.Descriptor.Exit();
-            }
-        }
-        finally
-        {
-            ipv4.Descriptor.Exit();
-        }
+        return ipv4.Edge.WaitEither(entry4.Fd, entry6.Fd, timeoutMs, out read4, out read6) == Readiness.Ready;
     }
 
     public int SendBatch(PacketBatch batch) => ipv4.SendBatch(batch) + ipv6Socket.SendBatch(batch);

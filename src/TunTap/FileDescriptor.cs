@@ -8,7 +8,8 @@ namespace Dataplane.TunTap;
 /// call on it is in progress: every call runs between <see cref="TryEnter"/> and <see cref="Exit"/>
 /// (SafeHandle reference counting), so a <see cref="SafeHandle.Dispose()"/> from another thread
 /// defers the close until that call has returned and the number cannot be reused under a running
-/// loop. After the close, <see cref="TryEnter"/> says no and the edge reports "closed".
+/// loop. After the close, <see cref="TryEnter"/> says no and the edge reports "closed". Edges take
+/// the reference with <see cref="Enter"/>, a scoped <see cref="DescriptorEntry"/>.
 /// </summary>
 public sealed class FileDescriptor : SafeHandle
 {
@@ -28,6 +29,9 @@ public sealed class FileDescriptor : SafeHandle
 
     /// <summary>The number, for a call made between <see cref="TryEnter"/> and <see cref="Exit"/> or at setup.</summary>
     public int Number => (int)handle;
+
+    /// <summary>Takes a reference for one system call, returned when the entry is disposed (<c>using</c>); not open once the descriptor is closed.</summary>
+    public DescriptorEntry Enter() => TryEnter(out int fd) ? new DescriptorEntry(this, fd) : default;
 
     /// <summary>Takes a reference for one system call; false once the descriptor is closed (or closing).</summary>
     public bool TryEnter(out int fd)

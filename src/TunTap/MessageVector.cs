@@ -7,28 +7,38 @@ using mmsghdr = Dataplane.TunTap.Native.mmsghdr;
 namespace Dataplane.TunTap;
 
 /// <summary>
-/// The native message vector of one direction of a <see cref="UdpBatchSocket"/> (what recvmmsg and
-/// sendmmsg take), allocated once: messages, an iovec per datagram, an address per message and
-/// control room per message for one small control message (UDP_SEGMENT, UDP_GRO). Addresses have
-/// room for either family (<see cref="UdpEndpoint.StorageSize"/>).
+/// A native message vector, what recvmmsg and sendmmsg take, allocated once and reused for every
+/// batch: messages, iovecs, and as each edge needs, a socket address per message (UDP; room for
+/// either family, <see cref="UdpEndpoint.StorageSize"/>), control room per message for one small
+/// control message (UDP_SEGMENT, UDP_GRO) and a scratch per message for headers written in front
+/// of a packet (a packet socket's virtio-net and Ethernet headers). Every message array of the
+/// edges is one of these; the edge frees it when its descriptor closes.
 /// </summary>
 internal sealed unsafe class MessageVector : IDisposable
 {
     /// <summary>Per message: room for one cmsghdr (16) and a small value, as CMSG_SPACE of an int rounds up.</summary>
     public static readonly int ControlRoom = LibC.CMSG_SPACE(sizeof(int)) * 2;
 
-    public MessageVector(int capacity)
+    /// <param name="capacity">Messages.</param>
+    /// <param name="iovecs">iovecs in all (UDP sends give a GSO message several; 0: one per message).</param>
+    /// <param name="addresses">A socket address per message (a packet socket bound to its link needs none).</param>
+    /// <param name="control">Control room per message.</param>
+    /// <param name="scratchRoom">Bytes of scratch per message (0: none).</param>
+    public MessageVector(int capacity, int iovecs = 0, bool addresses = true, bool control = true, int scratchRoom = 0)
     {
         Capacity = capacity;
+        ScratchRoom = scratchRoom;
         Msgs = (mmsghdr*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(mmsghdr));
-        Iov = (iovec*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(iovec));
-        Addrs = (byte*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)UdpEndpoint.StorageSize);
-        Control = (byte*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)ControlRoom);
+        Iov = (iovec*)NativeMemory.AllocZeroed((nuint)(iovecs > 0 ? iovecs : capacity), (nuint)sizeof(iovec));
+        Addrs = addresses ? (byte*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)UdpEndpoint.StorageSize) : null;
+        Control = control ? (byte*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)ControlRoom) : null;
+        Scratch = scratchRoom > 0 ? (byte*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)scratchRoom) : null;
         MessageSlots = new int[capacity];
         MessageFirstSlot = new int[capacity];
     }
 
     public int Capacity { get; }
+    public int ScratchRoom { get; }
     public mmsghdr* Msgs { get; private set; }
     public iovec* Iov { get; private set; }
     /// <summary>One socket address per message, <see cref="UdpEndpoint.StorageSize"/> bytes apart (<see cref="Addr"/>).</summary>
@@ -37,11 +47,16 @@ internal sealed unsafe class MessageVector : IDisposable
     /// <summary>Message <paramref name="i"/>'s socket address.</summary>
     public byte* Addr(int i) => Addrs + (nint)i * UdpEndpoint.StorageSize;
     public byte* Control { get; private set; }
-    /// <summary>Send side: how many datagrams (slots) each message carries, and the slot it starts at.</summary>
+    public byte* Scratch { get; private set; }
+
+    /// <summary>Message <paramref name="i"/>'s scratch (<see cref="ScratchRoom"/> bytes).</summary>
+    public byte* ScratchOf(int i) => Scratch + (nint)i * ScratchRoom;
+
+    /// <summary>Send side: how many datagrams (slots, or a superpacket's segments) each message carries, and the slot it starts at.</summary>
     public int[] MessageSlots { get; }
     public int[] MessageFirstSlot { get; }
 
-    /// <summary>Points message <paramref name="i"/> at one receive buffer (and its control room).</summary>
+    /// <summary>Points message <paramref name="i"/> at one receive buffer (and its address and control room).</summary>
     public void PrepareReceive(int i, byte* buffer, int length, bool withControl)
     {
         Iov[i].iov_base = buffer;
@@ -56,15 +71,32 @@ internal sealed unsafe class MessageVector : IDisposable
         h->msg_flags = 0;
     }
 
+    /// <summary>Points message <paramref name="i"/> at <paramref name="count"/> iovecs from <paramref name="firstIov"/>, with no address or control message.</summary>
+    public void PrepareGather(int i, int firstIov, int count)
+    {
+        mmsghdr* m = Msgs + i;
+        msghdr* h = &m->msg_hdr;
+        h->msg_name = null;
+        h->msg_namelen = 0;
+        h->msg_iov = Iov + firstIov;
+        h->msg_iovlen = count;
+        h->msg_control = null;
+        h->msg_controllen = 0;
+        h->msg_flags = 0;
+        m->msg_len = 0;
+    }
+
     public void Dispose()
     {
         NativeMemory.Free(Msgs);
         NativeMemory.Free(Iov);
         NativeMemory.Free(Addrs);
         NativeMemory.Free(Control);
+        NativeMemory.Free(Scratch);
         Msgs = null;
         Iov = null;
         Addrs = null;
         Control = null;
+        Scratch = null;
     }
 }

@@ -6,7 +6,6 @@ using Dataplane.TunTap.Native;
 using Tmds.Linux;
 using static Tmds.Linux.LibC;
 #pragma warning disable CS8981
-using mmsghdr = Dataplane.TunTap.Native.mmsghdr;
 using sockaddr_ll = Dataplane.TunTap.Native.sockaddr_ll;
 #pragma warning restore CS8981
 
@@ -44,37 +43,36 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     public const int MaxBatch = 64;
     private const int HeaderScratch = 32; // per message: virtio header (10) + Ethernet header (14), rounded
 
-    private readonly FileDescriptor _fd;
-    private readonly WakeEvent _wake = new();
+    /// <summary>A full device queue (the veth's, or the socket's buffer): three waits of 1 ms for room; ENOBUFS means full here.</summary>
+    private static readonly RoomPolicy SendRoom = new(Waits: 3, WaitMs: 1, NoBuffersMeansFull: true);
+
+    private readonly EdgeDescriptor _edge;
     private readonly VnetOffload? _offload;
     private readonly Lock _writeGate = new();
     private readonly int _ifIndex;
     private readonly byte[] _ethernet = new byte[NativeMethods.ETH_HLEN]; // host end's MAC, ours, type set per frame
 
-    // Receive side: a message vector; with offloads each message owns a whole frame buffer.
-    private readonly mmsghdr* _rxMsgs;
-    private readonly iovec* _rxIov;
-    private readonly byte* _rxScratch;
+    // Receive side: with offloads each message owns a whole frame buffer (one iovec); without,
+    // two iovecs: the Ethernet header into the message's scratch, the packet into a batch slot.
+    private readonly MessageVector _rx;
     private readonly byte[] _rxFrames;
     private int _received;   // messages of the last recvmmsg
     private int _nextFrame;  // the next of them to hand out
 
-    // Send side: two iovecs per message, a header scratch (virtio + Ethernet) and the packet.
-    private readonly mmsghdr* _txMsgs;
-    private readonly iovec* _txIov;
-    private readonly byte* _txScratch;
-    private readonly int[] _txSegments = new int[TunDevice.MaxWriteBatch];
+    // Send side: two iovecs per message, a header scratch (virtio + Ethernet) and the packet;
+    // MessageSlots counts the packets (segments) each message carries.
+    private readonly MessageVector _tx;
     private readonly PacketSink _sink;
 
     private PacketSocketDevice(int fd, string name, string link, int ifIndex, byte[] hostMac, byte[] ourMac, bool offload)
     {
-        _rxMsgs = (mmsghdr*)NativeMemory.AllocZeroed(MaxBatch, (nuint)sizeof(mmsghdr));
-        _rxIov = (iovec*)NativeMemory.AllocZeroed(MaxBatch * 2, (nuint)sizeof(iovec));
-        _rxScratch = (byte*)NativeMemory.AllocZeroed(MaxBatch, HeaderScratch);
-        _txMsgs = (mmsghdr*)NativeMemory.AllocZeroed(TunDevice.MaxWriteBatch, (nuint)sizeof(mmsghdr));
-        _txIov = (iovec*)NativeMemory.AllocZeroed(TunDevice.MaxWriteBatch * 2, (nuint)sizeof(iovec));
-        _txScratch = (byte*)NativeMemory.AllocZeroed(TunDevice.MaxWriteBatch, HeaderScratch);
-        _fd = new FileDescriptor(fd, FreeVectors);
+        _rx = new MessageVector(MaxBatch, iovecs: 2 * MaxBatch, addresses: false, control: false, scratchRoom: HeaderScratch);
+        _tx = new MessageVector(TunDevice.MaxWriteBatch, iovecs: 2 * TunDevice.MaxWriteBatch, addresses: false, control: false, scratchRoom: HeaderScratch);
+        _edge = new EdgeDescriptor(fd, afterClose: () =>
+        {
+            _rx.Dispose();
+            _tx.Dispose();
+        });
         Name = name;
         Link = link;
         _ifIndex = ifIndex;
@@ -89,9 +87,9 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             byte* frames = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_rxFrames));
             for (int i = 0; i < MaxBatch; i++)
             {
-                _rxIov[i].iov_base = frames + (nint)i * VnetOffload.FrameRoom;
-                _rxIov[i].iov_len = (size_t)(ulong)VnetOffload.FrameRoom;
-                PrepareMessage(_rxMsgs + i, _rxIov + i, 1);
+                _rx.Iov[i].iov_base = frames + (nint)i * VnetOffload.FrameRoom;
+                _rx.Iov[i].iov_len = (size_t)(ulong)VnetOffload.FrameRoom;
+                _rx.PrepareGather(i, i, 1);
             }
         }
         else
@@ -126,20 +124,13 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
 
     private long ReadKernelDrops()
     {
-        if (_fd.TryEnter(out int fd))
+        using (DescriptorEntry entry = _edge.Enter())
         {
-            try
+            tpacket_stats stats = default;
+            socklen_t size = (socklen_t)sizeof(tpacket_stats);
+            if (entry.IsOpen && getsockopt(entry.Fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_STATISTICS, &stats, &size) == 0)
             {
-                tpacket_stats stats = default;
-                socklen_t size = (socklen_t)sizeof(tpacket_stats);
-                if (getsockopt(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_STATISTICS, &stats, &size) == 0)
-                {
-                    Interlocked.Add(ref _kernelDrops, stats.tp_drops);
-                }
-            }
-            finally
-            {
-                _fd.Exit();
+                Interlocked.Add(ref _kernelDrops, stats.tp_drops);
             }
         }
         return Interlocked.Read(ref _kernelDrops);
@@ -216,56 +207,51 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     public int ReadBatch(PacketBatch batch, int timeoutMs)
     {
         batch.Count = 0;
-        if (!_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
         {
             return 0;
         }
-        try
+        int fd = entry.Fd;
+        int n = 0;
+        if (_offload is { HasPending: true })
         {
-            int n = 0;
-            if (_offload is { HasPending: true })
+            n = _offload.EmitPending(batch, 0);
+            if (_offload.HasPending)
             {
-                n = _offload.EmitPending(batch, 0);
-                if (_offload.HasPending)
-                {
-                    batch.Count = n;
-                    return n;
-                }
+                batch.Count = n;
+                return n;
             }
-            if (_offload is not null)
-            {
-                n = TakeReceived(batch, n);
-            }
-            if (n == 0 && timeoutMs > 0 && Wait(fd, timeoutMs) != Readiness.Ready)
-            {
-                return 0;
-            }
-            while (n < batch.Capacity && _received == 0 && !(_offload is { HasPending: true }))
-            {
-                int want = Math.Min(MaxBatch, batch.Capacity - n);
-                int got = _offload is null ? ReceivePlain(fd, batch, n, want) : ReceiveFrames(fd, want);
-                if (got <= 0)
-                {
-                    if (got < 0)
-                    {
-                        NoteError(fd, Errno.Last);
-                    }
-                    break;
-                }
-                n = _offload is null ? n + got : TakeReceived(batch, n);
-            }
-            batch.Count = n;
-            return n;
         }
-        finally
+        if (_offload is not null)
         {
-            _fd.Exit();
+            n = TakeReceived(batch, n);
         }
+        if (n == 0 && timeoutMs > 0 && Wait(fd, timeoutMs) != Readiness.Ready)
+        {
+            return 0;
+        }
+        while (n < batch.Capacity && _received == 0 && !(_offload is { HasPending: true }))
+        {
+            int want = Math.Min(MaxBatch, batch.Capacity - n);
+            int got = _offload is null ? ReceivePlain(fd, batch, n, want) : ReceiveFrames(fd, want);
+            if (got <= 0)
+            {
+                if (got < 0)
+                {
+                    NoteError(fd, Errno.Last);
+                }
+                break;
+            }
+            n = _offload is null ? n + got : TakeReceived(batch, n);
+        }
+        batch.Count = n;
+        return n;
     }
 
     private Readiness Wait(int fd, int timeoutMs)
     {
-        Readiness r = Poll.WaitReadable(fd, _wake, timeoutMs);
+        Readiness r = _edge.WaitReadable(fd, timeoutMs);
         if (r == Readiness.Failed)
         {
             NoteError(fd); // the link went down or away: the socket reports ENETDOWN once
@@ -279,25 +265,15 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         {
             return Readiness.Ready;
         }
-        if (!_fd.TryEnter(out int fd))
-        {
-            return Readiness.Woken;
-        }
-        try
-        {
-            return Wait(fd, timeoutMs);
-        }
-        finally
-        {
-            _fd.Exit();
-        }
+        using DescriptorEntry entry = _edge.Enter();
+        return entry.IsOpen ? Wait(entry.Fd, timeoutMs) : Readiness.Woken;
     }
 
     /// <summary>Offloads: receives up to <paramref name="want"/> frames, each into its own frame buffer.</summary>
     private int ReceiveFrames(int fd, int want)
     {
         // The messages point at the frame buffers for good (constructor); the kernel sets msg_len and msg_flags.
-        int got = NativeMethods.recvmmsg(fd, _rxMsgs, (uint)want, MSG_DONTWAIT, null);
+        int got = NativeMethods.recvmmsg(fd, _rx.Msgs, (uint)want, MSG_DONTWAIT, null);
         if (got > 0)
         {
             _received = got;
@@ -312,9 +288,9 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         while (_nextFrame < _received && n < batch.Capacity)
         {
             int i = _nextFrame++;
-            int length = (int)_rxMsgs[i].msg_len;
+            int length = (int)_rx.Msgs[i].msg_len;
             int start = i * VnetOffload.FrameRoom;
-            if ((_rxMsgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || !IsIp(_rxFrames.AsSpan(start + VirtioNetHeader.Length), length - VirtioNetHeader.Length))
+            if ((_rx.Msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || !IsIp(_rxFrames.AsSpan(start + VirtioNetHeader.Length), length - VirtioNetHeader.Length))
             {
                 FramesSkipped++;
                 continue;
@@ -337,18 +313,18 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         int room = batch.SlotSize - PacketBatch.Headroom;
         for (int i = 0; i < want; i++)
         {
-            _rxIov[2 * i].iov_base = _rxScratch + i * HeaderScratch;
-            _rxIov[2 * i].iov_len = (size_t)(ulong)NativeMethods.ETH_HLEN;
-            _rxIov[2 * i + 1].iov_base = batch.SlotPointer(n + i) + PacketBatch.Headroom;
-            _rxIov[2 * i + 1].iov_len = (size_t)(ulong)room;
-            PrepareMessage(_rxMsgs + i, _rxIov + 2 * i, 2);
+            _rx.Iov[2 * i].iov_base = _rx.ScratchOf(i);
+            _rx.Iov[2 * i].iov_len = (size_t)(ulong)NativeMethods.ETH_HLEN;
+            _rx.Iov[2 * i + 1].iov_base = batch.SlotPointer(n + i) + PacketBatch.Headroom;
+            _rx.Iov[2 * i + 1].iov_len = (size_t)(ulong)room;
+            _rx.PrepareGather(i, 2 * i, 2);
         }
-        int got = NativeMethods.recvmmsg(fd, _rxMsgs, (uint)want, MSG_DONTWAIT, null);
+        int got = NativeMethods.recvmmsg(fd, _rx.Msgs, (uint)want, MSG_DONTWAIT, null);
         int kept = 0;
         for (int i = 0; i < got; i++)
         {
-            int length = (int)_rxMsgs[i].msg_len;
-            if ((_rxMsgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || !IsIp(new ReadOnlySpan<byte>(_rxScratch + i * HeaderScratch, NativeMethods.ETH_HLEN), length))
+            int length = (int)_rx.Msgs[i].msg_len;
+            if ((_rx.Msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || !IsIp(new ReadOnlySpan<byte>(_rx.ScratchOf(i), NativeMethods.ETH_HLEN), length))
             {
                 FramesSkipped++;
                 continue;
@@ -377,19 +353,6 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         return type is NativeMethods.ETH_P_IP or NativeMethods.ETH_P_IPV6;
     }
 
-    private static void PrepareMessage(mmsghdr* m, iovec* iov, int iovCount)
-    {
-        msghdr* h = &m->msg_hdr;
-        h->msg_name = null;
-        h->msg_namelen = 0;
-        h->msg_iov = iov;
-        h->msg_iovlen = iovCount;
-        h->msg_control = null;
-        h->msg_controllen = 0;
-        h->msg_flags = 0;
-        m->msg_len = 0;
-    }
-
     private void NoteError(int fd, int err = 0)
     {
         if (err == 0)
@@ -411,33 +374,27 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
     /// <summary>Writes slots 0..Count-1 whose length is non-zero; returns how many packets the link took (merged ones included).</summary>
     public int WriteBatch(PacketBatch batch)
     {
-        if (!_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
         {
             return 0;
         }
-        try
+        lock (_writeGate)
         {
-            lock (_writeGate)
+            _sink.Begin(entry.Fd);
+            if (_offload is not null)
             {
-                _sink.Begin(fd);
-                if (_offload is not null)
-                {
-                    return _offload.Write(batch, _sink);
-                }
-                int accepted = 0;
-                for (int i = 0; i < batch.Count; i++)
-                {
-                    if (batch.Lengths[i] > 0 && _sink.Add(default, batch.SlotPointer(i) + batch.Offsets[i], batch.Lengths[i], 1))
-                    {
-                        accepted++;
-                    }
-                }
-                return accepted - _sink.Flush();
+                return _offload.Write(batch, _sink);
             }
-        }
-        finally
-        {
-            _fd.Exit();
+            int accepted = 0;
+            for (int i = 0; i < batch.Count; i++)
+            {
+                if (batch.Lengths[i] > 0 && _sink.Add(default, batch.SlotPointer(i) + batch.Offsets[i], batch.Lengths[i], 1))
+                {
+                    accepted++;
+                }
+            }
+            return accepted - _sink.Flush();
         }
     }
 
@@ -465,7 +422,8 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
                 Send();
             }
             int i = _count++;
-            byte* scratch = device._txScratch + i * HeaderScratch;
+            MessageVector tx = device._tx;
+            byte* scratch = tx.ScratchOf(i);
             int prefix = 0;
             if (device._offload is not null)
             {
@@ -483,12 +441,12 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             var ethernet = new Span<byte>(scratch + prefix, NativeMethods.ETH_HLEN);
             device._ethernet.CopyTo(ethernet);
             BinaryPrimitives.WriteUInt16BigEndian(ethernet[12..], (packet[0] >> 4) == 6 ? NativeMethods.ETH_P_IPV6 : NativeMethods.ETH_P_IP);
-            device._txIov[2 * i].iov_base = scratch;
-            device._txIov[2 * i].iov_len = (size_t)(ulong)(prefix + NativeMethods.ETH_HLEN);
-            device._txIov[2 * i + 1].iov_base = packet;
-            device._txIov[2 * i + 1].iov_len = (size_t)(ulong)length;
-            PrepareMessage(device._txMsgs + i, device._txIov + 2 * i, 2);
-            device._txSegments[i] = segments;
+            tx.Iov[2 * i].iov_base = scratch;
+            tx.Iov[2 * i].iov_len = (size_t)(ulong)(prefix + NativeMethods.ETH_HLEN);
+            tx.Iov[2 * i + 1].iov_base = packet;
+            tx.Iov[2 * i + 1].iov_len = (size_t)(ulong)length;
+            tx.PrepareGather(i, 2 * i, 2);
+            tx.MessageSlots[i] = segments;
             return true;
         }
 
@@ -498,52 +456,25 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
             return _refused;
         }
 
-        /// <summary>sendmmsg until every message is sent; a message the kernel refuses is skipped and counted.</summary>
+        /// <summary>Sends the gathered messages; one the kernel refuses (or still no room after waiting) is skipped and its packets counted.</summary>
         private void Send()
         {
-            int next = 0;
-            int waits = 0;
-            while (next < _count)
+            for (int next = 0; next < _count;)
             {
-                int sent = NativeMethods.sendmmsg(_fd, device._txMsgs + next, (uint)(_count - next), 0);
-                if (sent > 0)
+                int stop = MessageSender.SendUntilFailure(_fd, device._tx, next, _count, SendRoom, gso: false, out _, out _);
+                if (stop == _count)
                 {
-                    next += sent;
-                    continue;
+                    break;
                 }
-                int err = Errno.Last;
-                if (err == Errno.EINTR)
-                {
-                    continue;
-                }
-                if (err is Errno.EAGAIN or Errno.ENOBUFS && waits++ < 3)
-                {
-                    Poll.WaitWritable(_fd, 1);
-                    continue;
-                }
-                _refused += device._txSegments[next];
-                next++;
+                _refused += device._tx.MessageSlots[stop];
+                next = stop + 1;
             }
             _count = 0;
         }
     }
 
-    public void StopWaiting() => _wake.Set();
+    public void StopWaiting() => _edge.StopWaiting();
 
-    private void FreeVectors()
-    {
-        NativeMemory.Free(_rxMsgs);
-        NativeMemory.Free(_rxIov);
-        NativeMemory.Free(_rxScratch);
-        NativeMemory.Free(_txMsgs);
-        NativeMemory.Free(_txIov);
-        NativeMemory.Free(_txScratch);
-    }
-
-    public void Dispose()
-    {
-        _wake.Set();
-        _fd.Dispose();
-        _wake.Dispose();
-    }
+    /// <summary>Closes the socket (after any call in progress has returned; the message vectors go with it).</summary>
+    public void Dispose() => _edge.Dispose();
 }

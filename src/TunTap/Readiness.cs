@@ -33,36 +33,30 @@ internal static unsafe class Poll
     public static Readiness WaitEither(int fdA, int fdB, WakeEvent wake, int timeoutMs, out bool readyA, out bool readyB)
     {
         readyA = readyB = false;
-        if (!wake.Handle.TryEnter(out int wakeFd))
+        using DescriptorEntry wakeEntry = wake.Handle.Enter();
+        if (!wakeEntry.IsOpen)
         {
             return Readiness.Woken; // the edge is being disposed
         }
-        try
+        pollfd* fds = stackalloc pollfd[3];
+        fds[0] = new pollfd { fd = fdA, events = POLLIN };
+        fds[1] = new pollfd { fd = fdB, events = POLLIN };
+        fds[2] = new pollfd { fd = wakeEntry.Fd, events = POLLIN };
+        if (poll(fds, 3, timeoutMs) <= 0)
         {
-            pollfd* fds = stackalloc pollfd[3];
-            fds[0] = new pollfd { fd = fdA, events = POLLIN };
-            fds[1] = new pollfd { fd = fdB, events = POLLIN };
-            fds[2] = new pollfd { fd = wakeFd, events = POLLIN };
-            if (poll(fds, 3, timeoutMs) <= 0)
-            {
-                return Readiness.Timeout; // EINTR counts as a timeout: the caller simply waits again
-            }
-            if ((fds[2].revents & POLLIN) != 0)
-            {
-                return Readiness.Woken;
-            }
-            readyA = (fds[0].revents & POLLIN) != 0;
-            readyB = (fds[1].revents & POLLIN) != 0;
-            if (readyA || readyB)
-            {
-                return Readiness.Ready;
-            }
-            return (((ushort)fds[0].revents | (ushort)fds[1].revents) & Failure) != 0 ? Readiness.Failed : Readiness.Timeout;
+            return Readiness.Timeout; // EINTR counts as a timeout: the caller simply waits again
         }
-        finally
+        if ((fds[2].revents & POLLIN) != 0)
         {
-            wake.Handle.Exit();
+            return Readiness.Woken;
         }
+        readyA = (fds[0].revents & POLLIN) != 0;
+        readyB = (fds[1].revents & POLLIN) != 0;
+        if (readyA || readyB)
+        {
+            return Readiness.Ready;
+        }
+        return (((ushort)fds[0].revents | (ushort)fds[1].revents) & Failure) != 0 ? Readiness.Failed : Readiness.Timeout;
     }
 
     /// <summary>Waits up to <paramref name="timeoutMs"/> for room to write on <paramref name="fd"/>.</summary>

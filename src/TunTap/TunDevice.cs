@@ -18,7 +18,7 @@ namespace Dataplane.TunTap;
 /// Reads are batch-shaped: wait in poll() on the device and the <see cref="WakeEvent"/> (so a stop
 /// wakes the loop at once), then read until EAGAIN or the batch is full. The descriptor is a
 /// <see cref="FileDescriptor"/>: disposing the device while a loop is inside a read defers the
-/// close until the read returns.
+/// close until the read returns (<see cref="EdgeDescriptor"/>, the skeleton every edge shares).
 /// </summary>
 public sealed unsafe class TunDevice : IPacketDevice
 {
@@ -27,8 +27,7 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// <summary>The most slots one write may carry (the coalescer tracks this many packets).</summary>
     public const int MaxWriteBatch = 512;
 
-    private readonly FileDescriptor _fd;
-    private readonly WakeEvent _wake = new();
+    private readonly EdgeDescriptor _edge;
     private readonly VnetOffload? _offload;
     private readonly TunSink? _sink;
     private readonly byte[] _frame = [];
@@ -39,7 +38,7 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// <param name="offloadFlags">The TUN_F_* flags the kernel accepted (with <paramref name="offload"/>).</param>
     private TunDevice(int fd, string name, bool offload, uint offloadFlags)
     {
-        _fd = new FileDescriptor(fd);
+        _edge = new EdgeDescriptor(fd);
         Name = name;
         Offloads = offload ? VnetOffload.Describe(offloadFlags) : "off";
         if (offload)
@@ -131,41 +130,35 @@ public sealed unsafe class TunDevice : IPacketDevice
     public int ReadBatch(PacketBatch batch, int timeoutMs)
     {
         batch.Count = 0;
-        if (!_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
         {
             return 0; // closed: the loop is stopping
         }
-        try
+        int n = 0;
+        if (_offload is { HasPending: true })
         {
-            int n = 0;
-            if (_offload is { HasPending: true })
+            n = _offload.EmitPending(batch, 0);
+            if (_offload.HasPending)
             {
-                n = _offload.EmitPending(batch, 0);
-                if (_offload.HasPending)
-                {
-                    batch.Count = n;
-                    return n;
-                }
+                batch.Count = n;
+                return n;
             }
-            if (n == 0 && timeoutMs > 0 && Wait(fd, timeoutMs) != Readiness.Ready)
-            {
-                return 0;
-            }
-            int readErrno;
-            n = _offload is null ? ReadPlain(fd, batch, n, out readErrno) : _offload.ReadTun(fd, _frame, batch, n, out readErrno);
-            NoteReadError(readErrno);
-            batch.Count = n;
-            return n;
         }
-        finally
+        if (n == 0 && timeoutMs > 0 && Wait(entry.Fd, timeoutMs) != Readiness.Ready)
         {
-            _fd.Exit();
+            return 0;
         }
+        int readErrno;
+        n = _offload is null ? ReadPlain(entry.Fd, batch, n, out readErrno) : _offload.ReadTun(entry.Fd, _frame, batch, n, out readErrno);
+        NoteReadError(readErrno);
+        batch.Count = n;
+        return n;
     }
 
     private Readiness Wait(int fd, int timeoutMs)
     {
-        Readiness r = Poll.WaitReadable(fd, _wake, timeoutMs);
+        Readiness r = _edge.WaitReadable(fd, timeoutMs);
         if (r == Readiness.Failed)
         {
             ReadErrors++;
@@ -180,18 +173,8 @@ public sealed unsafe class TunDevice : IPacketDevice
         {
             return Readiness.Ready;
         }
-        if (!_fd.TryEnter(out int fd))
-        {
-            return Readiness.Woken; // closed: the loop is stopping
-        }
-        try
-        {
-            return Wait(fd, timeoutMs);
-        }
-        finally
-        {
-            _fd.Exit();
-        }
+        using DescriptorEntry entry = _edge.Enter();
+        return entry.IsOpen ? Wait(entry.Fd, timeoutMs) : Readiness.Woken; // closed: the loop is stopping
     }
 
     private static int ReadPlain(int fd, PacketBatch batch, int n, out int readErrno)
@@ -226,25 +209,19 @@ public sealed unsafe class TunDevice : IPacketDevice
     /// <summary>Writes slots 0..Count-1 whose length is non-zero; returns how many packets the device took (merged ones included).</summary>
     public int WriteBatch(PacketBatch batch)
     {
-        if (!_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
         {
             return 0;
         }
-        try
+        if (_offload is null)
         {
-            if (_offload is null)
-            {
-                return WritePlain(fd, batch); // stateless: write() per packet
-            }
-            lock (_writeGate)
-            {
-                _sink!.Fd = fd;
-                return _offload.Write(batch, _sink);
-            }
+            return WritePlain(entry.Fd, batch); // stateless: write() per packet
         }
-        finally
+        lock (_writeGate)
         {
-            _fd.Exit();
+            _sink!.Fd = entry.Fd;
+            return _offload.Write(batch, _sink);
         }
     }
 
@@ -282,34 +259,23 @@ public sealed unsafe class TunDevice : IPacketDevice
         byte[] buffer = new byte[VirtioNetHeader.Length + packet.Length];
         int offset = VnetHeader ? VirtioNetHeader.Length : 0;
         packet.CopyTo(buffer.AsSpan(offset));
-        if (!_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
         {
             return false;
         }
-        try
+        fixed (byte* p = buffer)
         {
-            fixed (byte* p = buffer)
-            {
-                return write(fd, p, offset + packet.Length) == offset + packet.Length;
-            }
-        }
-        finally
-        {
-            _fd.Exit();
+            return write(entry.Fd, p, offset + packet.Length) == offset + packet.Length;
         }
     }
 
     /// <summary>The descriptor (tests check when it closes).</summary>
-    internal FileDescriptor Descriptor => _fd;
+    internal FileDescriptor Descriptor => _edge.Handle;
 
     /// <summary>Wakes a loop waiting in <see cref="ReadBatch"/>; later waits return at once.</summary>
-    public void StopWaiting() => _wake.Set();
+    public void StopWaiting() => _edge.StopWaiting();
 
     /// <summary>Closes the device (after any read or write in progress has returned).</summary>
-    public void Dispose()
-    {
-        _wake.Set();
-        _fd.Dispose();
-        _wake.Dispose();
-    }
+    public void Dispose() => _edge.Dispose();
 }

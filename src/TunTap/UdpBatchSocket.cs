@@ -14,22 +14,22 @@ namespace Dataplane.TunTap;
 /// kernel peers' tunnel superpackets into one datagram per slot. GSO and GRO are detected at bind
 /// and used when asked for; EIO from a GSO send turns GSO off for good and the rest is sent plainly.
 ///
-/// Error policy: EAGAIN on send waits briefly for room and retries; any other per-message send
-/// error (ENOBUFS, ECONNREFUSED, ENETUNREACH, EMSGSIZE) skips that message and is counted by errno.
+/// Error policy (<see cref="MessageSender"/>): EAGAIN on send waits briefly for room and retries; any
+/// other per-message send error (ENOBUFS, ECONNREFUSED, ENETUNREACH, EMSGSIZE) skips that message and
+/// is counted by errno.
 /// A datagram larger than its slot comes back flagged <see cref="PacketBatch.FlagTruncated"/>.
 ///
 /// Threads: one loop receives; the outbound loop sends, and the inbound loop's rare replies (ARP)
-/// send too, so sends take one uncontended lock per batch. The descriptor is a
-/// <see cref="FileDescriptor"/>: disposing the socket while a loop is inside a call defers the close.
+/// send too, so sends take one uncontended lock per batch. The descriptor is an
+/// <see cref="EdgeDescriptor"/>: disposing the socket while a loop is inside a call defers the close.
 /// </summary>
 public sealed unsafe class UdpBatchSocket : IDatagramSocket
 {
-    private const int SendRetries = 3;
-    private const int SendRetryWaitMs = 10;
+    /// <summary>A full send buffer: three waits of 10 ms for room. ENOBUFS is the route refusing, not a full buffer.</summary>
+    private static readonly RoomPolicy SendRoom = new(Waits: 3, WaitMs: 10, NoBuffersMeansFull: false);
     private const int SocketBufferBytes = 4 << 20;
 
-    private readonly FileDescriptor _fd;
-    private readonly WakeEvent _wake = new();
+    private readonly EdgeDescriptor _edge;
     private readonly UdpBufferedReceive _rx;
     private readonly MessageVector _tx;
     private readonly Lock _sendGate = new();
@@ -42,7 +42,7 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         _rx = new UdpBufferedReceive(capacity, gro, layout);
         _tx = new MessageVector(capacity);
         // The vectors live exactly as long as the descriptor: freed after the last call on it returned.
-        _fd = new FileDescriptor(fd, afterClose: () =>
+        _edge = new EdgeDescriptor(fd, afterClose: () =>
         {
             _rx.Dispose();
             _tx.Dispose();
@@ -169,20 +169,14 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         byte* fprog = stackalloc byte[16];
         *(ushort*)fprog = (ushort)program.Length;
         *(ulong**)(fprog + 8) = filter;
-        if (!_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
         {
             throw new ObjectDisposedException(nameof(UdpBatchSocket));
         }
-        try
+        if (setsockopt(entry.Fd, SOL_SOCKET, NativeMethods.SO_ATTACH_REUSEPORT_CBPF, fprog, 16) < 0)
         {
-            if (setsockopt(fd, SOL_SOCKET, NativeMethods.SO_ATTACH_REUSEPORT_CBPF, fprog, 16) < 0)
-            {
-                throw new NativeException($"SO_ATTACH_REUSEPORT_CBPF {LocalEndpoint}", Errno.Last);
-            }
-        }
-        finally
-        {
-            _fd.Exit();
+            throw new NativeException($"SO_ATTACH_REUSEPORT_CBPF {LocalEndpoint}", Errno.Last);
         }
     }
 
@@ -245,18 +239,8 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     public int ReceiveBatch(PacketBatch batch, int timeoutMs)
     {
         batch.Count = 0;
-        if (!_fd.TryEnter(out int fd))
-        {
-            return 0; // closed: the loop is stopping
-        }
-        try
-        {
-            return Receive(fd, batch, timeoutMs);
-        }
-        finally
-        {
-            _fd.Exit();
-        }
+        using DescriptorEntry entry = _edge.Enter();
+        return entry.IsOpen ? Receive(entry.Fd, batch, timeoutMs) : 0; // closed: the loop is stopping
     }
 
     /// <summary>Cut what is pending first; wait and receive more only when the batch has room.</summary>
@@ -269,7 +253,7 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
             batch.Count = n;
             return n; // still more cut pieces than slots
         }
-        if (n == 0 && Poll.WaitReadable(fd, _wake, timeoutMs) != Readiness.Ready)
+        if (n == 0 && _edge.WaitReadable(fd, timeoutMs) != Readiness.Ready)
         {
             return 0;
         }
@@ -303,22 +287,12 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     /// <summary>For <see cref="DualStackSocket"/>: receives what is ready now into the batch from slot <paramref name="n"/>.</summary>
     internal int ReceiveReady(PacketBatch batch, int n)
     {
-        if (!_fd.TryEnter(out int fd))
-        {
-            return n;
-        }
-        try
-        {
-            return ReceiveReady(fd, batch, n);
-        }
-        finally
-        {
-            _fd.Exit();
-        }
+        using DescriptorEntry entry = _edge.Enter();
+        return entry.IsOpen ? ReceiveReady(entry.Fd, batch, n) : n;
     }
 
-    /// <summary>The event that wakes this socket's waits (the node is stopping).</summary>
-    internal WakeEvent Wake => _wake;
+    /// <summary>For <see cref="DualStackSocket"/>: the descriptor and wake event (a queue's two sockets are waited on together).</summary>
+    internal EdgeDescriptor Edge => _edge;
 
     private void NoteReceiveError(int err)
     {
@@ -330,20 +304,14 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
 
     public int SendBatch(PacketBatch batch)
     {
-        if (!_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
         {
             return 0;
         }
-        try
+        lock (_sendGate)
         {
-            lock (_sendGate)
-            {
-                return SendFrom(fd, batch, 0);
-            }
-        }
-        finally
-        {
-            _fd.Exit();
+            return SendFrom(entry.Fd, batch, 0);
         }
     }
 
@@ -351,63 +319,43 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
     {
         // 1. Gather the live slots into messages (GSO runs where it is on).
         int messages = UdpGso.Gather(batch, firstSlot, _tx, GsoEnabled, LocalEndpoint.IsIpv6);
-        // 2. Send; on an error skip the message that caused it and go on with the rest.
+        // 2. Send; a refused message is skipped and counted, and the rest go on.
         int sent = 0;
-        int done = 0;
-        int retries = 0;
-        while (done < messages)
+        for (int next = 0; next < messages;)
         {
-            int r = NativeMethods.sendmmsg(fd, _tx.Msgs + done, (uint)(messages - done), 0);
-            if (r > 0)
+            int stop = MessageSender.SendUntilFailure(fd, _tx, next, messages, SendRoom, GsoEnabled, out SendFailure failure, out int err);
+            for (int k = next; k < stop; k++)
             {
-                for (int k = done; k < done + r; k++)
-                {
-                    sent += _tx.MessageSlots[k];
-                    GsoMessages += _tx.MessageSlots[k] > 1 ? 1 : 0;
-                }
-                done += r;
-                retries = 0;
-                continue;
+                sent += _tx.MessageSlots[k];
+                GsoMessages += _tx.MessageSlots[k] > 1 ? 1 : 0;
             }
-            int err = Errno.Last;
-            if (err == Errno.EINTR)
+            if (stop == messages)
             {
-                continue;
+                break;
             }
-            if (err == Errno.EAGAIN && retries++ < SendRetries)
-            {
-                Poll.WaitWritable(fd, SendRetryWaitMs);
-                continue;
-            }
-            if (err == Errno.EIO && GsoEnabled && _tx.MessageSlots[done] > 1)
+            if (failure == SendFailure.SegmentationUnsupported)
             {
                 // The path cannot segment (no checksum offload below us): plain datagrams from here on.
                 GsoEnabled = false;
                 GsoDisabledReason = "EIO from a UDP_SEGMENT send";
-                return sent + SendFrom(fd, batch, _tx.MessageFirstSlot[done]);
+                return sent + SendFrom(fd, batch, _tx.MessageFirstSlot[stop]);
             }
             SendErrors++;
             if ((uint)err < (uint)SendErrorsByErrno.Length)
             {
                 SendErrorsByErrno[err]++;
             }
-            done++;
-            retries = 0;
+            next = stop + 1;
         }
         return sent;
     }
 
     /// <summary>The descriptor (tests check when it closes).</summary>
-    internal FileDescriptor Descriptor => _fd;
+    internal FileDescriptor Descriptor => _edge.Handle;
 
     /// <summary>Wakes a loop waiting in <see cref="ReceiveBatch"/>; later waits return at once.</summary>
-    public void StopWaiting() => _wake.Set();
+    public void StopWaiting() => _edge.StopWaiting();
 
     /// <summary>Closes the socket (after any call in progress has returned; the message vectors go with it).</summary>
-    public void Dispose()
-    {
-        _wake.Set();
-        _fd.Dispose();
-        _wake.Dispose();
-    }
+    public void Dispose() => _edge.Dispose();
 }

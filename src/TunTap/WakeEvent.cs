@@ -26,17 +26,11 @@ public sealed unsafe class WakeEvent : IDisposable
     /// <summary>Wakes every wait on this event, now and later.</summary>
     public void Set()
     {
-        if (_fd.TryEnter(out int fd))
+        using DescriptorEntry entry = _fd.Enter();
+        if (entry.IsOpen)
         {
-            try
-            {
-                ulong one = 1;
-                write(fd, &one, sizeof(ulong)); // EAGAIN only if the counter is full: readable anyway
-            }
-            finally
-            {
-                _fd.Exit();
-            }
+            ulong one = 1;
+            write(entry.Fd, &one, sizeof(ulong)); // EAGAIN only if the counter is full: readable anyway
         }
     }
 
