@@ -23,8 +23,8 @@ public class DecapBenchmarks
         byte[] inner = BenchPackets.Udp(0x0AF4_0209, 0x0AF4_0102, 1400);
         inner.CopyTo(_datagram, 22);
         VxlanFrame.Encapsulate(_datagram, 22, 1, BenchPackets.OurMac, peer.VtepMac, EthernetHeader.EtherTypeIpv4);
-        _udp = new DataplaneEngine(new ReplayDevice([]), new ReplaySocket([inner], peer.Endpoint), table, new EngineSettings(BackendKind.Udp, 1, BenchPackets.OurMac, Batch));
-        _vxlan = new DataplaneEngine(new ReplayDevice([]), new ReplaySocket([_datagram], peer.Endpoint), table, new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch));
+        _udp = new DataplaneEngine(new ReplayDevice([]), new ReplayUnderlay([inner], peer.Endpoint), table, new EngineSettings(BackendKind.Udp, 1, BenchPackets.OurMac, Batch));
+        _vxlan = new DataplaneEngine(new ReplayDevice([]), new ReplayUnderlay([_datagram], peer.Endpoint), table, new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch));
 
         SubnetTable table6 = BenchPackets.Table(255, ipv6: true);
         Peer peer6 = table6.Lookup6(BenchPackets.Subnet6(2) + 9)!;
@@ -32,7 +32,7 @@ public class DecapBenchmarks
         byte[] datagram6 = new byte[22 + inner6.Length];
         inner6.CopyTo(datagram6, 22);
         VxlanFrame.Encapsulate(datagram6, 22, 1, BenchPackets.OurMacV6, peer6.VtepMacV6, EthernetHeader.EtherTypeIpv6);
-        _vxlan6 = new DataplaneEngine(new ReplayDevice([]), new ReplaySocket([datagram6], peer6.Endpoint6), table6,
+        _vxlan6 = new DataplaneEngine(new ReplayDevice([]), new ReplayUnderlay([datagram6], peer6.Endpoint6), table6,
             new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch) { OurVtepMacV6 = BenchPackets.OurMacV6 });
     }
 

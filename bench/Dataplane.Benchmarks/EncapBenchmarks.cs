@@ -21,10 +21,10 @@ public class EncapBenchmarks
     {
         byte[][] packets = [.. Enumerable.Range(0, 16).Select(i => BenchPackets.Udp(0x0AF4_0102, 0x0AF4_0009u + ((uint)(2 + i) << 8), 1400))];
         SubnetTable table = BenchPackets.Table(255);
-        _udp = new DataplaneEngine(new ReplayDevice(packets), new ReplaySocket([], default), table, new EngineSettings(BackendKind.Udp, 1, BenchPackets.OurMac, Batch));
-        _vxlan = new DataplaneEngine(new ReplayDevice(packets), new ReplaySocket([], default), table, new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch));
+        _udp = new DataplaneEngine(new ReplayDevice(packets), new ReplayUnderlay([], default), table, new EngineSettings(BackendKind.Udp, 1, BenchPackets.OurMac, Batch));
+        _vxlan = new DataplaneEngine(new ReplayDevice(packets), new ReplayUnderlay([], default), table, new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch));
         byte[][] packets6 = [.. Enumerable.Range(0, 16).Select(i => BenchPackets.Udp6(BenchPackets.Network6 + 2, BenchPackets.Subnet6(2 + i) + 9, 1380))];
-        _vxlan6 = new DataplaneEngine(new ReplayDevice(packets6), new ReplaySocket([], default), BenchPackets.Table(255, ipv6: true),
+        _vxlan6 = new DataplaneEngine(new ReplayDevice(packets6), new ReplayUnderlay([], default), BenchPackets.Table(255, ipv6: true),
             new EngineSettings(BackendKind.Vxlan, 1, BenchPackets.OurMac, Batch) { OurVtepMacV6 = BenchPackets.OurMacV6 });
     }
 

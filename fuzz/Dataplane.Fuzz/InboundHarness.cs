@@ -17,7 +17,7 @@ internal sealed class InboundHarness
     private static readonly MacAddress OurMacV6 = new(0x0E_00_5E_06_00_01);
     private static readonly UdpEndpoint Peer = new(0xC000_0202, 51000);
     private static readonly UdpEndpoint Peer6 = UdpEndpoint.Ipv6(new UInt128(0x2001_0DB8_0002_0000, 2), 51000);
-    private readonly MemorySocket _socket = new(new UdpEndpoint(0xC000_0201, 8472));
+    private readonly MemoryUnderlay _socket = new(new UdpEndpoint(0xC000_0201, 8472));
     private readonly MemoryDevice _device = new();
     private readonly DataplaneEngine _engine;
     private readonly bool _dualStack;

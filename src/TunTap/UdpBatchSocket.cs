@@ -23,7 +23,7 @@ namespace Dataplane.TunTap;
 /// send too, so sends take one uncontended lock per batch. The descriptor is an
 /// <see cref="EdgeDescriptor"/>: disposing the socket while a loop is inside a call defers the close.
 /// </summary>
-public sealed unsafe class UdpBatchSocket : IDatagramSocket
+public sealed unsafe class UdpBatchSocket : IDisposable
 {
     /// <summary>A full send buffer: three waits of 10 ms for room. ENOBUFS is the route refusing, not a full buffer.</summary>
     private static readonly RoomPolicy SendRoom = new(Waits: 3, WaitMs: 10, NoBuffersMeansFull: false);
@@ -278,20 +278,20 @@ public sealed unsafe class UdpBatchSocket : IDatagramSocket
         return _rx.Cut(batch, n);
     }
 
-    /// <summary>For <see cref="DualStackSocket"/>: cuts datagrams received earlier into the batch from slot <paramref name="n"/>.</summary>
+    /// <summary>For <see cref="UnderlaySockets"/>: cuts datagrams received earlier into the batch from slot <paramref name="n"/>.</summary>
     internal int CutPending(PacketBatch batch, int n) => _rx.Cut(batch, n);
 
-    /// <summary>For <see cref="DualStackSocket"/>: received datagrams still wait for slots.</summary>
+    /// <summary>For <see cref="UnderlaySockets"/>: received datagrams still wait for slots.</summary>
     internal bool HasPending => _rx.HasPending;
 
-    /// <summary>For <see cref="DualStackSocket"/>: receives what is ready now into the batch from slot <paramref name="n"/>.</summary>
+    /// <summary>For <see cref="UnderlaySockets"/>: receives what is ready now into the batch from slot <paramref name="n"/>.</summary>
     internal int ReceiveReady(PacketBatch batch, int n)
     {
         using DescriptorEntry entry = _edge.Enter();
         return entry.IsOpen ? ReceiveReady(entry.Fd, batch, n) : n;
     }
 
-    /// <summary>For <see cref="DualStackSocket"/>: the descriptor and wake event (a queue's two sockets are waited on together).</summary>
+    /// <summary>For <see cref="UnderlaySockets"/>: the descriptor and wake event (a queue's two sockets are waited on together).</summary>
     internal EdgeDescriptor Edge => _edge;
 
     private void NoteReceiveError(int err)

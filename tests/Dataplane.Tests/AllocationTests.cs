@@ -69,7 +69,7 @@ public class AllocationTests
             [0x70, 1, 2, 3],                                 // not IP
         ];
         var device = new ReplayDevice(packets);
-        var socket = new ReplaySocket([], default);
+        var socket = new ReplayUnderlay([], default);
         using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
             new EngineSettings(backend, 1, EngineFixture.OurMac) { IcmpRate = 1e12, IcmpBurst = 1e6 });
         for (int i = 0; i < 100; i++)
@@ -98,7 +98,7 @@ public class AllocationTests
     public void Rate_limited_icmp_errors_allocate_nothing()
     {
         var device = new ReplayDevice([Packets.Icmpv4Echo("10.244.1.2", "10.244.9.9")]);
-        var socket = new ReplaySocket([], default);
+        var socket = new ReplayUnderlay([], default);
         using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB),
             new EngineSettings(BackendKind.Vxlan, 1, EngineFixture.OurMac) { IcmpRate = 1, IcmpBurst = 1 });
         Assert.Equal(0, AllocatedAfterWarmUp(() => engine.Outbound.RunOnce(0), 2000));
@@ -145,7 +145,7 @@ public class AllocationTests
             ]
             : common;
         var device = new ReplayDevice([]);
-        var socket = new ReplaySocket(datagrams, EngineFixture.PeerB.Endpoint);
+        var socket = new ReplayUnderlay(datagrams, EngineFixture.PeerB.Endpoint);
         using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
             new EngineSettings(backend, 1, EngineFixture.OurMac) { IcmpRate = 1e12, IcmpBurst = 1e6 });
         for (int i = 0; i < 100; i++)

@@ -22,7 +22,7 @@ public sealed class DualStackEngineTests : IDisposable
     private static readonly Peer PeerB = EngineFixture.PeerB with { Ipv6Subnet = Prefix6("2001:db8:244:2::/64"), Endpoint6 = PeerB6, VtepMacV6 = PeerMacV6 };
 
     private readonly MemoryDevice _device = new();
-    private readonly MemorySocket _socket = new(new UdpEndpoint(Packets.Ip("192.0.2.1"), 8472));
+    private readonly MemoryUnderlay _socket = new(new UdpEndpoint(Packets.Ip("192.0.2.1"), 8472));
     private DataplaneEngine? _engine;
 
     private static UInt128 Ip6(string text) => Ipv6Prefix.TryParseAddress(text, out UInt128 a) ? a : throw new ArgumentException(text);
@@ -201,7 +201,7 @@ public sealed class DualStackEngineTests : IDisposable
         var table = Table(PeerB, EngineFixture.PeerC);
         var settings = new EngineSettings(backend, 1, EngineFixture.OurMac) { OurVtepMacV6 = OurMacV6, IcmpRate = 1e12, IcmpBurst = 1e6 };
         var outDevice = new ReplayDevice([Udp6("2001:db8:244:1::2", "2001:db8:244:2::9", payload: 1200), Udp6("2001:db8:244:1::2", "2001:db8:244:9::9")]);
-        var outSocket = new ReplaySocket([], default);
+        var outSocket = new ReplayUnderlay([], default);
         using var outbound = new DataplaneEngine(outDevice, outSocket, table, settings);
         Assert.Equal(0, AllocationTests.AllocatedAfterWarmUp(() => outbound.Outbound.RunOnce(0), 2000));
         Assert.True(outSocket.Sent > 2000 * 20 && outDevice.Written > 2000 * 20, $"{outSocket.Sent} sent, {outDevice.Written} ICMPv6 errors");
@@ -214,7 +214,7 @@ public sealed class DualStackEngineTests : IDisposable
                Packets.Vxlan(ns[..nsLength], 1, new MacAddress(0x3333_FF00_0000), PeerMacV6, EthernetHeader.EtherTypeIpv6)]
             : [inner, inner];
         var inDevice = new ReplayDevice([]);
-        var inSocket = new ReplaySocket(datagrams, default, [PeerB6, PeerB6]);
+        var inSocket = new ReplayUnderlay(datagrams, default, [PeerB6, PeerB6]);
         using var inbound = new DataplaneEngine(inDevice, inSocket, table, settings);
         Assert.Equal(0, AllocationTests.AllocatedAfterWarmUp(() => inbound.Inbound.RunOnce(0), 2000));
         Assert.True(inDevice.Written > 2000 * 20, $"only {inDevice.Written} delivered");

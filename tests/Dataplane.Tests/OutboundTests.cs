@@ -182,7 +182,7 @@ public class OutboundTests
     public void Icmp_errors_are_rate_limited_by_a_token_bucket()
     {
         var device = new MemoryDevice();
-        var socket = new MemorySocket(default);
+        var socket = new MemoryUnderlay(default);
         using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB),
             new EngineSettings(BackendKind.Udp, 1, EngineFixture.OurMac) { IcmpRate = 10, IcmpBurst = 5 });
         for (int i = 0; i < 50; i++)
@@ -205,7 +205,7 @@ public class OutboundTests
     public void Icmp_rate_zero_sends_none()
     {
         var device = new MemoryDevice();
-        using var engine = new DataplaneEngine(device, new MemorySocket(default), EngineFixture.Table(EngineFixture.PeerB),
+        using var engine = new DataplaneEngine(device, new MemoryUnderlay(default), EngineFixture.Table(EngineFixture.PeerB),
             new EngineSettings(BackendKind.Udp, 1, EngineFixture.OurMac) { IcmpRate = 0 });
         device.Inject(Packets.Icmpv4Echo("10.244.1.2", "10.244.9.7"));
         engine.Outbound.RunOnce(100);

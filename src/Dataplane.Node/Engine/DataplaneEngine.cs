@@ -4,8 +4,8 @@ namespace Dataplane.Engine;
 
 /// <summary>
 /// The packet loops of one node: per queue an outbound and an inbound loop over that queue's
-/// device descriptor and socket (the outbound loop sends with the queue's own send socket when it
-/// has one, see <see cref="EngineQueue"/>), each on its own named thread (<c>dp-out-Q</c>, <c>dp-in-Q</c>),
+/// edges (<see cref="EngineQueue"/>: the device descriptor, the underlay the inbound loop receives
+/// on, the underlay the outbound loop sends with), each on its own named thread (<c>dp-out-Q</c>, <c>dp-in-Q</c>),
 /// each with its own buffers and counters. Nothing on the packet path is shared and mutable
 /// except the table reference, which the control plane replaces through <see cref="Publish"/>.
 ///
@@ -26,8 +26,8 @@ internal sealed class DataplaneEngine : IDisposable
     private readonly IReadOnlyList<EngineQueue> _queues;
     private LoopFailure? _failure;
 
-    public DataplaneEngine(IPacketDevice device, IDatagramSocket socket, SubnetTable table, EngineSettings settings)
-        : this([new EngineQueue(device, socket)], table, settings)
+    public DataplaneEngine(IPacketDevice device, IUnderlay underlay, SubnetTable table, EngineSettings settings)
+        : this([new EngineQueue(device, underlay)], table, settings)
     {
     }
 
@@ -37,8 +37,8 @@ internal sealed class DataplaneEngine : IDisposable
     {
         _queues = queues;
         _table = new TableHolder(table);
-        OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Sender ?? q.Socket, _table, settings, capture))];
-        InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Socket, _table, settings, capture))];
+        OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Sender, _table, settings, capture))];
+        InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Receiver, _table, settings, capture))];
         for (int q = 0; q < InboundLoops.Count; q++)
         {
             InboundLoops[q].Partner = settings.Assist ? OutboundLoops[q] : null;
@@ -110,7 +110,7 @@ internal sealed class DataplaneEngine : IDisposable
         foreach (EngineQueue q in _queues)
         {
             q.Device.StopWaiting();
-            q.Socket.StopWaiting();
+            q.Receiver.StopWaiting();
         }
         foreach (Thread t in _threads)
         {
@@ -128,8 +128,14 @@ internal sealed class DataplaneEngine : IDisposable
 }
 
 /// <summary>
-/// One queue's edges: the device descriptor, the socket its inbound loop receives on (and answers
-/// ARP/ND with), and the socket its outbound loop sends with (the same one unless the queue has a
-/// send port of its own).
+/// One queue's edges: the device descriptor, the underlay its inbound loop receives on (and answers
+/// ARP/ND with), and the underlay its outbound loop sends with: the same one, unless the queue sends
+/// from a port of its own (several queues, see <see cref="TunTap.UdpBatchSocket.BindSendPorts"/>).
 /// </summary>
-internal sealed record EngineQueue(IPacketDevice Device, IDatagramSocket Socket, IDatagramSocket? Sender = null);
+internal sealed record EngineQueue(IPacketDevice Device, IUnderlay Receiver, IUnderlay Sender)
+{
+    /// <summary>A queue that sends with the underlay it receives on.</summary>
+    public EngineQueue(IPacketDevice device, IUnderlay underlay) : this(device, underlay, underlay)
+    {
+    }
+}

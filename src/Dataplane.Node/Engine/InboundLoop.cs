@@ -31,7 +31,7 @@ namespace Dataplane.Engine;
 internal sealed class InboundLoop
 {
     private readonly IPacketDevice _device;
-    private readonly IDatagramSocket _socket;
+    private readonly IUnderlay _underlay;
     private readonly TableHolder _table;
     private readonly EngineSettings _settings;
     private readonly PacketBatch _batch;
@@ -40,11 +40,11 @@ internal sealed class InboundLoop
 
     private readonly CaptureHub? _capture;
 
-    public InboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
+    public InboundLoop(IPacketDevice device, IUnderlay underlay, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
     {
         _capture = capture;
         _device = device;
-        _socket = socket;
+        _underlay = underlay;
         _table = table;
         _settings = settings;
         _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
@@ -68,7 +68,7 @@ internal sealed class InboundLoop
     public const int AssistMaxBatch = 8;
 
     /// <summary>
-    /// Runs batches until <paramref name="stop"/> is cancelled (the socket's wait is woken then).
+    /// Runs batches until <paramref name="stop"/> is cancelled (the underlay's wait is woken then).
     /// Returns why it stopped on its own, or null when it was asked to stop; the inbound loop has no
     /// reason of its own today (a socket does not go away), but reports the same way as the outbound one.
     /// </summary>
@@ -76,7 +76,7 @@ internal sealed class InboundLoop
     {
         while (!stop.IsCancellationRequested)
         {
-            if (_socket.ReceiveBatch(_batch, EngineSettings.WaitTimeoutMs) > 0)
+            if (_underlay.ReceiveBatch(_batch, EngineSettings.WaitTimeoutMs) > 0)
             {
                 ProcessBatch();
             }
@@ -86,7 +86,7 @@ internal sealed class InboundLoop
 
     public int RunOnce(int timeoutMs)
     {
-        int n = _socket.ReceiveBatch(_batch, timeoutMs);
+        int n = _underlay.ReceiveBatch(_batch, timeoutMs);
         if (n > 0)
         {
             ProcessBatch();
@@ -137,7 +137,7 @@ internal sealed class InboundLoop
         }
         if (_arp.Count > 0)
         {
-            int sent = _socket.SendBatch(_arp);
+            int sent = _underlay.SendBatch(_arp);
             c.NdReplies += Math.Min(sent, _ndAnswers);
             c.ArpReplies += sent - Math.Min(sent, _ndAnswers);
         }
@@ -182,7 +182,7 @@ internal sealed class InboundLoop
     private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int outerOffset, int outerLength, DropReason? reason)
     {
         ReadOnlySpan<byte> outer = batch.Slot(i).Slice(outerOffset, outerLength);
-        UdpEndpoint from = batch.Endpoints[i], local = _socket.LocalEndpointOf(from.IsIpv6);
+        UdpEndpoint from = batch.Endpoints[i], local = _underlay.LocalEndpointOf(from.IsIpv6);
         string? label = reason is DropReason r && r != ArpAnswered ? DropReasonLabels.Of(r) : null;
         foreach (CaptureSession s in captures)
         {

@@ -19,7 +19,7 @@ namespace Dataplane.Engine;
 ///  5. Owner: write the encapsulation in front of the packet (vxlan: 8 VXLAN + 14 Ethernet; udp:
 ///     nothing, the packet is the payload) and address the slot to the peer: IPv4 packets to its
 ///     IPv4 endpoint with its VtepMAC, IPv6 packets to its IPv6 endpoint (the IPv6 underlay, as
-///     kernel flannel-v6.1) with its v6 VtepMAC. The socket sends each family's slots on its own.
+///     kernel flannel-v6.1) with its v6 VtepMAC. The underlay sends each family's slots on its own socket.
 ///  6. Send the batch to the peers in one call; write the queued ICMP errors to the device.
 ///  7. Only while someone captures: each packet as read (a drop with its reason) and each datagram
 ///     as sent go to the captures (one reference read per batch when nobody does).
@@ -29,7 +29,7 @@ namespace Dataplane.Engine;
 internal sealed class OutboundLoop
 {
     private readonly IPacketDevice _device;
-    private readonly IDatagramSocket _socket;
+    private readonly IUnderlay _underlay;
     private readonly TableHolder _table;
     private readonly EngineSettings _settings;
     private readonly PacketBatch _batch;
@@ -47,11 +47,11 @@ internal sealed class OutboundLoop
     // loop finds the packets itself, and bulk traffic keeps both threads working in parallel).
     private volatile bool _waiting = true; // a loop not running (yet) is idle too
 
-    public OutboundLoop(IPacketDevice device, IDatagramSocket socket, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
+    public OutboundLoop(IPacketDevice device, IUnderlay underlay, TableHolder table, EngineSettings settings, CaptureHub? capture = null)
     {
         _capture = capture;
         _device = device;
-        _socket = socket;
+        _underlay = underlay;
         _table = table;
         _settings = settings;
         _batch = new PacketBatch(settings.BatchSize, settings.SlotSize);
@@ -157,7 +157,7 @@ internal sealed class OutboundLoop
         }
         if (live > 0)
         {
-            int sent = _socket.SendBatch(batch);
+            int sent = _underlay.SendBatch(batch);
             if (sent < live)
             {
                 c.Drops[(int)DropReason.UdpSendFailed] += live - sent;
@@ -177,7 +177,7 @@ internal sealed class OutboundLoop
     {
         ReadOnlySpan<byte> inner = batch.Slot(i).Slice(innerOffset, innerLength);
         bool forwarded = dropped is null;
-        UdpEndpoint to = forwarded ? batch.Endpoints[i] : default, local = _socket.LocalEndpointOf(to.IsIpv6);
+        UdpEndpoint to = forwarded ? batch.Endpoints[i] : default, local = _underlay.LocalEndpointOf(to.IsIpv6);
         string? reason = dropped is DropReason r ? DropReasonLabels.Of(r) : null;
         foreach (CaptureSession s in captures)
         {

@@ -14,8 +14,7 @@ namespace Dataplane.Metrics;
 /// </summary>
 internal static class MetricsText
 {
-    public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch,
-        IReadOnlyList<Node.NodeQueue> Queues)
+    public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch, Node.NodeDevice Edges)
     {
         /// <summary>What the node is (for <c>dataplane doctor</c> and dashboards): labels of <c>dataplane_node_info</c>.</summary>
         public IReadOnlyList<(string Key, string Value)> Facts { get; init; } = [];
@@ -80,9 +79,9 @@ internal static class MetricsText
         Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
         Line(b, "dataplane_peers", table.Peers.Count);
 
-        if (s.Queues.Count > 0)
+        if (s.Edges.Queues.Count > 0)
         {
-            OffloadTotals t = OffloadTotals.Sum(s.Queues);
+            OffloadTotals t = OffloadTotals.Sum(s.Edges);
             long[] byErrno = t.SendErrorsByErrno;
             Family(b, "dataplane_socket_send_errors_total", "counter", "Datagrams the socket refused, by errno (counted, never fatal).");
             foreach (int e in new[] { Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM })
@@ -104,8 +103,8 @@ internal static class MetricsText
             Family(b, "dataplane_device_frames_skipped_total", "counter", "Frames the packet source read that were not IPv4 or IPv6, or were cut short.");
             Line(b, "dataplane_device_frames_skipped_total", t.DeviceFramesSkipped);
             Family(b, "dataplane_offload_info", "gauge", "The offloads in use (1).");
-            Line(b, "dataplane_offload_info", 1, ("device", s.Queues[0].Device.Offloads), ("socket", s.Queues[0].Socket.Offloads),
-                ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Queues.Count.ToString(CultureInfo.InvariantCulture)));
+            Line(b, "dataplane_offload_info", 1, ("device", s.Edges.Device.Offloads), ("socket", s.Edges.Sockets[0].Offloads),
+                ("batch", s.Batch.ToString(CultureInfo.InvariantCulture)), ("queues", s.Edges.Queues.Count.ToString(CultureInfo.InvariantCulture)));
         }
         if (s.Captures is { } captures)
         {

@@ -21,11 +21,11 @@ internal sealed class OffloadTotals
     public readonly long[] SendErrorsByErrno = new long[134];
     public string? GsoDisabledReason;
 
-    /// <summary>The offload and error counters of the device's and sockets' queues, summed (a report).</summary>
-    public static OffloadTotals Sum(IReadOnlyList<Node.NodeQueue> queues)
+    /// <summary>The offload and error counters of the node's device queues and sockets, summed (a report).</summary>
+    public static OffloadTotals Sum(Node.NodeDevice node)
     {
         var t = new OffloadTotals();
-        foreach (Node.NodeQueue q in queues)
+        foreach (Engine.EngineQueue q in node.Queues)
         {
             DeviceCounters d = q.Device.Counters;
             t.SuperpacketsIn += d.SuperpacketsIn;
@@ -36,10 +36,10 @@ internal sealed class OffloadTotals
             t.ReadErrors += d.ReadErrors;
             t.DeviceKernelDrops += d.KernelDrops;
             t.DeviceFramesSkipped += d.FramesSkipped;
-            foreach (UdpBatchSocket socket in q.Sockets)
-            {
-                t.Add(socket);
-            }
+        }
+        foreach (UdpBatchSocket socket in node.Sockets)
+        {
+            t.Add(socket);
         }
         return t;
     }

@@ -23,7 +23,7 @@ internal static class FaultInjection
     public static EngineQueue Wrap(Loop loop, EngineQueue queue) => loop switch
     {
         Loop.Outbound => queue with { Device = new ThrowingDevice(queue.Device) },
-        Loop.Inbound => queue with { Socket = new ThrowingSocket(queue.Socket) },
+        Loop.Inbound => queue with { Receiver = new ThrowingUnderlay(queue.Receiver) },
         _ => queue,
     };
 
@@ -54,9 +54,8 @@ internal static class FaultInjection
         public void Dispose() => inner.Dispose();
     }
 
-    private sealed class ThrowingSocket(IDatagramSocket inner) : IDatagramSocket
+    private sealed class ThrowingUnderlay(IUnderlay inner) : IUnderlay
     {
-        public UdpEndpoint LocalEndpoint => inner.LocalEndpoint;
         public UdpEndpoint LocalEndpointOf(bool ipv6) => inner.LocalEndpointOf(ipv6);
         public int ReceiveBatch(PacketBatch batch, int timeoutMs) => inner.ReceiveBatch(batch, timeoutMs) > 0 ? throw Fault("inbound") : 0;
         public int SendBatch(PacketBatch batch) => inner.SendBatch(batch);

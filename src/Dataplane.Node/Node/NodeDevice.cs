@@ -1,16 +1,18 @@
 using Dataplane.Encap;
+using Dataplane.Engine;
 using Dataplane.TunTap;
 using Serilog;
 
 namespace Dataplane.Node;
 
 /// <summary>
-/// The host-side objects of a running node: the device with flannel's address and route, one
-/// device queue and one bound UDP socket per queue (SO_REUSEPORT when there are several). A
-/// dual-stack node's device also gets the IPv6 address and route flanneld gives flannel-v6.1
-/// (the IPv6 subnet's base /128; the IPv6 network, with the IPv6 underlay's MTU on the route), and
-/// each queue an IPv6 socket too when the node has an IPv6 underlay address. On an IPv6-only
-/// network the device has no IPv4 address or route and each queue only its IPv6 socket.
+/// The host-side objects of a running node: the device with flannel's address and route, and per
+/// queue (<see cref="EngineQueue"/>) a device descriptor and an underlay (<see cref="UnderlaySockets"/>:
+/// a bound UDP socket per family, SO_REUSEPORT when there are several queues). The IPv4 socket is
+/// there unless the network is IPv6-only; the IPv6 socket when the node forwards IPv6 and has an
+/// IPv6 underlay address. A dual-stack node's device also gets the IPv6 address and route flanneld
+/// gives flannel-v6.1 (the IPv6 subnet's base /128; the IPv6 network, with the IPv6 underlay's MTU
+/// on the route). On an IPv6-only network the device has no IPv4 address or route.
 /// The device is a TUN (one descriptor per queue; closing the last deletes it), or with
 /// <see cref="DeviceSource.Packet"/> a veth pair whose host end carries the device name and whose
 /// other end we own with one AF_PACKET socket per queue (<see cref="PacketSocketDevice"/>).
@@ -23,7 +25,9 @@ internal sealed class NodeDevice : IDisposable
     private readonly ILogger _log;
     private int _index;
 
-    private readonly List<NodeQueue> _queues = [];
+    private readonly List<EngineQueue> _queues = [];
+    // Every socket bound, receiving and send-only, in the order bound (for counters and disposal).
+    private readonly List<UdpBatchSocket> _sockets = [];
 
     private NodeDevice(NodePlan plan, ILogger log)
     {
@@ -31,10 +35,14 @@ internal sealed class NodeDevice : IDisposable
         _log = log;
     }
 
-    public IReadOnlyList<NodeQueue> Queues => _queues;
+    public IReadOnlyList<EngineQueue> Queues => _queues;
     public IPacketDevice Device => _queues[0].Device;
 
-    public UdpBatchSocket Socket => _queues[0].Socket;
+    /// <summary>Queue 0's receiving underlay: the node's underlay endpoints (logs, capture names).</summary>
+    public UnderlaySockets Underlay { get; private set; } = null!;
+
+    /// <summary>Every socket of every queue, the send-only ones too (counters).</summary>
+    public IReadOnlyList<UdpBatchSocket> Sockets => _sockets;
 
     /// <summary>The name of the veth end we own when the host's end is <paramref name="device"/>.</summary>
     public static string VethPeerName(string device) => (device.Length > 12 ? device[..12] : device) + "-dp";
@@ -50,27 +58,23 @@ internal sealed class NodeDevice : IDisposable
             for (int q = 0; q < queues; q++)
             {
                 IPacketDevice queue = open();
-                UdpBatchSocket? socket = null, socket6 = null;
                 try
                 {
-                    socket6 = plan.Node.Ipv6Subnet is not null && plan.Node.PublicIpv6 is UInt128 v6
-                        ? BindSocket(plan, v6, batch, offload, multiQueue: queues > 1)
+                    UdpBatchSocket? ipv4 = plan.Node.Ipv6Only ? null
+                        : device.Keep(BindSocket(plan, new UdpEndpoint(plan.BindAddress, (ushort)plan.Node.Port), batch, offload, multiQueue: queues > 1));
+                    UdpBatchSocket? ipv6 = plan.Node.Ipv6Subnet is not null && plan.Node.PublicIpv6 is UInt128 v6
+                        ? device.Keep(BindSocket(plan, UdpEndpoint.Ipv6(v6, (ushort)plan.Node.Port), batch, offload, multiQueue: queues > 1))
                         : null;
-                    if (plan.Node.Ipv6Only)
+                    var underlay = new UnderlaySockets(ipv4, ipv6);
+                    if (q == 0)
                     {
-                        (socket, socket6) = (socket6!, null); // the IPv6 socket is the queue's only one
+                        device.Underlay = underlay;
                     }
-                    else
-                    {
-                        socket = BindSocket(plan, plan.BindAddress, batch, offload, multiQueue: queues > 1);
-                    }
-                    device._queues.Add(new NodeQueue(queue, socket, socket6));
+                    device._queues.Add(new EngineQueue(queue, underlay));
                 }
                 catch
                 {
-                    socket?.Dispose();
-                    socket6?.Dispose();
-                    queue.Dispose();
+                    queue.Dispose(); // its sockets, if any, are kept and disposed with the device
                     throw;
                 }
             }
@@ -86,8 +90,14 @@ internal sealed class NodeDevice : IDisposable
             throw;
         }
         log.Information("Offloads: device {DeviceOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues}",
-            device.Device.Offloads, device.Socket.Offloads, batch, queues);
+            device.Device.Offloads, device._sockets[0].Offloads, batch, queues);
         return device;
+    }
+
+    private UdpBatchSocket Keep(UdpBatchSocket socket)
+    {
+        _sockets.Add(socket);
+        return socket;
     }
 
     /// <summary>
@@ -101,10 +111,10 @@ internal sealed class NodeDevice : IDisposable
     /// </summary>
     private void SpreadOverQueues(int batch, bool offload)
     {
-        // Queue 0's receiving socket of each family stands for its SO_REUSEPORT group (an IPv6-only
-        // node's Socket is its IPv6 one); send ports are bound to the same address.
-        UdpBatchSocket[] groups = _queues[0].Socket6 is UdpBatchSocket s6 ? [_queues[0].Socket, s6] : [_queues[0].Socket];
-        var senders = new List<UdpBatchSocket[]>();
+        // Queue 0's receiving socket of each family stands for its SO_REUSEPORT group; send ports
+        // are bound to the same address.
+        UdpBatchSocket[] groups = [.. Underlay.Sockets];
+        var senders = new List<UdpBatchSocket[]>(); // per family, one per queue
         bool steered = true;
         try
         {
@@ -125,13 +135,16 @@ internal sealed class NodeDevice : IDisposable
         catch (NativeException e)
         {
             senders.ForEach(a => Array.ForEach(a, s => s.Dispose()));
-            _log.Warning("Queues: every queue sends from {Endpoint} ({Error})", _queues[0].Socket.LocalEndpoint, e.Message);
+            _log.Warning("Queues: every queue sends from {Endpoint} ({Error})", Underlay, e.Message);
             return;
         }
         for (int q = 0; q < _queues.Count; q++)
         {
-            NodeQueue old = _queues[q];
-            _queues[q] = new NodeQueue(old.Device, old.Socket, old.Socket6, senders[0][q], senders.Count > 1 ? senders[1][q] : null);
+            UdpBatchSocket[] own = [.. senders.Select(block => Keep(block[q]))];
+            _queues[q] = _queues[q] with
+            {
+                Sender = new UnderlaySockets(own.FirstOrDefault(s => !s.LocalEndpoint.IsIpv6), own.FirstOrDefault(s => s.LocalEndpoint.IsIpv6)),
+            };
         }
         _log.Information("Queues: each sends from its own port ({Ports}), received by {Steering}",
             string.Join(", ", senders.Select(a => $"{a[0].LocalEndpoint.AddressText} {a[0].LocalEndpoint.Port}-{a[^1].LocalEndpoint.Port}")),
@@ -223,18 +236,12 @@ internal sealed class NodeDevice : IDisposable
         }
     }
 
-    private static UdpBatchSocket BindSocket(NodePlan plan, uint address, int batch, bool offload, bool multiQueue) =>
-        BindSocket(plan, new UdpEndpoint(address, (ushort)plan.Node.Port), batch, offload, multiQueue);
-
-    private static UdpBatchSocket BindSocket(NodePlan plan, UInt128 address6, int batch, bool offload, bool multiQueue) =>
-        BindSocket(plan, UdpEndpoint.Ipv6(address6, (ushort)plan.Node.Port), batch, offload, multiQueue);
-
     private static UdpBatchSocket BindSocket(NodePlan plan, UdpEndpoint local, int batch, bool offload, bool multiQueue)
     {
         try
         {
             // Where inner packets sit in our datagrams: the socket splits kernel peers' tunnel superpackets by it.
-            var layout = new EncapsulationLayout(plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanPayloadPrefix : 0, plan.DeviceMtu);
+            var layout = new EncapsulationLayout(plan.Node.Backend == BackendKind.Vxlan ? Overheads.VxlanPayloadPrefix : 0, plan.DeviceMtu);
             return UdpBatchSocket.Bind(local, batch, offload, reusePort: multiQueue, layout);
         }
         catch (NativeException e)
@@ -270,8 +277,8 @@ internal sealed class NodeDevice : IDisposable
             nl.AddAddress(_index, _plan.Node.DeviceAddress, 32, $"add address {Ipv4Prefix.Format(_plan.Node.DeviceAddress)}/32 to {name}");
             nl.ReplaceRoute(network, _index, $"route {network} dev {name}");
             _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface} {UnderlayMtu} - {Overhead}), address {Address}/32, route {Network} dev {Device}",
-                name, _plan.DeviceMtu, _plan.UnderlayIface, _plan.DeviceMtu + (_plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend),
-                _plan.Node.Backend == Engine.BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend,
+                name, _plan.DeviceMtu, _plan.UnderlayIface, _plan.DeviceMtu + (_plan.Node.Backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend),
+                _plan.Node.Backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend,
                 Ipv4Prefix.Format(_plan.Node.DeviceAddress), network, name);
         }
         if (_plan.Node.Ipv6Subnet is Ipv6Prefix subnet6 && _plan.Node.Config.Ipv6Network is Ipv6Prefix network6)
@@ -305,9 +312,13 @@ internal sealed class NodeDevice : IDisposable
                 _log.Warning("Cleanup: {Error}", e.Message);
             }
         }
-        foreach (NodeQueue q in _queues)
+        foreach (UdpBatchSocket s in _sockets)
         {
-            q.Dispose();
+            s.Dispose();
+        }
+        foreach (EngineQueue q in _queues)
+        {
+            q.Device.Dispose();
         }
         if (_index > 0)
         {

@@ -53,7 +53,7 @@ internal static class NodeRunner
             IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst, Assist = o.Assist, OurVtepMacV6 = plan.Node.VtepMacV6,
         };
         var captures = new CaptureHub();
-        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, new EngineQueue(q.Device, q.Underlay, q.Sender)))], table, settings, captures);
+        using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q))], table, settings, captures);
         engine = running;
 
         using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;
@@ -62,20 +62,20 @@ internal static class NodeRunner
 
         running.Start();
         leases.Watch(tables);
-        var metricsNow = new MetricsText.Source(running, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device.Queues)
+        var metricsNow = new MetricsText.Source(running, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device)
         {
             Facts = Describe(plan, leases.Description, o.SubnetFile, o.IpMasq),
             Captures = captures,
         };
         metricsSource = metricsNow;
         string controlPath = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
-        string overlayName = $"overlay {plan.DeviceName}", underlayName = $"underlay {device.Socket.LocalEndpoint}";
+        string overlayName = $"overlay {plan.DeviceName}", underlayName = $"underlay {device.Underlay}";
         using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsNow),
             (client, line) => CaptureServer.TryStart(client, line, captures, overlayName, underlayName, settings.SlotSize, log));
         log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
             plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni,
-            device.Queues[0].Socket6 is UdpBatchSocket s6 ? $"{device.Socket.LocalEndpoint} and {s6.LocalEndpoint}" : device.Socket.LocalEndpoint.ToString(), plan.DeviceName);
+            device.Underlay, plan.DeviceName);
 
         ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
         int woke = WaitHandle.WaitAny([stopping.WaitHandle, running.Faulted]);

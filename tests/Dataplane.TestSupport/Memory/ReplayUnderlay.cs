@@ -3,15 +3,15 @@ using Dataplane.TunTap;
 namespace Dataplane.TestSupport;
 
 /// <summary>
-/// An in-memory socket for benchmarks and allocation tests: every receive fills the batch with
+/// An in-memory underlay for benchmarks and allocation tests: every receive fills the batch with
 /// copies of fixed datagrams from a fixed source (or each from its own, <paramref name="froms"/>);
 /// sends are counted and dropped. No allocation.
 /// </summary>
-internal sealed class ReplaySocket(IReadOnlyList<byte[]> datagrams, UdpEndpoint from, IReadOnlyList<UdpEndpoint>? froms = null) : IDatagramSocket
+internal sealed class ReplayUnderlay(IReadOnlyList<byte[]> datagrams, UdpEndpoint from, IReadOnlyList<UdpEndpoint>? froms = null) : IUnderlay
 {
     private int _next;
 
-    public UdpEndpoint LocalEndpoint => default;
+    public UdpEndpoint LocalEndpointOf(bool ipv6) => default;
     public long Sent { get; private set; }
     public long SentBytes { get; private set; }
 

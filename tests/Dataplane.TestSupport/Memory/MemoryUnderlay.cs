@@ -3,13 +3,14 @@ using Dataplane.TunTap;
 
 namespace Dataplane.TestSupport;
 
-/// <summary>An in-memory UDP socket: tests deliver datagrams "from peers" and see what the engine sent.</summary>
-internal sealed class MemorySocket(UdpEndpoint local) : IDatagramSocket
+/// <summary>An in-memory underlay (one endpoint for both families): tests deliver datagrams "from peers" and see what the engine sent.</summary>
+internal sealed class MemoryUnderlay(UdpEndpoint local) : IUnderlay
 {
     private readonly BlockingCollection<(byte[] Data, UdpEndpoint From, bool Truncated)> _toEngine = new();
     private readonly CancellationTokenSource _stopWaiting = new();
 
     public UdpEndpoint LocalEndpoint { get; } = local;
+    public UdpEndpoint LocalEndpointOf(bool ipv6) => LocalEndpoint;
     public ConcurrentQueue<(byte[] Data, UdpEndpoint To)> Sent { get; } = new();
 
     public void Deliver(byte[] datagram, UdpEndpoint from, bool truncated = false) => _toEngine.Add((datagram, from, truncated));

@@ -1,12 +1,13 @@
 namespace Dataplane.TunTap;
 
-/// <summary>The underlay side: UDP datagrams to and from peers.</summary>
-public interface IDatagramSocket : IDisposable
+/// <summary>
+/// The underlay side of a queue: UDP datagrams to and from peers, over IPv4, IPv6 or both. On Linux
+/// it is <see cref="UnderlaySockets"/> (a socket per family); engine tests use in-memory ones.
+/// </summary>
+public interface IUnderlay : IDisposable
 {
-    UdpEndpoint LocalEndpoint { get; }
-
-    /// <summary>Our endpoint on the underlay of the given family (a dual-stack queue has one of each); <see cref="LocalEndpoint"/> otherwise.</summary>
-    UdpEndpoint LocalEndpointOf(bool ipv6) => LocalEndpoint;
+    /// <summary>Our endpoint on the underlay of the given family; default when this underlay has none of that family.</summary>
+    UdpEndpoint LocalEndpointOf(bool ipv6);
 
     /// <summary>
     /// Waits up to <paramref name="timeoutMs"/>, then receives as many datagrams as are ready at
