@@ -10,6 +10,10 @@ namespace Dataplane.Encap;
 public readonly struct Ipv4Header
 {
     public const int MinLength = 20;
+    /// <summary>Where the fields the loops read without a full parse sit (RFC 791 figure 4).</summary>
+    public const int ProtocolOffset = 9;
+    public const int SourceOffset = 12;
+    public const int DestinationOffset = 16;
     public const byte ProtocolIcmp = 1;
     public const byte ProtocolTcp = 6;
     public const byte ProtocolUdp = 17;
@@ -63,7 +67,7 @@ public readonly struct Ipv4Header
             Identification = BinaryPrimitives.ReadUInt16BigEndian(packet[4..]),
             FlagsAndOffset = BinaryPrimitives.ReadUInt16BigEndian(packet[6..]),
             Ttl = packet[8],
-            Protocol = packet[9],
+            Protocol = packet[ProtocolOffset],
             HeaderChecksum = BinaryPrimitives.ReadUInt16BigEndian(packet[10..]),
             Source = BinaryPrimitives.ReadUInt32BigEndian(packet[12..]),
             Destination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]),
@@ -72,7 +76,7 @@ public readonly struct Ipv4Header
     }
 
     /// <summary>The destination address of a packet already known to be IPv4 and at least 20 bytes.</summary>
-    public static uint ReadDestination(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
+    public static uint ReadDestination(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt32BigEndian(packet[DestinationOffset..]);
 
     /// <summary>
     /// Writes a 20-byte header without options and its checksum.
@@ -86,7 +90,7 @@ public readonly struct Ipv4Header
         BinaryPrimitives.WriteUInt16BigEndian(destination[4..], identification);
         BinaryPrimitives.WriteUInt16BigEndian(destination[6..], flagsAndOffset);
         destination[8] = ttl;
-        destination[9] = protocol;
+        destination[ProtocolOffset] = protocol;
         destination[10] = 0;
         destination[11] = 0;
         BinaryPrimitives.WriteUInt32BigEndian(destination[12..], source);

@@ -10,6 +10,12 @@ namespace Dataplane.Encap;
 public readonly struct Ipv6Header
 {
     public const int Length = 40;
+    /// <summary>Where the fields sit (RFC 8200 section 3), as <see cref="Ipv4Header"/> names its own.</summary>
+    public const int PayloadLengthOffset = 4;
+    public const int NextHeaderOffset = 6;
+    public const int HopLimitOffset = 7;
+    public const int SourceOffset = 8;
+    public const int DestinationOffset = 24;
     public const byte NextHeaderIcmpv6 = 58;
     public const byte NextHeaderFragment = 44;
 
@@ -33,8 +39,8 @@ public readonly struct Ipv6Header
         {
             return IpParseResult.BadVersion;
         }
-        int payload = BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
-        if (Length + payload > packet.Length || (payload == 0 && packet[6] == 0))
+        int payload = BinaryPrimitives.ReadUInt16BigEndian(packet[PayloadLengthOffset..]);
+        if (Length + payload > packet.Length || (payload == 0 && packet[NextHeaderOffset] == 0))
         {
             // payload length 0 with a hop-by-hop header would be a jumbogram: not on this path.
             return IpParseResult.BadTotalLength;
@@ -45,21 +51,24 @@ public readonly struct Ipv6Header
             TrafficClass = (byte)(first >> 20),
             FlowLabel = first & 0xF_FFFF,
             PayloadLength = payload,
-            NextHeader = packet[6],
-            HopLimit = packet[7],
-            Source = BinaryPrimitives.ReadUInt128BigEndian(packet[8..]),
-            Destination = BinaryPrimitives.ReadUInt128BigEndian(packet[24..]),
+            NextHeader = packet[NextHeaderOffset],
+            HopLimit = packet[HopLimitOffset],
+            Source = BinaryPrimitives.ReadUInt128BigEndian(packet[SourceOffset..]),
+            Destination = ReadDestination(packet),
         };
         return IpParseResult.Ok;
     }
 
+    /// <summary>The destination address of a packet at least <see cref="Length"/> bytes long, without validating it (the outbound lookup).</summary>
+    public static UInt128 ReadDestination(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt128BigEndian(packet[DestinationOffset..]);
+
     public static void Write(Span<byte> destination, int payloadLength, byte nextHeader, byte hopLimit, UInt128 source, UInt128 dest)
     {
         BinaryPrimitives.WriteUInt32BigEndian(destination, 6u << 28);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[4..], (ushort)payloadLength);
-        destination[6] = nextHeader;
-        destination[7] = hopLimit;
-        BinaryPrimitives.WriteUInt128BigEndian(destination[8..], source);
-        BinaryPrimitives.WriteUInt128BigEndian(destination[24..], dest);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[PayloadLengthOffset..], (ushort)payloadLength);
+        destination[NextHeaderOffset] = nextHeader;
+        destination[HopLimitOffset] = hopLimit;
+        BinaryPrimitives.WriteUInt128BigEndian(destination[SourceOffset..], source);
+        BinaryPrimitives.WriteUInt128BigEndian(destination[DestinationOffset..], dest);
     }
 }

@@ -33,12 +33,10 @@ public static class VxlanFrame
         innerOffset = 0;
         etherType = 0;
         innerSource = default;
-        switch (VxlanHeader.TryRead(payload, out uint gotVni))
+        VxlanDecapResult header = VxlanHeader.TryRead(payload, out uint gotVni);
+        if (header != VxlanDecapResult.Ok)
         {
-            case VxlanReadResult.TooShort:
-                return VxlanDecapResult.TooShort;
-            case VxlanReadResult.BadFlags:
-                return VxlanDecapResult.BadFlags;
+            return header;
         }
         if (gotVni != vni)
         {

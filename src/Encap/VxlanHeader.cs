@@ -20,20 +20,21 @@ public static class VxlanHeader
         BinaryPrimitives.WriteUInt32BigEndian(destination[4..], vni << 8);
     }
 
-    public static VxlanReadResult TryRead(ReadOnlySpan<byte> datagram, out uint vni)
+    /// <summary>Reads the VNI; <see cref="VxlanDecapResult.TooShort"/> or <see cref="VxlanDecapResult.BadFlags"/> (flags other than exactly 0x08, or a reserved bit set) otherwise.</summary>
+    public static VxlanDecapResult TryRead(ReadOnlySpan<byte> datagram, out uint vni)
     {
         vni = 0;
         if (datagram.Length < Length)
         {
-            return VxlanReadResult.TooShort;
+            return VxlanDecapResult.TooShort;
         }
         uint word0 = BinaryPrimitives.ReadUInt32BigEndian(datagram);
         uint word1 = BinaryPrimitives.ReadUInt32BigEndian(datagram[4..]);
         if (word0 != (uint)FlagVniValid << 24 || (word1 & 0xFF) != 0)
         {
-            return VxlanReadResult.BadFlags;
+            return VxlanDecapResult.BadFlags;
         }
         vni = word1 >> 8;
-        return VxlanReadResult.Ok;
+        return VxlanDecapResult.Ok;
     }
 }

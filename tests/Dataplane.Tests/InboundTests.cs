@@ -99,7 +99,7 @@ public class InboundTests
         Assert.Empty(f.Device.Written);
         var (reply, to) = Assert.Single(f.Socket.Sent);
         Assert.Equal(EngineFixture.PeerB.Endpoint, to); // the peer's VXLAN port, not its source port
-        Assert.Equal(VxlanReadResult.Ok, VxlanHeader.TryRead(reply, out uint vni));
+        Assert.Equal(VxlanDecapResult.Ok, VxlanHeader.TryRead(reply, out uint vni));
         Assert.Equal(1u, vni);
         var eth = new EthernetPacket(new PacketDotNet.Utils.ByteArraySegment(reply[8..]));
         Assert.Equal("0E005E000002", eth.DestinationHardwareAddress.ToString());

@@ -16,7 +16,7 @@ public class HeaderTests
         Assert.Equal(Convert.FromHexString("0800000000000100"), h);
         VxlanHeader.Write(h, 0xABCDEF);
         Assert.Equal(Convert.FromHexString("08000000ABCDEF00"), h);
-        Assert.Equal(VxlanReadResult.Ok, VxlanHeader.TryRead(h, out uint vni));
+        Assert.Equal(VxlanDecapResult.Ok, VxlanHeader.TryRead(h, out uint vni));
         Assert.Equal(0xABCDEFu, vni);
     }
 
@@ -27,13 +27,13 @@ public class HeaderTests
     [InlineData("0800000000000101")] // reserved last byte
     public void Vxlan_header_with_other_flags_is_refused(string hex)
     {
-        Assert.Equal(VxlanReadResult.BadFlags, VxlanHeader.TryRead(Convert.FromHexString(hex), out _));
+        Assert.Equal(VxlanDecapResult.BadFlags, VxlanHeader.TryRead(Convert.FromHexString(hex), out _));
     }
 
     [Fact]
     public void Vxlan_header_too_short()
     {
-        Assert.Equal(VxlanReadResult.TooShort, VxlanHeader.TryRead(new byte[7], out _));
+        Assert.Equal(VxlanDecapResult.TooShort, VxlanHeader.TryRead(new byte[7], out _));
     }
 
     [Fact]

@@ -209,18 +209,18 @@ public sealed class GroCoalescer
     {
         ipLength = l4Length = payload = 0;
         udp = false;
-        if (p.Length >= 28 && p[0] == 0x45 && (p[9] == Ipv4Header.ProtocolTcp || (mergeUdp && p[9] == Ipv4Header.ProtocolUdp))
+        if (p.Length >= 28 && p[0] == 0x45 && (p[Ipv4Header.ProtocolOffset] == Ipv4Header.ProtocolTcp || (mergeUdp && p[Ipv4Header.ProtocolOffset] == Ipv4Header.ProtocolUdp))
             && BinaryPrimitives.ReadUInt16BigEndian(p[2..]) == p.Length
             && (BinaryPrimitives.ReadUInt16BigEndian(p[6..]) & 0x3FFF) == 0)
         {
             ipLength = Ipv4Header.MinLength;
-            udp = p[9] == Ipv4Header.ProtocolUdp;
+            udp = p[Ipv4Header.ProtocolOffset] == Ipv4Header.ProtocolUdp;
         }
-        else if (p.Length >= 48 && p[0] >> 4 == 6 && (p[6] == Ipv4Header.ProtocolTcp || (mergeUdp && p[6] == Ipv4Header.ProtocolUdp))
+        else if (p.Length >= 48 && p[0] >> 4 == 6 && (p[Ipv6Header.NextHeaderOffset] == Ipv4Header.ProtocolTcp || (mergeUdp && p[Ipv6Header.NextHeaderOffset] == Ipv4Header.ProtocolUdp))
             && Ipv6Header.Length + BinaryPrimitives.ReadUInt16BigEndian(p[4..]) == p.Length)
         {
             ipLength = Ipv6Header.Length;
-            udp = p[6] == Ipv4Header.ProtocolUdp;
+            udp = p[Ipv6Header.NextHeaderOffset] == Ipv4Header.ProtocolUdp;
         }
         else
         {

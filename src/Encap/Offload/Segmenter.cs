@@ -55,7 +55,7 @@ public static class Segmenter
         {
             return false; // extension headers or options we did not expect: refuse rather than guess
         }
-        byte protocol = version == 4 ? packet[9] : packet[6]; // no IPv6 extension headers: checked above
+        byte protocol = version == 4 ? packet[Ipv4Header.ProtocolOffset] : packet[Ipv6Header.NextHeaderOffset]; // no IPv6 extension headers: checked above
         if (gso is VirtioNetHeader.GsoTcpV4 or VirtioNetHeader.GsoTcpV6)
         {
             int tcpLength = packet.Length >= l4Start + 20 ? (packet[l4Start + 12] >> 4) * 4 : 0;
@@ -112,7 +112,7 @@ public static class Segmenter
             BinaryPrimitives.WriteUInt16BigEndian(seg[4..], (ushort)(id + index));
             seg[10] = seg[11] = 0;
             BinaryPrimitives.WriteUInt16BigEndian(seg[10..], InternetChecksum.Compute(seg[..l4Start]));
-            proto = seg[9];
+            proto = seg[Ipv4Header.ProtocolOffset];
         }
         else
         {

@@ -45,7 +45,7 @@ public static class UnfinishedChecksum
                     return false; // a fragment (MF set or an offset): the checksum covers the whole datagram
                 }
                 start = (ip[0] & 0x0F) * 4;
-                protocol = ip[9];
+                protocol = ip[Ipv4Header.ProtocolOffset];
                 length = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]) - start;
                 if (length < 0 || start + length > ip.Length)
                 {
