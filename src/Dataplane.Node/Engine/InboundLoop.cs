@@ -109,22 +109,22 @@ internal sealed class InboundLoop
             c.Packets++;
             c.Bytes += batch.Lengths[i];
             int outerOffset = batch.Offsets[i], outerLength = batch.Lengths[i];
-            DropReason? reason = Accept(table, batch, i);
+            Verdict verdict = Accept(table, batch, i);
             if (captures.Length != 0)
             {
-                Capture(captures, batch, i, outerOffset, outerLength, reason);
+                Capture(captures, batch, i, outerOffset, outerLength, verdict);
             }
-            if (reason is null)
+            if (verdict.Passes)
             {
                 live++;
             }
             else
             {
-                if (reason != ArpAnswered)
+                if (verdict.IsDrop(out DropReason reason))
                 {
-                    c.Drop(reason.Value);
+                    c.Drop(reason);
                 }
-                batch.Lengths[i] = 0;
+                batch.Lengths[i] = 0; // dropped, or answered (the reply goes out with the ARP batch)
             }
         }
         if (live > 0)
@@ -163,14 +163,14 @@ internal sealed class InboundLoop
     /// <summary>A TCP segment with no payload (IPv4 or IPv6 without extension headers): an acknowledgement, nothing to answer.</summary>
     internal static bool IsBareTcpAck(ReadOnlySpan<byte> ip)
     {
-        if (ip.Length >= 20 && ip[0] >> 4 == 4 && ip[9] == Ipv4Header.ProtocolTcp)
+        if (ip.Length >= Ipv4Header.MinLength && ip[0] >> 4 == 4 && ip[Ipv4Header.ProtocolOffset] == Ipv4Header.ProtocolTcp)
         {
             int ihl = (ip[0] & 0x0F) * 4;
             return ip.Length >= ihl + 20 && ihl + (ip[ihl + 12] >> 4) * 4 == ip.Length;
         }
-        if (ip.Length >= 60 && ip[0] >> 4 == 6 && ip[6] == Ipv4Header.ProtocolTcp)
+        if (ip.Length >= Ipv6Header.Length + 20 && ip[0] >> 4 == 6 && ip[Ipv6Header.NextHeaderOffset] == Ipv4Header.ProtocolTcp)
         {
-            return 40 + (ip[40 + 12] >> 4) * 4 == ip.Length;
+            return Ipv6Header.Length + (ip[Ipv6Header.Length + 12] >> 4) * 4 == ip.Length;
         }
         return false;
     }
@@ -179,26 +179,23 @@ internal sealed class InboundLoop
     /// Step 7 (only while someone captures): the datagram as received, with its IPv4/UDP headers and
     /// its drop reason if refused, and the inner packet delivered.
     /// </summary>
-    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int outerOffset, int outerLength, DropReason? reason)
+    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int outerOffset, int outerLength, Verdict verdict)
     {
         ReadOnlySpan<byte> outer = batch.Slot(i).Slice(outerOffset, outerLength);
         UdpEndpoint from = batch.Endpoints[i], local = _underlay.LocalEndpointOf(from.IsIpv6);
-        string? label = reason is DropReason r && r != ArpAnswered ? DropReasonLabels.Of(r) : null;
+        string? label = verdict.IsDrop(out DropReason r) ? DropReasonLabels.Of(r) : null;
         foreach (CaptureSession s in captures)
         {
             s.Offer(CaptureSession.Underlay, inbound: true, outer, from, local, from.Address, label);
-            if (reason is null)
+            if (verdict.Passes)
             {
                 s.Offer(CaptureSession.Overlay, inbound: true, batch.Packet(i), from, local, from.Address, null);
             }
         }
     }
 
-    /// <summary>A sentinel: the datagram was an ARP request we answered (consumed, not a drop).</summary>
-    private const DropReason ArpAnswered = (DropReason)(-1);
-
-    /// <summary>Checks slot <paramref name="i"/> and leaves its offset/length on the inner IP packet; null when it is to be delivered.</summary>
-    private DropReason? Accept(SubnetTable table, PacketBatch batch, int i)
+    /// <summary>Checks slot <paramref name="i"/> and leaves its offset/length on the inner IP packet (<see cref="Verdict.Pass"/>: deliver it).</summary>
+    private Verdict Accept(SubnetTable table, PacketBatch batch, int i)
     {
         if ((batch.Flags[i] & PacketBatch.FlagTruncated) != 0)
         {
@@ -214,20 +211,16 @@ internal sealed class InboundLoop
         {
             VxlanDecapResult r = VxlanFrame.Decapsulate(batch.Packet(i), _settings.Vni, from.IsIpv6 ? _settings.OurVtepMacV6 : _settings.OurVtepMac,
                 out int inner, out ushort etherType, out MacAddress innerSource);
-            switch (r)
+            if (r != VxlanDecapResult.Ok)
             {
-                case VxlanDecapResult.Ok:
-                    break;
-                case VxlanDecapResult.TooShort:
-                    return DropReason.TooShort;
-                case VxlanDecapResult.BadFlags:
-                    return DropReason.BadVxlanFlags;
-                case VxlanDecapResult.WrongVni:
-                    return DropReason.WrongVni;
-                case VxlanDecapResult.NotOurMac:
-                    return DropReason.NotOurMac;
-                default:
-                    return DropReason.BadEtherType;
+                return r switch
+                {
+                    VxlanDecapResult.TooShort => DropReason.TooShort,
+                    VxlanDecapResult.BadFlags => DropReason.BadVxlanFlags,
+                    VxlanDecapResult.WrongVni => DropReason.WrongVni,
+                    VxlanDecapResult.NotOurMac => DropReason.NotOurMac,
+                    _ => DropReason.BadEtherType,
+                };
             }
             batch.Offsets[i] += inner;
             batch.Lengths[i] -= inner;
@@ -236,7 +229,7 @@ internal sealed class InboundLoop
                 return AnswerArp(table, sender, batch.Packet(i), innerSource);
             }
             Span<byte> ip = batch.Packet(i);
-            if (etherType == EthernetHeader.EtherTypeIpv6 && ip.Length >= Ipv6Header.Length && ip[24] == 0xFF)
+            if (etherType == EthernetHeader.EtherTypeIpv6 && ip.Length >= Ipv6Header.Length && ip[Ipv6Header.DestinationOffset] == 0xFF)
             {
                 return AnswerNeighborSolicitation(table, sender, from, ip, innerSource);
             }
@@ -244,7 +237,7 @@ internal sealed class InboundLoop
         return CheckInnerPacket(table, sender, from, batch, i, Counters);
     }
 
-    private DropReason? CheckInnerPacket(SubnetTable table, Peer sender, UdpEndpoint from, PacketBatch batch, int i, LoopCounters counters)
+    private Verdict CheckInnerPacket(SubnetTable table, Peer sender, UdpEndpoint from, PacketBatch batch, int i, LoopCounters counters)
     {
         Span<byte> packet = batch.Packet(i);
         int version = packet.Length > 0 ? packet[0] >> 4 : 0;
@@ -270,7 +263,7 @@ internal sealed class InboundLoop
             batch.Lengths[i] = h.TotalLength; // drop link-layer padding
             CompleteUnfinishedChecksum(batch, i, counters);
             counters.CountPeer(table.PeerSlot(sender), h.TotalLength);
-            return null;
+            return Verdict.Pass;
         }
         if (version == 6)
         {
@@ -293,7 +286,7 @@ internal sealed class InboundLoop
             batch.Lengths[i] = h.TotalLength;
             CompleteUnfinishedChecksum(batch, i, counters);
             counters.CountPeer(table.PeerSlot(sender), h.TotalLength);
-            return null;
+            return Verdict.Pass;
         }
         return DropReason.MalformedInner;
     }
@@ -326,7 +319,7 @@ internal sealed class InboundLoop
     /// holds it) is answered with an advertisement carrying our v6 VTEP MAC, back over the underlay
     /// it came from; any other IPv6 packet to a multicast address is dropped.
     /// </summary>
-    private DropReason? AnswerNeighborSolicitation(SubnetTable table, Peer sender, UdpEndpoint from, ReadOnlySpan<byte> packet, MacAddress requesterMac)
+    private Verdict AnswerNeighborSolicitation(SubnetTable table, Peer sender, UdpEndpoint from, ReadOnlySpan<byte> packet, MacAddress requesterMac)
     {
         if (table.OurIpv6Subnet is not Ipv6Prefix ours
             || !NeighborDiscovery.TryReadSolicitation(packet, out UInt128 solicitor, out UInt128 target)
@@ -344,10 +337,10 @@ internal sealed class InboundLoop
         _arp.Lengths[slot] = Overheads.VxlanPayloadPrefix + length;
         _arp.Endpoints[slot] = from.IsIpv6 ? sender.Endpoint6 : sender.Endpoint; // its listening port, not the source port
         _ndAnswers++;
-        return ArpAnswered;
+        return Verdict.Answered;
     }
 
-    private DropReason? AnswerArp(SubnetTable table, Peer sender, ReadOnlySpan<byte> body, MacAddress requesterMac)
+    private Verdict AnswerArp(SubnetTable table, Peer sender, ReadOnlySpan<byte> body, MacAddress requesterMac)
     {
         uint ourVtep = table.OurSubnet.Address;
         if (!Arp.TryReadRequest(body, out MacAddress senderMac, out uint senderIp, out uint targetIp) || targetIp != ourVtep)
@@ -362,6 +355,6 @@ internal sealed class InboundLoop
         _arp.Offsets[slot] = start;
         _arp.Lengths[slot] = Overheads.VxlanPayloadPrefix + Arp.Length;
         _arp.Endpoints[slot] = sender.Endpoint;
-        return ArpAnswered;
+        return Verdict.Answered;
     }
 }

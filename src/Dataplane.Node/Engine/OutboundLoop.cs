@@ -140,18 +140,21 @@ internal sealed class OutboundLoop
             int innerOffset = batch.Offsets[i];
             c.Packets++;
             c.Bytes += packet.Length;
-            DropReason? reason = Forward(table, batch, i, packet);
+            Verdict verdict = Forward(table, batch, i, packet);
             if (captures.Length != 0)
             {
-                Capture(captures, batch, i, innerOffset, packet.Length, reason);
+                Capture(captures, batch, i, innerOffset, packet.Length, verdict);
             }
-            if (reason is null)
+            if (verdict.Passes)
             {
                 live++;
             }
             else
             {
-                c.Drop(reason.Value);
+                if (verdict.IsDrop(out DropReason reason))
+                {
+                    c.Drop(reason);
+                }
                 batch.Lengths[i] = 0;
             }
         }
@@ -173,12 +176,12 @@ internal sealed class OutboundLoop
     /// Step 7 (only while someone captures): the inner packet as read (with its drop reason, if
     /// dropped) and, if it goes out, the datagram as sent, with its IPv4/UDP headers.
     /// </summary>
-    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int innerOffset, int innerLength, DropReason? dropped)
+    private void Capture(CaptureSession[] captures, PacketBatch batch, int i, int innerOffset, int innerLength, Verdict verdict)
     {
         ReadOnlySpan<byte> inner = batch.Slot(i).Slice(innerOffset, innerLength);
-        bool forwarded = dropped is null;
+        bool forwarded = verdict.Passes;
         UdpEndpoint to = forwarded ? batch.Endpoints[i] : default, local = _underlay.LocalEndpointOf(to.IsIpv6);
-        string? reason = dropped is DropReason r ? DropReasonLabels.Of(r) : null;
+        string? reason = verdict.IsDrop(out DropReason r) ? DropReasonLabels.Of(r) : null;
         foreach (CaptureSession s in captures)
         {
             s.Offer(CaptureSession.Overlay, inbound: false, inner, local, to, to.Address, reason);
@@ -189,8 +192,8 @@ internal sealed class OutboundLoop
         }
     }
 
-    /// <summary>Addresses the packet to its peer (null), or says why it is dropped (counted by the caller).</summary>
-    private DropReason? Forward(SubnetTable table, PacketBatch batch, int i, Span<byte> packet)
+    /// <summary>Addresses the packet to its peer (<see cref="Verdict.Pass"/>), or says why it is dropped (counted by the caller).</summary>
+    private Verdict Forward(SubnetTable table, PacketBatch batch, int i, Span<byte> packet)
     {
         int version = packet.Length > 0 ? packet[0] >> 4 : 0;
         if (version == 4)
@@ -207,7 +210,7 @@ internal sealed class OutboundLoop
             }
             Counters.CountPeer(table.PeerSlot(peer), packet.Length);
             Encapsulate(batch, i, peer.Endpoint, peer.VtepMac, _settings.OurVtepMac, EthernetHeader.EtherTypeIpv4);
-            return null;
+            return Verdict.Pass;
         }
         if (version == 6)
         {
@@ -215,7 +218,7 @@ internal sealed class OutboundLoop
             {
                 return DropReason.MalformedOutbound;
             }
-            UInt128 dst = System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(packet[24..]);
+            UInt128 dst = Ipv6Header.ReadDestination(packet);
             Peer? peer = table.Lookup6(dst);
             if (peer is null)
             {
@@ -223,7 +226,7 @@ internal sealed class OutboundLoop
             }
             Counters.CountPeer(table.PeerSlot(peer), packet.Length);
             Encapsulate(batch, i, peer.Endpoint6, peer.VtepMacV6, _settings.OurVtepMacV6, EthernetHeader.EtherTypeIpv6);
-            return null;
+            return Verdict.Pass;
         }
         return DropReason.BadIpVersion;
     }
