@@ -37,11 +37,20 @@ fi
 
 results=TestResults
 rm -rf "$results"
+mkdir -p artifacts
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet tool restore >/dev/null || { echo "dotnet tool restore failed (SharpFuzz.CommandLine for the fuzz tests)"; exit 1; }
+# The format gate: the tree is as `dotnet format` leaves it (.editorconfig). A failure is reported here
+# and fails the run at the end, after the tests have run.
+format_ok=1
+if ! dotnet format Dataplane.sln --verify-no-changes -v q >artifacts/format.log 2>&1; then
+  format_ok=0
+  grep -E 'error|warning' artifacts/format.log | head -20
+  echo "format: the tree differs from what 'dotnet format Dataplane.sln' writes (run it and commit)"
+fi
 # The product is the NativeAOT binary: publish it and let every test that starts the program start it.
 aot=artifacts/aot
-rm -rf "$aot"; mkdir -p artifacts
+rm -rf "$aot"
 dotnet publish src/Dataplane -c Release -r linux-x64 -o "$aot" -nologo -v quiet >artifacts/publish.log 2>&1 \
   || { tail -20 artifacts/publish.log; echo "NativeAOT publish failed"; exit 1; }
 export DATAPLANE_BINARY="$PWD/$aot/dataplane"
@@ -66,9 +75,10 @@ if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
   echo "no test results found in $results"
   exit 1
 fi
+[ "$format_ok" -eq 1 ] || echo "format check failed: run 'dotnet format Dataplane.sln' and commit (artifacts/format.log)"
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"
 else
   echo "$passed passed, $failed failed"
 fi
-[ "$status" -eq 0 ] && [ "$failed" -eq 0 ]
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$format_ok" -eq 1 ]

@@ -40,8 +40,11 @@ internal static class LabCommands
                 }
             });
         }
-        var only = new Option<string?>("--only") { Description = "comma-separated configurations (host-gw, dataplane-vxlan, dataplane-udp, packet-vxlan, packet-udp, naive-udp; " +
-            "and, only when named, vxlan-assist-off, udp-assist-off); kernel-vxlan always runs" };
+        var only = new Option<string?>("--only")
+        {
+            Description = "comma-separated configurations (host-gw, dataplane-vxlan, dataplane-udp, packet-vxlan, packet-udp, naive-udp; " +
+            "and, only when named, vxlan-assist-off, udp-assist-off); kernel-vxlan always runs"
+        };
         var rounds = new Option<int>("--rounds") { Description = "measure every configuration this many times, alternating; report medians", DefaultValueFactory = _ => 1 };
         var output = new Option<string>("--out") { Description = "folder for the JSON and SVG results", DefaultValueFactory = _ => "bench/results" };
         var queues = new Option<int>("--queues") { Description = "queues per node for this data plane (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };

@@ -25,7 +25,9 @@ public static class NetworkNamespace
             {
                 failure = e;
             }
-        }) { Name = $"netns-{name}", IsBackground = true };
+        });
+        t.Name = $"netns-{name}";
+        t.IsBackground = true;
         t.Start();
         t.Join();
         if (failure is not null)

@@ -50,7 +50,10 @@ internal static class NodeRunner
         using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);
         var settings = new EngineSettings(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch)
         {
-            IcmpRate = o.IcmpRate, IcmpBurst = o.IcmpBurst, Assist = o.Assist, OurVtepMacV6 = plan.Node.VtepMacV6,
+            IcmpRate = o.IcmpRate,
+            IcmpBurst = o.IcmpBurst,
+            Assist = o.Assist,
+            OurVtepMacV6 = plan.Node.VtepMacV6,
         };
         var captures = new CaptureHub();
         using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q))], table, settings, captures);
@@ -271,7 +274,10 @@ internal static class NodeRunner
         }
         return new NodePlan(snapshot, node, underlay!, device, underlayMtu - overhead)
         {
-            MetricsEndpoint = o.Metrics, BindAddress = publicIp, Source = source, Ipv6RouteMtu = ipv6RouteMtu,
+            MetricsEndpoint = o.Metrics,
+            BindAddress = publicIp,
+            Source = source,
+            Ipv6RouteMtu = ipv6RouteMtu,
         };
     }
 }
