@@ -17,7 +17,7 @@ internal sealed class InboundHarness
     private static readonly MacAddress OurMacV6 = new(0x0E_00_5E_06_00_01);
     private static readonly UdpEndpoint Peer = new(0xC000_0202, 51000);
     private static readonly UdpEndpoint Peer6 = UdpEndpoint.Ipv6(new UInt128(0x2001_0DB8_0002_0000, 2), 51000);
-    private readonly MemoryUnderlay _socket = new(new UdpEndpoint(0xC000_0201, 8472));
+    private readonly MemoryUnderlay _underlay = new(new UdpEndpoint(0xC000_0201, 8472));
     private readonly MemoryDevice _device = new();
     private readonly DataplaneEngine _engine;
     private readonly bool _dualStack;
@@ -35,7 +35,7 @@ internal sealed class InboundHarness
             ipv6 = (new Ipv6Prefix(net6, 48), 64, new Ipv6Prefix(net6 + ((UInt128)1 << 64), 64));
         }
         var table = new SubnetTable(network, 24, new Ipv4Prefix(0x0AF4_0100, 24), [peer], ipv6);
-        _engine = new DataplaneEngine(_device, _socket, table, new EngineSettings(backend, 1, OurMac, BatchSize: 4) { OurVtepMacV6 = OurMacV6 });
+        _engine = new DataplaneEngine(_device, _underlay, table, new EngineSettings(backend, 1, OurMac, BatchSize: 4) { OurVtepMacV6 = OurMacV6 });
     }
 
     public void Run(byte[] input)
@@ -54,14 +54,14 @@ internal sealed class InboundHarness
         long before = c.Packets, dropped = c.Drops.Sum(), answered = c.ArpReplies + c.NdReplies;
         // A datagram larger than a slot arrives cut short and flagged, as the kernel hands it over.
         int room = EngineSettings.DefaultSlotSize - PacketBatch.Headroom;
-        _socket.Deliver(input.Length > room ? input[..room] : input, from, truncated: input.Length > room);
+        _underlay.Deliver(input.Length > room ? input[..room] : input, from, truncated: input.Length > room);
         _engine.Inbound.RunOnce(0);
         int delivered = 0;
         while (_device.Written.TryDequeue(out _)) // each was copied out of its slot: offsets and lengths were inside it
         {
             delivered++;
         }
-        while (_socket.Sent.TryDequeue(out (byte[] Data, UdpEndpoint To) reply))
+        while (_underlay.Sent.TryDequeue(out (byte[] Data, UdpEndpoint To) reply))
         {
             // An answer (ARP, Neighbor Advertisement) goes back to the peer's listening port, over the underlay it came from.
             if (reply.To.Port != 8472 || reply.To.IsIpv6 != from.IsIpv6)

@@ -69,15 +69,15 @@ public class AllocationTests
             [0x70, 1, 2, 3],                                 // not IP
         ];
         var device = new ReplayDevice(packets);
-        var socket = new ReplayUnderlay([], default);
-        using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
+        var underlay = new ReplayUnderlay([], default);
+        using var engine = new DataplaneEngine(device, underlay, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
             new EngineSettings(backend, 1, EngineFixture.OurMac) { IcmpRate = 1e12, IcmpBurst = 1e6 });
         for (int i = 0; i < 100; i++)
         {
             engine.Outbound.RunOnce(0); // warm up: tiering, first-use statics
         }
         Assert.Equal(0, AllocatedAfterWarmUp(() => engine.Outbound.RunOnce(0), 2000));
-        Assert.True(socket.Sent > 2000 * 15, $"only {socket.Sent} datagrams sent");
+        Assert.True(underlay.Sent > 2000 * 15, $"only {underlay.Sent} datagrams sent");
         Assert.True(device.Written > 2000 * 15, $"only {device.Written} ICMP errors written");
         // Every branch these inputs are for was taken.
         foreach (DropReason r in new[] { DropReason.NoRoute, DropReason.Multicast, DropReason.OwnSubnet, DropReason.MalformedOutbound, DropReason.BadIpVersion })
@@ -98,8 +98,8 @@ public class AllocationTests
     public void Rate_limited_icmp_errors_allocate_nothing()
     {
         var device = new ReplayDevice([Packets.Icmpv4Echo("10.244.1.2", "10.244.9.9")]);
-        var socket = new ReplayUnderlay([], default);
-        using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB),
+        var underlay = new ReplayUnderlay([], default);
+        using var engine = new DataplaneEngine(device, underlay, EngineFixture.Table(EngineFixture.PeerB),
             new EngineSettings(BackendKind.Vxlan, 1, EngineFixture.OurMac) { IcmpRate = 1, IcmpBurst = 1 });
         Assert.Equal(0, AllocatedAfterWarmUp(() => engine.Outbound.RunOnce(0), 2000));
         Assert.True(engine.Outbound.Counters.DropsOf(DropReason.NoRoute) > 2000 * 60, "the no-route branch did not run");
@@ -145,8 +145,8 @@ public class AllocationTests
             ]
             : common;
         var device = new ReplayDevice([]);
-        var socket = new ReplayUnderlay(datagrams, EngineFixture.PeerB.Endpoint);
-        using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
+        var underlay = new ReplayUnderlay(datagrams, EngineFixture.PeerB.Endpoint);
+        using var engine = new DataplaneEngine(device, underlay, EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC),
             new EngineSettings(backend, 1, EngineFixture.OurMac) { IcmpRate = 1e12, IcmpBurst = 1e6 });
         for (int i = 0; i < 100; i++)
         {

@@ -27,14 +27,14 @@ public class AssistTests
     public void After_a_small_inbound_batch_the_hosts_answer_is_sent_from_the_inbound_loop()
     {
         using EngineFixture f = Fixture();
-        f.Socket.Deliver(Packets.Icmpv4Echo("10.244.2.9", "10.244.1.2"), FromB);
+        f.Underlay.Deliver(Packets.Icmpv4Echo("10.244.2.9", "10.244.1.2"), FromB);
         byte[] answer = Packets.Udp("10.244.1.2", "10.244.2.9"); // what the host queued meanwhile
         f.Device.Inject(answer);
 
         Assert.Equal(1, f.Engine.Inbound.RunOnce(1000));
 
         Assert.Single(f.Device.Written);
-        (byte[] data, UdpEndpoint to) = Assert.Single(f.Socket.Sent);
+        (byte[] data, UdpEndpoint to) = Assert.Single(f.Underlay.Sent);
         Assert.Equal(answer, data);
         Assert.Equal(EngineFixture.PeerB.Endpoint, to);
         Assert.Equal(1, f.Engine.Outbound.Counters.Assists);
@@ -47,13 +47,13 @@ public class AssistTests
         using EngineFixture f = Fixture();
         for (int i = 0; i < InboundLoop.AssistMaxBatch + 1; i++)
         {
-            f.Socket.Deliver(Packets.Udp("10.244.2.9", "10.244.1.2", seq: (uint)i), FromB);
+            f.Underlay.Deliver(Packets.Udp("10.244.2.9", "10.244.1.2", seq: (uint)i), FromB);
         }
         f.Device.Inject(Packets.Udp("10.244.1.2", "10.244.2.9"));
 
         Assert.Equal(InboundLoop.AssistMaxBatch + 1, f.Engine.Inbound.RunOnce(1000));
 
-        Assert.Empty(f.Socket.Sent);
+        Assert.Empty(f.Underlay.Sent);
         Assert.Equal(0, f.Engine.Outbound.Counters.Assists);
         Assert.Equal(1, f.Engine.Outbound.RunOnce(1000)); // still there for the outbound loop
     }
@@ -82,19 +82,19 @@ public class AssistTests
         using (EngineFixture f = Fixture())
         {
             // ACKs release more bulk data from the host: the outbound loop's own thread sends it.
-            f.Socket.Deliver(Tcp(0), FromB);
+            f.Underlay.Deliver(Tcp(0), FromB);
             f.Device.Inject(Packets.Udp("10.244.1.2", "10.244.2.9"));
             f.Engine.Inbound.RunOnce(1000);
             Assert.Single(f.Device.Written);
-            Assert.Empty(f.Socket.Sent);
+            Assert.Empty(f.Underlay.Sent);
         }
         using (EngineFixture f = Fixture())
         {
             // A request with data expects an answer.
-            f.Socket.Deliver(Tcp(100), FromB);
+            f.Underlay.Deliver(Tcp(100), FromB);
             f.Device.Inject(Packets.Udp("10.244.1.2", "10.244.2.9"));
             f.Engine.Inbound.RunOnce(1000);
-            Assert.Single(f.Socket.Sent);
+            Assert.Single(f.Underlay.Sent);
         }
     }
 
@@ -103,18 +103,18 @@ public class AssistTests
     {
         using (EngineFixture f = Fixture(assist: false))
         {
-            f.Socket.Deliver(Packets.Icmpv4Echo("10.244.2.9", "10.244.1.2"), FromB);
+            f.Underlay.Deliver(Packets.Icmpv4Echo("10.244.2.9", "10.244.1.2"), FromB);
             f.Device.Inject(Packets.Udp("10.244.1.2", "10.244.2.9"));
             f.Engine.Inbound.RunOnce(1000);
-            Assert.Empty(f.Socket.Sent);
+            Assert.Empty(f.Underlay.Sent);
         }
         using (EngineFixture f = Fixture())
         {
             // A datagram from an unknown peer is dropped: nothing was written, nothing to answer.
-            f.Socket.Deliver(Packets.Icmpv4Echo("10.244.2.9", "10.244.1.2"), new UdpEndpoint(Packets.Ip("192.0.2.77"), 8472));
+            f.Underlay.Deliver(Packets.Icmpv4Echo("10.244.2.9", "10.244.1.2"), new UdpEndpoint(Packets.Ip("192.0.2.77"), 8472));
             f.Device.Inject(Packets.Udp("10.244.1.2", "10.244.2.9"));
             f.Engine.Inbound.RunOnce(1000);
-            Assert.Empty(f.Socket.Sent);
+            Assert.Empty(f.Underlay.Sent);
             Assert.Equal(0, f.Engine.Outbound.Counters.Assists);
         }
     }

@@ -22,7 +22,7 @@ public sealed class DualStackEngineTests : IDisposable
     private static readonly Peer PeerB = EngineFixture.PeerB with { Ipv6Subnet = Prefix6("2001:db8:244:2::/64"), Endpoint6 = PeerB6, VtepMacV6 = PeerMacV6 };
 
     private readonly MemoryDevice _device = new();
-    private readonly MemoryUnderlay _socket = new(new UdpEndpoint(Packets.Ip("192.0.2.1"), 8472));
+    private readonly MemoryUnderlay _underlay = new(new UdpEndpoint(Packets.Ip("192.0.2.1"), 8472));
     private DataplaneEngine? _engine;
 
     private static UInt128 Ip6(string text) => Ipv6Prefix.TryParseAddress(text, out UInt128 a) ? a : throw new ArgumentException(text);
@@ -32,7 +32,7 @@ public sealed class DualStackEngineTests : IDisposable
         new(EngineFixture.Network, 24, EngineFixture.OurSubnet, peers, (Network6, 64, Ours6));
 
     private DataplaneEngine Engine(BackendKind backend, params Peer[] peers) =>
-        _engine = new DataplaneEngine(_device, _socket, Table(peers.Length == 0 ? [PeerB, EngineFixture.PeerC] : peers),
+        _engine = new DataplaneEngine(_device, _underlay, Table(peers.Length == 0 ? [PeerB, EngineFixture.PeerC] : peers),
             new EngineSettings(backend, 1, EngineFixture.OurMac) { OurVtepMacV6 = OurMacV6 });
 
     /// <summary>An IPv6 UDP packet (checksum computed) src -> dst with <paramref name="payload"/> bytes.</summary>
@@ -60,7 +60,7 @@ public sealed class DualStackEngineTests : IDisposable
         _device.Inject(v4);
         Assert.Equal(2, e.Outbound.RunOnce(1000));
 
-        var sent = _socket.Sent.ToArray();
+        var sent = _underlay.Sent.ToArray();
         Assert.Equal(2, sent.Length);
         Assert.Equal(PeerB6, sent[0].To);
         var eth = new EthernetPacket(new PacketDotNet.Utils.ByteArraySegment(sent[0].Data[8..]));
@@ -83,7 +83,7 @@ public sealed class DualStackEngineTests : IDisposable
         _device.Inject(Udp6("2001:db8:244:1::2", "2001:db8:244:9::7"));
         _device.Inject(Udp6("2001:db8:244:1::2", "2001:db8:999::7"));
         e.Outbound.RunOnce(1000);
-        Assert.Empty(_socket.Sent);
+        Assert.Empty(_underlay.Sent);
         Assert.Equal(1, Drops(DropReason.OwnSubnet));
         Assert.Equal(1, Drops(DropReason.Multicast));
         Assert.Equal(2, Drops(DropReason.NoRoute));
@@ -99,13 +99,13 @@ public sealed class DualStackEngineTests : IDisposable
         DataplaneEngine e = Engine(BackendKind.Vxlan);
         byte[] good = Udp6("2001:db8:244:2::9", "2001:db8:244:1::2");
         UdpEndpoint from6 = PeerB6 with { Port = 40001 }, from4 = EngineFixture.PeerB.Endpoint with { Port = 40002 };
-        _socket.Deliver(Packets.Vxlan(good, 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);
-        _socket.Deliver(Packets.Vxlan(good, 1, EngineFixture.OurMac, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);     // flannel.1's MAC on the IPv6 underlay
-        _socket.Deliver(Packets.Vxlan(good, 1, EngineFixture.OurMac, PeerMacV6, EthernetHeader.EtherTypeIpv6), from4);     // IPv6 over the IPv4 underlay
-        _socket.Deliver(Packets.Vxlan(Packets.Udp("10.244.2.9", "10.244.1.2"), 1, OurMacV6, PeerMacV6), from6);           // IPv4 over the IPv6 underlay
-        _socket.Deliver(Packets.Vxlan(Udp6("2001:db8:244:3::9", "2001:db8:244:1::2"), 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);
-        _socket.Deliver(Packets.Vxlan(Udp6("2001:db8:244:2::9", "2001:db8:244:4::2"), 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);
-        _socket.Deliver(Packets.Vxlan(good, 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), UdpEndpoint.Ipv6(Ip6("2001:db8:2::77"), 8472));
+        _underlay.Deliver(Packets.Vxlan(good, 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);
+        _underlay.Deliver(Packets.Vxlan(good, 1, EngineFixture.OurMac, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);     // flannel.1's MAC on the IPv6 underlay
+        _underlay.Deliver(Packets.Vxlan(good, 1, EngineFixture.OurMac, PeerMacV6, EthernetHeader.EtherTypeIpv6), from4);     // IPv6 over the IPv4 underlay
+        _underlay.Deliver(Packets.Vxlan(Packets.Udp("10.244.2.9", "10.244.1.2"), 1, OurMacV6, PeerMacV6), from6);           // IPv4 over the IPv6 underlay
+        _underlay.Deliver(Packets.Vxlan(Udp6("2001:db8:244:3::9", "2001:db8:244:1::2"), 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);
+        _underlay.Deliver(Packets.Vxlan(Udp6("2001:db8:244:2::9", "2001:db8:244:4::2"), 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), from6);
+        _underlay.Deliver(Packets.Vxlan(good, 1, OurMacV6, PeerMacV6, EthernetHeader.EtherTypeIpv6), UdpEndpoint.Ipv6(Ip6("2001:db8:2::77"), 8472));
         for (int i = 0; i < 7; i++)
         {
             e.Inbound.RunOnce(1000);
@@ -125,13 +125,13 @@ public sealed class DualStackEngineTests : IDisposable
         byte[] ns = new byte[100];
         int length = NeighborDiscovery.WriteSolicitation(ns, Ip6("2001:db8:244:2::"), PeerMacV6, Ours6.Address);
         var solicitedNode = new MacAddress(0x3333_FF00_0000);
-        _socket.Deliver(Packets.Vxlan(ns[..length], 1, solicitedNode, PeerMacV6, EthernetHeader.EtherTypeIpv6), PeerB6 with { Port = 40001 });
+        _underlay.Deliver(Packets.Vxlan(ns[..length], 1, solicitedNode, PeerMacV6, EthernetHeader.EtherTypeIpv6), PeerB6 with { Port = 40001 });
         length = NeighborDiscovery.WriteSolicitation(ns, Ip6("2001:db8:244:2::"), PeerMacV6, Ip6("2001:db8:244:1::5"));
-        _socket.Deliver(Packets.Vxlan(ns[..length], 1, solicitedNode, PeerMacV6, EthernetHeader.EtherTypeIpv6), PeerB6 with { Port = 40001 });
+        _underlay.Deliver(Packets.Vxlan(ns[..length], 1, solicitedNode, PeerMacV6, EthernetHeader.EtherTypeIpv6), PeerB6 with { Port = 40001 });
         e.Inbound.RunOnce(1000);
         e.Inbound.RunOnce(1000);
 
-        var (data, to) = Assert.Single(_socket.Sent);
+        var (data, to) = Assert.Single(_underlay.Sent);
         Assert.Equal(PeerB6, to); // the peer's VXLAN port, not the source port it sent from
         var eth = new EthernetPacket(new PacketDotNet.Utils.ByteArraySegment(data[8..]));
         Assert.Equal("0E005E060002", eth.DestinationHardwareAddress.ToString());
@@ -153,12 +153,12 @@ public sealed class DualStackEngineTests : IDisposable
         byte[] v6 = Udp6("2001:db8:244:1::2", "2001:db8:244:2::9");
         _device.Inject(v6);
         e.Outbound.RunOnce(1000);
-        var (data, to) = Assert.Single(_socket.Sent);
+        var (data, to) = Assert.Single(_underlay.Sent);
         Assert.Equal(EngineFixture.PeerB.Endpoint, to);
         Assert.Equal(v6, data); // the raw packet, as flannel's udp backend carries IPv4
 
         byte[] back = Udp6("2001:db8:244:2::9", "2001:db8:244:1::2");
-        _socket.Deliver(back, EngineFixture.PeerB.Endpoint with { Port = 40000 });
+        _underlay.Deliver(back, EngineFixture.PeerB.Endpoint with { Port = 40000 });
         e.Inbound.RunOnce(1000);
         Assert.Equal(back, Assert.Single(_device.Written));
     }
@@ -201,10 +201,10 @@ public sealed class DualStackEngineTests : IDisposable
         var table = Table(PeerB, EngineFixture.PeerC);
         var settings = new EngineSettings(backend, 1, EngineFixture.OurMac) { OurVtepMacV6 = OurMacV6, IcmpRate = 1e12, IcmpBurst = 1e6 };
         var outDevice = new ReplayDevice([Udp6("2001:db8:244:1::2", "2001:db8:244:2::9", payload: 1200), Udp6("2001:db8:244:1::2", "2001:db8:244:9::9")]);
-        var outSocket = new ReplayUnderlay([], default);
-        using var outbound = new DataplaneEngine(outDevice, outSocket, table, settings);
+        var outUnderlay = new ReplayUnderlay([], default);
+        using var outbound = new DataplaneEngine(outDevice, outUnderlay, table, settings);
         Assert.Equal(0, AllocationTests.AllocatedAfterWarmUp(() => outbound.Outbound.RunOnce(0), 2000));
-        Assert.True(outSocket.Sent > 2000 * 20 && outDevice.Written > 2000 * 20, $"{outSocket.Sent} sent, {outDevice.Written} ICMPv6 errors");
+        Assert.True(outUnderlay.Sent > 2000 * 20 && outDevice.Written > 2000 * 20, $"{outUnderlay.Sent} sent, {outDevice.Written} ICMPv6 errors");
 
         byte[] inner = Udp6("2001:db8:244:2::9", "2001:db8:244:1::2", payload: 1200);
         byte[] ns = new byte[100];
@@ -214,8 +214,8 @@ public sealed class DualStackEngineTests : IDisposable
                Packets.Vxlan(ns[..nsLength], 1, new MacAddress(0x3333_FF00_0000), PeerMacV6, EthernetHeader.EtherTypeIpv6)]
             : [inner, inner];
         var inDevice = new ReplayDevice([]);
-        var inSocket = new ReplayUnderlay(datagrams, default, [PeerB6, PeerB6]);
-        using var inbound = new DataplaneEngine(inDevice, inSocket, table, settings);
+        var inUnderlay = new ReplayUnderlay(datagrams, default, [PeerB6, PeerB6]);
+        using var inbound = new DataplaneEngine(inDevice, inUnderlay, table, settings);
         Assert.Equal(0, AllocationTests.AllocatedAfterWarmUp(() => inbound.Inbound.RunOnce(0), 2000));
         Assert.True(inDevice.Written > 2000 * 20, $"only {inDevice.Written} delivered");
         if (backend == BackendKind.Vxlan)
@@ -228,6 +228,6 @@ public sealed class DualStackEngineTests : IDisposable
     {
         _engine?.Dispose();
         _device.Dispose();
-        _socket.Dispose();
+        _underlay.Dispose();
     }
 }

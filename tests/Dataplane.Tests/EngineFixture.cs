@@ -21,13 +21,13 @@ internal sealed class EngineFixture : IDisposable
     public EngineFixture(BackendKind backend, params Peer[] peers)
     {
         Device = new MemoryDevice();
-        Socket = new MemoryUnderlay(new UdpEndpoint(Packets.Ip("192.0.2.1"), 8472));
+        Underlay = new MemoryUnderlay(new UdpEndpoint(Packets.Ip("192.0.2.1"), 8472));
         Settings = new EngineSettings(backend, 1, OurMac);
-        Engine = new DataplaneEngine(Device, Socket, Table(peers.Length == 0 ? [PeerB, PeerC] : peers), Settings);
+        Engine = new DataplaneEngine(Device, Underlay, Table(peers.Length == 0 ? [PeerB, PeerC] : peers), Settings);
     }
 
     public MemoryDevice Device { get; }
-    public MemoryUnderlay Socket { get; }
+    public MemoryUnderlay Underlay { get; }
     public EngineSettings Settings { get; }
     public DataplaneEngine Engine { get; }
 
@@ -39,6 +39,6 @@ internal sealed class EngineFixture : IDisposable
     {
         Engine.Dispose();
         Device.Dispose();
-        Socket.Dispose();
+        Underlay.Dispose();
     }
 }

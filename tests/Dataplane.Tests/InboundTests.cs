@@ -14,7 +14,7 @@ public class InboundTests
     {
         using var f = new EngineFixture(BackendKind.Udp);
         byte[] p = Packets.Udp("10.244.2.9", "10.244.1.2");
-        f.Socket.Deliver(p, FromB);
+        f.Underlay.Deliver(p, FromB);
         f.Engine.Inbound.RunOnce(1000);
         Assert.Equal(p, Assert.Single(f.Device.Written));
     }
@@ -24,7 +24,7 @@ public class InboundTests
     {
         using var f = new EngineFixture(BackendKind.Vxlan);
         byte[] inner = Packets.Udp("10.244.2.9", "10.244.1.2", payload: 1000);
-        f.Socket.Deliver(Packets.Vxlan(inner, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
+        f.Underlay.Deliver(Packets.Vxlan(inner, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
         f.Engine.Inbound.RunOnce(1000);
         Assert.Equal(inner, Assert.Single(f.Device.Written));
     }
@@ -35,7 +35,7 @@ public class InboundTests
         using var f = new EngineFixture(BackendKind.Vxlan);
         byte[] inner = Packets.Udp("10.244.2.9", "10.244.1.2", payload: 4);
         byte[] padded = [.. inner, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        f.Socket.Deliver(Packets.Vxlan(padded, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
+        f.Underlay.Deliver(Packets.Vxlan(padded, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
         f.Engine.Inbound.RunOnce(1000);
         Assert.Equal(inner, Assert.Single(f.Device.Written));
     }
@@ -80,7 +80,7 @@ public class InboundTests
             case "inner-spoofed-source": datagram = Packets.Vxlan(Packets.Udp("10.244.3.9", "10.244.1.2"), 1, ours, theirs); break;
             case "inner-not-for-us": datagram = Packets.Vxlan(Packets.Udp("10.244.2.9", "10.244.3.2"), 1, ours, theirs); break;
         }
-        f.Socket.Deliver(datagram, from, truncated);
+        f.Underlay.Deliver(datagram, from, truncated);
         f.Engine.Inbound.RunOnce(1000);
         Assert.Empty(f.Device.Written);
         Assert.Equal(1, f.Drops(reason));
@@ -93,11 +93,11 @@ public class InboundTests
         using var f = new EngineFixture(BackendKind.Vxlan);
         byte[] arp = new byte[Arp.Length];
         Arp.Write(arp, Arp.OperationRequest, EngineFixture.PeerB.VtepMac, Packets.Ip("10.244.2.0"), default, Packets.Ip("10.244.1.0"));
-        f.Socket.Deliver(Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp), FromB);
+        f.Underlay.Deliver(Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp), FromB);
         f.Engine.Inbound.RunOnce(1000);
 
         Assert.Empty(f.Device.Written);
-        var (reply, to) = Assert.Single(f.Socket.Sent);
+        var (reply, to) = Assert.Single(f.Underlay.Sent);
         Assert.Equal(EngineFixture.PeerB.Endpoint, to); // the peer's VXLAN port, not its source port
         Assert.Equal(VxlanDecapResult.Ok, VxlanHeader.TryRead(reply, out uint vni));
         Assert.Equal(1u, vni);
@@ -121,11 +121,11 @@ public class InboundTests
         byte[] datagram = Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp);
         for (int i = 0; i < 10; i++)
         {
-            f.Socket.Deliver(datagram, FromB);
+            f.Underlay.Deliver(datagram, FromB);
         }
         Assert.Equal(10, f.Engine.Inbound.RunOnce(1000)); // one batch
         Assert.Equal(10, f.Engine.Inbound.Counters.ArpReplies);
-        Assert.Equal(10, f.Socket.Sent.Count);
+        Assert.Equal(10, f.Underlay.Sent.Count);
         Assert.Equal(0, f.Engine.Inbound.Counters.Drops.Sum());
     }
 
@@ -135,9 +135,9 @@ public class InboundTests
         using var f = new EngineFixture(BackendKind.Vxlan);
         byte[] arp = new byte[Arp.Length];
         Arp.Write(arp, Arp.OperationRequest, EngineFixture.PeerB.VtepMac, Packets.Ip("10.244.2.0"), default, Packets.Ip("10.244.1.5"));
-        f.Socket.Deliver(Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp), FromB);
+        f.Underlay.Deliver(Packets.Vxlan(arp, 1, MacAddress.Broadcast, EngineFixture.PeerB.VtepMac, EthernetHeader.EtherTypeArp), FromB);
         f.Engine.Inbound.RunOnce(1000);
-        Assert.Empty(f.Socket.Sent);
+        Assert.Empty(f.Underlay.Sent);
         Assert.Equal(1, f.Drops(DropReason.ArpNotForUs));
     }
 
@@ -157,7 +157,7 @@ public class InboundTests
                     junk[0] = 0x08;
                     junk[1] = junk[2] = junk[3] = 0;
                 }
-                f.Socket.Deliver(junk, FromB);
+                f.Underlay.Deliver(junk, FromB);
             }
             while (f.Engine.Inbound.RunOnce(100) > 0)
             {
@@ -180,7 +180,7 @@ public class InboundTests
         using var f = new EngineFixture(BackendKind.Vxlan);
         f.Device.CompletesChecksums = kernelCompletes;
         byte[] datagram = Convert.FromHexString(KernelTcpSyn);
-        f.Socket.Deliver(datagram, FromB);
+        f.Underlay.Deliver(datagram, FromB);
         f.Engine.Inbound.RunOnce(1000);
         byte[] written = Assert.Single(f.Device.Written);
         int flags = Assert.Single(f.Device.WrittenFlags);
@@ -205,7 +205,7 @@ public class InboundTests
         f.Device.CompletesChecksums = true;
         byte[] datagram = Convert.FromHexString(KernelTcpSyn);
         datagram[22 + 36] ^= 0x40; // neither right nor the pseudo-header sum
-        f.Socket.Deliver(datagram, FromB);
+        f.Underlay.Deliver(datagram, FromB);
         f.Engine.Inbound.RunOnce(1000);
         Assert.Equal(datagram[22..], Assert.Single(f.Device.Written));
         Assert.Equal(0, Assert.Single(f.Device.WrittenFlags) & PacketBatch.FlagNeedsChecksum);
@@ -217,7 +217,7 @@ public class InboundTests
     {
         using var f = new EngineFixture(BackendKind.Vxlan);
         byte[] inner = Packets.Udp("10.244.2.9", "10.244.1.2", payload: 300);
-        f.Socket.Deliver(Packets.Vxlan(inner, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
+        f.Underlay.Deliver(Packets.Vxlan(inner, 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), FromB);
         f.Engine.Inbound.RunOnce(1000);
         Assert.Equal(inner, Assert.Single(f.Device.Written));
         Assert.Equal(0, f.Engine.Inbound.Counters.ChecksumCompleted);

@@ -19,7 +19,7 @@ public sealed class LoopGuardTests
         }
         else
         {
-            f.Socket.FailNextReceive = fault;
+            f.Underlay.FailNextReceive = fault;
         }
         f.Engine.Start();
         Assert.True(f.Engine.Faulted.WaitOne(TimeSpan.FromSeconds(5)), "the engine did not report the fault");
@@ -32,7 +32,7 @@ public sealed class LoopGuardTests
         // The loop that did not fail is still forwarding until the node stops.
         if (loop == "outbound")
         {
-            f.Socket.Deliver(Packets.Vxlan(Packets.Udp("10.244.2.5", "10.244.1.7", 64), 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), EngineFixture.PeerB.Endpoint);
+            f.Underlay.Deliver(Packets.Vxlan(Packets.Udp("10.244.2.5", "10.244.1.7", 64), 1, EngineFixture.OurMac, EngineFixture.PeerB.VtepMac), EngineFixture.PeerB.Endpoint);
             Assert.True(SpinWait.SpinUntil(() => !f.Device.Written.IsEmpty, TimeSpan.FromSeconds(5)), "the inbound loop stopped with the outbound one");
         }
         var sw = Stopwatch.StartNew();
@@ -47,9 +47,9 @@ public sealed class LoopGuardTests
         f.Device.FailNextRead = new InvalidOperationException("first");
         f.Engine.Start();
         Assert.True(f.Engine.Faulted.WaitOne(TimeSpan.FromSeconds(5)));
-        f.Socket.FailNextReceive = new InvalidOperationException("second");
-        f.Socket.Deliver([1, 2, 3], EngineFixture.PeerB.Endpoint); // wakes the inbound loop, which throws now
-        Assert.True(SpinWait.SpinUntil(() => f.Socket.FailNextReceive is null, TimeSpan.FromSeconds(5)), "the second fault was never thrown");
+        f.Underlay.FailNextReceive = new InvalidOperationException("second");
+        f.Underlay.Deliver([1, 2, 3], EngineFixture.PeerB.Endpoint); // wakes the inbound loop, which throws now
+        Assert.True(SpinWait.SpinUntil(() => f.Underlay.FailNextReceive is null, TimeSpan.FromSeconds(5)), "the second fault was never thrown");
         f.Engine.Stop();
         Assert.Equal("first", f.Engine.Failure!.Exception!.Message);
     }

@@ -19,8 +19,8 @@ public class OutboundTests
         f.Device.Inject(toC);
         Assert.Equal(2, f.Engine.Outbound.RunOnce(1000));
 
-        Assert.Equal(2, f.Socket.Sent.Count);
-        var sent = f.Socket.Sent.ToArray();
+        Assert.Equal(2, f.Underlay.Sent.Count);
+        var sent = f.Underlay.Sent.ToArray();
         Assert.Equal(toB, sent[0].Data);
         Assert.Equal(EngineFixture.PeerB.Endpoint, sent[0].To);
         Assert.Equal(toC, sent[1].Data);
@@ -36,7 +36,7 @@ public class OutboundTests
         f.Device.Inject(toC);
         f.Engine.Outbound.RunOnce(1000);
 
-        var (data, to) = Assert.Single(f.Socket.Sent);
+        var (data, to) = Assert.Single(f.Underlay.Sent);
         Assert.Equal(EngineFixture.PeerC.Endpoint, to);
         Assert.Equal(22 + toC.Length, data.Length);
         Assert.Equal(Convert.FromHexString("0800000000000100"), data[..8]);
@@ -55,7 +55,7 @@ public class OutboundTests
         f.Device.Inject(echo);
         f.Engine.Outbound.RunOnce(1000);
 
-        Assert.Empty(f.Socket.Sent);
+        Assert.Empty(f.Underlay.Sent);
         Assert.Equal(1, f.Drops(DropReason.NoRoute));
         Assert.Equal(1, f.Engine.Outbound.Counters.IcmpSent);
         byte[] icmp = Assert.Single(f.Device.Written);
@@ -103,7 +103,7 @@ public class OutboundTests
         f.Device.Inject(Packets.Udp("10.244.1.2", "10.245.0.1"));
         f.Device.Inject(Packets.Udp("10.244.1.2", "10.243.255.255"));
         f.Engine.Outbound.RunOnce(1000);
-        Assert.Empty(f.Socket.Sent);
+        Assert.Empty(f.Underlay.Sent);
         Assert.Equal(2, f.Drops(DropReason.NoRoute));
     }
 
@@ -123,7 +123,7 @@ public class OutboundTests
         Assert.Equal(2, f.Drops(DropReason.BadIpVersion));
         Assert.Equal(1, f.Drops(DropReason.MalformedOutbound));
         Assert.Equal(1, f.Drops(DropReason.NoRoute));
-        Assert.Empty(f.Socket.Sent);
+        Assert.Empty(f.Underlay.Sent);
         // An ICMPv6 "no route" came back for the IPv6 packet (it is not an error and not multicast).
         byte[] icmp6 = Assert.Single(f.Device.Written);
         Assert.Equal(6, icmp6[0] >> 4);
@@ -152,8 +152,8 @@ public class OutboundTests
         }
         LoopCounters c = f.Engine.Outbound.Counters;
         Assert.Equal(5000, c.Packets);
-        Assert.Equal(c.Packets, f.Socket.Sent.Count + c.Drops.Sum());
-        Assert.NotEmpty(f.Socket.Sent);
+        Assert.Equal(c.Packets, f.Underlay.Sent.Count + c.Drops.Sum());
+        Assert.NotEmpty(f.Underlay.Sent);
     }
 
     [Fact]
@@ -167,9 +167,9 @@ public class OutboundTests
         while (f.Engine.Outbound.RunOnce(100) > 0)
         {
         }
-        Assert.Equal(1000, f.Socket.Sent.Count);
+        Assert.Equal(1000, f.Underlay.Sent.Count);
         uint expected = 0;
-        foreach (var (data, _) in f.Socket.Sent)
+        foreach (var (data, _) in f.Underlay.Sent)
         {
             Assert.Equal(expected++, BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(28)));
         }
@@ -182,8 +182,8 @@ public class OutboundTests
     public void Icmp_errors_are_rate_limited_by_a_token_bucket()
     {
         var device = new MemoryDevice();
-        var socket = new MemoryUnderlay(default);
-        using var engine = new DataplaneEngine(device, socket, EngineFixture.Table(EngineFixture.PeerB),
+        var underlay = new MemoryUnderlay(default);
+        using var engine = new DataplaneEngine(device, underlay, EngineFixture.Table(EngineFixture.PeerB),
             new EngineSettings(BackendKind.Udp, 1, EngineFixture.OurMac) { IcmpRate = 10, IcmpBurst = 5 });
         for (int i = 0; i < 50; i++)
         {

@@ -29,7 +29,7 @@ public class TableSwapTests
             f.Device.Inject(Tests.Packets.Udp("10.244.1.2", "10.244.2.9", seq: i));
         }
         var sw = Stopwatch.StartNew();
-        while (f.Socket.Sent.Count < Packets && sw.Elapsed < TimeSpan.FromSeconds(30))
+        while (f.Underlay.Sent.Count < Packets && sw.Elapsed < TimeSpan.FromSeconds(30))
         {
             Thread.Sleep(10);
         }
@@ -37,8 +37,8 @@ public class TableSwapTests
         swapper.Join();
         f.Engine.Stop();
 
-        Assert.Equal(Packets, f.Socket.Sent.Count);
-        Assert.All(f.Socket.Sent, s => Assert.Equal(EngineFixture.PeerB.Endpoint, s.To));
+        Assert.Equal(Packets, f.Underlay.Sent.Count);
+        Assert.All(f.Underlay.Sent, s => Assert.Equal(EngineFixture.PeerB.Endpoint, s.To));
         Assert.Equal(0, f.Engine.Outbound.Counters.Drops.Sum());
         Assert.True(swaps > 100, $"only {swaps} swaps happened during the run");
     }
@@ -53,6 +53,6 @@ public class TableSwapTests
         f.Engine.Publish(EngineFixture.Table(EngineFixture.PeerB, EngineFixture.PeerC));
         f.Device.Inject(Tests.Packets.Udp("10.244.1.2", "10.244.3.9"));
         f.Engine.Outbound.RunOnce(1000);
-        Assert.Equal(EngineFixture.PeerC.Endpoint, Assert.Single(f.Socket.Sent).To);
+        Assert.Equal(EngineFixture.PeerC.Endpoint, Assert.Single(f.Underlay.Sent).To);
     }
 }

@@ -150,7 +150,7 @@ public class BehaviourTests
         string neighbour = c.Topology.Ip(n2, "neigh", "show", "10.244.1.0", "dev", "flannel.1");
         Assert.Contains($"lladdr {ClusterFileBuilder.VtepMac(1)}", neighbour); // learned from our reply
         ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
-        Assert.True(long.Parse(Regex.Match(stats.Stdout, @"arp replies (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 1, stats.Stdout);
+        Assert.True(long.Parse(Regex.Match(stats.Stdout, @"ARP replies (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 1, stats.Stdout);
     }
 
     [Fact]

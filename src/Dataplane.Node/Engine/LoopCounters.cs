@@ -6,6 +6,9 @@ namespace Dataplane.Engine;
 /// sum the loops' counters and accept a slightly stale view. Per-peer packets and bytes are kept
 /// by subnet slot (<see cref="SubnetTable.PeerSlot"/>), so they survive table swaps; networks with
 /// more than <see cref="MaxPeerSlots"/> subnets keep none.
+///
+/// Each scalar counter is described once, in <see cref="Rows"/>: that table drives the sum, the
+/// Prometheus text, the stop line and <c>dataplane stats</c>. Adding a counter is one field and one row.
 /// </summary>
 internal sealed class LoopCounters(int peerSlots = 0)
 {
@@ -26,6 +29,28 @@ internal sealed class LoopCounters(int peerSlots = 0)
     /// <summary>Outbound batches the inbound loop of the queue read and sent on this loop's behalf.</summary>
     public long Assists;
     public readonly long[] Drops = new long[ReasonCount];
+
+    /// <summary>Every scalar counter: its field, its loops, its names (see <see cref="LoopCounterRow"/>).</summary>
+    public static readonly LoopCounterRow[] Rows =
+    [
+        new(c => ref c.Packets, CounterLoops.Both, "packets", "dataplane_packets_total",
+            "Packets handled, by direction (out: device to peers, in: peers to device)."),
+        new(c => ref c.Bytes, CounterLoops.Both, "bytes", "dataplane_bytes_total",
+            "Bytes handled, by direction (out: inner packets read from the device; in: datagrams received)."),
+        new(c => ref c.Batches, CounterLoops.Both, "batches", "dataplane_batches_total",
+            "Batches the loops handled, by direction (packets per batch: packets_total / batches_total)."),
+        new(c => ref c.IcmpSent, CounterLoops.Outbound, "ICMP sent", "dataplane_icmp_errors_total",
+            "ICMP errors written back into the device, and those the rate limit held back.", ("result", "sent")),
+        new(c => ref c.IcmpRateLimited, CounterLoops.Outbound, "ICMP rate-limited", "dataplane_icmp_errors_total", null, ("result", "rate_limited")),
+        new(c => ref c.ArpReplies, CounterLoops.Inbound, "ARP replies", "dataplane_arp_replies_total",
+            "ARP requests for our VTEP address answered."),
+        new(c => ref c.NdReplies, CounterLoops.Inbound, "ND replies", "dataplane_nd_replies_total",
+            "IPv6 Neighbor Solicitations for our VTEP address answered."),
+        new(c => ref c.ChecksumCompleted, CounterLoops.Inbound, "checksums completed", "dataplane_checksum_completed_total",
+            "Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (delivered, not dropped)."),
+        new(c => ref c.Assists, CounterLoops.Outbound, "assists", "dataplane_assists_total",
+            "Outbound batches the inbound loop of a queue read and sent right after writing into the device (the outbound loop slept)."),
+    ];
     public readonly long[] PeerPackets = new long[peerSlots <= MaxPeerSlots ? peerSlots : 0];
     public readonly long[] PeerBytes = new long[peerSlots <= MaxPeerSlots ? peerSlots : 0];
 
@@ -54,15 +79,10 @@ internal sealed class LoopCounters(int peerSlots = 0)
                 s.PeerPackets[p] += Volatile.Read(ref c.PeerPackets[p]);
                 s.PeerBytes[p] += Volatile.Read(ref c.PeerBytes[p]);
             }
-            s.Packets += Volatile.Read(ref c.Packets);
-            s.Bytes += Volatile.Read(ref c.Bytes);
-            s.IcmpSent += Volatile.Read(ref c.IcmpSent);
-            s.IcmpRateLimited += Volatile.Read(ref c.IcmpRateLimited);
-            s.ArpReplies += Volatile.Read(ref c.ArpReplies);
-            s.NdReplies += Volatile.Read(ref c.NdReplies);
-            s.ChecksumCompleted += Volatile.Read(ref c.ChecksumCompleted);
-            s.Batches += Volatile.Read(ref c.Batches);
-            s.Assists += Volatile.Read(ref c.Assists);
+            foreach (LoopCounterRow row in Rows)
+            {
+                row.Field(s) += Volatile.Read(ref row.Field(c));
+            }
             for (int r = 0; r < ReasonCount; r++)
             {
                 s.Drops[r] += Volatile.Read(ref c.Drops[r]);

@@ -14,7 +14,8 @@ namespace Dataplane.Metrics;
 /// </summary>
 internal static class MetricsText
 {
-    public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch, Node.NodeDevice Edges)
+    /// <param name="Edges">The node's device queues and sockets (their offload counters), or null (tests of the loops' counters).</param>
+    public sealed record Source(DataplaneEngine Engine, string Backend, string Device, int Batch, Node.NodeDevice? Edges)
     {
         /// <summary>What the node is (for <c>dataplane doctor</c> and dashboards): labels of <c>dataplane_node_info</c>.</summary>
         public IReadOnlyList<(string Key, string Value)> Facts { get; init; } = [];
@@ -29,9 +30,22 @@ internal static class MetricsText
         LoopCounters o = s.Engine.OutboundTotal, i = s.Engine.InboundTotal;
         SubnetTable table = s.Engine.Table;
 
-        Family(b, "dataplane_packets_total", "counter", "Packets handled, by direction (out: device to peers, in: peers to device).");
-        Line(b, "dataplane_packets_total", o.Packets, ("direction", "out"));
-        Line(b, "dataplane_packets_total", i.Packets, ("direction", "in"));
+        foreach (LoopCounterRow row in LoopCounters.Rows)
+        {
+            if (row.Help is not null)
+            {
+                Family(b, row.Metric, "counter", row.Help);
+            }
+            if (row.Loops == CounterLoops.Both)
+            {
+                Line(b, row.Metric, row.Field(o), ("direction", "out"));
+                Line(b, row.Metric, row.Field(i), ("direction", "in"));
+            }
+            else
+            {
+                Line(b, row.Metric, row.Of(o, i), row.Label is { } label ? [label] : []);
+            }
+        }
         Family(b, "dataplane_queue_packets_total", "counter", "Packets handled by each queue's loops, by direction (how the kernel spreads flows over the queues).");
         for (int q = 0; q < s.Engine.OutboundLoops.Count; q++)
         {
@@ -39,9 +53,6 @@ internal static class MetricsText
             Line(b, "dataplane_queue_packets_total", Volatile.Read(ref s.Engine.OutboundLoops[q].Counters.Packets), ("queue", queue), ("direction", "out"));
             Line(b, "dataplane_queue_packets_total", Volatile.Read(ref s.Engine.InboundLoops[q].Counters.Packets), ("queue", queue), ("direction", "in"));
         }
-        Family(b, "dataplane_bytes_total", "counter", "Bytes handled, by direction (out: inner packets read from the device; in: datagrams received).");
-        Line(b, "dataplane_bytes_total", o.Bytes, ("direction", "out"));
-        Line(b, "dataplane_bytes_total", i.Bytes, ("direction", "in"));
 
         Family(b, "dataplane_peer_packets_total", "counter", "Inner packets sent to and delivered from each peer.");
         Family(b, "dataplane_peer_bytes_total", "counter", "Inner bytes sent to and delivered from each peer.");
@@ -65,21 +76,10 @@ internal static class MetricsText
         {
             Line(b, "dataplane_drops_total", o.DropsOf(r) + i.DropsOf(r), ("reason", DropReasonLabels.Of(r)));
         }
-        Family(b, "dataplane_icmp_errors_total", "counter", "ICMP errors written back into the device, and those the rate limit held back.");
-        Line(b, "dataplane_icmp_errors_total", o.IcmpSent, ("result", "sent"));
-        Line(b, "dataplane_icmp_errors_total", o.IcmpRateLimited, ("result", "rate_limited"));
-        Family(b, "dataplane_arp_replies_total", "counter", "ARP requests for our VTEP address answered.");
-        Line(b, "dataplane_arp_replies_total", i.ArpReplies);
-        Family(b, "dataplane_nd_replies_total", "counter", "IPv6 Neighbor Solicitations for our VTEP address answered.");
-        Line(b, "dataplane_nd_replies_total", i.NdReplies);
-        Family(b, "dataplane_checksum_completed_total", "counter", "Inner TCP/UDP checksums a kernel peer left unfinished, completed on the way in (delivered, not dropped).");
-        Line(b, "dataplane_checksum_completed_total", i.ChecksumCompleted);
-        Family(b, "dataplane_assists_total", "counter", "Outbound batches the inbound loop of a queue read and sent right after writing into the device (the outbound loop slept).");
-        Line(b, "dataplane_assists_total", o.Assists);
         Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
         Line(b, "dataplane_peers", table.Peers.Count);
 
-        if (s.Edges.Queues.Count > 0)
+        if (s.Edges is { Queues.Count: > 0 })
         {
             OffloadTotals t = OffloadTotals.Sum(s.Edges);
             long[] byErrno = t.SendErrorsByErrno;

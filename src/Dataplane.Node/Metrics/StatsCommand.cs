@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.RegularExpressions;
+using Dataplane.Engine;
 
 namespace Dataplane.Metrics;
 
@@ -121,7 +122,7 @@ internal static partial class StatsCommand
             .Select(kv => $"{Label(kv.Key, "reason")} {kv.Value:F0}").ToList();
         o.WriteLine();
         o.WriteLine($"  drops: {(drops.Count == 0 ? "none" : string.Join(", ", drops))}");
-        o.WriteLine($"  icmp errors: sent {Get("dataplane_icmp_errors_total{result=\"sent\"}"):F0}, rate-limited {Get("dataplane_icmp_errors_total{result=\"rate_limited\"}"):F0}; arp replies {Get("dataplane_arp_replies_total"):F0}; nd replies {Get("dataplane_nd_replies_total"):F0}; checksums completed {Get("dataplane_checksum_completed_total"):F0}");
+        o.WriteLine("  " + string.Join(", ", LoopCounters.Rows.Where(r => r.Loops != CounterLoops.Both).Select(r => $"{r.Name} {Get(r.SampleKey):F0}")));
         var sendErrors = now.Where(kv => kv.Key.StartsWith("dataplane_socket_send_errors_total", StringComparison.Ordinal) && kv.Value > 0)
             .Select(kv => $"{Label(kv.Key, "errno")} {kv.Value:F0}").ToList();
         o.WriteLine($"  socket send errors: {(sendErrors.Count == 0 ? "none" : string.Join(", ", sendErrors))}");

@@ -10,8 +10,7 @@ internal static class CountersReport
     public static void Log(DataplaneEngine engine, ILogger log)
     {
         LoopCounters o = engine.OutboundTotal, i = engine.InboundTotal;
-        log.Information("Counters: out {OutPackets} packets {OutBytes} bytes, in {InPackets} packets {InBytes} bytes, ICMP sent {Icmp}, ARP replies {Arp}, neighbor advertisements {Nd}, checksums completed {Completed}, outbound batches sent by the inbound loop {Assists}; drops: {Drops}",
-            o.Packets, o.Bytes, i.Packets, i.Bytes, o.IcmpSent, i.ArpReplies, i.NdReplies, i.ChecksumCompleted, o.Assists, Drops(o, i));
+        log.Information("Counters: {Counters}; drops: {Drops}", Figures(o, i), Drops(o, i));
     }
 
     public static void LogOffloads(NodeDevice device, ILogger log)
@@ -21,6 +20,11 @@ internal static class CountersReport
             t.SuperpacketsIn, t.SegmentsOut, t.SuperpacketsOut, t.Merged, t.SegmentationErrors, t.DeviceKernelDrops, t.DeviceFramesSkipped, t.GsoSends, t.GroReceives, t.TunnelSuperpackets, t.TunnelSegments, t.SendErrors,
             t.GsoDisabledReason is null ? "" : $" (GSO turned off: {t.GsoDisabledReason})");
     }
+
+    /// <summary>"out 12 in 10 packets, ..., ICMP sent 1, ...": every counter of <see cref="LoopCounters.Rows"/>, per direction where both loops count it.</summary>
+    public static string Figures(LoopCounters outbound, LoopCounters inbound) =>
+        string.Join(", ", LoopCounters.Rows.Select(r =>
+            r.Loops == CounterLoops.Both ? $"out {r.Field(outbound)} in {r.Field(inbound)} {r.Name}" : $"{r.Name} {r.Of(outbound, inbound)}"));
 
     public static string Drops(LoopCounters outbound, LoopCounters inbound)
     {
