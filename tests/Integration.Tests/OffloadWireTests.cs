@@ -23,7 +23,7 @@ public class OffloadWireTests
         using var c = new Cluster();
         c.StartTwoNodes(backend, "--offload", offload);
         string port = backend == "vxlan" ? "8472" : "8285";
-        string device = RunOptions.DefaultDevice(backend == "vxlan" ? Engine.BackendKind.Vxlan : Engine.BackendKind.Udp);
+        string device = (backend == "vxlan" ? Engine.BackendProfile.Vxlan : Engine.BackendProfile.Udp).DefaultDevice;
         int deviceMtu = backend == "vxlan" ? 1450 : 1472;
 
         string wire = c.Path_("wire.pcap"), overlay = c.Path_("overlay.pcap");

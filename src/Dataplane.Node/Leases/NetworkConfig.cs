@@ -32,11 +32,8 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
     /// <summary>flannel's <c>EnableIPv4</c> (default true); false only beside EnableIPv6 (an IPv6-only network).</summary>
     public bool EnableIpv4 => SubnetLength != 0;
 
-    public const int DefaultUdpPort = 8285;   // flannel udp backend
-    public const int DefaultVxlanPort = 8472; // Linux vxlan default, as flannel.1 uses
     public const uint DefaultVni = 1;
 
-    public static int DefaultPort(BackendKind backend) => backend == BackendKind.Vxlan ? DefaultVxlanPort : DefaultUdpPort;
 
     /// <summary>flannel's default: /24 when the network is /22 or wider, otherwise four subnets' worth.</summary>
     public static int DefaultSubnetLength(Ipv4Prefix network) => network.Length <= 22 ? 24 : network.Length + 2;
@@ -74,7 +71,7 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
             }
             // IPv6-only: as flannel, Network and SubnetLen are not read; the IPv4 half is the empty network.
             (BackendKind backend6, uint vni6, int port6) = ParseBackend(json.Backend, $"{where}.Backend");
-            return new NetworkConfig(default, 0, backend6, vni6, port6 == 0 ? DefaultPort(backend6) : port6)
+            return new NetworkConfig(default, 0, backend6, vni6, port6 == 0 ? BackendProfile.Of(backend6).DefaultPort : port6)
             {
                 Ipv6Network = v6,
                 Ipv6SubnetLength = v6Length,
@@ -105,7 +102,7 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
         {
             throw new ConfigException($"{where}: SubnetMin {Ipv4Prefix.Format(min)} is above SubnetMax {Ipv4Prefix.Format(max)}");
         }
-        return new NetworkConfig(network, subnetLength, backend, vni, port == 0 ? DefaultPort(backend) : port)
+        return new NetworkConfig(network, subnetLength, backend, vni, port == 0 ? BackendProfile.Of(backend).DefaultPort : port)
         {
             SubnetMin = min,
             SubnetMax = max,

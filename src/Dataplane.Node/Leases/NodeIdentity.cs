@@ -13,6 +13,9 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
 {
     public Ipv4Prefix Subnet => Lease.Subnet;
 
+    /// <summary>What our backend means: name, overheads, what its lease carries.</summary>
+    public BackendProfile Profile => BackendProfile.Of(Backend);
+
     /// <summary>The device address flannel gives: the subnet's base address, /32 (10.244.1.0).</summary>
     public uint DeviceAddress => Lease.Subnet.Address;
 
@@ -30,7 +33,7 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     /// one, and there is an underlay to carry it (vxlan needs the IPv6 one, as flannel-v6.1).
     /// </summary>
     public Ipv6Prefix? Ipv6Subnet => Config.EnableIpv6 && Lease.Ipv6Subnet is Ipv6Prefix v6
-        && (PublicIpv6 is not null || Backend == BackendKind.Udp && Config.EnableIpv4) ? v6 : null;
+        && (PublicIpv6 is not null || Profile.CarriesIpv6OverIpv4 && Config.EnableIpv4) ? v6 : null;
 
     /// <summary>An IPv6-only network: no IPv4 subnet, address, route or socket; everything over IPv6.</summary>
     public bool Ipv6Only => !Config.EnableIpv4;
@@ -77,7 +80,7 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
                 }
                 continue;
             }
-            if (Backend == BackendKind.Vxlan && l.VtepMac is null)
+            if (Profile.NeedsVtepMac && l.VtepMac is null)
             {
                 skipped.Add($"{l.Subnet} via {l.PublicIpText}: no BackendData.VtepMAC for vxlan");
                 continue;
@@ -104,7 +107,7 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
             return null;
         }
         MacAddress? mac6 = l.VtepMacV6 ?? l.VtepMac;
-        if (Backend == BackendKind.Vxlan && mac6 is null)
+        if (Profile.NeedsVtepMac && mac6 is null)
         {
             skipped.Add($"{name} via {Ipv6Prefix.Format(v6)}: no BackendV6Data.VtepMAC for vxlan");
             return null;
@@ -116,7 +119,7 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     /// <summary>The peer with its IPv6 half, or as it is (and a line in <paramref name="skipped"/>) when that half cannot be reached.</summary>
     private Peer WithIpv6(Peer peer, LeaseRecord l, Ipv6Prefix subnet6, List<string> skipped)
     {
-        if (Backend == BackendKind.Vxlan)
+        if (Profile.NeedsVtepMac)
         {
             // As kernel flannel-v6.1: IPv6 inner packets over the IPv6 underlay, to the v6 VtepMAC.
             if (l.PublicIpv6 is not UInt128 v6 || l.VtepMacV6 is not MacAddress mac6)

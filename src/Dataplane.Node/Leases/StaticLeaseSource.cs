@@ -38,7 +38,7 @@ internal sealed class StaticLeaseSource(string path, ILogger log) : ILeaseSource
             ?? throw new ConfigException(snapshot.Config.EnableIpv4
                 ? $"{Description}: no lease has PublicIP {Encap.Ipv4Prefix.Format(request.PublicIp)} (this node)"
                 : $"{Description}: no lease has PublicIPv6 {Encap.Ipv6Prefix.Format(request.PublicIpv6.GetValueOrDefault())} (this node; the network is IPv6-only)");
-        if (request.Backend == Engine.BackendKind.Vxlan && (snapshot.Config.EnableIpv4 ? lease.VtepMac : lease.VtepMacV6) is null)
+        if (Engine.BackendProfile.Of(request.Backend).NeedsVtepMac && (snapshot.Config.EnableIpv4 ? lease.VtepMac : lease.VtepMacV6) is null)
         {
             throw new ConfigException($"{Description}: our lease {lease.Key} has no {(snapshot.Config.EnableIpv4 ? "BackendData" : "BackendV6Data")}.VtepMAC, which vxlan needs");
         }

@@ -241,7 +241,7 @@ internal sealed class NodeDevice : IDisposable
         try
         {
             // Where inner packets sit in our datagrams: the socket splits kernel peers' tunnel superpackets by it.
-            var layout = new EncapsulationLayout(plan.Node.Backend == BackendKind.Vxlan ? Overheads.VxlanPayloadPrefix : 0, plan.DeviceMtu);
+            var layout = new EncapsulationLayout(plan.Node.Profile.PayloadPrefix, plan.DeviceMtu);
             return UdpBatchSocket.Bind(local, batch, offload, reusePort: multiQueue, layout);
         }
         catch (NativeException e)
@@ -277,8 +277,8 @@ internal sealed class NodeDevice : IDisposable
             nl.AddAddress(_index, _plan.Node.DeviceAddress, 32, $"add address {Ipv4Prefix.Format(_plan.Node.DeviceAddress)}/32 to {name}");
             nl.ReplaceRoute(network, _index, $"route {network} dev {name}");
             _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface} {UnderlayMtu} - {Overhead}), address {Address}/32, route {Network} dev {Device}",
-                name, _plan.DeviceMtu, _plan.UnderlayIface, _plan.DeviceMtu + (_plan.Node.Backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend),
-                _plan.Node.Backend == BackendKind.Vxlan ? Overheads.VxlanBackend : Overheads.UdpBackend,
+                name, _plan.DeviceMtu, _plan.UnderlayIface, _plan.DeviceMtu + _plan.Node.Profile.Overhead(ipv6Underlay: false),
+                _plan.Node.Profile.Overhead(ipv6Underlay: false),
                 Ipv4Prefix.Format(_plan.Node.DeviceAddress), network, name);
         }
         if (_plan.Node.Ipv6Subnet is Ipv6Prefix subnet6 && _plan.Node.Config.Ipv6Network is Ipv6Prefix network6)

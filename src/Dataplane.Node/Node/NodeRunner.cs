@@ -65,7 +65,7 @@ internal static class NodeRunner
 
         running.Start();
         leases.Watch(tables);
-        var metricsNow = new MetricsText.Source(running, plan.Node.Backend.ToString().ToLowerInvariant(), plan.DeviceName, o.Batch, device)
+        var metricsNow = new MetricsText.Source(running, plan.Node.Profile.Name, plan.DeviceName, o.Batch, device)
         {
             Facts = Describe(plan, leases.Description, o.SubnetFile, o.IpMasq),
             Captures = captures,
@@ -77,7 +77,7 @@ internal static class NodeRunner
             (client, line) => CaptureServer.TryStart(client, line, captures, overlayName, underlayName, settings.SlotSize, log));
         log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
-            plan.Node.Backend.ToString().ToLowerInvariant(), plan.Node.Vni,
+            plan.Node.Profile.Name, plan.Node.Vni,
             device.Underlay, plan.DeviceName);
 
         ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
@@ -111,7 +111,7 @@ internal static class NodeRunner
         ("port", plan.Node.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         ("device", plan.DeviceName),
         ("mtu", plan.DeviceMtu.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-        ("backend", plan.Node.Backend.ToString().ToLowerInvariant()),
+        ("backend", plan.Node.Profile.Name),
         ("lease_source", leaseSource),
         ("subnet_file", Path.GetFullPath(subnetFile)),
         ("ip_masq", ipMasq ? "true" : "false"),
@@ -217,26 +217,21 @@ internal static class NodeRunner
         }
 
         BackendKind backend = o.Backend ?? snapshot.Config.Backend;
-        int port = o.Port ?? (backend == snapshot.Config.Backend ? snapshot.Config.Port : NetworkConfig.DefaultPort(backend));
-        string device = o.Device ?? RunOptions.DefaultDevice(backend);
+        BackendProfile profile = BackendProfile.Of(backend);
+        int port = o.Port ?? (backend == snapshot.Config.Backend ? snapshot.Config.Port : profile.DefaultPort);
+        string device = o.Device ?? profile.DefaultDevice;
         DeviceSource source = ChooseSource(o.Source, log);
         if (!HostInfo.HasNetAdmin())
         {
             throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
         }
         int underlayMtu = RouteNetlink.GetMtu(underlay!);
-        int overhead = (backend, ipv6Only) switch
-        {
-            (BackendKind.Vxlan, false) => Overheads.VxlanBackend,
-            (BackendKind.Vxlan, true) => Overheads.VxlanBackendIpv6,
-            (_, false) => Overheads.UdpBackend,
-            (_, true) => Overheads.UdpBackendIpv6,
-        };
+        int overhead = profile.Overhead(ipv6Underlay: ipv6Only);
         // Everything local checked: now our lease (the file's, or reused or taken in the store).
         LeaseRecord lease = leases.Acquire(snapshot, new LeaseRequest(publicIp, backend, snapshot.Config.Vni)
         {
             // vxlan carries IPv6 over the IPv6 underlay only (as flannel-v6.1); udp can over IPv4 too.
-            WantsIpv6 = snapshot.Config.EnableIpv6 && (publicIpv6 is not null || backend == BackendKind.Udp && !ipv6Only),
+            WantsIpv6 = snapshot.Config.EnableIpv6 && (publicIpv6 is not null || profile.CarriesIpv6OverIpv4 && !ipv6Only),
             PublicIpv6 = publicIpv6,
         });
         if (snapshot.Config.EnableIpv6 && lease.PublicIpv6 is UInt128 leased)
@@ -259,7 +254,7 @@ internal static class NodeRunner
             if (node.Ipv6Subnet is Ipv6Prefix ours6)
             {
                 // IPv6 inner packets may travel over the IPv6 underlay: 20 bytes more than over IPv4.
-                int overhead6 = backend == BackendKind.Vxlan ? Overheads.VxlanBackendIpv6 : Overheads.UdpBackendIpv6;
+                int overhead6 = profile.Overhead(ipv6Underlay: true);
                 int underlayMtu6 = publicIpv6 is UInt128 a && HostInfo.InterfaceWith(a) is string iface6 ? RouteNetlink.GetMtu(iface6) : underlayMtu;
                 ipv6RouteMtu = Math.Min(underlayMtu - overhead, underlayMtu6 - overhead6);
                 log.Information("IPv6: subnet {Subnet} of {Network}, underlay {Underlay}", ours6, network6,
@@ -268,7 +263,7 @@ internal static class NodeRunner
             else
             {
                 log.Warning("The network config enables IPv6 ({Ipv6Network}) but this node forwards IPv4 only: {Why}", network6,
-                    lease.Ipv6Subnet is null && (publicIpv6 is not null || backend == BackendKind.Udp) ? $"our lease {lease.Key} has no IPv6 subnet"
+                    lease.Ipv6Subnet is null && (publicIpv6 is not null || profile.CarriesIpv6OverIpv4) ? $"our lease {lease.Key} has no IPv6 subnet"
                     : "no IPv6 underlay address (give --public-ipv6, or an --iface with a global IPv6 address); vxlan carries IPv6 over IPv6 as flannel-v6.1 does");
             }
         }

@@ -49,6 +49,4 @@ internal sealed record RunOptions
     /// <summary>Test seam (hidden flag): make a loop's edge throw on its first packet, to prove the clean-up path.</summary>
     public FaultInjection.Loop InjectFault { get; init; }
 
-    /// <summary>The device name when none is given: flannel's.</summary>
-    public static string DefaultDevice(BackendKind backend) => backend == BackendKind.Vxlan ? "flannel.1" : "flannel0";
 }

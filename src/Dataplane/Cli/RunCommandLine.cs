@@ -112,7 +112,7 @@ internal static class RunCommandLine
         MarkFlanneldFlags(cmd);
         cmd.SetAction(r =>
         {
-            string vtepMacPath = r.GetValue(vtepMacFile) ?? VtepMacFile.DefaultPath(r.GetValue(device) ?? RunOptions.DefaultDevice(BackendKind.Vxlan));
+            string vtepMacPath = r.GetValue(vtepMacFile) ?? VtepMacFile.DefaultPath(r.GetValue(device) ?? BackendProfile.Vxlan.DefaultDevice);
             var options = new RunOptions
             {
                 LeasesPath = r.GetValue(leases),

@@ -92,9 +92,10 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         _vni = request.Vni;
         NetworkConfig config = snapshot.Config;
         LeaseRecord? old = snapshot.LeaseOf(request);
-        MacAddress? mac = request.Backend == BackendKind.Vxlan ? VtepMacFile.LoadOrCreate(options.VtepMacFile, old?.VtepMac) : null;
+        BackendProfile profile = BackendProfile.Of(request.Backend);
+        MacAddress? mac = profile.NeedsVtepMac ? VtepMacFile.LoadOrCreate(options.VtepMacFile, old?.VtepMac) : null;
         bool ipv6 = config.EnableIpv6 && request.WantsIpv6;
-        var lease = new LeaseRecord(default, request.PublicIp, request.Backend == BackendKind.Vxlan ? "vxlan" : null, mac);
+        var lease = new LeaseRecord(default, request.PublicIp, profile.LeaseBackendType, mac);
         if (ipv6)
         {
             // flannel-v6.1's MAC: the one a reused lease names, else the IPv4 one (each underlay has its own FDB, so one MAC serves both).

@@ -119,7 +119,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             }
             MacAddress? mac = null;
             LeaseRecord? announcedLease = NodeLease.FromNode(node, _annotations, out _, snapshot.Config.EnableIpv6);
-            if (request.Backend == BackendKind.Vxlan)
+            if (BackendProfile.Of(request.Backend).NeedsVtepMac)
             {
                 // The MAC our node already announces (flanneld's GetStoredMacAddresses), else the file's or a new one.
                 if (announcedLease?.VtepMac is MacAddress announced)
@@ -132,7 +132,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                     mac = VtepMacFile.LoadOrCreate(options.VtepMacFile, null);
                 }
             }
-            var lease = new LeaseRecord(subnet, publishedIp, request.Backend == BackendKind.Vxlan ? "vxlan" : "udp", mac);
+            var lease = new LeaseRecord(subnet, publishedIp, BackendProfile.Of(request.Backend).Name, mac);
             if (snapshot.Config.EnableIpv6 && request.WantsIpv6)
             {
                 // Dual-stack: our IPv6 half is the node's IPv6 podCIDR (assigned like the IPv4 one; none: IPv4 only).
