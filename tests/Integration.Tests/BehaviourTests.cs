@@ -66,7 +66,7 @@ public class BehaviourTests
         ProcessRunner.Result df = c.Topology.Exec(c.Topology.Pod(2), [ping, "-c", "1", "-W", "2", "-M", "do", "-s", "4000", Topology.PodIp(1)]);
         Assert.Contains("mtu = 1500", df.Stdout + df.Stderr);
         Assert.False(n1.HasExited, n1.Output);
-        string stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]).Stdout;
+        string stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]).Stdout;
         Assert.DoesNotMatch(@"\b(truncated|malformed_inner|tun_write_failed) [1-9]", stats);
     }
 
@@ -149,7 +149,7 @@ public class BehaviourTests
         Assert.Equal(0, c.Ping(c.Topology.Pod(2), Topology.PodIp(1)).ExitCode);
         string neighbour = c.Topology.Ip(n2, "neigh", "show", "10.244.1.0", "dev", "flannel.1");
         Assert.Contains($"lladdr {ClusterFileBuilder.VtepMac(1)}", neighbour); // learned from our reply
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         Assert.True(long.Parse(Regex.Match(stats.Stdout, @"ARP replies (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 1, stats.Stdout);
     }
 
@@ -185,7 +185,7 @@ public class BehaviourTests
                 }
             }
         }
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         Assert.Contains("per queue: 0: out ", stats.Stdout);
     }
 }

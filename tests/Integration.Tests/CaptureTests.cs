@@ -165,7 +165,7 @@ public class CaptureTests(ITestOutputHelper output)
             File.SetUnixFileMode(socket, (UnixFileMode)0b110_110_110);
             ProcessRunner.Result checkedUid = c.Topology.Exec(c.Topology.Node(1), [.. nobody, .. SelfCommand.Prefix(), "capture", "--control-socket", socket, "-w", "-", "--count", "1"]);
             BadInputTests.AssertOneLine(checkedUid.ExitCode, checkedUid.Stderr, "only root may use a node's control socket (you are uid 65534)");
-            ProcessRunner.Result stats = c.Topology.Exec(c.Topology.Node(1), [.. nobody, .. SelfCommand.Prefix(), "stats", "--socket", socket, "--once"]);
+            ProcessRunner.Result stats = c.Topology.Exec(c.Topology.Node(1), [.. nobody, .. SelfCommand.Prefix(), "stats", "--control-socket", socket, "--once"]);
             Assert.NotEqual(0, stats.ExitCode);
             Assert.Contains("only root", stats.Stdout + stats.Stderr);
         }

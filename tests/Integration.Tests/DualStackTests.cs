@@ -143,7 +143,7 @@ public class DualStackTests
         Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
         string neighbour = c.Topology.Ip(n2, "-6", "neigh", "show", "2001:db8:244:1::", "dev", "flannel-v6.1");
         Assert.Contains($"lladdr {ClusterFileBuilder.VtepMacV6(1)}", neighbour); // learned from our advertisement
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         Assert.True(long.Parse(Regex.Match(stats.Stdout, @"ND replies (\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) >= 1, stats.Stdout);
     }
 

@@ -77,7 +77,7 @@ public class FaultTests(ITestOutputHelper output)
         c.StartNode(1, "vxlan");
         ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout);
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         Assert.True(stats.ExitCode == 0, stats.Stderr); // the new instance serves the old path
     }
 
@@ -107,7 +107,7 @@ public class FaultTests(ITestOutputHelper output)
         string pingLine = ping.Lines.Single(l => l.Contains("packet loss", StringComparison.Ordinal));
         double loss = double.Parse(Regex.Match(pingLine, @"([\d.]+)% packet loss").Groups[1].Value, CultureInfo.InvariantCulture);
 
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         string drops = stats.Stdout.Split('\n').Single(l => l.TrimStart().StartsWith("drops:", StringComparison.Ordinal)).Trim();
         output.WriteLine($"{backend}: {floodLine}; legitimate ping: {pingLine.Trim()}; transfer: {sent}; node 1 {drops}");
 
@@ -175,7 +175,7 @@ public class FaultTests(ITestOutputHelper output)
         in1.AssertIntact(TimeSpan.FromSeconds(60));
         Assert.False(n1.HasExited || n2.HasExited);
 
-        string Stats(int i) => ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(i), "--once"]).Stdout;
+        string Stats(int i) => ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(i), "--once"]).Stdout;
         string one = Stats(1), two = Stats(2);
         output.WriteLine($"node 1:\n{one}\nnode 2:\n{two}");
         Assert.Matches(@"ARP replies [1-9]\d{3,}", one);
@@ -242,7 +242,7 @@ public class FaultTests(ITestOutputHelper output)
         ProcessRunner.Result ok = c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3);
         Assert.True(ok.ExitCode == 0, ok.Stdout);
         Assert.False(n1.HasExited);
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         Assert.Matches(@"socket send errors: ENETUNREACH [3-9]", stats.Stdout);
         Assert.Matches(@"udp_send_failed [3-9]", stats.Stdout);
     }

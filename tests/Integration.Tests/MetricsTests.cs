@@ -46,14 +46,14 @@ public class MetricsTests
         Assert.StartsWith("HTTP/1.1 404", notFound.Stdout);
 
         // dataplane stats, one snapshot from the control socket.
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         Assert.True(stats.ExitCode == 0, stats.Stderr);
         Assert.Contains("flannel.1 (vxlan), 1 peers", stats.Stdout);
         Assert.Matches(@"peer 192\.0\.2\.2 10\.244\.2\.0/24\s+out\s+\d{4,}", stats.Stdout);
         Assert.Contains("no_route 4", stats.Stdout);
         Assert.Contains("offloads: device csum tso4", stats.Stdout);
 
-        ProcessRunner.Result missing = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.Path_("nobody.sock"), "--once"]);
+        ProcessRunner.Result missing = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.Path_("nobody.sock"), "--once"]);
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("cannot read", missing.Stderr);
     }

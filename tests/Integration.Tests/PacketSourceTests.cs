@@ -48,7 +48,7 @@ public class PacketSourceTests
         c.StartTransfer(2, 1, TransferBytes, port: 5202).AssertIntact(TimeSpan.FromSeconds(90));
 
         // Counters as with the TUN: dataplane stats over the control socket.
-        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--socket", c.ControlSocket(1), "--once"]);
+        ProcessRunner.Result stats = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "stats", "--control-socket", c.ControlSocket(1), "--once"]);
         Assert.True(stats.ExitCode == 0, stats.Stderr);
         Assert.Matches(@"peer 192\.0\.2\.2 10\.244\.2\.0/24\s+out\s+\d{4,}", stats.Stdout);
         Assert.Contains(offload == "on" ? "offloads: device vnet header" : "offloads: device off", stats.Stdout);

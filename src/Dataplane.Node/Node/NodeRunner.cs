@@ -75,7 +75,7 @@ internal static class NodeRunner
         string overlayName = $"overlay {plan.DeviceName}", underlayName = $"underlay {device.Underlay}";
         using MetricsServer control = MetricsServer.Unix(controlPath, () => MetricsText.Render(metricsNow),
             (client, line) => CaptureServer.TryStart(client, line, captures, overlayName, underlayName, settings.SlotSize, log));
-        log.Information("Control socket {Path} (dataplane stats --socket {Path})", controlPath, controlPath);
+        log.Information("Control socket {Path} (dataplane stats --control-socket {Path})", controlPath, controlPath);
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
             plan.Node.Profile.Name, plan.Node.Vni,
             device.Underlay, plan.DeviceName);

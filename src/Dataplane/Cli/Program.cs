@@ -12,10 +12,11 @@ internal static class Program
         RootCommand root = new("Dataplane: a userspace UDP/VXLAN data plane for flannel-style overlay networks")
         {
             RunCommandLine.Create(CreateLogger),
-            StatsCommandLine(),
-            DoctorCommandLine(),
-            CaptureCommandLine(),
         };
+        foreach (Command node in NodeCommands())
+        {
+            root.Subcommands.Add(node);
+        }
         foreach (Command lab in LabCommands.All())
         {
             root.Subcommands.Add(lab);
@@ -39,23 +40,24 @@ internal static class Program
         }
     }
 
+    /// <summary>The commands that talk to a running node through its control socket (<see cref="ControlSocketFlags"/>).</summary>
+    internal static IEnumerable<Command> NodeCommands() => [StatsCommandLine(), DoctorCommandLine(), CaptureCommandLine()];
+
     private static Command StatsCommandLine()
     {
-        var socket = new Option<string?>("--socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock)" };
-        var device = new Option<string>("--device") { Description = "the node's device, to find its control socket", DefaultValueFactory = _ => "flannel.1" };
+        var node = new ControlSocketFlags();
         var once = new Option<bool>("--once") { Description = "print one snapshot and exit" };
         var interval = new Option<double>("--interval") { Description = "seconds between refreshes", DefaultValueFactory = _ => 1 }
             .InRange(0.2, 3600, "must be 0.2 to 3600 seconds");
-        var cmd = new Command("stats", "counters of a running node, live") { socket, device, once, interval };
-        cmd.SetAction(r => Metrics.StatsCommand.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!),
-            r.GetValue(once), r.GetValue(interval), Console.Out));
+        var cmd = new Command("stats", "counters of a running node, live") { once, interval };
+        node.Options.ToList().ForEach(cmd.Options.Add);
+        cmd.SetAction(r => Metrics.StatsCommand.Run(node.Path(r), r.GetValue(once), r.GetValue(interval), Console.Out));
         return cmd;
     }
 
     private static Command CaptureCommandLine()
     {
-        var socket = new Option<string?>("--control-socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock)" };
-        var device = new Option<string>("--device") { Description = "the node's device, to find its control socket", DefaultValueFactory = _ => "flannel.1" };
+        var node = new ControlSocketFlags();
         var write = new Option<string>("-w") { Description = "the pcapng file to write, or - for stdout (| tshark -r - -d udp.port==8472,vxlan)", Required = true };
         var count = new Option<long>("--count") { Description = "stop after this many packets (0: no limit)" }.InRange(0, long.MaxValue, "must be 0 or more");
         var duration = new Option<double>("--duration") { Description = "stop after this many seconds (0: no limit)" }.InRange(0, 86400, "must be 0 to 86400 seconds");
@@ -65,22 +67,22 @@ internal static class Program
             .InRange(64, 262144, "must be 64 to 262144");
         var cmd = new Command("capture", "a running node's inner and outer packets, and its drops with their reasons, as pcapng")
         {
-            socket, device, write, count, duration, peer, dropsOnly, snapLength,
+            write, count, duration, peer, dropsOnly, snapLength,
         };
-        cmd.SetAction(r => Capture.CaptureClient.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!), r.GetValue(write)!,
+        node.Options.ToList().ForEach(cmd.Options.Add);
+        cmd.SetAction(r => Capture.CaptureClient.Run(node.Path(r), r.GetValue(write)!,
             r.GetValue(count), r.GetValue(duration), r.GetValue(peer), r.GetValue(dropsOnly), r.GetValue(snapLength), Console.Error));
         return cmd;
     }
 
     private static Command DoctorCommandLine()
     {
-        var socket = new Option<string?>("--control-socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock)" };
-        var device = new Option<string>("--device") { Description = "the node's device, to find its control socket", DefaultValueFactory = _ => "flannel.1" };
+        var node = new ControlSocketFlags();
         var json = new Option<bool>("--json") { Description = "the checks as JSON" };
         var cniDir = new Option<string>("--cni-dir") { Description = "where the CNI configuration lives", DefaultValueFactory = _ => Doctor.DoctorCommand.DefaultCniDirectory };
-        var cmd = new Command("doctor", "check this node as an operator would: PASS/WARN/FAIL per check, with the fix for each failure") { socket, device, json, cniDir };
-        cmd.SetAction(r => Doctor.DoctorCommand.Run(r.GetValue(socket) ?? Metrics.StatsCommand.DefaultSocket(r.GetValue(device)!),
-            r.GetValue(json), r.GetValue(cniDir)!, Console.Out));
+        var cmd = new Command("doctor", "check this node as an operator would: PASS/WARN/FAIL per check, with the fix for each failure") { json, cniDir };
+        node.Options.ToList().ForEach(cmd.Options.Add);
+        cmd.SetAction(r => Doctor.DoctorCommand.Run(node.Path(r), r.GetValue(json), r.GetValue(cniDir)!, Console.Out));
         return cmd;
     }
 

@@ -5,7 +5,9 @@ namespace Dataplane.Cli;
 
 /// <summary>
 /// Typed options with checks that say what is wrong in one line, <c>--FLAG VALUE: what it must be</c>,
-/// the way every configuration error of this program reads.
+/// the way every configuration error of this program reads, and the remark in each flag's help
+/// whether flanneld has it (<see cref="Flanneld"/>, <see cref="NotInFlanneld"/>): a flag is declared
+/// once, with its help, its check and its remark together (as Garnet's Options.cs keeps them).
 /// </summary>
 internal static class TypedOptions
 {
@@ -45,6 +47,20 @@ internal static class TypedOptions
                 r.AddError($"{option.Name} {value}: {message}");
             }
         });
+        return option;
+    }
+
+    /// <summary>flanneld has this flag, with the same name and meaning: "[flanneld: the same]".</summary>
+    public static T Flanneld<T>(this T option) where T : Option
+    {
+        option.Description += " [flanneld: the same]";
+        return option;
+    }
+
+    /// <summary>flanneld has no such flag: "[not in flanneld]", or "[not in flanneld: why]".</summary>
+    public static T NotInFlanneld<T>(this T option, string? why = null) where T : Option
+    {
+        option.Description += why is null ? " [not in flanneld]" : $" [not in flanneld: {why}]";
         return option;
     }
 }
