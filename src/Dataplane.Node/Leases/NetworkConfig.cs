@@ -32,6 +32,9 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
     /// <summary>flannel's <c>EnableIPv4</c> (default true); false only beside EnableIPv6 (an IPv6-only network).</summary>
     public bool EnableIpv4 => SubnetLength != 0;
 
+    /// <summary>The network's families, from EnableIPv4 and EnableIPv6.</summary>
+    public IpFamilies Families => !EnableIpv4 ? IpFamilies.Ipv6Only : EnableIpv6 ? IpFamilies.DualStack : IpFamilies.Ipv4;
+
     public const uint DefaultVni = 1;
 
 

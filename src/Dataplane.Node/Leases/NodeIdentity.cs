@@ -38,6 +38,15 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     /// <summary>An IPv6-only network: no IPv4 subnet, address, route or socket; everything over IPv6.</summary>
     public bool Ipv6Only => !Config.EnableIpv4;
 
+    /// <summary>
+    /// What this node forwards, decided here once: IPv6-only as the network is; dual-stack when it
+    /// has an IPv6 subnet it can carry (<see cref="Ipv6Subnet"/>); else IPv4 only.
+    /// </summary>
+    public IpFamilies Families => Ipv6Only ? IpFamilies.Ipv6Only : Ipv6Subnet is not null ? IpFamilies.DualStack : IpFamilies.Ipv4;
+
+    public bool ForwardsIpv4 => Families != IpFamilies.Ipv6Only;
+    public bool ForwardsIpv6 => Families != IpFamilies.Ipv4;
+
     /// <summary>Whether <paramref name="snapshot"/> still holds our lease as we started with it (same subnets under our address).</summary>
     public bool StillHolds(ClusterSnapshot snapshot) => Ipv6Only
         ? snapshot.LeaseOf6(Lease.PublicIpv6.GetValueOrDefault())?.Ipv6Subnet == Lease.Ipv6Subnet

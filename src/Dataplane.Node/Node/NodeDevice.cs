@@ -60,9 +60,9 @@ internal sealed class NodeDevice : IDisposable
                 IPacketDevice queue = open();
                 try
                 {
-                    UdpBatchSocket? ipv4 = plan.Node.Ipv6Only ? null
+                    UdpBatchSocket? ipv4 = !plan.Node.ForwardsIpv4 ? null
                         : device.Keep(BindSocket(plan, new UdpEndpoint(plan.BindAddress, (ushort)plan.Node.Port), batch, offload, multiQueue: queues > 1));
-                    UdpBatchSocket? ipv6 = plan.Node.Ipv6Subnet is not null && plan.Node.PublicIpv6 is UInt128 v6
+                    UdpBatchSocket? ipv6 = plan.Node.ForwardsIpv6 && plan.Node.PublicIpv6 is UInt128 v6
                         ? device.Keep(BindSocket(plan, UdpEndpoint.Ipv6(v6, (ushort)plan.Node.Port), batch, offload, multiQueue: queues > 1))
                         : null;
                     var underlay = new UnderlaySockets(ipv4, ipv6);
@@ -268,7 +268,7 @@ internal sealed class NodeDevice : IDisposable
         // A veth end has no transmit ring of its own (noqueue): the length only matters for a TUN.
         nl.SetLinkUp(_index, _plan.DeviceMtu, $"set {name} up, mtu {_plan.DeviceMtu}" + (veth ? ", arp off" : $", txqueuelen {TxQueueLength}"),
             veth ? 0 : TxQueueLength, noArp: veth);
-        if (_plan.Node.Ipv6Only)
+        if (!_plan.Node.ForwardsIpv4)
         {
             _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface}, IPv6-only: no IPv4 address or route)", name, _plan.DeviceMtu, _plan.UnderlayIface);
         }
@@ -297,7 +297,7 @@ internal sealed class NodeDevice : IDisposable
             try
             {
                 using RouteNetlink nl = RouteNetlink.Open();
-                if (!_plan.Node.Ipv6Only) // never "delete 0.0.0.0/0": an IPv6-only node has no IPv4 route of its own
+                if (_plan.Node.ForwardsIpv4) // never "delete 0.0.0.0/0": an IPv6-only node has no IPv4 route of its own
                 {
                     nl.DeleteRoute(_plan.Node.Config.Network, _index, $"delete route {_plan.Node.Config.Network}");
                 }
@@ -323,7 +323,7 @@ internal sealed class NodeDevice : IDisposable
         if (_index > 0)
         {
             _log.Information("Removed device {Device} and route {Network}", _plan.DeviceName,
-                _plan.Node.Ipv6Only ? _plan.Node.Config.Ipv6Network.ToString() : _plan.Node.Config.Network.ToString());
+                _plan.Node.ForwardsIpv4 ? _plan.Node.Config.Network.ToString() : _plan.Node.Config.Ipv6Network.ToString());
         }
     }
 }

@@ -14,7 +14,7 @@ internal sealed record NodePlan(ClusterSnapshot Snapshot, NodeIdentity Node, str
     public required uint BindAddress { get; init; }
 
     /// <summary>The IPv4 network and our IPv4 subnet (subnet.env's IPv4 lines), or null on an IPv6-only network.</summary>
-    public (Encap.Ipv4Prefix Network, Encap.Ipv4Prefix Subnet)? Ipv4Subnets => Node.Ipv6Only ? null : (Node.Config.Network, Node.Subnet);
+    public (Encap.Ipv4Prefix Network, Encap.Ipv4Prefix Subnet)? Ipv4Subnets => Node.ForwardsIpv4 ? (Node.Config.Network, Node.Subnet) : null;
 
     /// <summary>The IPv6 network and our IPv6 subnet when this node forwards IPv6 (subnet.env's IPv6 lines), else null.</summary>
     public (Encap.Ipv6Prefix Network, Encap.Ipv6Prefix Subnet)? Ipv6Subnets =>

@@ -1,0 +1,172 @@
+using System.Net;
+using Dataplane.Encap;
+using Dataplane.Engine;
+using Dataplane.Leases;
+using Dataplane.TunTap;
+using Serilog;
+
+namespace Dataplane.Node;
+
+/// <summary>Step 1 of <see cref="NodeRunner"/>: the plan, as the sequence of questions it answers.</summary>
+internal static partial class NodeRunner
+{
+    /// <summary>Our underlay: the IPv4 public address (0 on an IPv6-only network), the IPv6 one if any, and the interface they are on.</summary>
+    private readonly record struct Underlay(uint PublicIp, UInt128? PublicIpv6, string Iface);
+
+    /// <summary>Everything checked, nothing created; our lease acquired last.</summary>
+    public static NodePlan Plan(RunOptions o, ILeaseSource leases, ILogger log)
+    {
+        ClusterSnapshot snapshot = leases.Start();
+        IpFamilies network = snapshot.Config.Families;
+        log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases", leases.Description,
+            network == IpFamilies.Ipv6Only ? $"{snapshot.Config.Ipv6Network} (IPv6-only)" : snapshot.Config.Network.ToString(),
+            network == IpFamilies.Ipv6Only ? snapshot.Config.Ipv6SubnetLength : snapshot.Config.SubnetLength, snapshot.Leases.Count);
+        Underlay underlay = FindUnderlay(o, snapshot, network);
+        BackendProfile profile = BackendProfile.Of(o.Backend ?? snapshot.Config.Backend);
+        int port = o.Port ?? (profile.Kind == snapshot.Config.Backend ? snapshot.Config.Port : profile.DefaultPort);
+        string device = o.Device ?? profile.DefaultDevice;
+        DeviceSource source = ChooseSource(o.Source, log);
+        if (!HostInfo.HasNetAdmin())
+        {
+            throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
+        }
+        int underlayMtu = RouteNetlink.GetMtu(underlay.Iface);
+        LeaseRecord lease = AcquireLease(leases, snapshot, underlay, profile);
+        var node = new NodeIdentity(lease, snapshot.Config, profile.Kind, port, snapshot.Config.Vni) { PublicIpv6 = LeasedIpv6(o, snapshot, lease, underlay) };
+        int deviceMtu = profile.InnerMtu(underlayMtu, ipv6Underlay: network == IpFamilies.Ipv6Only);
+        return new NodePlan(snapshot, node, underlay.Iface, device, deviceMtu)
+        {
+            MetricsEndpoint = o.Metrics,
+            BindAddress = underlay.PublicIp,
+            Source = source,
+            Ipv6RouteMtu = Ipv6RouteMtu(node, deviceMtu, underlayMtu, log),
+        };
+    }
+
+    /// <summary>Where is our underlay: the public addresses (flags, else the interface's) and their interface, each checked to be this host's.</summary>
+    private static Underlay FindUnderlay(RunOptions o, ClusterSnapshot snapshot, IpFamilies network)
+    {
+        string? iface = o.Iface;
+        if (iface is not null && !HostInfo.InterfaceExists(iface))
+        {
+            throw new ConfigException($"--iface {iface}: no such interface");
+        }
+        uint publicIp = 0;
+        string? underlay = null;
+        if (network != IpFamilies.Ipv6Only)
+        {
+            publicIp = o.PublicIp is not null ? Ipv4Prefix.ToUInt32(o.PublicIp) : DefaultPublicIp(ref iface);
+            underlay = HostInfo.InterfaceWith(publicIp)
+                ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
+        }
+        UInt128? publicIpv6 = null;
+        if (network != IpFamilies.Ipv4)
+        {
+            string? v6Iface = iface ?? underlay ?? HostInfo.DefaultRouteInterface();
+            publicIpv6 = o.PublicIpv6 is IPAddress given ? HostInfo.ToUInt128(given) : v6Iface is null ? null : HostInfo.Ipv6AddressOf(v6Iface);
+            if (o.PublicIpv6 is not null && HostInfo.InterfaceWith(publicIpv6!.Value) is null)
+            {
+                throw new ConfigException($"--public-ipv6 {o.PublicIpv6}: not an address of this host");
+            }
+        }
+        if (network == IpFamilies.Ipv6Only)
+        {
+            // No address given or found on an interface: a lease naming one of this host's addresses is ours (as PublicIP picks it with IPv4).
+            publicIpv6 ??= snapshot.Leases.Select(l => l.PublicIpv6).FirstOrDefault(a => a is UInt128 v6 && HostInfo.InterfaceWith(v6) is not null);
+            UInt128 address = publicIpv6 ?? throw new ConfigException(
+                "the network is IPv6-only (EnableIPv4 false) and this node has no IPv6 underlay address: give --public-ipv6, or an --iface with a global IPv6 address");
+            underlay = HostInfo.InterfaceWith(address)!;
+            if (o.IpMasq)
+            {
+                throw new ConfigException("--ip-masq on an IPv6-only network: not supported (flanneld's IPv6 masquerade rules are ip6tables; this node installs IPv4 rules only)");
+            }
+        }
+        return new Underlay(publicIp, publicIpv6, underlay!);
+    }
+
+    /// <summary>No --public-ip: the IPv4 address of --iface, else of the default route's interface (which <paramref name="iface"/> then names).</summary>
+    private static uint DefaultPublicIp(ref string? iface)
+    {
+        iface ??= HostInfo.DefaultRouteInterface()
+            ?? throw new ConfigException("no --public-ip and no --iface, and there is no default route to take the interface from");
+        return HostInfo.Ipv4AddressOf(iface)
+            ?? throw new ConfigException($"interface {iface} has no IPv4 address to use as the public IP; give --public-ip");
+    }
+
+    /// <summary>Our lease: the file's, or reused or taken in the store (everything local has been checked by now).</summary>
+    private static LeaseRecord AcquireLease(ILeaseSource leases, ClusterSnapshot snapshot, Underlay underlay, BackendProfile profile) =>
+        leases.Acquire(snapshot, new LeaseRequest(underlay.PublicIp, profile.Kind, snapshot.Config.Vni)
+        {
+            // vxlan carries IPv6 over the IPv6 underlay only (as flannel-v6.1); udp can over IPv4 too.
+            WantsIpv6 = snapshot.Config.EnableIpv6
+                && (underlay.PublicIpv6 is not null || profile.CarriesIpv6OverIpv4 && snapshot.Config.Families != IpFamilies.Ipv6Only),
+            PublicIpv6 = underlay.PublicIpv6,
+        });
+
+    /// <summary>Our IPv6 underlay address as the lease has it (a static file's, or one flanneld left), checked to be ours; else the one found.</summary>
+    private static UInt128? LeasedIpv6(RunOptions o, ClusterSnapshot snapshot, LeaseRecord lease, Underlay underlay)
+    {
+        if (!snapshot.Config.EnableIpv6 || lease.PublicIpv6 is not UInt128 leased)
+        {
+            return underlay.PublicIpv6;
+        }
+        if (o.PublicIpv6 is not null && leased != underlay.PublicIpv6)
+        {
+            throw new ConfigException($"--public-ipv6 {o.PublicIpv6}: our lease {lease.Key} has PublicIPv6 {Ipv6Prefix.Format(leased)}");
+        }
+        if (HostInfo.InterfaceWith(leased) is null)
+        {
+            throw new ConfigException($"our lease {lease.Key} has PublicIPv6 {Ipv6Prefix.Format(leased)}, which is not an address of this host");
+        }
+        return leased;
+    }
+
+    /// <summary>
+    /// The MTU of the IPv6 route when the node forwards IPv6 (0 otherwise): IPv6 inner packets may
+    /// travel over the IPv6 underlay, 20 bytes more than over IPv4. Says why a dual-stack network's
+    /// node forwards IPv4 only.
+    /// </summary>
+    private static int Ipv6RouteMtu(NodeIdentity node, int deviceMtu, int underlayMtu, ILogger log)
+    {
+        if (node.Config.Ipv6Network is not Ipv6Prefix network6)
+        {
+            return 0;
+        }
+        if (node.Ipv6Subnet is not Ipv6Prefix ours6)
+        {
+            log.Warning("The network config enables IPv6 ({Ipv6Network}) but this node forwards IPv4 only: {Why}", network6,
+                node.Lease.Ipv6Subnet is null && (node.PublicIpv6 is not null || node.Profile.CarriesIpv6OverIpv4) ? $"our lease {node.Lease.Key} has no IPv6 subnet"
+                : "no IPv6 underlay address (give --public-ipv6, or an --iface with a global IPv6 address); vxlan carries IPv6 over IPv6 as flannel-v6.1 does");
+            return 0;
+        }
+        int underlayMtu6 = node.PublicIpv6 is UInt128 a && HostInfo.InterfaceWith(a) is string iface6 ? RouteNetlink.GetMtu(iface6) : underlayMtu;
+        log.Information("IPv6: subnet {Subnet} of {Network}, underlay {Underlay}", ours6, network6,
+            node.PublicIpv6 is UInt128 u ? Ipv6Prefix.Format(u) : "IPv4 (no IPv6 address: the udp backend carries IPv6 over IPv4)");
+        return Math.Min(deviceMtu, node.Profile.InnerMtu(underlayMtu6, ipv6Underlay: true));
+    }
+
+    /// <summary>
+    /// <c>--source</c>: tun needs /dev/net/tun; auto takes tun when /dev/net/tun opens, else the
+    /// packet source (a veth pair), and says which and why in one line.
+    /// </summary>
+    private static DeviceSource ChooseSource(DeviceSource wanted, ILogger log)
+    {
+        if (wanted == DeviceSource.Packet)
+        {
+            log.Information("Source: packet (--source packet)");
+            return wanted;
+        }
+        string? problem = TunDevice.CanOpen();
+        if (problem is null)
+        {
+            log.Information("Source: tun ({Path} opens)", TunDevice.ClonePath);
+            return DeviceSource.Tun;
+        }
+        if (wanted == DeviceSource.Tun)
+        {
+            throw new ConfigException($"--source tun: {problem}: load the tun module (modprobe tun), give the container the device, or use --source packet");
+        }
+        log.Information("Source: packet, a veth pair read with AF_PACKET ({Problem})", problem);
+        return DeviceSource.Packet;
+    }
+}
