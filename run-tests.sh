@@ -48,6 +48,14 @@ if ! dotnet format Dataplane.sln --verify-no-changes -v q >artifacts/format.log 
   grep -E 'error|warning' artifacts/format.log | head -20
   echo "format: the tree differs from what 'dotnet format Dataplane.sln' writes (run it and commit)"
 fi
+# The stated line width (.editorconfig max_line_length) in the product's projects.
+long=$(find src/Encap src/TunTap src/Dataplane.Node src/Dataplane -name '*.cs' -not -path '*/obj/*' -not -path '*/bin/*' -print0 \
+  | xargs -0 awk 'length($0) > 200 { print FILENAME ":" FNR ": " length($0) " characters" }')
+if [ -n "$long" ]; then
+  format_ok=0
+  echo "$long" | head -20
+  echo "format: lines over the stated width of 200 characters (.editorconfig max_line_length)"
+fi
 # The product is the NativeAOT binary: publish it and let every test that starts the program start it.
 aot=artifacts/aot
 rm -rf "$aot"

@@ -49,7 +49,8 @@ internal static class LabCommands
         var output = new Option<string>("--out") { Description = "folder for the JSON and SVG results", DefaultValueFactory = _ => "bench/results" };
         var queues = new Option<int>("--queues") { Description = "queues per node for this data plane (default: the number of cores)", DefaultValueFactory = _ => Environment.ProcessorCount };
         var cmd = new Command("bench", "compare this data plane with kernel VXLAN, host-gw and the naive mode in namespaces") { seconds, udpSeconds, only, rounds, queues, output };
-        cmd.SetAction(r => BenchCommand.Run(r.GetValue(seconds), r.GetValue(udpSeconds), r.GetValue(only), Math.Max(1, r.GetValue(rounds)), Math.Max(1, r.GetValue(queues)), r.GetValue(output)!, Console.Out));
+        cmd.SetAction(r => BenchCommand.Run(r.GetValue(seconds), r.GetValue(udpSeconds), r.GetValue(only),
+            Math.Max(1, r.GetValue(rounds)), Math.Max(1, r.GetValue(queues)), r.GetValue(output)!, Console.Out));
         return cmd;
     }
 

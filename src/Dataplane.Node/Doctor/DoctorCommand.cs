@@ -207,7 +207,8 @@ internal static class DoctorCommand
             .Select(l => HostView.Str(l, "ifname")).ToList();
         return kernel.Count == 0
             ? DoctorCheck.Pass("kernel-flannel", "no kernel flannel.1 or flannel-v6.1")
-            : DoctorCheck.Fail("kernel-flannel", $"kernel VXLAN device {string.Join(", ", kernel)} on this node{(ours is null ? "" : $" beside ours ({ours})")}: flanneld and this data plane would fight over the overlay",
+            : DoctorCheck.Fail("kernel-flannel", $"kernel VXLAN device {string.Join(", ", kernel)} on this node"
+                + $"{(ours is null ? "" : $" beside ours ({ours})")}: flanneld and this data plane would fight over the overlay",
                 $"stop flanneld, then ip link del {kernel[0]}");
     }
 

@@ -63,7 +63,8 @@ internal sealed class InboundLoop
     /// TCP acknowledgement, are followed by an assist: latency-bound traffic (a ping, a request)
     /// comes in small batches and expects an answer. Bulk traffic comes in full batches, and bare
     /// ACKs release more bulk data from the host: then the outbound loop's own thread works in
-    /// parallel instead (measured: assisting after ACKs cost 8-14% of one-stream TCP).
+    /// parallel instead (assisting after ACKs cost one-stream TCP: bench/README.md, "Latency: the
+    /// inbound loop's assist").
     /// </summary>
     public const int AssistMaxBatch = 8;
 

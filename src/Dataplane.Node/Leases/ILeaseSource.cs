@@ -1,8 +1,8 @@
 namespace Dataplane.Leases;
 
 /// <summary>
-/// Where a node's leases come from (the static cluster file, etcd; the Kubernetes API next), with
-/// one lifecycle, so the node never asks which it has:
+/// Where a node's leases come from (the static cluster file, etcd, the Kubernetes API), with one
+/// lifecycle, so the node never asks which it has:
 ///
 ///  1. <see cref="Start"/>: read the network config and every lease as they stand now. Nothing is
 ///     taken or changed yet. Unreachable stores and bad data are <see cref="ConfigException"/>s.
@@ -16,7 +16,7 @@ namespace Dataplane.Leases;
 /// </summary>
 internal interface ILeaseSource : IDisposable
 {
-    /// <summary>Where the leases come from, for messages: "lease file PATH", "etcd URL".</summary>
+    /// <summary>Where the leases come from, for messages: "lease file PATH", "etcd URL", "Kubernetes API URL".</summary>
     string Description { get; }
 
     ClusterSnapshot Start();

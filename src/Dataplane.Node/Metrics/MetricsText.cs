@@ -84,11 +84,11 @@ internal static class MetricsText
             OffloadTotals t = OffloadTotals.Sum(s.Edges);
             long[] byErrno = t.SendErrorsByErrno;
             Family(b, "dataplane_socket_send_errors_total", "counter", "Datagrams the socket refused, by errno (counted, never fatal).");
-            foreach (int e in new[] { Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM })
+            foreach (int e in NamedSendErrors)
             {
                 Line(b, "dataplane_socket_send_errors_total", byErrno[e], ("errno", Errno.Name(e)));
             }
-            Line(b, "dataplane_socket_send_errors_total", byErrno.Sum() - new[] { Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM }.Sum(e => byErrno[e]), ("errno", "other"));
+            Line(b, "dataplane_socket_send_errors_total", byErrno.Sum() - NamedSendErrors.Sum(e => byErrno[e]), ("errno", "other"));
             Family(b, "dataplane_offload_total", "counter", "Offload work: superpackets read and split, written and merged, UDP GSO sends and GRO receives.");
             Line(b, "dataplane_offload_total", t.SuperpacketsIn, ("kind", "device_superpackets_in"));
             Line(b, "dataplane_offload_total", t.SuperpacketsOut, ("kind", "device_superpackets_out"));
@@ -98,7 +98,8 @@ internal static class MetricsText
             Line(b, "dataplane_offload_total", t.TunnelSuperpackets, ("kind", "socket_tunnel_superpackets"));
             Family(b, "dataplane_device_read_errors_total", "counter", "Device reads that failed for another reason than no data.");
             Line(b, "dataplane_device_read_errors_total", t.ReadErrors);
-            Family(b, "dataplane_device_kernel_drops_total", "counter", "Packets the kernel dropped before the device loop read them (the packet source's socket buffer was full; a TUN's own drops show in ip -s link).");
+            Family(b, "dataplane_device_kernel_drops_total", "counter",
+                "Packets the kernel dropped before the device loop read them (the packet source's socket buffer was full; a TUN's own drops show in ip -s link).");
             Line(b, "dataplane_device_kernel_drops_total", t.DeviceKernelDrops);
             Family(b, "dataplane_device_frames_skipped_total", "counter", "Frames the packet source read that were not IPv4 or IPv6, or were cut short.");
             Line(b, "dataplane_device_frames_skipped_total", t.DeviceFramesSkipped);
@@ -122,6 +123,9 @@ internal static class MetricsText
         Line(b, "dataplane_build_info", 1, ("version", Version), ("backend", s.Backend), ("device", s.Device), ("dotnet", Environment.Version.ToString()));
         return b.ToString();
     }
+
+    /// <summary>The send errors with a label of their own; the rest are "other".</summary>
+    private static readonly int[] NamedSendErrors = [Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM];
 
     public static string Version { get; } =
         typeof(MetricsText).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";

@@ -16,8 +16,11 @@ internal static class CountersReport
     public static void LogOffloads(NodeDevice device, ILogger log)
     {
         OffloadTotals t = OffloadTotals.Sum(device);
-        log.Information("Offload counters: device superpackets in {SuperIn} (split into {Segments}), out {SuperOut} (merging {Merged} packets), segmentation errors {SegErrors}, dropped by the kernel before we read them {KernelDrops}, frames skipped (not IP, or cut short) {Skipped}; socket GSO sends {Gso}, GRO receives {Gro}, tunnel superpackets {Tunnel} (split into {TunnelSegments}), send errors {SendErrors}{GsoOff}",
-            t.SuperpacketsIn, t.SegmentsOut, t.SuperpacketsOut, t.Merged, t.SegmentationErrors, t.DeviceKernelDrops, t.DeviceFramesSkipped, t.GsoSends, t.GroReceives, t.TunnelSuperpackets, t.TunnelSegments, t.SendErrors,
+        log.Information("Offload counters: device superpackets in {SuperIn} (split into {Segments}), out {SuperOut} (merging {Merged} packets), "
+            + "segmentation errors {SegErrors}, dropped by the kernel before we read them {KernelDrops}, frames skipped (not IP, or cut short) {Skipped}; "
+            + "socket GSO sends {Gso}, GRO receives {Gro}, tunnel superpackets {Tunnel} (split into {TunnelSegments}), send errors {SendErrors}{GsoOff}",
+            t.SuperpacketsIn, t.SegmentsOut, t.SuperpacketsOut, t.Merged, t.SegmentationErrors, t.DeviceKernelDrops, t.DeviceFramesSkipped,
+            t.GsoSends, t.GroReceives, t.TunnelSuperpackets, t.TunnelSegments, t.SendErrors,
             t.GsoDisabledReason is null ? "" : $" (GSO turned off: {t.GsoDisabledReason})");
     }
 

@@ -252,9 +252,9 @@ internal sealed class NodeDevice : IDisposable
 
     /// <summary>
     /// The device's transmit queue (the TUN's ring of packets the kernel hands us), in packets. The
-    /// kernel's default for a TUN is 500: small packets at ~150 kpps overflow it in about 3 ms, for
-    /// example while our outbound loop is descheduled (issue 10 measured 16,497 TX drops on it at
-    /// 80 kpps). Ten times that covers scheduling gaps; TCP keeps its own window far below it.
+    /// kernel's default for a TUN is 500: small packets overflow it within milliseconds while our
+    /// outbound loop is descheduled. Ten times that covers scheduling gaps; TCP keeps its own window
+    /// far below it (measured: bench/README.md, "Small packets: the device's transmit ring").
     /// </summary>
     public const int TxQueueLength = 5000;
 

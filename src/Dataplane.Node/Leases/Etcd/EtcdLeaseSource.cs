@@ -117,7 +117,8 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
                     store.Delete(old.Key);
                     log.Information("Lease {OldKey} replaced by {Key}", old.Key, lease.Key);
                 }
-                log.Information("Lease reused: {Subnet} (it names our public IP {PublicIP})", lease.Ipv6Subnet is Ipv6Prefix s6 ? $"{lease.Subnet} and {s6}" : lease.Subnet.ToString(), lease.PublicIpText);
+                log.Information("Lease reused: {Subnet} (it names our public IP {PublicIP})",
+                    lease.Ipv6Subnet is Ipv6Prefix s6 ? $"{lease.Subnet} and {s6}" : lease.Subnet.ToString(), lease.PublicIpText);
                 return lease;
             }
             if (ipv6 && free6.Count == 0)

@@ -50,7 +50,8 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         _config = ReadNetConfig(options.NetConfigPath);
         if (!_config.EnableIpv4)
         {
-            throw new ConfigException($"--net-config-path {options.NetConfigPath}: an IPv6-only network (EnableIPv4 false) with --kube-subnet-mgr is not supported yet (the static file and etcd support it)");
+            throw new ConfigException($"--net-config-path {options.NetConfigPath}: an IPv6-only network (EnableIPv4 false) with --kube-subnet-mgr "
+                + "is not supported yet (the static file and etcd support it)");
         }
         _api = KubeApi.Create(options);
         try
