@@ -40,6 +40,7 @@ public static class NetlinkLayout
     public const byte IN6_ADDR_GEN_MODE_NONE = 1;
     public const ushort NLA_F_NESTED = 0x8000;
     public const ushort IFLA_TXQLEN = 13;
+    public const ushort IFLA_IFALIAS = 20;
     public const ushort IFA_ADDRESS = 1;
     public const ushort IFA_LOCAL = 2;
     public const ushort RTA_DST = 1;

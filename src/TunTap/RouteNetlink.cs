@@ -105,6 +105,16 @@ public sealed unsafe class RouteNetlink : IDisposable
         Execute(m, what);
     }
 
+    /// <summary><c>ip link set dev X alias TEXT</c>: a note on the link that outlives us (<c>/sys/class/net/X/ifalias</c>).</summary>
+    public void SetAlias(int index, string alias, string what)
+    {
+        var m = new Message(NetlinkLayout.RTM_NEWLINK, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK);
+        Span<byte> ifi = m.Reserve(NetlinkLayout.IfinfomsgSize);
+        BinaryPrimitives.WriteInt32LittleEndian(ifi[4..], index);
+        m.AttributeString(NetlinkLayout.IFLA_IFALIAS, alias);
+        Execute(m, what);
+    }
+
     /// <summary>
     /// <c>ip link add NAME type veth peer name PEER</c>: a new pair (EEXIST if either name is taken).
     /// Returns the index of <paramref name="name"/>.

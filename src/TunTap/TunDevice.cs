@@ -7,9 +7,11 @@ namespace Dataplane.TunTap;
 
 /// <summary>
 /// A Linux TUN device: each read returns an IP packet the host routed into the device, each write
-/// injects one into the host stack as if it arrived on the device. The device is not persistent:
-/// closing the descriptor deletes it, with its addresses and routes, so a stopped or killed node
-/// leaves nothing behind.
+/// injects one into the host stack as if it arrived on the device. Unless made persistent
+/// (<see cref="SetPersistent"/>, <c>TUNSETPERSIST</c>), closing the last descriptor deletes it with
+/// its addresses and routes, so a stopped or killed node leaves nothing behind; a persistent device
+/// stays, address and route included (without a queue attached it has no carrier and drops what
+/// the host routes into it), and a later open of the same name and flags attaches to it again.
 ///
 /// Plain mode (<c>IFF_TUN|IFF_NO_PI</c>): one packet per read or write. Offload mode adds
 /// <c>IFF_VNET_HDR</c> and <c>TUNSETOFFLOAD</c>; the virtio-net header, superpacket splitting and
@@ -108,6 +110,23 @@ public sealed unsafe class TunDevice : IPacketDevice
             throw new NativeException($"TUNSETIFF {name}", err);
         }
         return new TunDevice(fd, name, offload, offload ? VnetOffload.EnableTun(fd) : 0);
+    }
+
+    /// <summary>
+    /// <c>TUNSETPERSIST</c>: whether the device outlives its last descriptor (kept across a crash or
+    /// a restart, as a kernel device is), or goes with it.
+    /// </summary>
+    public void SetPersistent(bool persistent)
+    {
+        using DescriptorEntry entry = _edge.Enter();
+        if (!entry.IsOpen)
+        {
+            throw new ObjectDisposedException(nameof(TunDevice));
+        }
+        if (NativeMethods.ioctl_value(entry.Fd, NativeMethods.TUNSETPERSIST, persistent ? 1u : 0u) < 0)
+        {
+            throw new NativeException($"TUNSETPERSIST {Name} {(persistent ? 1 : 0)}", Errno.Last);
+        }
     }
 
     /// <summary>Null when <see cref="ClonePath"/> opens for reading and writing; else what failed ("open /dev/net/tun: No such file or directory").</summary>

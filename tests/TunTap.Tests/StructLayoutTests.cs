@@ -214,6 +214,8 @@ public class StructLayoutTests
 
         Check("TUNSETIFF", NativeMethods.TUNSETIFF);
         Check("TUNSETOFFLOAD", NativeMethods.TUNSETOFFLOAD);
+        Check("TUNSETPERSIST", NativeMethods.TUNSETPERSIST);
+        Check("IFF_PERSIST", NativeMethods.IFF_PERSIST);
         Check("IFF_TUN", NativeMethods.IFF_TUN);
         Check("IFF_NO_PI", NativeMethods.IFF_NO_PI);
         Check("IFF_VNET_HDR", NativeMethods.IFF_VNET_HDR);
@@ -252,6 +254,7 @@ public class StructLayoutTests
         Check("RTM_DELROUTE", NetlinkLayout.RTM_DELROUTE);
         Check("IFLA_MTU", NetlinkLayout.IFLA_MTU);
         Check("IFLA_TXQLEN", NetlinkLayout.IFLA_TXQLEN);
+        Check("IFLA_IFALIAS", NetlinkLayout.IFLA_IFALIAS);
         Check("IFA_ADDRESS", NetlinkLayout.IFA_ADDRESS);
         Check("IFA_LOCAL", NetlinkLayout.IFA_LOCAL);
         Check("RTA_DST", NetlinkLayout.RTA_DST);

@@ -17,10 +17,12 @@ internal static unsafe partial class NativeMethods
     // <linux/if_tun.h>
     public const uint TUNSETIFF = 0x400454ca;     // _IOW('T', 202, int)
     public const uint TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int)
+    public const uint TUNSETPERSIST = 0x400454cb; // _IOW('T', 203, int)
     public const short IFF_TUN = 0x0001;
     public const short IFF_NO_PI = 0x1000;
     public const short IFF_VNET_HDR = 0x4000;
     public const short IFF_MULTI_QUEUE = 0x0100;
+    public const short IFF_PERSIST = 0x0800;
 
     // <linux/sockios.h>
     public const uint SIOCGIFMTU = 0x8921;
