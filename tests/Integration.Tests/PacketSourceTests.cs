@@ -133,11 +133,12 @@ public class PacketSourceTests
         var (n1, _) = c.StartTwoNodes("udp", "--source", "packet");
         n1.Kill();
         Assert.True(n1.WaitForExit(TimeSpan.FromSeconds(10)));
-        // SIGKILL leaves the pair (a TUN would vanish with its descriptor).
+        // SIGKILL leaves the pair (a TUN would vanish with its descriptor), with its address and route.
         Assert.Contains(NodeDevice.VethPeerName("flannel0"), c.Topology.Ip(c.Topology.Node(1), "link", "show"));
+        Assert.Contains("10.244.0.0/16 dev flannel0", c.Topology.Ip(c.Topology.Node(1), "route", "show"));
 
         NodeProcess again = c.StartNode(1, "udp", null, "--source", "packet");
-        Assert.Contains("Took over flannel0: deleted the veth pair flannel0/flannel0-dp an earlier run left behind", again.Output);
+        Assert.Contains("Taking over flannel0: ours, kept by an earlier run", again.Output);
         ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
         Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
         Assert.Equal(0, again.Stop(TimeSpan.FromSeconds(10)));
@@ -156,7 +157,7 @@ public class PacketSourceTests
             "--backend", "udp", "--source", "packet", "--subnet-file", c.Path_("s.env")], "node1");
         Assert.True(n.WaitForExit(TimeSpan.FromSeconds(20)));
         Assert.Equal(1, n.ExitCode);
-        Assert.Contains("a device named flannel0 exists and is not ours", n.Output);
+        Assert.Contains("a bridge device named flannel0 exists and is not ours", n.Output);
         Assert.Contains("bridge", c.Topology.Ip(c.Topology.Node(1), "-d", "link", "show", "flannel0"));
     }
 

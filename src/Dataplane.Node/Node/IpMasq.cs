@@ -9,25 +9,30 @@ namespace Dataplane.Node;
 /// <c>FLANNEL-FWD</c> (from FORWARD). Traffic inside the overlay keeps its addresses; traffic from
 /// pods to the outside is masqueraded (with --random-fully where iptables has it); forwarding of
 /// overlay traffic is accepted. Installed in the node's network namespace through the iptables
-/// command (as flanneld does, via go-iptables), removed on stop.
+/// command (as flanneld does, via go-iptables). Removed on stop, or with <c>--on-exit keep</c> kept
+/// for the next start (which replaces them) so that traffic leaving the overlay stays masqueraded
+/// while the node restarts.
 /// </summary>
 internal sealed class IpMasq : IDisposable
 {
     private const string Masq = "FLANNEL-POSTRTG";
     private const string Fwd = "FLANNEL-FWD";
     private readonly string _iptables;
+    private readonly bool _keep;
     private readonly ILogger _log;
 
-    private IpMasq(string iptables, ILogger log)
+    private IpMasq(string iptables, bool keep, ILogger log)
     {
         _iptables = iptables;
+        _keep = keep;
         _log = log;
     }
 
-    public static IpMasq Install(Ipv4Prefix network, Ipv4Prefix subnet, ILogger log)
+    /// <param name="keep">Leave the rules in place on stop (<c>--on-exit keep</c>).</param>
+    public static IpMasq Install(Ipv4Prefix network, Ipv4Prefix subnet, bool keep, ILogger log)
     {
         string iptables = ProcessRunner.Which("iptables") ?? throw new ConfigException("--ip-masq needs iptables (apt-get install iptables)");
-        var m = new IpMasq(iptables, log);
+        var m = new IpMasq(iptables, keep, log);
         m.Remove(); // leftovers of a killed instance
         string random = ProcessRunner.Run(iptables, ["-j", "MASQUERADE", "--help"]).Stdout.Contains("random-fully", StringComparison.Ordinal) ? "--random-fully" : "";
         string n = network.ToString(), s = subnet.ToString();
@@ -73,6 +78,11 @@ internal sealed class IpMasq : IDisposable
 
     public void Dispose()
     {
+        if (_keep)
+        {
+            _log.Information("ip-masq: rules kept (--on-exit keep)");
+            return;
+        }
         Remove();
         _log.Information("ip-masq: rules removed");
     }

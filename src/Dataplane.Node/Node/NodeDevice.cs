@@ -16,22 +16,32 @@ namespace Dataplane.Node;
 /// The device is a TUN (one descriptor per queue; closing the last deletes it), or with
 /// <see cref="DeviceSource.Packet"/> a veth pair whose host end carries the device name and whose
 /// other end we own with one AF_PACKET socket per queue (<see cref="PacketSocketDevice"/>).
-/// <see cref="Create"/> undoes its own steps if one fails; <see cref="Dispose"/> deletes the route
-/// and the device (for a veth pair, deleting one end deletes both).
+/// A device of ours that an earlier run kept, or a crash left (<see cref="NodePlan.Existing"/>,
+/// checked by the plan), is taken over: the TUN queues attach to it, the veth pair is reused, and
+/// its address and route, already in place, are confirmed. Every device gets our mark
+/// (<see cref="ExistingDevice.MarkOf"/>), which is how the next start knows it.
+/// <see cref="Create"/> undoes its own steps if one fails. <see cref="Dispose"/> closes the
+/// descriptors, then with <see cref="OnExit.Remove"/> deletes the route and the device (for a veth
+/// pair, deleting one end deletes both); with <see cref="OnExit.Keep"/> it leaves them (the TUN
+/// was made persistent) for the next start.
 /// </summary>
 internal sealed class NodeDevice : IDisposable
 {
     private readonly NodePlan _plan;
+    private readonly OnExit _onExit;
     private readonly ILogger _log;
     private int _index;
+    // Set once Create has finished: a start that fails half-way removes what it created, whatever --on-exit says.
+    private bool _created;
 
     private readonly List<EngineQueue> _queues = [];
     // Every socket bound, receiving and send-only, in the order bound (for counters and disposal).
     private readonly List<UdpBatchSocket> _sockets = [];
 
-    private NodeDevice(NodePlan plan, ILogger log)
+    private NodeDevice(NodePlan plan, OnExit onExit, ILogger log)
     {
         _plan = plan;
+        _onExit = onExit;
         _log = log;
     }
 
@@ -47,17 +57,26 @@ internal sealed class NodeDevice : IDisposable
     /// <summary>The name of the veth end we own when the host's end is <paramref name="device"/>.</summary>
     public static string VethPeerName(string device) => (device.Length > 12 ? device[..12] : device) + "-dp";
 
-    public static NodeDevice Create(NodePlan plan, bool offload, int batch, int queues, ILogger log)
+    public static NodeDevice Create(NodePlan plan, bool offload, int batch, int queues, OnExit onExit, ILogger log)
     {
-        var device = new NodeDevice(plan, log);
+        var device = new NodeDevice(plan, onExit, log);
         try
         {
+            if (plan.Existing is not null)
+            {
+                log.Information("Taking over {Device}: ours, kept by an earlier run (its address and route stay in place)", plan.DeviceName);
+            }
             Func<IPacketDevice> open = plan.Source == DeviceSource.Packet
                 ? device.CreateVethPair(offload)
                 : () => OpenTun(plan, offload, multiQueue: queues > 1);
             for (int q = 0; q < queues; q++)
             {
                 IPacketDevice queue = open();
+                if (q == 0 && queue is TunDevice tun)
+                {
+                    // Kept: it outlives us (and a crash); removed: it goes with our last descriptor, as a fresh one would.
+                    tun.SetPersistent(onExit == OnExit.Keep);
+                }
                 try
                 {
                     UdpBatchSocket? ipv4 = !plan.Node.ForwardsIpv4 ? null
@@ -83,6 +102,7 @@ internal sealed class NodeDevice : IDisposable
                 device.SpreadOverQueues(batch, offload);
             }
             device.Configure();
+            device._created = true;
         }
         catch
         {
@@ -171,26 +191,17 @@ internal sealed class NodeDevice : IDisposable
         new($"{what}: a device named {name} exists and is not ours (a kernel flannel.1, or another data plane): delete it or choose --device");
 
     /// <summary>
-    /// The packet source's device: a veth pair, a leftover of ours (a node killed with SIGKILL
-    /// cannot delete it) taken over. Returns how to open one more queue on our end.
+    /// The packet source's device: a veth pair, new, or ours as an earlier run kept it (or a SIGKILL
+    /// left it: a veth pair outlives its process) and the plan checked. Returns how to open one more
+    /// queue on our end.
     /// </summary>
     private Func<IPacketDevice> CreateVethPair(bool offload)
     {
         string name = _plan.DeviceName, peer = VethPeerName(name);
         using RouteNetlink nl = RouteNetlink.Open();
-        int existing = RouteNetlink.LinkIndex(name);
-        if (existing > 0)
-        {
-            if (!IsOurVethPair(name, peer))
-            {
-                throw NotOurs(name, $"create veth pair {name}/{peer}");
-            }
-            nl.DeleteLink(existing, $"delete leftover {name}");
-            _log.Warning("Took over {Device}: deleted the veth pair {Device}/{Peer} an earlier run left behind", name, name, peer);
-        }
         try
         {
-            _index = nl.AddVethPair(name, peer, $"create veth pair {name}/{peer}");
+            _index = _plan.Existing is { Kind: "veth" } ? RouteNetlink.LinkIndex(name) : nl.AddVethPair(name, peer, $"create veth pair {name}/{peer}");
             int peerIndex = RouteNetlink.LinkIndex(peer);
             try
             {
@@ -219,7 +230,7 @@ internal sealed class NodeDevice : IDisposable
     }
 
     /// <summary>A veth pair whose other end is <paramref name="peer"/> (sysfs names a veth's peer by its index).</summary>
-    private static bool IsOurVethPair(string name, string peer)
+    internal static bool IsOurVethPair(string name, string peer)
     {
         int peerIndex = RouteNetlink.LinkIndex(peer);
         if (peerIndex <= 0)
@@ -268,6 +279,7 @@ internal sealed class NodeDevice : IDisposable
         // A veth end has no transmit ring of its own (noqueue): the length only matters for a TUN.
         nl.SetLinkUp(_index, _plan.DeviceMtu, $"set {name} up, mtu {_plan.DeviceMtu}" + (veth ? ", arp off" : $", txqueuelen {TxQueueLength}"),
             veth ? 0 : TxQueueLength, noArp: veth);
+        nl.SetAlias(_index, ExistingDevice.MarkOf(_plan.Source, _queues.Count), $"mark {name} as ours (alias)");
         if (!_plan.Node.ForwardsIpv4)
         {
             _log.Information("Device {Device} up: MTU {Mtu} (underlay {Iface}, IPv6-only: no IPv4 address or route)", name, _plan.DeviceMtu, _plan.UnderlayIface);
@@ -290,9 +302,16 @@ internal sealed class NodeDevice : IDisposable
         }
     }
 
+    /// <summary>Keep the device at Dispose: --on-exit keep after a complete start, or a device we took over (left as found).</summary>
+    private bool Keeps => _onExit == OnExit.Keep && (_created || _plan.Existing is not null);
+
     public void Dispose()
     {
-        if (_index > 0)
+        if (_index > 0 && Keeps)
+        {
+            _log.Information("Kept device {Device} with its address and route (--on-exit keep): the next start takes it over", _plan.DeviceName);
+        }
+        else if (_index > 0)
         {
             try
             {
@@ -320,7 +339,7 @@ internal sealed class NodeDevice : IDisposable
         {
             q.Device.Dispose();
         }
-        if (_index > 0)
+        if (_index > 0 && !Keeps)
         {
             _log.Information("Removed device {Device} and route {Network}", _plan.DeviceName,
                 _plan.Node.ForwardsIpv4 ? _plan.Node.Config.Network.ToString() : _plan.Node.Config.Ipv6Network.ToString());

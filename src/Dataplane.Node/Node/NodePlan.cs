@@ -23,6 +23,9 @@ internal sealed record NodePlan(ClusterSnapshot Snapshot, NodeIdentity Node, str
     /// <summary>The MTU of the IPv6 route (underlay MTU minus the IPv6 underlay's overhead), when the node forwards IPv6.</summary>
     public int Ipv6RouteMtu { get; init; }
 
+    /// <summary>Our device as an earlier run kept it (or a crash left it), checked to be taken over; null when there is none.</summary>
+    public ExistingDevice? Existing { get; init; }
+
     /// <summary>TUN or packet socket, decided (never <see cref="DeviceSource.Auto"/> here).</summary>
     public DeviceSource Source { get; init; } = DeviceSource.Tun;
 }

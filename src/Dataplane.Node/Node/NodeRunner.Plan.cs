@@ -30,6 +30,7 @@ internal static partial class NodeRunner
         {
             throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
         }
+        ExistingDevice? existing = CheckDeviceFree(o, device, source);
         int underlayMtu = RouteNetlink.GetMtu(underlay.Iface);
         LeaseRecord lease = AcquireLease(leases, snapshot, underlay, profile);
         var node = new NodeIdentity(lease, snapshot.Config, profile.Kind, port, snapshot.Config.Vni) { PublicIpv6 = LeasedIpv6(o, snapshot, lease, underlay) };
@@ -39,6 +40,7 @@ internal static partial class NodeRunner
             MetricsEndpoint = o.Metrics,
             BindAddress = underlay.PublicIp,
             Source = source,
+            Existing = existing,
             Ipv6RouteMtu = Ipv6RouteMtu(node, deviceMtu, underlayMtu, log),
         };
     }
@@ -143,6 +145,19 @@ internal static partial class NodeRunner
         log.Information("IPv6: subnet {Subnet} of {Network}, underlay {Underlay}", ours6, network6,
             node.PublicIpv6 is UInt128 u ? Ipv6Prefix.Format(u) : "IPv4 (no IPv6 address: the udp backend carries IPv6 over IPv4)");
         return Math.Min(deviceMtu, node.Profile.InnerMtu(underlayMtu6, ipv6Underlay: true));
+    }
+
+    /// <summary>
+    /// Is the device ours to take: no node runs on it (its control socket does not answer), and a
+    /// device of that name on the host is one of ours that this start can take over (else one line
+    /// that says what is in the way). Returns that device, or null when there is none.
+    /// </summary>
+    private static ExistingDevice? CheckDeviceFree(RunOptions o, string device, DeviceSource source)
+    {
+        ExistingDevice.RefuseIfRunning(o.ControlSocket ?? Metrics.StatsCommand.DefaultSocket(device), device);
+        ExistingDevice? existing = ExistingDevice.Find(device);
+        existing?.Check(source, o.Queues);
+        return existing;
     }
 
     /// <summary>

@@ -45,13 +45,13 @@ internal static partial class NodeRunner
             : StartMetrics(plan.MetricsEndpoint, () => metricsSource is { } m ? MetricsText.Render(m) : "", log);
         using var signals = new StopSignals();
 
-        using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, log);      // 3
+        using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, o.OnExit, log);      // 3
         var captures = new CaptureHub();
         EngineSettings settings = Settings(o, plan);
         using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q))], table, settings, captures);
         engine = running;
 
-        using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, log) : null;   // 4
+        using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, keep: o.OnExit == OnExit.Keep, log) : null;   // 4
         SubnetEnvFile.Write(o.SubnetFile, plan.Ipv4Subnets, plan.DeviceMtu, o.IpMasq, plan.Ipv6Subnets);
         log.Information("Wrote {Path}", o.SubnetFile);
         running.Start();

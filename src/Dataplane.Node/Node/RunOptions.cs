@@ -27,6 +27,8 @@ internal sealed record RunOptions
     public string? Device { get; init; }
     /// <summary>The device side: a TUN, a veth pair read with a packet socket, or whichever the host allows.</summary>
     public DeviceSource Source { get; init; } = DeviceSource.Auto;
+    /// <summary>What a stop without a successor does with the device, its address, route and rules.</summary>
+    public OnExit OnExit { get; init; } = OnExit.Remove;
     public BackendKind? Backend { get; init; }
     public int? Port { get; init; }
     public string SubnetFile { get; init; } = "/run/flannel/subnet.env";

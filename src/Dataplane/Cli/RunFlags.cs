@@ -72,11 +72,17 @@ internal static class RunFlags
             DefaultValueFactory = _ => D.Queues,
         }.InRange(1, RunOptions.MaxQueues, $"must be 1 to {RunOptions.MaxQueues}").NotInFlanneld();
 
-        public IEnumerable<Option> Options => [Name, Source, Offload, Batch, Queues];
+        public Option<string> OnExit { get; } = Choice("--on-exit",
+            "what a stop does with the device, its address and route and the --ip-masq rules: remove them, or keep them (the TUN persistent) "
+            + "for the next start to take over, as flanneld keeps flannel.1; a crash leaves what keep keeps",
+            D.OnExit.ToString().ToLowerInvariant(), "remove", "keep").NotInFlanneld("flanneld always keeps flannel.1");
+
+        public IEnumerable<Option> Options => [Name, Source, Offload, Batch, Queues, OnExit];
 
         public RunOptions Read(ParseResult r, RunOptions o) => o with
         {
             Device = r.GetValue(Name),
+            OnExit = Enum.Parse<OnExit>(r.GetValue(OnExit)!, ignoreCase: true),
             Source = Enum.Parse<DeviceSource>(r.GetValue(Source)!, ignoreCase: true),
             Offload = r.GetValue(Offload) == "on",
             Batch = r.GetValue(Batch),
