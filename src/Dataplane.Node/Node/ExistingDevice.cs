@@ -87,9 +87,19 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
     /// </summary>
     public static void RefuseIfRunning(string path, string device)
     {
+        if (RunningNode(path) is int pid)
+        {
+            throw new ConfigException($"a node is already running on {device}{(pid > 0 ? $" (pid {pid})" : "")}: its control socket {path} answers; "
+                + "stop it first, or choose --device and --control-socket");
+        }
+    }
+
+    /// <summary>The pid of the node whose control socket at <paramref name="path"/> answers (0 when the kernel does not say), or null when none does.</summary>
+    public static int? RunningNode(string path)
+    {
         if (!File.Exists(path))
         {
-            return;
+            return null;
         }
         using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -98,13 +108,15 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
         }
         catch (SocketException)
         {
-            return; // nobody listens: a leftover of a killed node
+            return null; // nobody listens: a leftover of a killed node
         }
         Span<byte> ucred = stackalloc byte[12]; // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
         int got = s.GetRawSocketOption(Tmds.Linux.LibC.SOL_SOCKET, Tmds.Linux.LibC.SO_PEERCRED, ucred);
-        string pid = got >= 4 ? $" (pid {System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(ucred)})" : "";
-        throw new ConfigException($"a node is already running on {device}{pid}: its control socket {path} answers; stop it first, or choose --device and --control-socket");
+        return got >= 4 ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(ucred) : 0;
     }
+
+    /// <summary>Ours: a TUN or device with our mark, or the host end of our veth pair.</summary>
+    public bool IsOurs => Mark is not null || Kind == "veth";
 
     private static string? Read(string path)
     {

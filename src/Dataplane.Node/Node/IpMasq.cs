@@ -63,17 +63,27 @@ internal sealed class IpMasq : IDisposable
         }
     }
 
-    /// <summary>Deletes the jumps and the chains; what is not there is skipped.</summary>
-    private void Remove()
+    private void Remove() => RemoveChains(_iptables);
+
+    /// <summary>Deletes the jumps and the chains; what is not there is skipped. Returns what was there ("nat FLANNEL-POSTRTG").</summary>
+    public static IReadOnlyList<string> RemoveChains(string iptables)
     {
+        var removed = new List<string>();
         foreach ((string table, string parent, string chain, string comment) in new[] { ("nat", "POSTROUTING", Masq, "flanneld masq"), ("filter", "FORWARD", Fwd, "flanneld forward") })
         {
-            while (ProcessRunner.Run(_iptables, ["-w", "5", "-t", table, "-D", parent, "-m", "comment", "--comment", comment, "-j", chain]).ExitCode == 0)
+            bool present = ProcessRunner.Run(iptables, ["-w", "5", "-t", table, "-S", chain]).ExitCode == 0;
+            while (ProcessRunner.Run(iptables, ["-w", "5", "-t", table, "-D", parent, "-m", "comment", "--comment", comment, "-j", chain]).ExitCode == 0)
             {
+                present = true;
             }
-            ProcessRunner.Run(_iptables, ["-w", "5", "-t", table, "-F", chain]);
-            ProcessRunner.Run(_iptables, ["-w", "5", "-t", table, "-X", chain]);
+            ProcessRunner.Run(iptables, ["-w", "5", "-t", table, "-F", chain]);
+            ProcessRunner.Run(iptables, ["-w", "5", "-t", table, "-X", chain]);
+            if (present)
+            {
+                removed.Add($"{table} {chain}");
+            }
         }
+        return removed;
     }
 
     public void Dispose()

@@ -17,6 +17,7 @@ internal static class Program
         {
             root.Subcommands.Add(node);
         }
+        root.Subcommands.Add(UninstallCommandLine());
         foreach (Command lab in LabCommands.All())
         {
             root.Subcommands.Add(lab);
@@ -83,6 +84,35 @@ internal static class Program
         var cmd = new Command("doctor", "check this node as an operator would: PASS/WARN/FAIL per check, with the fix for each failure") { json, cniDir };
         node.Options.ToList().ForEach(cmd.Options.Add);
         cmd.SetAction(r => Doctor.DoctorCommand.Run(node.Path(r), r.GetValue(json), r.GetValue(cniDir)!, Console.Out));
+        return cmd;
+    }
+
+    private static Command UninstallCommandLine()
+    {
+        var device = new Option<string?>("--device") { Description = "the device to remove (default: every device of ours, and flannel.1 and flannel0 when they are ours)" };
+        var socket = new Option<string?>("--control-socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock of each device)" };
+        var subnetFile = new Option<string>("--subnet-file") { Description = "the subnet.env to remove", DefaultValueFactory = _ => Node.RunOptions.Defaults.SubnetFile };
+        var vtepMacFile = new Option<string?>("--vtep-mac-file") { Description = "the VTEP MAC file to remove (default /var/lib/dataplane/DEVICE.vtepmac of each device)" };
+        var force = new Option<bool>("--force") { Description = "stop a node still running on the device first (SIGTERM, SIGKILL after 10 s)" };
+        var cni = new Option<bool>("--cni") { Description = "also the CNI config and flannel plugin the DaemonSet installs, and cni0: the pods on this node lose their network" };
+        var cniConf = new Option<string>("--cni-conf") { Description = "the CNI config --cni removes", DefaultValueFactory = _ => "/etc/cni/net.d/10-flannel.conflist" };
+        var cniPlugin = new Option<string>("--cni-plugin") { Description = "the flannel CNI plugin --cni removes", DefaultValueFactory = _ => "/opt/cni/bin/flannel" };
+        var cmd = new Command("uninstall", "remove what a node of ours made on this host, one line per thing removed; safe to run twice")
+        {
+            device, socket, subnetFile, vtepMacFile, force, cni, cniConf, cniPlugin,
+        };
+        cmd.SetAction(r =>
+        {
+            try
+            {
+                return Node.UninstallCommand.Run(new Node.UninstallCommand.Options(r.GetValue(device), r.GetValue(socket), r.GetValue(subnetFile)!,
+                    r.GetValue(vtepMacFile), r.GetValue(force), r.GetValue(cni), r.GetValue(cniConf)!, r.GetValue(cniPlugin)!), Console.Out);
+            }
+            catch (Exception ex) when (ex is ConfigException or TunTap.NativeException)
+            {
+                return Fail(ex.Message);
+            }
+        });
         return cmd;
     }
 

@@ -27,6 +27,33 @@ public class DeployManifestTests
     }
 
     [Fact]
+    public void Kubectl_accepts_the_uninstall_manifest_and_it_runs_uninstall_on_every_node()
+    {
+        string uninstall = Path.Combine(RepositoryRoot(), "deploy", "uninstall-dataplane.yml");
+        using var k = new KubeCluster("vxlan");
+        string output = k.KubectlOk("apply", "--dry-run=client", "--validate=false", "-f", uninstall);
+        Assert.Contains("daemonset.apps/dataplane-uninstall created (dry run)", output);
+
+        var yaml = new YamlStream();
+        using (var reader = new StreamReader(uninstall))
+        {
+            yaml.Load(reader);
+        }
+        var daemonSet = yaml.Documents.Select(d => (YamlMappingNode)d.RootNode).Single(n => ((YamlScalarNode)n["kind"]).Value == "DaemonSet");
+        var pod = (YamlMappingNode)daemonSet["spec"]["template"]["spec"];
+        Assert.Equal("true", ((YamlScalarNode)pod["hostNetwork"]).Value);
+        Assert.Equal("Exists", ((YamlScalarNode)((YamlSequenceNode)pod["tolerations"]).Cast<YamlMappingNode>().Single()["operator"]).Value);
+        var init = (YamlMappingNode)((YamlSequenceNode)pod["initContainers"])[0];
+        Assert.Equal("uninstall,--cni", Scalars(init["args"]));
+        Assert.Equal("NET_ADMIN,NET_RAW", Scalars(init["securityContext"]["capabilities"]["add"]));
+        string[] mounts = [.. ((YamlSequenceNode)init["volumeMounts"]).Select(m => ((YamlScalarNode)m["mountPath"]).Value!)];
+        foreach (string path in new[] { "/run/flannel", "/opt/cni/bin", "/etc/cni/net.d", "/var/lib/dataplane", "/run/dataplane", "/run/xtables.lock" })
+        {
+            Assert.Contains(path, mounts);
+        }
+    }
+
+    [Fact]
     public void The_manifest_grants_flanneld_rbac_and_runs_our_node_as_kube_flannel_runs_flanneld()
     {
         var yaml = new YamlStream();
