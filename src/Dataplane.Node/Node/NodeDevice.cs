@@ -77,25 +77,7 @@ internal sealed class NodeDevice : IDisposable
                     // Kept: it outlives us (and a crash); removed: it goes with our last descriptor, as a fresh one would.
                     tun.SetPersistent(onExit == OnExit.Keep);
                 }
-                try
-                {
-                    UdpBatchSocket? ipv4 = !plan.Node.ForwardsIpv4 ? null
-                        : device.Keep(BindSocket(plan, new UdpEndpoint(plan.BindAddress, (ushort)plan.Node.Port), batch, offload, multiQueue: queues > 1));
-                    UdpBatchSocket? ipv6 = plan.Node.ForwardsIpv6 && plan.Node.PublicIpv6 is UInt128 v6
-                        ? device.Keep(BindSocket(plan, UdpEndpoint.Ipv6(v6, (ushort)plan.Node.Port), batch, offload, multiQueue: queues > 1))
-                        : null;
-                    var underlay = new UnderlaySockets(ipv4, ipv6);
-                    if (q == 0)
-                    {
-                        device.Underlay = underlay;
-                    }
-                    device._queues.Add(new EngineQueue(queue, underlay));
-                }
-                catch
-                {
-                    queue.Dispose(); // its sockets, if any, are kept and disposed with the device
-                    throw;
-                }
+                device.AddQueue(queue, batch, offload, multiQueue: queues > 1);
             }
             if (queues > 1)
             {
@@ -112,6 +94,28 @@ internal sealed class NodeDevice : IDisposable
         log.Information("Offloads: device {DeviceOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues}",
             device.Device.Offloads, device._sockets[0].Offloads, batch, queues);
         return device;
+    }
+
+    /// <summary>One queue: its device descriptor and an underlay of its own (a socket per family the node forwards, SO_REUSEPORT with several queues).</summary>
+    private void AddQueue(IPacketDevice queue, int batch, bool offload, bool multiQueue)
+    {
+        try
+        {
+            Leases.NodeIdentity node = _plan.Node;
+            UdpBatchSocket? ipv4 = !node.ForwardsIpv4 ? null
+                : Keep(BindSocket(_plan, new UdpEndpoint(_plan.BindAddress, (ushort)node.Port), batch, offload, multiQueue));
+            UdpBatchSocket? ipv6 = node.ForwardsIpv6 && node.PublicIpv6 is UInt128 v6
+                ? Keep(BindSocket(_plan, UdpEndpoint.Ipv6(v6, (ushort)node.Port), batch, offload, multiQueue))
+                : null;
+            var underlay = new UnderlaySockets(ipv4, ipv6);
+            Underlay ??= underlay;
+            _queues.Add(new EngineQueue(queue, underlay));
+        }
+        catch
+        {
+            queue.Dispose(); // its sockets, if any, are kept and disposed with the device
+            throw;
+        }
     }
 
     private UdpBatchSocket Keep(UdpBatchSocket socket)
