@@ -129,6 +129,35 @@ public sealed unsafe class TunDevice : IPacketDevice
         }
     }
 
+    /// <summary>
+    /// A TUN queue whose descriptor another process passed us (<see cref="DescriptorPassing"/>): already
+    /// attached to <paramref name="name"/>, with the packets queued in it, configured as that process
+    /// opened it (<paramref name="offload"/>: IFF_VNET_HDR with the TUN_F_* <paramref name="offloadFlags"/>
+    /// it set). Checked with TUNGETIFF: a descriptor of another device or mode is refused (and closed).
+    /// </summary>
+    public static TunDevice Adopt(int fd, string name, bool offload, uint offloadFlags)
+    {
+        ifreq req = default;
+        if (NativeMethods.ioctl_ifreq(fd, NativeMethods.TUNGETIFF, &req) < 0)
+        {
+            int err = Errno.Last;
+            close(fd);
+            throw new NativeException($"TUNGETIFF (adopting {name})", err);
+        }
+        var raw = new ReadOnlySpan<byte>(req.ifr_name, ifreq.IFNAMSIZ);
+        string attached = Encoding.UTF8.GetString(raw.IndexOf((byte)0) is int end and >= 0 ? raw[..end] : raw);
+        bool vnet = (req.ifr_flags & NativeMethods.IFF_VNET_HDR) != 0;
+        if (attached != name || vnet != offload)
+        {
+            close(fd);
+            throw new NativeException($"adopting {name}: the descriptor is a queue of {attached}{(vnet ? " with" : " without")} a virtio-net header", Errno.EINVAL);
+        }
+        return new TunDevice(fd, name, offload, offloadFlags);
+    }
+
+    /// <summary>The descriptor's number, to pass it to another process (<see cref="DescriptorPassing"/>); the device stays ours.</summary>
+    public int DescriptorNumber => _edge.Handle.Number;
+
     /// <summary>Null when <see cref="ClonePath"/> opens for reading and writing; else what failed ("open /dev/net/tun: No such file or directory").</summary>
     public static string? CanOpen()
     {

@@ -180,6 +180,31 @@ public sealed unsafe class UdpBatchSocket : IDisposable
         }
     }
 
+    /// <summary>
+    /// A bound UDP socket whose descriptor another process passed us (<see cref="DescriptorPassing"/>),
+    /// with the datagrams queued in it: its address read back (getsockname), GSO where UDP_SEGMENT is
+    /// there, GRO as that process left it (UDP_GRO read back).
+    /// </summary>
+    public static UdpBatchSocket Adopt(int fd, int batchCapacity, EncapsulationLayout? layout = null)
+    {
+        byte* addr = stackalloc byte[UdpEndpoint.StorageSize];
+        socklen_t length = (uint)UdpEndpoint.StorageSize;
+        if (getsockname(fd, (sockaddr*)addr, &length) < 0)
+        {
+            int err = Errno.Last;
+            close(fd);
+            throw new NativeException("getsockname (adopting a UDP socket)", err);
+        }
+        int zero = 0, gro = 0;
+        socklen_t size = sizeof(int);
+        bool gso = setsockopt(fd, NativeMethods.SOL_UDP, NativeMethods.UDP_SEGMENT, &zero, sizeof(int)) == 0;
+        getsockopt(fd, NativeMethods.SOL_UDP, NativeMethods.UDP_GRO, &gro, &size);
+        return new UdpBatchSocket(fd, UdpEndpoint.Read(addr), batchCapacity, gso, gro != 0, layout);
+    }
+
+    /// <summary>The descriptor's number, to pass it to another process (<see cref="DescriptorPassing"/>); the socket stays ours.</summary>
+    public int DescriptorNumber => _edge.Handle.Number;
+
     private static UdpBatchSocket Bind(UdpEndpoint local, int batchCapacity, bool offload, bool reusePort, EncapsulationLayout? layout, bool sendOnly)
     {
         int fd = socket(local.IsIpv6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

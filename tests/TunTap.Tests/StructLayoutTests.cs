@@ -215,6 +215,7 @@ public class StructLayoutTests
         Check("TUNSETIFF", NativeMethods.TUNSETIFF);
         Check("TUNSETOFFLOAD", NativeMethods.TUNSETOFFLOAD);
         Check("TUNSETPERSIST", NativeMethods.TUNSETPERSIST);
+        Check("TUNGETIFF", NativeMethods.TUNGETIFF);
         Check("IFF_PERSIST", NativeMethods.IFF_PERSIST);
         Check("IFF_TUN", NativeMethods.IFF_TUN);
         Check("IFF_NO_PI", NativeMethods.IFF_NO_PI);
@@ -224,6 +225,9 @@ public class StructLayoutTests
         Check("SIOCGIFINDEX", NativeMethods.SIOCGIFINDEX);
         Check("MSG_DONTWAIT", Tmds.Linux.LibC.MSG_DONTWAIT);
         Check("MSG_TRUNC", Tmds.Linux.LibC.MSG_TRUNC);
+        Check("SCM_RIGHTS", NativeMethods.SCM_RIGHTS);
+        Check("MSG_CTRUNC", NativeMethods.MSG_CTRUNC);
+        Check("MSG_CMSG_CLOEXEC", NativeMethods.MSG_CMSG_CLOEXEC);
         Check("CLONE_NEWNET", NativeMethods.CLONE_NEWNET);
 
         Check("NETLINK_ROUTE", NetlinkLayout.NETLINK_ROUTE);

@@ -18,6 +18,7 @@ internal static unsafe partial class NativeMethods
     public const uint TUNSETIFF = 0x400454ca;     // _IOW('T', 202, int)
     public const uint TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int)
     public const uint TUNSETPERSIST = 0x400454cb; // _IOW('T', 203, int)
+    public const uint TUNGETIFF = 0x800454d2;     // _IOR('T', 210, unsigned int)
     public const short IFF_TUN = 0x0001;
     public const short IFF_NO_PI = 0x1000;
     public const short IFF_VNET_HDR = 0x4000;
@@ -60,6 +61,11 @@ internal static unsafe partial class NativeMethods
 
     // Classic BPF for a SO_REUSEPORT group's socket choice (linux/filter.h, asm-generic/socket.h).
     public const int SO_ATTACH_REUSEPORT_CBPF = 51;
+
+    // Descriptor passing over a Unix socket (the hand-over), <sys/socket.h>.
+    public const int SCM_RIGHTS = 1;
+    public const int MSG_CTRUNC = 0x8;
+    public const int MSG_CMSG_CLOEXEC = 0x40000000;
     public const int SKF_NET_OFF = -0x100000;
 
     [LibraryImport(Libc, SetLastError = true)]
