@@ -182,6 +182,37 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         return new PacketSocketDevice(fd, name, link, ifIndex, hostMac, ourMac, offload);
     }
 
+    /// <summary>
+    /// A packet socket whose descriptor another process passed us (<see cref="DescriptorPassing"/>),
+    /// with the frames queued in it: bound to <paramref name="link"/>, our end of the pair whose host
+    /// end is <paramref name="name"/>, configured as that process opened it (<paramref name="offload"/>:
+    /// PACKET_VNET_HDR). Checked: a socket bound elsewhere or in the other mode is refused (and closed).
+    /// </summary>
+    public static PacketSocketDevice Adopt(int fd, string name, string link, bool offload)
+    {
+        int ifIndex = RouteNetlink.LinkIndex(link);
+        sockaddr_ll bound = default;
+        socklen_t length = (socklen_t)sizeof(sockaddr_ll);
+        int vnet = 0;
+        socklen_t size = sizeof(int);
+        if (getsockname(fd, (sockaddr*)&bound, &length) < 0 || getsockopt(fd, NativeMethods.SOL_PACKET, NativeMethods.PACKET_VNET_HDR, &vnet, &size) < 0)
+        {
+            int err = Errno.Last;
+            close(fd);
+            throw new NativeException($"adopting the packet socket on {link}", err);
+        }
+        if (ifIndex <= 0 || bound.sll_ifindex != ifIndex || vnet != 0 != offload)
+        {
+            close(fd);
+            throw new NativeException($"adopting the packet socket on {link}: it is bound to link {bound.sll_ifindex}{(vnet != 0 ? " with" : " without")} "
+                + "a virtio-net header", Errno.EINVAL);
+        }
+        return new PacketSocketDevice(fd, name, link, ifIndex, RouteNetlink.GetMac(name), RouteNetlink.GetMac(link), offload);
+    }
+
+    /// <summary>The descriptor's number, to pass it to another process (<see cref="DescriptorPassing"/>); the socket stays ours.</summary>
+    public int DescriptorNumber => _edge.Handle.Number;
+
     private static void SetOption(int fd, int level, int option, int value, string what)
     {
         if (setsockopt(fd, level, option, &value, sizeof(int)) < 0)

@@ -100,6 +100,48 @@ public class DescriptorPassingTests
     }
 
     [Fact]
+    public void A_packet_socket_passed_keeps_the_frames_queued_in_it()
+    {
+        using var ns = new TestNamespace();
+        PacketSocketDevice original = ns.Run(() =>
+        {
+            using RouteNetlink nl = RouteNetlink.Open();
+            int index = nl.AddVethPair("dphand1", "dphand1-dp", "veth pair");
+            int peerIndex = RouteNetlink.LinkIndex("dphand1-dp");
+            nl.SetNoIpv6LinkLocal(peerIndex, "addrgenmode none");
+            nl.SetLinkUp(peerIndex, 1450, "up");
+            nl.SetLinkUp(index, 1450, "up", noArp: true);
+            nl.AddAddress(index, Ip("10.98.0.1"), 32, "addr");
+            nl.ReplaceRoute(new Ipv4Prefix(Ip("10.98.0.0"), 24), index, "route");
+            return PacketSocketDevice.Open("dphand1", "dphand1-dp", RouteNetlink.GetMac("dphand1"), RouteNetlink.GetMac("dphand1-dp"), offload: false, fanoutGroup: peerIndex);
+        });
+        ns.Run(() =>
+        {
+            using var sender = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            for (byte i = 1; i <= 3; i++)
+            {
+                sender.SendTo([i], new IPEndPoint(IPAddress.Parse("10.98.0.2"), 9)); // out of the host end, into our packet socket
+            }
+            return 0;
+        });
+        (int a, int b) = Pair();
+        int passed = Handed(a, b, original.DescriptorNumber, "packet q0");
+        original.Dispose();
+        int again = Handed(a, b, passed, "packet q0 again");
+        var refused = Assert.Throws<AggregateException>(() => ns.Run(() => PacketSocketDevice.Adopt(again, "dphand1", "dphand1-dp", offload: true)));
+        Assert.IsType<NativeException>(refused.InnerException); // the other mode: refused
+        using PacketSocketDevice adopted = ns.Run(() => PacketSocketDevice.Adopt(passed, "dphand1", "dphand1-dp", offload: false));
+        var batch = new PacketBatch(16, 2048);
+        int n = adopted.ReadBatch(batch, 2000);
+        byte[] payloads = [.. Enumerable.Range(0, n).Select(i => batch.Packet(i).ToArray())
+            .Where(p => Ipv4Header.TryRead(p, out Ipv4Header h) == IpParseResult.Ok && h.Destination == Ip("10.98.0.2"))
+            .Select(p => p[(p[0] & 0x0F) * 4 + 8])];
+        Assert.Equal([1, 2, 3], payloads);
+        close(a);
+        close(b);
+    }
+
+    [Fact]
     public void Descriptors_beyond_the_receivers_room_are_closed_and_the_receive_fails()
     {
         (int a, int b) = Pair();
