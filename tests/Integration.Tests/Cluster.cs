@@ -32,6 +32,16 @@ internal sealed class Cluster : IDisposable
     /// <summary>Node i's control socket (what <c>dataplane stats</c> reads).</summary>
     public string ControlSocket(int i) => Path_($"node{i}.sock");
 
+    /// <summary>Nodes 1 and 2 with their pods and leases for both in the cluster file; nothing started.</summary>
+    public static Cluster WithTwoNodes()
+    {
+        var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        return c;
+    }
+
     /// <summary>Nodes 1 and 2 with their pods, leases for both in the cluster file, our data plane running on both.</summary>
     public (NodeProcess One, NodeProcess Two) StartTwoNodes(string backend, params string[] extra)
     {

@@ -16,21 +16,12 @@ namespace Dataplane.Integration.Tests;
 /// </summary>
 public class LifecycleTests(ITestOutputHelper output)
 {
-    private static Cluster TwoNodes()
-    {
-        var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
-        return c;
-    }
-
     [Theory]
     [InlineData("tun")]
     [InlineData("packet")]
     public void With_on_exit_keep_a_stop_keeps_device_route_and_rules_and_the_next_start_takes_them_over(string source)
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         string iptables = Require.Tool("iptables", "iptables");
         string node1 = c.Topology.Node(1);
         NodeProcess n1 = c.StartNode(1, "vxlan", null, "--source", source, "--on-exit", "keep", "--ip-masq");
@@ -77,7 +68,7 @@ public class LifecycleTests(ITestOutputHelper output)
     [InlineData("vxlan", "packet")]
     public void A_killed_node_keeps_device_and_route_and_loses_no_more_than_its_restart(string backend, string source)
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         string pingTool = Require.Tool("ping", "iputils-ping");
         string node1 = c.Topology.Node(1), device = backend == "vxlan" ? "flannel.1" : "flannel0";
         NodeProcess n1 = c.StartNode(1, backend, null, "--source", source, "--on-exit", "keep");
@@ -112,7 +103,7 @@ public class LifecycleTests(ITestOutputHelper output)
     [Fact]
     public void A_second_start_on_a_running_nodes_device_is_refused_and_the_first_keeps_forwarding()
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         c.StartNode(1, "vxlan");
         c.StartNode(2, "vxlan");
         ProcessRunner.Result same = Run(c, "--control-socket", c.ControlSocket(1));
@@ -127,7 +118,7 @@ public class LifecycleTests(ITestOutputHelper output)
     [Fact]
     public void A_kept_device_that_cannot_take_this_starts_queues_is_refused_naming_the_flag()
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         NodeProcess n1 = c.StartNode(1, "vxlan", null, "--queues", "2", "--on-exit", "keep");
         Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(10)));
         ProcessRunner.Result r = Run(c, "--control-socket", c.ControlSocket(1), "--queues", "1");
@@ -139,7 +130,7 @@ public class LifecycleTests(ITestOutputHelper output)
     [Fact]
     public void A_tun_device_of_another_program_is_refused()
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         c.Topology.Ip(c.Topology.Node(1), "tuntap", "add", "dev", "flannel.1", "mode", "tun");
         ProcessRunner.Result r = Run(c, "--control-socket", c.ControlSocket(1));
         BadInputTests.AssertOneLine(r.ExitCode, r.Stderr, "a TUN device named flannel.1 exists and is not ours (it has no dataplane mark)");

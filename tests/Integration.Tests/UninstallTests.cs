@@ -12,15 +12,6 @@ namespace Dataplane.Integration.Tests;
 /// </summary>
 public class UninstallTests
 {
-    private static Cluster TwoNodes()
-    {
-        var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
-        return c;
-    }
-
     private static ProcessRunner.Result Uninstall(Cluster c, params string[] extra) =>
         c.Topology.Exec(c.Topology.Node(1), [.. c.Program, "uninstall", "--control-socket", c.ControlSocket(1),
             "--subnet-file", c.Path_("node1-subnet.env"), "--vtep-mac-file", c.Path_("node1.vtepmac"),
@@ -31,7 +22,7 @@ public class UninstallTests
     [InlineData("packet")]
     public void A_kept_node_is_removed_line_by_line_and_a_second_run_finds_nothing(string source)
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         string iptables = Require.Tool("iptables", "iptables");
         string node1 = c.Topology.Node(1);
         File.WriteAllText(c.Path_("node1.vtepmac"), "0e:00:00:00:00:01\n"); // as an etcd or Kubernetes node keeps it
@@ -61,7 +52,7 @@ public class UninstallTests
     [Fact]
     public void What_a_killed_node_left_its_rules_control_socket_and_subnet_env_is_removed()
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         string iptables = Require.Tool("iptables", "iptables");
         NodeProcess n1 = c.StartNode(1, "udp", null, "--ip-masq");
         n1.Kill();
@@ -80,7 +71,7 @@ public class UninstallTests
     [Fact]
     public void A_running_node_is_refused_with_its_pid_and_force_stops_it_first()
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         NodeProcess n1 = c.StartNode(1, "vxlan");
         ProcessRunner.Result refused = Uninstall(c);
         BadInputTests.AssertOneLine(refused.ExitCode, refused.Stderr, "a node is running on flannel.1 (pid ");
@@ -98,7 +89,7 @@ public class UninstallTests
     [Fact]
     public void With_cni_the_cni_config_plugin_and_bridge_go_too()
     {
-        using Cluster c = TwoNodes();
+        using Cluster c = Cluster.WithTwoNodes();
         File.WriteAllText(c.Path_("10-flannel.conflist"), "{}");
         File.WriteAllText(c.Path_("flannel"), "");
         c.Topology.Ip(c.Topology.Node(1), "link", "add", "cni0", "type", "bridge");
