@@ -123,7 +123,7 @@ public class LifecycleTests(ITestOutputHelper output)
         Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(10)));
         ProcessRunner.Result r = Run(c, "--control-socket", c.ControlSocket(1), "--queues", "1");
         BadInputTests.AssertOneLine(r.ExitCode, r.Stderr, "--queues 1: flannel.1 is ours, kept by a node with --queues 2");
-        Assert.Contains("start with --queues 2 or more", r.Stderr);
+        Assert.Contains("start with --queues 2 or more, or remove it (dataplane uninstall --device flannel.1)", r.Stderr);
         Assert.Contains("flannel.1", c.Topology.Ip(c.Topology.Node(1), "link", "show")); // left as it was
     }
 

@@ -54,6 +54,7 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
     {
         string wanted = source == DeviceSource.Packet ? "veth" : "tun";
         string clear = $"delete it (ip link del {Name}) or choose --device";
+        string clearOurs = $"remove it (dataplane uninstall --device {Name}) or choose --device";
         if (Kind == "vxlan")
         {
             throw new ConfigException($"{Name} is a kernel VXLAN device (flanneld's?), not ours: stop flanneld, then {clear}");
@@ -66,7 +67,7 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
         if (Kind != wanted)
         {
             throw new ConfigException($"--source {source.ToString().ToLowerInvariant()}: {Name} is ours but was kept by a node with "
-                + $"--source {(Kind == "tun" ? "tun" : "packet")}: start with that, or {clear}");
+                + $"--source {(Kind == "tun" ? "tun" : "packet")}: start with that, or {clearOurs}");
         }
         if (Kind == "tun" && Carrier)
         {
@@ -77,7 +78,7 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
         {
             throw new ConfigException($"--queues {queues}: {Name} is ours, kept by a node with --queues {keptQueues}, and the kernel attaches "
                 + $"{(queues > 1 ? "several queues only to a multi-queue device" : "one queue only to a single-queue device")}: "
-                + $"start with --queues {(keptQueues > 1 ? "2 or more" : "1")}, or {clear}");
+                + $"start with --queues {(keptQueues > 1 ? "2 or more" : "1")}, or {clearOurs}");
         }
     }
 
