@@ -1,6 +1,7 @@
 using Dataplane.Engine;
 using Dataplane.Metrics;
 using Dataplane.Node;
+using Dataplane.TestSupport;
 
 namespace Dataplane.Tests;
 
@@ -64,6 +65,53 @@ public class CounterTableTests
         {
             Assert.Single(text.Split('\n'), l => l.StartsWith($"# HELP {metric} ", StringComparison.Ordinal));
             Assert.Single(text.Split('\n'), l => l == $"# TYPE {metric} counter");
+        }
+    }
+
+    /// <summary>
+    /// While the loops count, every render's totals are the sums of the per-queue lines it shows: one
+    /// read of each loop's counters per render (they were read twice, and a busy node's per-queue
+    /// lines did not add up to its total).
+    /// </summary>
+    [Fact]
+    public void Totals_and_per_queue_lines_come_from_one_read_while_the_loops_count()
+    {
+        var table = EngineFixture.Table(EngineFixture.PeerB);
+        var settings = new EngineSettings(BackendKind.Vxlan, 1, EngineFixture.OurMac);
+        using var engine = new DataplaneEngine([new EngineQueue(new MemoryDevice(), new MemoryUnderlay(default)),
+            new EngineQueue(new MemoryDevice(), new MemoryUnderlay(default))], table, settings);
+        using var stop = new CancellationTokenSource();
+        var counting = Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                foreach (OutboundLoop l in engine.OutboundLoops)
+                {
+                    l.Counters.Packets++;
+                }
+                foreach (InboundLoop l in engine.InboundLoops)
+                {
+                    l.Counters.Packets++;
+                }
+            }
+        });
+        try
+        {
+            Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref engine.OutboundLoops[1].Counters.Packets) > 100_000, TimeSpan.FromSeconds(10)));
+            for (int r = 0; r < 300; r++)
+            {
+                Dictionary<string, double> m = StatsCommand.Parse(MetricsText.Render(new MetricsText.Source(engine, "vxlan", "flannel.1", 64, null)));
+                foreach (string d in new[] { "out", "in" })
+                {
+                    Assert.Equal(m[$"dataplane_packets_total{{direction=\"{d}\"}}"],
+                        m[$"dataplane_queue_packets_total{{queue=\"0\",direction=\"{d}\"}}"] + m[$"dataplane_queue_packets_total{{queue=\"1\",direction=\"{d}\"}}"]);
+                }
+            }
+        }
+        finally
+        {
+            stop.Cancel();
+            counting.Wait();
         }
     }
 }

@@ -27,7 +27,10 @@ internal static class MetricsText
     public static string Render(Source s)
     {
         var b = new StringBuilder(4096);
-        LoopCounters o = s.Engine.OutboundTotal, i = s.Engine.InboundTotal;
+        // One read of every loop's counters: the totals are the sums of the very values the per-queue lines show.
+        LoopCounters[] outs = [.. s.Engine.OutboundLoops.Select(l => LoopCounters.Sum([l.Counters]))];
+        LoopCounters[] ins = [.. s.Engine.InboundLoops.Select(l => LoopCounters.Sum([l.Counters]))];
+        LoopCounters o = LoopCounters.Sum(outs), i = LoopCounters.Sum(ins);
         SubnetTable table = s.Engine.Table;
 
         foreach (LoopCounterRow row in LoopCounters.Rows)
@@ -47,11 +50,11 @@ internal static class MetricsText
             }
         }
         Family(b, "dataplane_queue_packets_total", "counter", "Packets handled by each queue's loops, by direction (how the kernel spreads flows over the queues).");
-        for (int q = 0; q < s.Engine.OutboundLoops.Count; q++)
+        for (int q = 0; q < outs.Length; q++)
         {
             string queue = q.ToString(CultureInfo.InvariantCulture);
-            Line(b, "dataplane_queue_packets_total", Volatile.Read(ref s.Engine.OutboundLoops[q].Counters.Packets), ("queue", queue), ("direction", "out"));
-            Line(b, "dataplane_queue_packets_total", Volatile.Read(ref s.Engine.InboundLoops[q].Counters.Packets), ("queue", queue), ("direction", "in"));
+            Line(b, "dataplane_queue_packets_total", outs[q].Packets, ("queue", queue), ("direction", "out"));
+            Line(b, "dataplane_queue_packets_total", ins[q].Packets, ("queue", queue), ("direction", "in"));
         }
 
         Family(b, "dataplane_peer_packets_total", "counter", "Inner packets sent to and delivered from each peer.");
