@@ -245,14 +245,9 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
         }
         int fd = entry.Fd;
         int n = 0;
-        if (_offload is { HasPending: true })
+        if (_offload is not null && _offload.EmitPendingFirst(batch, out n))
         {
-            n = _offload.EmitPending(batch, 0);
-            if (_offload.HasPending)
-            {
-                batch.Count = n;
-                return n;
-            }
+            return n;
         }
         if (_offload is not null)
         {

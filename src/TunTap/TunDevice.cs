@@ -184,14 +184,9 @@ public sealed unsafe class TunDevice : IPacketDevice
             return 0; // closed: the loop is stopping
         }
         int n = 0;
-        if (_offload is { HasPending: true })
+        if (_offload is not null && _offload.EmitPendingFirst(batch, out n))
         {
-            n = _offload.EmitPending(batch, 0);
-            if (_offload.HasPending)
-            {
-                batch.Count = n;
-                return n;
-            }
+            return n;
         }
         if (n == 0 && timeoutMs > 0 && Wait(entry.Fd, timeoutMs) != Readiness.Ready)
         {

@@ -202,6 +202,22 @@ internal sealed unsafe class VnetOffload
         return _pendingLength == 0;
     }
 
+    /// <summary>
+    /// The start of a device's read: segments of a superpacket read earlier go first, into slots from 0
+    /// (<paramref name="n"/> says how many). True when some are still pending after that: the batch is
+    /// full and the read ends there (its count set), without touching the device.
+    /// </summary>
+    public bool EmitPendingFirst(PacketBatch batch, out int n)
+    {
+        n = HasPending ? EmitPending(batch, 0) : 0;
+        if (!HasPending)
+        {
+            return false;
+        }
+        batch.Count = n;
+        return true;
+    }
+
     /// <summary>Writes the pending superpacket's next segments into free slots from <paramref name="n"/>.</summary>
     public int EmitPending(PacketBatch batch, int n)
     {
