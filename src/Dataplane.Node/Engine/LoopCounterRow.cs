@@ -1,16 +1,5 @@
 namespace Dataplane.Engine;
 
-/// <summary>A loop counter's field, as the rows of <see cref="LoopCounters.Rows"/> reach it.</summary>
-internal delegate ref long CounterField(LoopCounters counters);
-
-/// <summary>Which loops count a counter: the outbound ones (device to peers), the inbound ones, or both (then it is shown per direction).</summary>
-internal enum CounterLoops
-{
-    Outbound,
-    Inbound,
-    Both,
-}
-
 /// <summary>
 /// One counter of the loops, described once: the field the loops increment, which loops count it,
 /// its name in the stop line and in <c>dataplane stats</c>, and its Prometheus family. Rows of one
