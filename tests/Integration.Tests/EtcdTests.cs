@@ -13,10 +13,10 @@ namespace Dataplane.Integration.Tests;
 public class EtcdTests
 {
     private const int EtcdHost = 100;
-    private const string Endpoint = "http://192.0.2.100:2379";
+    internal const string Endpoint = "http://192.0.2.100:2379";
     private const string VxlanConfig = """{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1}}""";
 
-    private static NodeProcess StartEtcd(Cluster c)
+    internal static NodeProcess StartEtcd(Cluster c)
     {
         c.Topology.AddNode(EtcdHost, withPod: false);
         NodeProcess etcd = c.Topology.Start(c.Topology.Node(EtcdHost), [Require.Tool("etcd", "etcd-server"), "--data-dir", c.Path_("etcd"),
@@ -25,7 +25,7 @@ public class EtcdTests
         return etcd;
     }
 
-    private static string Etcdctl(Cluster c, params string[] args)
+    internal static string Etcdctl(Cluster c, params string[] args)
     {
         ProcessRunner.Result r = c.Topology.Exec(c.Topology.Node(EtcdHost), [Require.Tool("etcdctl", "etcd-client"), "--endpoints", Endpoint, .. args]);
         Assert.True(r.ExitCode == 0, $"etcdctl {string.Join(' ', args)}: {r.Stderr}");

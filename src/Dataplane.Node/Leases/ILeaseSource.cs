@@ -13,6 +13,9 @@ namespace Dataplane.Leases;
 ///     our lease alive (renewal). While the store is away the last table stays.
 ///  4. Dispose: stop watching and close the connection. Our lease stays in the store until it
 ///     expires, as flanneld leaves it, so a restarted node gets the same subnet back.
+///
+/// <see cref="Release"/> is the other way in, for <c>dataplane uninstall --release-lease</c>: without
+/// Start, it removes from the store what a node of ours on this host published there.
 /// </summary>
 internal interface ILeaseSource : IDisposable
 {
@@ -24,4 +27,7 @@ internal interface ILeaseSource : IDisposable
     LeaseRecord Acquire(ClusterSnapshot snapshot, LeaseRequest request);
 
     void Watch(PeerTables tables);
+
+    /// <summary>Removes our lease from the store (not started; no node of ours runs here); one line per thing removed, none when nothing was left.</summary>
+    IReadOnlyList<string> Release();
 }

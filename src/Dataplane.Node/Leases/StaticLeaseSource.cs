@@ -45,6 +45,10 @@ internal sealed class StaticLeaseSource(string path, ILogger log) : ILeaseSource
         return lease;
     }
 
+    /// <summary>The file is the operator's, shared by every node: a lease in it is theirs to remove.</summary>
+    public IReadOnlyList<string> Release() =>
+        throw new ConfigException($"--release-lease: the leases in {_path} are the operator's: remove ours from the file by hand");
+
     public void Watch(PeerTables tables)
     {
         _tables = tables;

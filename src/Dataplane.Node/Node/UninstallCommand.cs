@@ -15,22 +15,34 @@ namespace Dataplane.Node;
 ///  3. Each device (its addresses, routes and neighbours go with it; a veth pair's other end too),
 ///     then the files of each device name: its control socket and its VTEP MAC file.
 ///  4. The <c>--ip-masq</c> chains and the jumps into them, and subnet.env.
-///  5. With <c>--cni</c>: the CNI config and the flannel plugin the DaemonSet installs, and cni0
+///  5. With <c>--release-lease</c>: our lease in the store the node used (<see cref="Leases.ILeaseSource.Release"/>:
+///     etcd keys whose PublicIP is an address of this host, or our Node's lease annotations).
+///  6. With <c>--cni</c>: the CNI config and the flannel plugin the DaemonSet installs, and cni0
 ///     (the pods on this node lose their network).
-///
-/// Not done here (yet): releasing our lease in etcd or the Node annotations.
 /// </summary>
 internal static class UninstallCommand
 {
     /// <param name="ControlSocket">The one control socket to look at; null: /run/dataplane/DEVICE.sock of each device name.</param>
     /// <param name="VtepMacFile">The one VTEP MAC file to remove; null: the default of each device name.</param>
     public sealed record Options(string? Device, string? ControlSocket, string SubnetFile, string? VtepMacFile, bool Force, bool Cni,
-        string CniConfFile, string CniPlugin);
+        string CniConfFile, string CniPlugin)
+    {
+        public bool ReleaseLease { get; init; }
+
+        /// <summary>The store of <see cref="ReleaseLease"/>, as the node was run: etcd or the Kubernetes API.</summary>
+        public Leases.Etcd.EtcdOptions? Etcd { get; init; }
+
+        public Leases.Kube.KubeOptions? Kube { get; init; }
+    }
 
     private static readonly string[] DefaultNames = [Engine.BackendProfile.Vxlan.DefaultDevice, Engine.BackendProfile.Udp.DefaultDevice];
 
     public static int Run(Options o, TextWriter output)
     {
+        if (o.ReleaseLease && o.Etcd is null && o.Kube is null)
+        {
+            throw new ConfigException("--release-lease: name the store our lease is in, as the node was run: --etcd-endpoints URL, or --kube-subnet-mgr");
+        }
         string[] names = o.Device is string one ? [one] : [.. OurMarkedDevices().Union(DefaultNames)];
         var devices = names.Select(ExistingDevice.Find).OfType<ExistingDevice>().Where(d => d.IsOurs || d.Name == o.Device).ToList();
         if (devices.FirstOrDefault(d => !d.IsOurs) is ExistingDevice foreign)
@@ -56,6 +68,10 @@ internal static class UninstallCommand
             removed.AddRange(IpMasq.RemoveChains(iptables).Select(chain => $"iptables chain {chain} and the jump into it"));
         }
         removed.AddRange(RemoveFile(o.SubnetFile, "subnet.env"));
+        if (o.ReleaseLease)
+        {
+            removed.AddRange(ReleaseLease(o));
+        }
         if (o.Cni)
         {
             removed.AddRange(RemoveCni(o));
@@ -137,7 +153,14 @@ internal static class UninstallCommand
         return [$"{what} {path}"];
     }
 
-    /// <summary>Step 5: what the DaemonSet's init containers installed, and the bridge the flannel CNI plugin's delegate made.</summary>
+    /// <summary>Step 5: our lease, from the store the node was run with.</summary>
+    private static IReadOnlyList<string> ReleaseLease(Options o)
+    {
+        using Leases.ILeaseSource store = LeaseSources.Create(null, o.Etcd, o.Kube, Serilog.Core.Logger.None);
+        return store.Release();
+    }
+
+    /// <summary>Step 6: what the DaemonSet's init containers installed, and the bridge the flannel CNI plugin's delegate made.</summary>
     private static IEnumerable<string> RemoveCni(Options o)
     {
         var removed = new List<string>();

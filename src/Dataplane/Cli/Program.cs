@@ -91,22 +91,36 @@ internal static class Program
     {
         var device = new Option<string?>("--device") { Description = "the device to remove (default: every device of ours, and flannel.1 and flannel0 when they are ours)" };
         var socket = new Option<string?>("--control-socket") { Description = "the node's control socket (default /run/dataplane/DEVICE.sock of each device)" };
-        var subnetFile = new Option<string>("--subnet-file") { Description = "the subnet.env to remove", DefaultValueFactory = _ => Node.RunOptions.Defaults.SubnetFile };
-        var vtepMacFile = new Option<string?>("--vtep-mac-file") { Description = "the VTEP MAC file to remove (default /var/lib/dataplane/DEVICE.vtepmac of each device)" };
         var force = new Option<bool>("--force") { Description = "stop a node still running on the device first (SIGTERM, SIGKILL after 10 s)" };
         var cni = new Option<bool>("--cni") { Description = "also the CNI config and flannel plugin the DaemonSet installs, and cni0: the pods on this node lose their network" };
         var cniConf = new Option<string>("--cni-conf") { Description = "the CNI config --cni removes", DefaultValueFactory = _ => "/etc/cni/net.d/10-flannel.conflist" };
         var cniPlugin = new Option<string>("--cni-plugin") { Description = "the flannel CNI plugin --cni removes", DefaultValueFactory = _ => "/opt/cni/bin/flannel" };
+        var release = new Option<bool>("--release-lease")
+        {
+            Description = "also remove our lease from the store named as the node was run (--etcd-endpoints ..., or --kube-subnet-mgr): peers drop our subnet",
+        };
+        // The host files and the lease stores are read by run's own flags, so a node's flags can be copied as they are.
+        var host = new RunFlags.Host();
+        host.SubnetFile.Description = "the subnet.env to remove";
+        host.VtepMacFile.Description = "the VTEP MAC file to remove (default /var/lib/dataplane/DEVICE.vtepmac of each device)";
+        RunFlags.IGroup[] stores = [new LeaseFlags.Etcd(host), new LeaseFlags.Kube(host)];
         var cmd = new Command("uninstall", "remove what a node of ours made on this host, one line per thing removed; safe to run twice")
         {
-            device, socket, subnetFile, vtepMacFile, force, cni, cniConf, cniPlugin,
+            device, socket, host.SubnetFile, host.VtepMacFile, force, cni, cniConf, cniPlugin, release,
         };
+        stores.SelectMany(g => g.Options).ToList().ForEach(cmd.Options.Add);
         cmd.SetAction(r =>
         {
             try
             {
-                return Node.UninstallCommand.Run(new Node.UninstallCommand.Options(r.GetValue(device), r.GetValue(socket), r.GetValue(subnetFile)!,
-                    r.GetValue(vtepMacFile), r.GetValue(force), r.GetValue(cni), r.GetValue(cniConf)!, r.GetValue(cniPlugin)!), Console.Out);
+                Node.RunOptions leases = stores.Aggregate(Node.RunOptions.Defaults, (o, g) => g.Read(r, o));
+                return Node.UninstallCommand.Run(new Node.UninstallCommand.Options(r.GetValue(device), r.GetValue(socket), r.GetValue(host.SubnetFile)!,
+                    r.GetValue(host.VtepMacFile), r.GetValue(force), r.GetValue(cni), r.GetValue(cniConf)!, r.GetValue(cniPlugin)!)
+                {
+                    ReleaseLease = r.GetValue(release),
+                    Etcd = leases.Etcd,
+                    Kube = leases.Kube,
+                }, Console.Out);
             }
             catch (Exception ex) when (ex is ConfigException or TunTap.NativeException)
             {

@@ -33,18 +33,28 @@ public class DeployManifestTests
         using var k = new KubeCluster("vxlan");
         string output = k.KubectlOk("apply", "--dry-run=client", "--validate=false", "-f", uninstall);
         Assert.Contains("daemonset.apps/dataplane-uninstall created (dry run)", output);
+        Assert.Contains("clusterrolebinding.rbac.authorization.k8s.io/dataplane-uninstall created (dry run)", output);
 
         var yaml = new YamlStream();
         using (var reader = new StreamReader(uninstall))
         {
             yaml.Load(reader);
         }
-        var daemonSet = yaml.Documents.Select(d => (YamlMappingNode)d.RootNode).Single(n => ((YamlScalarNode)n["kind"]).Value == "DaemonSet");
-        var pod = (YamlMappingNode)daemonSet["spec"]["template"]["spec"];
+        Dictionary<string, YamlMappingNode> byKind = yaml.Documents.Select(d => (YamlMappingNode)d.RootNode)
+            .ToDictionary(n => ((YamlScalarNode)n["kind"]).Value!);
+        var pod = (YamlMappingNode)byKind["DaemonSet"]["spec"]["template"]["spec"];
         Assert.Equal("true", ((YamlScalarNode)pod["hostNetwork"]).Value);
+        // --release-lease reads our Node and patches its status, as the node published the lease: nothing more.
+        Assert.Equal("dataplane-uninstall", ((YamlScalarNode)pod["serviceAccountName"]).Value);
+        var rules = ((YamlSequenceNode)byKind["ClusterRole"]["rules"]).Cast<YamlMappingNode>()
+            .Select(r => $"{Scalars(r["resources"])}:{Scalars(r["verbs"])}").ToList();
+        Assert.Equal(["nodes:get", "nodes/status:patch"], rules);
+        Assert.Equal("dataplane-uninstall", ((YamlScalarNode)byKind["ClusterRoleBinding"]["subjects"][0]["name"]).Value);
         Assert.Equal("Exists", ((YamlScalarNode)((YamlSequenceNode)pod["tolerations"]).Cast<YamlMappingNode>().Single()["operator"]).Value);
         var init = (YamlMappingNode)((YamlSequenceNode)pod["initContainers"])[0];
-        Assert.Equal("uninstall,--cni", Scalars(init["args"]));
+        Assert.Equal("uninstall,--cni,--release-lease,--kube-subnet-mgr", Scalars(init["args"]));
+        var nodeName = (YamlMappingNode)((YamlSequenceNode)init["env"]).Cast<YamlMappingNode>().Single(e => ((YamlScalarNode)e["name"]).Value == "NODE_NAME");
+        Assert.Equal("spec.nodeName", ((YamlScalarNode)nodeName["valueFrom"]["fieldRef"]["fieldPath"]).Value);
         Assert.Equal("NET_ADMIN,NET_RAW", Scalars(init["securityContext"]["capabilities"]["add"]));
         string[] mounts = [.. ((YamlSequenceNode)init["volumeMounts"]).Select(m => ((YamlScalarNode)m["mountPath"]).Value!)];
         foreach (string path in new[] { "/run/flannel", "/opt/cni/bin", "/etc/cni/net.d", "/var/lib/dataplane", "/run/dataplane", "/run/xtables.lock" })

@@ -86,6 +86,49 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         return new ClusterSnapshot(config, leases) { Unreadable = unreadable };
     }
 
+    /// <summary>
+    /// Deletes every lease whose PublicIP (or PublicIPv6) is an address of this host, the way the node
+    /// finds its own lease at start, and revokes the etcd lease each was bound to.
+    /// </summary>
+    public IReadOnlyList<string> Release()
+    {
+        _store ??= EtcdStore.Create(options);
+        try
+        {
+            var removed = new List<string>();
+            foreach ((string key, byte[] value) in Store.ReadAll().Leases)
+            {
+                if (Parsed(key, value) is LeaseRecord lease && IsOfThisHost(lease))
+                {
+                    Store.DeleteWithItsLease(key);
+                    string publicIp = lease.PublicIp != 0 ? lease.PublicIpText : Ipv6Prefix.Format(lease.PublicIpv6.GetValueOrDefault());
+                    removed.Add($"lease {Store.SubnetsPrefix}{key} from etcd (PublicIP {publicIp}; its etcd lease revoked)");
+                }
+            }
+            return removed;
+        }
+        catch (Exception e) when (EtcdStore.IsRequestFailure(e))
+        {
+            throw new ConfigException($"{Description}: not reachable within {options.Timeout.TotalSeconds:0.#} s ({Store.Diagnose()}): the lease was not released");
+        }
+    }
+
+    private LeaseRecord? Parsed(string key, byte[] value)
+    {
+        try
+        {
+            return LeaseRecord.Parse(key, value, $"etcd {Store.SubnetsPrefix}{key}");
+        }
+        catch (ConfigException)
+        {
+            return null; // not a lease anyone could use: not ours to judge
+        }
+    }
+
+    private static bool IsOfThisHost(LeaseRecord lease) =>
+        (lease.PublicIp != 0 && Node.HostInfo.InterfaceWith(lease.PublicIp) is not null)
+        || (lease.PublicIpv6 is UInt128 v6 && Node.HostInfo.InterfaceWith(v6) is not null);
+
     public LeaseRecord Acquire(ClusterSnapshot snapshot, LeaseRequest request)
     {
         EtcdStore store = Store;

@@ -144,6 +144,17 @@ internal sealed class EtcdStore : IDisposable
     public void Delete(string key) =>
         _client.Delete(new DeleteRangeRequest { Key = ByteString.CopyFromUtf8(SubnetsPrefix + key) }, deadline: Deadline);
 
+    /// <summary>Deletes one lease key and revokes the etcd lease it was bound to (that lease holds no other key of ours).</summary>
+    public void DeleteWithItsLease(string key)
+    {
+        RangeResponse found = _client.Get(SubnetsPrefix + key, deadline: Deadline);
+        Delete(key);
+        if (found.Kvs.Count > 0 && found.Kvs[0].Lease != 0)
+        {
+            Revoke(found.Kvs[0].Lease);
+        }
+    }
+
     /// <summary>Puts the value only if the key has never been created (a transaction); returns whether it did.</summary>
     public bool PutIfAbsent(string key, string value, long lease)
     {

@@ -21,6 +21,9 @@ internal sealed partial record KubeAnnotations(string Prefix)
     /// <summary>Set by the operator: the local address to use as the public IP (as <c>--public-ip</c>).</summary>
     public string NodePublicIp => Prefix + "node-public-ip";
 
+    /// <summary>The annotations a node publishes its lease in (the operator's two are not among them).</summary>
+    public IEnumerable<string> Published => [BackendData, BackendType, PublicIp, SubnetKubeManaged, PublicIpv6, BackendV6Data];
+
     public static KubeAnnotations Create(string prefix)
     {
         int slashes = prefix.Count(c => c == '/');

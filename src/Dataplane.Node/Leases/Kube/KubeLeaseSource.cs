@@ -98,6 +98,32 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         return found.Spec?.NodeName is { Length: > 0 } n ? n : throw new ConfigException($"{Description}: pod {ns}/{pod} has no spec.nodeName");
     }
 
+    /// <summary>
+    /// Removes the lease annotations from our Node (the podCIDR is kube-controller-manager's, the
+    /// operator's public-ip-overwrite and node-public-ip stay), as one patch of the status, the way
+    /// they were set. Peers drop our subnet at their next event.
+    /// </summary>
+    public IReadOnlyList<string> Release()
+    {
+        _api ??= KubeApi.Create(options);
+        try
+        {
+            string name = FindNodeName();
+            IReadOnlyDictionary<string, string> now = Api.GetNode(name)?.Metadata?.Annotations ?? [];
+            var ours = _annotations.Published.Where(now.ContainsKey).ToList();
+            if (ours.Count == 0)
+            {
+                return [];
+            }
+            Api.PatchNodeStatus(name, AnnotationsPatch(ours.Select(a => KeyValuePair.Create(a, (string?)null))));
+            return [$"lease of Node {name} from the Kubernetes API (annotations {string.Join(", ", ours)})"];
+        }
+        catch (Exception e) when (KubeApi.IsRequestFailure(e))
+        {
+            throw new ConfigException($"{Description}: {KubeApi.Describe(e)}: the lease was not released");
+        }
+    }
+
     public LeaseRecord Acquire(ClusterSnapshot snapshot, LeaseRequest request)
     {
         string where = $"node {NodeName}";
@@ -205,7 +231,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             log.Information("{Where} already announces our lease ({Subnet} via {PublicIP})", where, lease.Subnet, lease.PublicIpText);
             return;
         }
-        string patch = AnnotationsPatch(changed);
+        string patch = AnnotationsPatch(changed.Select(kv => KeyValuePair.Create(kv.Key, (string?)kv.Value)));
         DateTime giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (true)
         {
@@ -230,15 +256,22 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     public static string VxlanBackendData(uint vni, MacAddress mac) =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture, $$"""{"VNI":{{vni}},"VtepMAC":"{{mac}}"}""");
 
-    /// <summary><c>{"metadata":{"annotations":{...}}}</c>: the strategic merge patch flanneld computes for these changes.</summary>
-    public static string AnnotationsPatch(IEnumerable<KeyValuePair<string, string>> annotations) => KubeJsonWriter.Text(w =>
+    /// <summary><c>{"metadata":{"annotations":{...}}}</c>: the strategic merge patch flanneld computes for these changes (null: remove it).</summary>
+    public static string AnnotationsPatch(IEnumerable<KeyValuePair<string, string?>> annotations) => KubeJsonWriter.Text(w =>
     {
         w.WriteStartObject();
         w.WriteStartObject("metadata");
         w.WriteStartObject("annotations");
-        foreach ((string key, string value) in annotations)
+        foreach ((string key, string? value) in annotations)
         {
-            w.WriteString(key, value);
+            if (value is null)
+            {
+                w.WriteNull(key);
+            }
+            else
+            {
+                w.WriteString(key, value);
+            }
         }
         w.WriteEndObject();
         w.WriteEndObject();
