@@ -255,7 +255,12 @@ internal sealed class InboundLoop
             }
             if (!sender.Subnet.Contains(h.Source))
             {
-                return DropReason.InnerSourceNotPeerSubnet;
+                // A node with two leases (a stale one beside its own) sends from whichever of them holds the source (off the fast path).
+                if (table.Lookup(h.Source) is not Peer owner || owner.PublicIp != from.Address)
+                {
+                    return DropReason.InnerSourceNotPeerSubnet;
+                }
+                sender = owner;
             }
             if (!table.OurSubnet.Contains(h.Destination))
             {
