@@ -174,7 +174,8 @@ public sealed class DualStackSchemaTests
         Assert.Null(noUnderlay.Ipv6Subnet);
         Assert.Null(noUnderlay.BuildTable(snapshot, []).Lookup6(inB));
         var udp = new NodeIdentity(ours, config, Engine.BackendKind.Udp, 8285, 1);
-        Assert.Equal("192.0.2.2:8285", udp.BuildTable(snapshot, []).Lookup6(inB)!.Endpoint6.ToString());
+        var udpLeases = new ClusterSnapshot(config, [.. snapshot.Leases.Select(l => l with { BackendType = null, VtepMac = null })]);
+        Assert.Equal("192.0.2.2:8285", udp.BuildTable(udpLeases, []).Lookup6(inB)!.Endpoint6.ToString());
     }
 
     [Fact]

@@ -71,6 +71,7 @@ internal static class DoctorCommand
             checks.Add(SubnetEnv(node));
             checks.Add(CniMtu(node, cniDirectory));
             checks.Add(LeaseSource(node));
+            checks.Add(RefusedLeases(node));
             if (!node.Ipv6Only)
             {
                 checks.AddRange(Peers(node));
@@ -340,6 +341,13 @@ internal static class DoctorCommand
         }
         return DoctorCheck.Warn("lease-source", $"{n.LeaseSource}: not checked");
     }
+
+    /// <summary>Leases in the store the node does not route to (each named once in its log with the whole reason).</summary>
+    private static DoctorCheck RefusedLeases(NodeFacts n) => n.RefusedLeases.Count == 0
+        ? DoctorCheck.Pass("leases", "every lease in the store is usable")
+        : DoctorCheck.Warn("leases", $"{n.RefusedLeases.Count} refused, their subnets unreachable from here: " +
+            string.Join("; ", n.RefusedLeases.Select(r => $"{r.Lease} ({r.Reason})")),
+            "the node's log says why each was refused (\"Lease refused\"); fix or delete them in the store");
 
     private static IEnumerable<DoctorCheck> Peers(NodeFacts n)
     {

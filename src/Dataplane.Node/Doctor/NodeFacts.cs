@@ -15,6 +15,9 @@ internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string P
     /// <summary>A dual-stack node's IPv6 network and subnet (labels <c>ipv6_network</c>, <c>ipv6_subnet</c>), else null.</summary>
     public (Ipv6Prefix Network, Ipv6Prefix Subnet)? Ipv6 { get; init; }
 
+    /// <summary>The leases the node refuses now (<c>dataplane_lease_rejected_info</c>), by name, with the reason.</summary>
+    public IReadOnlyList<(string Lease, string Reason)> RefusedLeases { get; init; } = [];
+
     /// <summary>An IPv6-only network's node: no IPv4 network or subnet (both 0.0.0.0/0 here).</summary>
     public bool Ipv6Only => Network.Length == 0 && Ipv6 is not null;
 
@@ -39,8 +42,13 @@ internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string P
             return null;
         }
         var peers = new List<(Ipv4Prefix, string)>();
+        var refused = new List<(string, string)>();
         foreach (string line in metrics.Split('\n'))
         {
+            if (line.StartsWith("dataplane_lease_rejected_info{", StringComparison.Ordinal))
+            {
+                refused.Add((Label(line, "lease"), Label(line, "reason")));
+            }
             if (line.StartsWith("dataplane_peer_packets_total{", StringComparison.Ordinal) && line.Contains("direction=\"out\"", StringComparison.Ordinal)
                 && Ipv4Prefix.TryParse(Label(line, "subnet"), out Ipv4Prefix? p))
             {
@@ -52,6 +60,7 @@ internal sealed record NodeFacts(Ipv4Prefix Network, Ipv4Prefix Subnet, string P
             int.Parse(L("pid"), CultureInfo.InvariantCulture), peers)
         {
             Ipv6 = ipv6,
+            RefusedLeases = refused,
         };
     }
 

@@ -7,7 +7,7 @@ namespace Dataplane.Leases;
 /// </summary>
 internal sealed record ClusterSnapshot(NetworkConfig Config, IReadOnlyList<LeaseRecord> Leases)
 {
-    public IReadOnlyList<string> Unreadable { get; init; } = [];
+    public IReadOnlyList<(string Name, string Message)> Unreadable { get; init; } = [];
 
     public LeaseRecord? LeaseOf(uint publicIp) => Leases.FirstOrDefault(l => l.PublicIp == publicIp);
 

@@ -25,6 +25,18 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
     /// <summary>A dual-stack vxlan lease's <c>BackendV6Data.VtepMAC</c> (flannel-v6.1's MAC).</summary>
     public MacAddress? VtepMacV6 { get; init; }
 
+    /// <summary>vxlan's <c>BackendData.VNI</c>, when the lease names one.</summary>
+    public uint? Vni { get; init; }
+
+    /// <summary>What the lease is called in messages: its key (etcd, the file), or <c>node NAME</c> (Kubernetes).</summary>
+    public string Name
+    {
+        get => _name ?? Key;
+        init => _name = value;
+    }
+
+    private readonly string? _name;
+
     /// <summary>The lease's key under <c>subnets/</c>: <c>10.244.1.0-24</c>, or <c>10.244.1.0-24&amp;2001:db8:244:1::-64</c>.</summary>
     public string Key => Ipv6Subnet is Ipv6Prefix v6 ? $"{Subnet.ToKey()}&{v6.ToKey()}" : Subnet.ToKey();
 
@@ -71,6 +83,9 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
         }
         return new LeaseRecord(subnet.Value, publicIp, json.BackendType, VtepMacOf(json.BackendData, $"{where}.BackendData"))
         {
+            Vni = json.BackendData is { ValueKind: JsonValueKind.Object } data
+                ? FlannelDocument.Read(data, FlannelJson.Default.VxlanBackendDataJson, $"{where}.BackendData").VNI is int vni and >= 0 ? (uint)vni : null
+                : null,
             Ipv6Subnet = v6Subnet,
             PublicIpv6 = publicIpv6,
             VtepMacV6 = VtepMacOf(json.BackendV6Data, $"{where}.BackendV6Data"),

@@ -47,15 +47,14 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     public bool ForwardsIpv4 => Families != IpFamilies.Ipv6Only;
     public bool ForwardsIpv6 => Families != IpFamilies.Ipv4;
 
-    /// <summary>Whether <paramref name="snapshot"/> still holds our lease as we started with it (same subnets under our address).</summary>
+    /// <summary>
+    /// Whether <paramref name="snapshot"/> still holds our lease as we started with it: a lease with our
+    /// address and our subnet. Another lease under our address (a stale one of ours, on another
+    /// subnet) does not make it vanish: that would rewrite ours on every read.
+    /// </summary>
     public bool StillHolds(ClusterSnapshot snapshot) => Ipv6Only
-        ? snapshot.LeaseOf6(Lease.PublicIpv6.GetValueOrDefault())?.Ipv6Subnet == Lease.Ipv6Subnet
-        : snapshot.LeaseOf(Lease.PublicIp)?.Subnet == Subnet;
-
-    /// <summary>Whether <paramref name="l"/> is our own lease (by public address, or by subnet: a stale lease of ours from another address).</summary>
-    private bool IsOurs(LeaseRecord l) => Ipv6Only
-        ? l.PublicIpv6 == Lease.PublicIpv6 || l.Ipv6Subnet == Lease.Ipv6Subnet
-        : l.PublicIp == Lease.PublicIp || l.Subnet == Lease.Subnet;
+        ? snapshot.Leases.Any(l => l.PublicIpv6 == Lease.PublicIpv6 && l.Ipv6Subnet == Lease.Ipv6Subnet)
+        : snapshot.Leases.Any(l => l.PublicIp == Lease.PublicIp && l.Subnet == Subnet);
 
     /// <summary>The device's IPv6 address, as flannel-v6.1's: the IPv6 subnet's base address, /128.</summary>
     public UInt128? DeviceAddress6 => Ipv6Subnet?.Address;
@@ -64,41 +63,27 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
     public MacAddress VtepMacV6 => Lease.VtepMacV6 ?? VtepMac;
 
     /// <summary>
-    /// Builds the subnet table from a snapshot: every lease but ours (by public IP, or by subnet: a
-    /// stale lease of our subnet from another address) is a peer. Leases that cannot
-    /// be used with this backend (vxlan without a VtepMAC) are left out and reported in
-    /// <paramref name="skipped"/>; so is the IPv6 half of a lease that cannot be used (vxlan
-    /// without PublicIPv6 or BackendV6Data.VtepMAC), whose IPv4 half still is.
+    /// Builds the subnet table from a snapshot: every lease <paramref name="check"/> accepts is a peer
+    /// (the others are in <paramref name="rejected"/>, each with its reason). The IPv6 half of a
+    /// lease that cannot be used (vxlan without PublicIPv6 or BackendV6Data.VtepMAC) is left out
+    /// with a line in <paramref name="notes"/>; its IPv4 half still is a peer.
     /// </summary>
-    public SubnetTable BuildTable(ClusterSnapshot snapshot, List<string> skipped)
+    public SubnetTable BuildTable(ClusterSnapshot snapshot, LeaseCheck check, List<string> notes, out List<RejectedLease> rejected)
     {
-        var peers = new List<Peer>();
-        skipped.AddRange(snapshot.Unreadable);
+        (List<LeaseRecord> accepted, rejected) = check.Split(snapshot);
+        var peers = new List<Peer>(accepted.Count);
         Ipv6Prefix? ours6 = Ipv6Subnet;
-        foreach (LeaseRecord l in snapshot.Leases)
+        foreach (LeaseRecord l in accepted)
         {
-            if (IsOurs(l))
-            {
-                continue;
-            }
             if (Ipv6Only)
             {
-                if (Ipv6OnlyPeer(l, skipped) is Peer only)
-                {
-                    peers.Add(only);
-                }
+                peers.Add(Ipv6OnlyPeer(l));
                 continue;
             }
-            if (Profile.NeedsVtepMac && l.VtepMac is null)
-            {
-                skipped.Add($"{l.Subnet} via {l.PublicIpText}: no BackendData.VtepMAC for vxlan");
-                continue;
-            }
-            var endpoint = new UdpEndpoint(l.PublicIp, (ushort)Port);
-            var peer = new Peer(l.Subnet, endpoint, l.VtepMac ?? default);
+            var peer = new Peer(l.Subnet, new UdpEndpoint(l.PublicIp, (ushort)Port), l.VtepMac ?? default);
             if (ours6 is not null && l.Ipv6Subnet is Ipv6Prefix theirs6)
             {
-                peer = WithIpv6(peer, l, theirs6, skipped);
+                peer = WithIpv6(peer, l, theirs6, notes);
             }
             peers.Add(peer);
         }
@@ -106,23 +91,20 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
         return new SubnetTable(Config.Network, Config.SubnetLength, Lease.Subnet, peers, ipv6);
     }
 
-    /// <summary>A peer of an IPv6-only network: its IPv6 half alone (its empty IPv4 half kept as flannel keeps it), or null and why not.</summary>
-    private Peer? Ipv6OnlyPeer(LeaseRecord l, List<string> skipped)
+    /// <summary>The table of <paramref name="snapshot"/> with no local address to avoid (tests); refused leases are lines in <paramref name="notes"/>.</summary>
+    public SubnetTable BuildTable(ClusterSnapshot snapshot, List<string> notes)
     {
-        string name = l.Ipv6Subnet?.ToString() ?? l.Key;
-        if (l.Ipv6Subnet is not Ipv6Prefix subnet6 || l.PublicIpv6 is not UInt128 v6)
-        {
-            skipped.Add($"{name}: no {(l.Ipv6Subnet is null ? "IPv6 subnet" : "PublicIPv6")} on an IPv6-only network");
-            return null;
-        }
+        SubnetTable table = BuildTable(snapshot, new LeaseCheck(this, new HashSet<uint>(), new HashSet<UInt128>()), notes, out List<RejectedLease> rejected);
+        notes.AddRange(rejected.Select(r => r.Detail));
+        return table;
+    }
+
+    /// <summary>A peer of an IPv6-only network (checked complete): its IPv6 half alone, its empty IPv4 half kept as flannel keeps it.</summary>
+    private Peer Ipv6OnlyPeer(LeaseRecord l)
+    {
         MacAddress? mac6 = l.VtepMacV6 ?? l.VtepMac;
-        if (Profile.NeedsVtepMac && mac6 is null)
-        {
-            skipped.Add($"{name} via {Ipv6Prefix.Format(v6)}: no BackendV6Data.VtepMAC for vxlan");
-            return null;
-        }
-        var endpoint = UdpEndpoint.Ipv6(v6, (ushort)Port);
-        return new Peer(l.Subnet, endpoint, mac6 ?? default) { Ipv6Subnet = subnet6, Endpoint6 = endpoint, VtepMacV6 = mac6 ?? default };
+        var endpoint = UdpEndpoint.Ipv6(l.PublicIpv6!.Value, (ushort)Port);
+        return new Peer(l.Subnet, endpoint, mac6 ?? default) { Ipv6Subnet = l.Ipv6Subnet, Endpoint6 = endpoint, VtepMacV6 = mac6 ?? default };
     }
 
     /// <summary>The peer with its IPv6 half, or as it is (and a line in <paramref name="skipped"/>) when that half cannot be reached.</summary>

@@ -22,6 +22,9 @@ internal static class MetricsText
 
         /// <summary>The node's captures (for their counters).</summary>
         public Capture.CaptureHub? Captures { get; init; }
+
+        /// <summary>The leases refused now (<see cref="Leases.PeerTables.Rejected"/>), or null.</summary>
+        public Func<IReadOnlyList<Leases.RejectedLease>>? RejectedLeases { get; init; }
     }
 
     public static string Render(Source s)
@@ -81,6 +84,10 @@ internal static class MetricsText
         }
         Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
         Line(b, "dataplane_peers", table.Peers.Count);
+        if (s.RejectedLeases?.Invoke() is { } rejected)
+        {
+            RenderRejected(b, rejected);
+        }
 
         if (s.Edges is { Queues.Count: > 0 })
         {
@@ -127,6 +134,21 @@ internal static class MetricsText
         return b.ToString();
     }
 
+    /// <summary>How many leases in the store are refused now, by reason (every reason, 0 too), and each one by name.</summary>
+    private static void RenderRejected(StringBuilder b, IReadOnlyList<Leases.RejectedLease> rejected)
+    {
+        Family(b, "dataplane_leases_rejected", "gauge", "Leases in the store that are not peers now, by reason (the node's log names each one once).");
+        foreach (Leases.LeaseProblem p in Enum.GetValues<Leases.LeaseProblem>())
+        {
+            Line(b, "dataplane_leases_rejected", rejected.Count(r => r.Problem == p), ("reason", Leases.LeaseCheck.Label(p)));
+        }
+        Family(b, "dataplane_lease_rejected_info", "gauge", "Each lease refused now, by name, with its reason (1).");
+        foreach (Leases.RejectedLease r in rejected.OrderBy(r => r.Name, StringComparer.Ordinal))
+        {
+            Line(b, "dataplane_lease_rejected_info", 1, ("lease", r.Name), ("reason", r.Reason));
+        }
+    }
+
     /// <summary>The send errors with a label of their own; the rest are "other".</summary>
     private static readonly int[] NamedSendErrors = [Errno.ENOBUFS, Errno.ECONNREFUSED, Errno.ENETUNREACH, Errno.EHOSTUNREACH, Errno.EMSGSIZE, Errno.EPERM];
 
@@ -151,7 +173,7 @@ internal static class MetricsText
                 {
                     b.Append(',');
                 }
-                b.Append(labels[k].Key).Append("=\"").Append(labels[k].Value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal)).Append('"');
+                b.Append(labels[k].Key).Append("=\"").Append(labels[k].Value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal)).Append('"');
             }
             b.Append('}');
         }

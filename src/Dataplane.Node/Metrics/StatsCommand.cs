@@ -126,6 +126,12 @@ internal static partial class StatsCommand
         var sendErrors = now.Where(kv => kv.Key.StartsWith("dataplane_socket_send_errors_total", StringComparison.Ordinal) && kv.Value > 0)
             .Select(kv => $"{Label(kv.Key, "errno")} {kv.Value:F0}").ToList();
         o.WriteLine($"  socket send errors: {(sendErrors.Count == 0 ? "none" : string.Join(", ", sendErrors))}");
+        var refused = now.Keys.Where(k => k.StartsWith("dataplane_lease_rejected_info", StringComparison.Ordinal))
+            .Select(k => $"{Label(k, "lease")} ({Label(k, "reason")})").ToList();
+        if (refused.Count > 0)
+        {
+            o.WriteLine($"  leases refused: {refused.Count}: {string.Join("; ", refused)}");
+        }
         if (offload.Length > 0)
         {
             o.WriteLine($"  offloads: device {Label(offload, "device")}; socket {Label(offload, "socket")}; batch {Label(offload, "batch")}; queues {Label(offload, "queues")}");

@@ -40,6 +40,25 @@ internal static class HostInfo
         return a is null ? null : Ipv4Prefix.ToUInt32(a);
     }
 
+    /// <summary>Every address of this host's interfaces, IPv4 and IPv6 (IPv6 link-local ones left out).</summary>
+    public static (HashSet<uint> Ipv4, HashSet<UInt128> Ipv6) LocalAddresses()
+    {
+        var v4 = new HashSet<uint>();
+        var v6 = new HashSet<UInt128>();
+        foreach (IPAddress a in NetworkInterface.GetAllNetworkInterfaces().SelectMany(n => n.GetIPProperties().UnicastAddresses).Select(u => u.Address))
+        {
+            if (a.AddressFamily == AddressFamily.InterNetwork)
+            {
+                v4.Add(Ipv4Prefix.ToUInt32(a));
+            }
+            else if (a.AddressFamily == AddressFamily.InterNetworkV6 && !a.IsIPv6LinkLocal)
+            {
+                v6.Add(ToUInt128(a));
+            }
+        }
+        return (v4, v6);
+    }
+
     /// <summary>The interface that holds <paramref name="address"/>, or null.</summary>
     public static string? InterfaceWith(uint address)
     {

@@ -38,7 +38,7 @@ internal static partial class NodeRunner
             plan.Node.ForwardsIpv4 ? plan.Node.Lease.PublicIpText : Ipv6Prefix.Format(plan.Node.PublicIpv6.GetValueOrDefault()), plan.UnderlayIface);
 
         DataplaneEngine? engine = null;                                                           // 2
-        var tables = new PeerTables(plan.Node, table => engine!.Publish(table), log);
+        var tables = new PeerTables(plan.Node, table => engine!.Publish(table), log, HostInfo.LocalAddresses());
         SubnetTable table = tables.First(plan.Snapshot);
         MetricsText.Source? metricsSource = null;
         using MetricsServer? metrics = plan.MetricsEndpoint is null ? null
@@ -60,6 +60,7 @@ internal static partial class NodeRunner
         {
             Facts = Describe(plan, leases.Description, o.SubnetFile, o.IpMasq),
             Captures = captures,
+            RejectedLeases = () => tables.Rejected,
         };
         metricsSource = metricsNow;
         using MetricsServer control = StartControl(o, plan, device, metricsNow, settings.SlotSize, log);

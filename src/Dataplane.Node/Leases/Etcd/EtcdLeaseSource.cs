@@ -24,7 +24,8 @@ namespace Dataplane.Leases.Etcd;
 ///  3. Watch: a thread of its own wakes on every change under <c>subnets/</c> (the etcd watch
 ///     only wakes it) and every resync interval, re-lists the whole range (which also covers
 ///     compaction and reconnects), offers it to the peer tables, and renews our lease before it
-///     expires (re-acquiring it if it vanished). While etcd is away the last table stays and the
+///     expires (re-acquiring it if it vanished, at most once per 5 s). It writes nothing because
+///     of what other leases contain: one lease of ours under our address is all it looks for. While etcd is away the last table stays and the
 ///     packet loops never notice; it is retried with backoff.
 /// </summary>
 internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILeaseSource
@@ -35,7 +36,11 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
     private Thread? _thread;
     private long _leaseId;
     private DateTime _leaseExpires;
+    private DateTime _lastRewrite = DateTime.MinValue;
     private uint _vni;
+
+    /// <summary>Our lease, found gone or changed, is written again at most this often (two nodes claiming one key never make a storm).</summary>
+    private static readonly TimeSpan RewriteGap = TimeSpan.FromSeconds(5);
 
     public string Description => $"etcd {string.Join(",", options.Endpoints)}";
 
@@ -71,7 +76,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             config = NetworkConfig.Parse(doc.RootElement, configWhere);
         }
         var leases = new List<LeaseRecord>(values.Count);
-        var unreadable = new List<string>();
+        var unreadable = new List<(string, string)>();
         foreach ((string key, byte[] value) in values)
         {
             try
@@ -80,7 +85,7 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             }
             catch (ConfigException e)
             {
-                unreadable.Add(e.Message);
+                unreadable.Add((key, e.Message));
             }
         }
         return new ClusterSnapshot(config, leases) { Unreadable = unreadable };
@@ -222,8 +227,10 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
             {
                 ClusterSnapshot snapshot = ReadSnapshot();
                 outage.Reached();
-                if (!node.StillHolds(snapshot) || DateTime.UtcNow > _leaseExpires - options.RenewMargin)
+                bool due = DateTime.UtcNow > _leaseExpires - options.RenewMargin;
+                if (due || !node.StillHolds(snapshot) && DateTime.UtcNow >= _lastRewrite + RewriteGap)
                 {
+                    _lastRewrite = due ? _lastRewrite : DateTime.UtcNow;
                     Renew(node);
                     snapshot = ReadSnapshot();
                 }

@@ -402,7 +402,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     private ClusterSnapshot Snapshot()
     {
         var leases = new List<LeaseRecord>(_nodes.Count);
-        var unreadable = new List<string>();
+        var unreadable = new List<(string, string)>();
         foreach (NodeJson n in _nodes.Values)
         {
             if (!NodeLease.IsManaged(n, _annotations))
@@ -415,7 +415,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             }
             else if (n.Metadata?.Name != _nodeName)
             {
-                unreadable.Add(reason!);
+                unreadable.Add(($"node {n.Metadata?.Name}", reason!));
             }
         }
         return new ClusterSnapshot(_config!, leases) { Unreadable = unreadable };

@@ -91,7 +91,8 @@ internal static class NodeLease
             Ipv6Prefix? subnet6 = ipv6 ? PodCidr6(node, where) : null;
             string key = subnet6 is Ipv6Prefix s6 ? $"{subnet.ToKey()}&{s6.ToKey()}" : subnet.ToKey();
             return LeaseRecord.Parse(key, LeaseJson(publicIp, ann.GetValueOrDefault(a.BackendType), ann.GetValueOrDefault(a.BackendData), where,
-                subnet6 is null ? null : ann.GetValueOrDefault(a.PublicIpv6), subnet6 is null ? null : ann.GetValueOrDefault(a.BackendV6Data)), where);
+                subnet6 is null ? null : ann.GetValueOrDefault(a.PublicIpv6), subnet6 is null ? null : ann.GetValueOrDefault(a.BackendV6Data)), where) with
+            { Name = where };
         }
         catch (ConfigException e)
         {
