@@ -58,7 +58,12 @@ internal sealed class ClusterFileBuilder(string backend = "vxlan", int vni = 1)
             };
         }
         Without(i);
-        _subnets[lease.Key] = JsonNode.Parse(lease.ToJson((uint)vni));
+        JsonNode value = JsonNode.Parse(lease.ToJson((uint)vni))!;
+        if (backend != "vxlan")
+        {
+            value["BackendType"] = backend; // the network's backend; the VtepMACs stay, so a node told --backend vxlan still has them
+        }
+        _subnets[lease.Key] = value;
         return this;
     }
 

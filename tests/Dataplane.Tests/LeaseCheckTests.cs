@@ -117,13 +117,20 @@ public sealed class LeaseCheckTests
     [Fact]
     public void A_udp_node_accepts_leases_with_no_backend_type_as_flanneld_writes_them()
     {
+        NetworkConfig udpNetwork = ParseConfig("""{"Network":"10.244.0.0/16"}"""); // no Backend: udp, as in flannel
         LeaseRecord ours = Lease("10.244.1.0-24", "192.0.2.1", type: null);
-        var node = new NodeIdentity(ours, Config, BackendKind.Udp, 8285, 1);
+        var node = new NodeIdentity(ours, udpNetwork, BackendKind.Udp, 8285, 1);
         LeaseRecord none = Lease("10.244.2.0-24", "192.0.2.2", type: null), empty = Lease("10.244.3.0-24", "192.0.2.3", type: "", mac: null),
             udp = Lease("10.244.4.0-24", "192.0.2.4", type: "udp", mac: null), vxlan = Lease("10.244.5.0-24", "192.0.2.5");
-        SubnetTable t = node.BuildTable(new ClusterSnapshot(Config, [ours, none, empty, udp, vxlan]), new LeaseCheck(node, new HashSet<uint>(), new HashSet<UInt128>()), [], out List<RejectedLease> rejected);
+        var snapshot = new ClusterSnapshot(udpNetwork, [ours, none, empty, udp, vxlan]);
+        SubnetTable t = node.BuildTable(snapshot, new LeaseCheck(node, new HashSet<uint>(), new HashSet<UInt128>()), [], out List<RejectedLease> rejected);
         Assert.Equal(3, t.Peers.Count);
         Assert.Equal("10.244.5.0-24: backend vxlan, ours is udp", Assert.Single(rejected).Detail);
+
+        // A node told --backend udp on a vxlan network (a lab over one file) takes the network's vxlan leases.
+        var overridden = new NodeIdentity(ours, Config, BackendKind.Udp, 8285, 1);
+        overridden.BuildTable(snapshot with { Config = Config }, new LeaseCheck(overridden, new HashSet<uint>(), new HashSet<UInt128>()), [], out rejected);
+        Assert.Empty(rejected);
     }
 
     [Fact]

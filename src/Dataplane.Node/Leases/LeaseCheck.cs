@@ -1,4 +1,5 @@
 using Dataplane.Encap;
+using Dataplane.Engine;
 
 namespace Dataplane.Leases;
 
@@ -47,6 +48,8 @@ internal sealed class LeaseCheck(NodeIdentity node, IReadOnlySet<uint> localIpv4
 {
     private readonly NetworkConfig _config = node.Config;
     private readonly string _backend = node.Profile.Name;
+    // The network config's backend: a node told --backend otherwise (a lab switching backends over one file) still takes its leases.
+    private readonly string _configBackend = BackendProfile.Of(node.Config.Backend).Name;
 
     public static string Label(LeaseProblem p) => p switch
     {
@@ -177,7 +180,8 @@ internal sealed class LeaseCheck(NodeIdentity node, IReadOnlySet<uint> localIpv4
 
     private (LeaseProblem, string)? Backend(LeaseRecord l)
     {
-        if (l.BackendType is { Length: > 0 } type && !string.Equals(type, _backend, StringComparison.OrdinalIgnoreCase))
+        if (l.BackendType is { Length: > 0 } type && !string.Equals(type, _backend, StringComparison.OrdinalIgnoreCase)
+            && !string.Equals(type, _configBackend, StringComparison.OrdinalIgnoreCase))
         {
             return (LeaseProblem.BackendMismatch, $"backend {type}, ours is {_backend}");
         }
