@@ -161,6 +161,10 @@ internal static class MetricsText
         b.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
     }
 
+    /// <summary>A label value as the text format escapes it: backslash, double quote, line feed.</summary>
+    private static string Escape(string value) =>
+        value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
+
     private static void Line(StringBuilder b, string name, long value, params (string Key, string Value)[] labels)
     {
         b.Append(name);
@@ -173,7 +177,7 @@ internal static class MetricsText
                 {
                     b.Append(',');
                 }
-                b.Append(labels[k].Key).Append("=\"").Append(labels[k].Value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal)).Append('"');
+                b.Append(labels[k].Key).Append("=\"").Append(Escape(labels[k].Value)).Append('"');
             }
             b.Append('}');
         }
