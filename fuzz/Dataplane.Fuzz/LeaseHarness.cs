@@ -1,11 +1,28 @@
 using System.Text.Json;
+using Dataplane.Encap;
+using Dataplane.Engine;
 using Dataplane.Leases;
 
 namespace Dataplane.Fuzz;
 
-/// <summary>Lease parsing: the static cluster file, and config and lease values as etcd holds them. Only <see cref="ConfigException"/> may come out.</summary>
+/// <summary>
+/// Lease parsing: the static cluster file, and config and lease values as etcd holds them. Only
+/// <see cref="ConfigException"/> may come out. Then the input's <c>subnets</c> object (or the input
+/// itself) as a whole store of leases beside ours (random keys and values): the table is always
+/// built, and holds exactly the leases not refused, each subnet once, never ours or a local address.
+/// </summary>
 internal static class LeaseHarness
 {
+    private static readonly NetworkConfig Network = Config(
+        """{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Backend":{"Type":"vxlan"}}""");
+
+    private static readonly LeaseRecord Ours = LeaseRecord.Parse("10.244.1.0-24&2001:db8:244:1::-64",
+        """{"PublicIP":"192.0.2.1","PublicIPv6":"2001:db8:2::1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"}}"""u8,
+        "ours");
+
+    /// <summary>This node's addresses: its public IP and 198.51.100.7.</summary>
+    private static readonly HashSet<uint> Local4 = [Ours.PublicIp, 0xC6336407];
+
     public static void Run(byte[] input)
     {
         try
@@ -40,6 +57,52 @@ internal static class LeaseHarness
             catch (ConfigException)
             {
             }
+            Store(doc.RootElement);
+        }
+    }
+
+    private static NetworkConfig Config(string json)
+    {
+        using JsonDocument doc = JsonDocument.Parse(json);
+        return NetworkConfig.Parse(doc.RootElement, "config");
+    }
+
+    /// <summary>Every key and value of the store parsed as the sources do (unreadable ones named), then checked as the node checks them.</summary>
+    private static void Store(JsonElement root)
+    {
+        JsonElement subnets = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("subnets", out JsonElement s) ? s : root;
+        if (subnets.ValueKind != JsonValueKind.Object)
+        {
+            return;
+        }
+        var leases = new List<LeaseRecord> { Ours };
+        var unreadable = new List<(string, string)>();
+        foreach (JsonProperty p in subnets.EnumerateObject())
+        {
+            try
+            {
+                leases.Add(LeaseRecord.Parse(p.Name, p.Value, $"subnets/{p.Name}"));
+            }
+            catch (ConfigException e)
+            {
+                unreadable.Add((p.Name, e.Message));
+            }
+        }
+        var node = new NodeIdentity(Ours, Network, BackendKind.Vxlan, 8472, 1) { PublicIpv6 = Ours.PublicIpv6 };
+        Check(node, new ClusterSnapshot(Network, leases) { Unreadable = unreadable });
+    }
+
+    private static void Check(NodeIdentity node, ClusterSnapshot snapshot)
+    {
+        SubnetTable t = node.BuildTable(snapshot, new LeaseCheck(node, Local4, new HashSet<UInt128>()), [], out List<RejectedLease> rejected);
+        int ours = snapshot.Leases.Count(l => l.PublicIp == Ours.PublicIp && l.Subnet == Ours.Subnet);
+        Property.Check(t.Peers.Count + rejected.Count == snapshot.Leases.Count - ours + snapshot.Unreadable.Count, "every lease is a peer, refused, or ours");
+        Property.Check(t.Peers.Select(p => p.Subnet).Distinct().Count() == t.Peers.Count, "each subnet has one peer");
+        foreach (Peer p in t.Peers)
+        {
+            Property.Check(ReferenceEquals(t.Lookup(p.Subnet.Address), p), "each peer is found by its subnet");
+            Property.Check(p.Subnet != Ours.Subnet && !Local4.Contains(p.PublicIp), "no peer has our subnet or a local address");
+            Property.Check(p.Ipv6Subnet is not Ipv6Prefix s6 || ReferenceEquals(t.Lookup6(s6.Address), p), "each IPv6 half is found by its subnet");
         }
     }
 }
