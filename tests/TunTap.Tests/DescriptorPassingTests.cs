@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -146,16 +147,33 @@ public class DescriptorPassingTests
     {
         (int a, int b) = Pair();
         int[] sent = [eventfd(0, EFD_CLOEXEC), eventfd(0, EFD_CLOEXEC), eventfd(0, EFD_CLOEXEC)];
-        int before = Directory.GetFiles("/proc/self/fd").Length;
+        string[] ids = [.. sent.Select(EventfdId)];
         DescriptorPassing.Send(a, "three"u8, sent);
         var e = Assert.Throws<NativeException>(() => DescriptorPassing.Receive(b, new byte[16], new int[1], out _));
         Assert.Equal(Errno.EMSGSIZE, e.Errno);
-        Assert.Equal(before, Directory.GetFiles("/proc/self/fd").Length); // the three received descriptors were closed
+        // The three received descriptors were closed: no descriptor but the sent ones refers to their eventfds
+        // (by eventfd-id, so descriptors other tests open meanwhile do not count).
+        int[] holders = [.. Directory.GetFiles("/proc/self/fd").Select(f => int.Parse(Path.GetFileName(f), CultureInfo.InvariantCulture))
+            .Where(fd => !sent.Contains(fd) && ids.Contains(EventfdId(fd)))];
+        Assert.Empty(holders);
         foreach (int fd in sent)
         {
             close(fd);
         }
         close(a);
         close(b);
+    }
+
+    /// <summary>The kernel's id of the eventfd behind <paramref name="fd"/> (fdinfo's eventfd-id), or "" for another kind of descriptor.</summary>
+    private static string EventfdId(int fd)
+    {
+        try
+        {
+            return File.ReadLines($"/proc/self/fdinfo/{fd}").FirstOrDefault(l => l.StartsWith("eventfd-id:", StringComparison.Ordinal)) ?? "";
+        }
+        catch (IOException)
+        {
+            return ""; // closed meanwhile
+        }
     }
 }
