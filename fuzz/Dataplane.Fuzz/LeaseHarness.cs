@@ -79,13 +79,22 @@ internal static class LeaseHarness
         var unreadable = new List<(string, string)>();
         foreach (JsonProperty p in subnets.EnumerateObject())
         {
+            string key;
             try
             {
-                leases.Add(LeaseRecord.Parse(p.Name, p.Value, $"subnets/{p.Name}"));
+                key = p.Name;
+            }
+            catch (InvalidOperationException)
+            {
+                continue; // not UTF-8: a key no store hands over (etcd's are read as UTF-8 text)
+            }
+            try
+            {
+                leases.Add(LeaseRecord.Parse(key, p.Value, $"subnets/{key}"));
             }
             catch (ConfigException e)
             {
-                unreadable.Add((p.Name, e.Message));
+                unreadable.Add((key, e.Message));
             }
         }
         var node = new NodeIdentity(Ours, Network, BackendKind.Vxlan, 8472, 1) { PublicIpv6 = Ours.PublicIpv6 };
