@@ -125,17 +125,21 @@ public sealed class LeaseSchemaTests
     }
 
     [Fact]
-    public void A_store_away_is_said_once_retried_with_doubling_delays_and_said_back_once()
+    public void A_store_away_is_said_once_retried_with_doubling_jittered_delays_and_said_back_once()
     {
         var lines = new List<string>();
         var outage = new StoreOutage("etcd http://192.0.2.100:2379", new LoggerConfiguration().WriteTo.Sink(new ListLogSink(lines)).CreateLogger());
         outage.Reached(); // never away: nothing to say
         double[] waits = [.. Enumerable.Range(0, 7).Select(_ => outage.Failed("connection refused").TotalSeconds)];
-        Assert.Equal([1, 2, 4, 8, 16, 30, 30], waits);
+        double[] nominal = [1, 2, 4, 8, 16, 30, 30];
+        Assert.All(waits.Zip(nominal), w => Assert.InRange(w.First, w.Second * 0.8, w.Second * 1.2)); // ± 20 %: nodes spread out
         outage.Reached();
         outage.Reached();
         Assert.Equal(["etcd http://192.0.2.100:2379: connection refused; forwarding on the last known subnets", "etcd http://192.0.2.100:2379 reachable again"], lines);
-        Assert.Equal(1, outage.Failed("again").TotalSeconds); // the delay starts over
+        Assert.InRange(outage.Failed("again").TotalSeconds, 0.8, 1.2); // the delay starts over
+
+        var quick = new StoreOutage("etcd", new LoggerConfiguration().CreateLogger(), TimeSpan.FromSeconds(0.2), TimeSpan.FromSeconds(2));
+        Assert.All(Enumerable.Range(0, 10).Select(_ => quick.Failed("x").TotalSeconds), w => Assert.InRange(w, 0.16, 2.4));
     }
 
     [Fact]

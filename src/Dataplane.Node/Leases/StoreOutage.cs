@@ -5,12 +5,14 @@ namespace Dataplane.Leases;
 /// <summary>
 /// A lease store's watch thread while the store is unreachable, the same for etcd and the
 /// Kubernetes API: one warning when it goes away ("forwarding on the last known subnets": the
-/// table stays), one line when it answers again, and a retry delay doubling from 1 s to 30 s.
+/// table stays), one line when it answers again, and a retry delay doubling from
+/// <paramref name="first"/> to <paramref name="longest"/> (default 1 s to 30 s), each ± 20 % so
+/// the nodes of a cluster do not all arrive in one instant when the store comes back.
 /// </summary>
-internal sealed class StoreOutage(string source, ILogger log)
+internal sealed class StoreOutage(string source, ILogger log, TimeSpan? first = null, TimeSpan? longest = null)
 {
-    private static readonly TimeSpan First = TimeSpan.FromSeconds(1), Longest = TimeSpan.FromSeconds(30);
-    private TimeSpan _next = First;
+    private readonly TimeSpan _first = first ?? TimeSpan.FromSeconds(1), _longest = longest ?? TimeSpan.FromSeconds(30);
+    private TimeSpan _next = first ?? TimeSpan.FromSeconds(1);
 
     public bool Away { get; private set; }
 
@@ -22,8 +24,8 @@ internal sealed class StoreOutage(string source, ILogger log)
             log.Warning("{Source}: {Error}; forwarding on the last known subnets", source, error);
             Away = true;
         }
-        TimeSpan wait = _next;
-        _next = _next * 2 < Longest ? _next * 2 : Longest;
+        TimeSpan wait = _next * (0.8 + (Random.Shared.NextDouble() * 0.4));
+        _next = _next * 2 < _longest ? _next * 2 : _longest;
         return wait;
     }
 
@@ -34,7 +36,7 @@ internal sealed class StoreOutage(string source, ILogger log)
         {
             log.Information("{Source} reachable again", source);
             Away = false;
-            _next = First;
+            _next = _first;
         }
     }
 }

@@ -66,7 +66,7 @@ internal static class LeaseFlags
 
         public Option<double> Resync { get; } = new Option<double>("--etcd-resync")
         {
-            Description = "seconds between full re-reads of the leases (tests lengthen it to prove the watch)",
+            Description = "seconds between safety re-lists of the leases while the watch holds (± 10 %)",
             DefaultValueFactory = _ => D.Resync.TotalSeconds,
             Hidden = true,
         }.InRange(1, 24 * 3600, "must be 1 second to 1 day").NotInFlanneld();

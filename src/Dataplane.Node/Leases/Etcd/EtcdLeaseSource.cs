@@ -21,26 +21,24 @@ namespace Dataplane.Leases.Etcd;
 ///     keeps its own, or gets a free one added), and its lease lives under flannel's
 ///     <c>10.244.1.0-24&amp;2001:db8:244:1::-64</c> key with PublicIPv6 and BackendV6Data; one that
 ///     cannot forward IPv6 holds an IPv4 lease (peers then reach it over IPv4 only).
-///  3. Watch: a thread of its own wakes on every change under <c>subnets/</c> (the etcd watch
-///     only wakes it) and every resync interval, re-lists the whole range (which also covers
-///     compaction and reconnects), offers it to the peer tables, and renews our lease before it
-///     expires (re-acquiring it if it vanished, at most once per 5 s). It writes nothing because
-///     of what other leases contain: one lease of ours under our address is all it looks for. While etcd is away the last table stays and the
-///     packet loops never notice; it is retried with backoff.
+///  3. Watch (<c>EtcdLeaseSource.Watch.cs</c>): the watch's events are applied as deltas from the
+///     listed revision; a broken watch resumes from the last revision seen, quickly and jittered;
+///     only a compacted revision (or a long, jittered safety resync) lists again. Our lease is
+///     renewed before it expires and written again if it vanished (at most once per 5 s), never
+///     because of what other leases contain. While etcd is away the last table stays and the
+///     packet loops never notice.
 /// </summary>
-internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILeaseSource
+internal sealed partial class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILeaseSource
 {
     private readonly CancellationTokenSource _stop = new();
+    private EtcdLeaseCache? _cache;
+    private NetworkConfig? _config;
     private readonly AutoResetEvent _wake = new(false);
     private EtcdStore? _store;
     private Thread? _thread;
     private long _leaseId;
     private DateTime _leaseExpires;
-    private DateTime _lastRewrite = DateTime.MinValue;
     private uint _vni;
-
-    /// <summary>Our lease, found gone or changed, is written again at most this often (two nodes claiming one key never make a storm).</summary>
-    private static readonly TimeSpan RewriteGap = TimeSpan.FromSeconds(5);
 
     public string Description => $"etcd {string.Join(",", options.Endpoints)}";
 
@@ -60,35 +58,26 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
         }
     }
 
-    /// <summary>The config and every lease that parses; a lease that does not is left out and named in <see cref="ClusterSnapshot.Unreadable"/>.</summary>
+    /// <summary>
+    /// Lists the config and every lease (two Range calls) into the cache; a lease that does not parse
+    /// is left out of the snapshot and named in <see cref="ClusterSnapshot.Unreadable"/>.
+    /// </summary>
     private ClusterSnapshot ReadSnapshot()
     {
         EtcdStore store = Store;
-        (byte[]? configValue, IReadOnlyList<(string Key, byte[] Value)> values) = store.ReadAll();
+        (byte[]? configValue, IReadOnlyList<(string Key, byte[] Value)> values, long revision) = store.ReadAll();
         string configWhere = $"etcd {store.ConfigKey}";
         if (configValue is null)
         {
             throw new ConfigException($"{Description}: no network config at {store.ConfigKey}");
         }
-        NetworkConfig config;
         using (JsonDocument doc = FlannelDocument.Parse(configValue, configWhere))
         {
-            config = NetworkConfig.Parse(doc.RootElement, configWhere);
+            _config = NetworkConfig.Parse(doc.RootElement, configWhere);
         }
-        var leases = new List<LeaseRecord>(values.Count);
-        var unreadable = new List<(string, string)>();
-        foreach ((string key, byte[] value) in values)
-        {
-            try
-            {
-                leases.Add(LeaseRecord.Parse(key, value, $"etcd {store.SubnetsPrefix}{key}"));
-            }
-            catch (ConfigException e)
-            {
-                unreadable.Add((key, e.Message));
-            }
-        }
-        return new ClusterSnapshot(config, leases) { Unreadable = unreadable };
+        _cache ??= new EtcdLeaseCache(store.SubnetsPrefix);
+        _cache.Replace(values, revision);
+        return _cache.Snapshot(_config);
     }
 
     /// <summary>
@@ -199,49 +188,6 @@ internal sealed class EtcdLeaseSource(EtcdOptions options, ILogger log) : ILease
 
     private ConfigException OutOfIpv6(NetworkConfig c) =>
         new($"{Description}: no free IPv6 subnet between {Ipv6Prefix.Format(c.Ipv6SubnetMin)} and {Ipv6Prefix.Format(c.Ipv6SubnetMax)}");
-
-    public void Watch(PeerTables tables)
-    {
-        EtcdStore store = Store;
-        _thread = new Thread(() => Loop(tables)) { Name = "etcd-leases", IsBackground = true };
-        _thread.Start();
-        _ = store.WatchSubnetsAsync(() => _wake.Set(), _stop.Token);
-    }
-
-    private void Loop(PeerTables tables)
-    {
-        NodeIdentity node = tables.Node;
-        var outage = new StoreOutage(Description, log);
-        TimeSpan retry = TimeSpan.Zero;
-        WaitHandle[] handles = [_wake, _stop.Token.WaitHandle];
-        while (true)
-        {
-            TimeSpan untilRenew = _leaseExpires - options.RenewMargin - DateTime.UtcNow;
-            TimeSpan resync = options.Resync;
-            TimeSpan wait = outage.Away ? retry : untilRenew < resync ? (untilRenew > TimeSpan.Zero ? untilRenew : TimeSpan.Zero) : resync;
-            if (WaitHandle.WaitAny(handles, wait) == 1)
-            {
-                return;
-            }
-            try
-            {
-                ClusterSnapshot snapshot = ReadSnapshot();
-                outage.Reached();
-                bool due = DateTime.UtcNow > _leaseExpires - options.RenewMargin;
-                if (due || !node.StillHolds(snapshot) && DateTime.UtcNow >= _lastRewrite + RewriteGap)
-                {
-                    _lastRewrite = due ? _lastRewrite : DateTime.UtcNow;
-                    Renew(node);
-                    snapshot = ReadSnapshot();
-                }
-                tables.Offer(snapshot);
-            }
-            catch (Exception e) when (e is ConfigException || EtcdStore.IsRequestFailure(e) && !_stop.IsCancellationRequested)
-            {
-                retry = outage.Failed(e is ConfigException ? e.Message : EtcdStore.Describe(e));
-            }
-        }
-    }
 
     /// <summary>
     /// Renews our lease before it expires, or writes it again if it vanished: a new etcd lease is

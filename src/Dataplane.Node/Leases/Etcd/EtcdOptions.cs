@@ -20,6 +20,6 @@ internal sealed record EtcdOptions
     public TimeSpan RenewMargin { get; init; } = TimeSpan.FromMinutes(60);
     /// <summary>Where our VTEP MAC is kept across restarts, so peers' neighbour entries stay valid.</summary>
     public required string VtepMacFile { get; init; }
-    /// <summary>How often the whole range is re-read even when the watch is silent (tests lengthen it to prove the watch).</summary>
-    public TimeSpan Resync { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A safety resync: how often the whole range is listed again although the watch holds (± 10 %).</summary>
+    public TimeSpan Resync { get; init; } = TimeSpan.FromMinutes(10);
 }

@@ -1,9 +1,11 @@
 using System.Security.Cryptography;
+using System.Text;
 using System.Security.Cryptography.X509Certificates;
 using dotnet_etcd;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Net.Client;
 
 namespace Dataplane.Leases.Etcd;
 
@@ -11,13 +13,17 @@ namespace Dataplane.Leases.Etcd;
 /// The etcd v3 client as the lease source uses it: flannel's keys under one prefix, every request
 /// with a deadline (nothing blocks for longer than <see cref="EtcdOptions.Timeout"/>), TLS and
 /// credentials as flanneld's flags give them. Requests throw <see cref="RpcException"/>; the
-/// caller decides what an unreachable etcd means at that moment.
+/// caller decides what an unreachable etcd means at that moment. The watch is a gRPC stream of
+/// our own (<see cref="WatchSubnetsAsync"/>): from a revision, on an HTTP/2 connection whose
+/// keep-alive pings find a dead etcd within 15 s, one endpoint after the other when one fails.
 /// </summary>
 internal sealed class EtcdStore : IDisposable
 {
     private readonly EtcdClient _client;
     private readonly EtcdOptions _options;
     private readonly Action<System.Net.Security.SslClientAuthenticationOptions>? _tls;
+    private readonly Dictionary<string, GrpcChannel> _watchChannels = [];
+    private int _watchEndpoint;
 
     private EtcdStore(EtcdClient client, EtcdOptions options, Action<System.Net.Security.SslClientAuthenticationOptions>? tls)
     {
@@ -105,8 +111,8 @@ internal sealed class EtcdStore : IDisposable
         };
     }
 
-    /// <summary>The config value (null if missing) and every lease value with its key under <c>subnets/</c>.</summary>
-    public (byte[]? Config, IReadOnlyList<(string Key, byte[] Value)> Leases) ReadAll()
+    /// <summary>The config value (null if missing), every lease value with its key under <c>subnets/</c>, and the revision the leases were read at.</summary>
+    public (byte[]? Config, IReadOnlyList<(string Key, byte[] Value)> Leases, long Revision) ReadAll()
     {
         RangeResponse config = _client.Get(ConfigKey, deadline: Deadline);
         RangeResponse subnets = _client.GetRange(SubnetsPrefix, deadline: Deadline);
@@ -115,7 +121,7 @@ internal sealed class EtcdStore : IDisposable
         {
             leases.Add((kv.Key.ToStringUtf8()[SubnetsPrefix.Length..], kv.Value.ToByteArray()));
         }
-        return (config.Kvs.Count == 0 ? null : config.Kvs[0].Value.ToByteArray(), leases);
+        return (config.Kvs.Count == 0 ? null : config.Kvs[0].Value.ToByteArray(), leases, subnets.Header.Revision);
     }
 
     public bool LeaseExists(string key) => _client.Get(SubnetsPrefix + key, deadline: Deadline).Kvs.Count > 0;
@@ -165,33 +171,77 @@ internal sealed class EtcdStore : IDisposable
         return _client.Transaction(txn, deadline: Deadline).Succeeded;
     }
 
-    /// <summary>Calls <paramref name="changed"/> on every change under <c>subnets/</c> until cancelled; reconnects after errors.</summary>
-    public async Task WatchSubnetsAsync(Action changed, CancellationToken stop)
+    /// <summary>
+    /// One watch of every key under <c>subnets/</c> from <paramref name="fromRevision"/> on (progress
+    /// notifications asked for): each response goes to <paramref name="received"/> as it comes, the
+    /// first one (Created) included. Returns when etcd ends the stream; throws when it fails, and the
+    /// next watch then tries the next endpoint.
+    /// </summary>
+    public async Task WatchSubnetsAsync(long fromRevision, Action<WatchResponse> received, CancellationToken stop)
     {
-        while (!stop.IsCancellationRequested)
+        string endpoint = _options.Endpoints[_watchEndpoint % _options.Endpoints.Count];
+        try
         {
-            try
+            var client = new Watch.WatchClient(WatchChannel(endpoint));
+            Metadata? headers = string.IsNullOrEmpty(_options.Username) ? null : await TokenAsync(stop).ConfigureAwait(false);
+            using AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call = client.Watch(headers, cancellationToken: stop);
+            byte[] end = Encoding.UTF8.GetBytes(SubnetsPrefix);
+            end[^1]++; // the range end of a prefix: its last byte plus one
+            await call.RequestStream.WriteAsync(new WatchRequest
             {
-                await _client.WatchRangeAsync(SubnetsPrefix, _ => changed(), cancellationToken: stop).ConfigureAwait(false);
-                await Task.Delay(System.Threading.Timeout.Infinite, stop).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception) when (!stop.IsCancellationRequested)
-            {
-                // The caller's resync covers the gap; try again in a second.
-                try
+                CreateRequest = new WatchCreateRequest
                 {
-                    await Task.Delay(TimeSpan.FromSeconds(1), stop).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    return;
-                }
+                    Key = ByteString.CopyFromUtf8(SubnetsPrefix),
+                    RangeEnd = ByteString.CopyFrom(end),
+                    StartRevision = fromRevision,
+                    ProgressNotify = true,
+                },
+            }, stop).ConfigureAwait(false);
+            while (await call.ResponseStream.MoveNext(stop).ConfigureAwait(false))
+            {
+                received(call.ResponseStream.Current);
             }
         }
+        catch (Exception) when (!stop.IsCancellationRequested)
+        {
+            _watchEndpoint++;
+            throw;
+        }
+    }
+
+    /// <summary>The connection the watch of <paramref name="endpoint"/> runs on: TLS as the client's, keep-alive pings every 10 s.</summary>
+    private GrpcChannel WatchChannel(string endpoint)
+    {
+        lock (_watchChannels)
+        {
+            if (!_watchChannels.TryGetValue(endpoint, out GrpcChannel? channel))
+            {
+                var handler = new SocketsHttpHandler
+                {
+                    ConnectTimeout = TimeSpan.FromSeconds(3),
+                    KeepAlivePingDelay = TimeSpan.FromSeconds(10),
+                    KeepAlivePingTimeout = TimeSpan.FromSeconds(5),
+                    KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+                    EnableMultipleHttp2Connections = true,
+                };
+                if (_tls is not null)
+                {
+                    handler.SslOptions = new System.Net.Security.SslClientAuthenticationOptions();
+                    _tls(handler.SslOptions);
+                }
+                channel = GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
+                _watchChannels[endpoint] = channel;
+            }
+            return channel;
+        }
+    }
+
+    /// <summary>With --etcd-username: a fresh token for the watch stream (etcd's simple tokens expire).</summary>
+    private async Task<Metadata> TokenAsync(CancellationToken stop)
+    {
+        AuthenticateResponse r = await _client.AuthenticateAsync(new AuthenticateRequest { Name = _options.Username, Password = _options.Password ?? "" },
+            deadline: Deadline, cancellationToken: stop).ConfigureAwait(false);
+        return new Metadata { { "token", r.Token } };
     }
 
     /// <summary>
@@ -292,5 +342,16 @@ internal sealed class EtcdStore : IDisposable
         }
     }
 
-    public void Dispose() => _client.Dispose();
+    public void Dispose()
+    {
+        _client.Dispose();
+        lock (_watchChannels)
+        {
+            foreach (GrpcChannel channel in _watchChannels.Values)
+            {
+                channel.Dispose();
+            }
+            _watchChannels.Clear();
+        }
+    }
 }
