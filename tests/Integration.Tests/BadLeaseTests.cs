@@ -63,7 +63,7 @@ public partial class BadLeaseTests(ITestOutputHelper output)
         Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(2)) is not null, $"not applied within 2 s:\n{n1.Output}");
         output.WriteLine($"a good lease beside {EtcdBadLeases.Length} bad ones applied {applied.ElapsedMilliseconds} ms after its put");
         transfer.AssertIntact(TimeSpan.FromSeconds(60));
-        Thread.Sleep(TimeSpan.FromSeconds(11)); // one full resync (10 s) re-reads every bad lease
+        Thread.Sleep(TimeSpan.FromSeconds(5)); // time for a storm of writes to show, if there were one
         Assert.Equal(1, Revision(c) - revision); // our put; neither node wrote anything
 
         AssertEachRefusedOnce(n1, EtcdBadLeases.Select(b => (b.Key, b.Reason)));
@@ -93,6 +93,9 @@ public partial class BadLeaseTests(ITestOutputHelper output)
         k.Api.PutNode("on-overlay", "10.244.6.0/24", overlay);
         NodeProcess n1 = k.StartNode(1);
         k.StartNode(2);
+        int Patches() => k.Api.Requests.Count(r => r.StartsWith("PATCH", StringComparison.Ordinal));
+        Assert.True(SpinWait.SpinUntil(() => n1.Output.Contains("condition NetworkUnavailable set to False", StringComparison.Ordinal), 10_000), n1.Output);
+        int patchesAtStart = Patches();
         Transfer transfer = k.C.StartTransfer(1, 2, 32L << 20);
         Dictionary<string, string> udp = KubeCluster.FlanneldVxlan(18, "0e:00:00:00:00:18");
         udp[KubeCluster.Prefix + "backend-type"] = "udp";
@@ -108,6 +111,7 @@ public partial class BadLeaseTests(ITestOutputHelper output)
         AssertEachRefusedOnce(n1, [("node wide", "subnet_outside_network"), ("node twin-b", "overlaps_lease"),
             ("node on-overlay", "public_ip_in_overlay"), ("node udp-node", "backend_mismatch")]);
         Assert.Contains("leases refused: 4: ", Stats(k.C));
+        Assert.Equal(patchesAtStart, Patches()); // the bad Nodes made neither node write
     }
 
     private static NodeProcess StartNode(Cluster c, int i)

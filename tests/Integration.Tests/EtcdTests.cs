@@ -12,7 +12,7 @@ namespace Dataplane.Integration.Tests;
 /// </summary>
 public class EtcdTests
 {
-    private const int EtcdHost = 100;
+    internal const int EtcdHost = 100;
     internal const string Endpoint = "http://192.0.2.100:2379";
     private const string VxlanConfig = """{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1}}""";
 
@@ -23,6 +23,15 @@ public class EtcdTests
             "--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint, "--listen-peer-urls", "http://127.0.0.1:2380"], "etcd");
         Assert.True(etcd.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, etcd.Output);
         return etcd;
+    }
+
+    /// <summary>etcd started again on its data directory (after Stop), ready to serve.</summary>
+    internal static NodeProcess RestartEtcd(Cluster c)
+    {
+        NodeProcess again = c.Topology.Start(c.Topology.Node(EtcdHost), [Require.Tool("etcd", "etcd-server"), "--data-dir", c.Path_("etcd"),
+            "--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint, "--listen-peer-urls", "http://127.0.0.1:2380"], "etcd-again");
+        Assert.True(again.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, again.Output);
+        return again;
     }
 
     internal static string Etcdctl(Cluster c, params string[] args)
@@ -291,9 +300,7 @@ public class EtcdTests
         Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
         Thread.Sleep(3000); // seconds of traffic with etcd away, inside both transfers
         Assert.False(transfer.Sender.HasExited || intervals.Client.HasExited, "the transfers ended before etcd came back: make them longer so the test proves something");
-        NodeProcess again = c.Topology.Start(c.Topology.Node(EtcdHost), [Require.Tool("etcd", "etcd-server"), "--data-dir", c.Path_("etcd"),
-            "--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint, "--listen-peer-urls", "http://127.0.0.1:2380"], "etcd-again");
-        Assert.True(again.WaitForLine("ready to serve client requests", TimeSpan.FromSeconds(30)) is not null, again.Output);
+        RestartEtcd(c);
         Assert.True(n1.WaitForLine("reachable again", TimeSpan.FromSeconds(40)) is not null, n1.Output);
         transfer.AssertIntact(TimeSpan.FromSeconds(60));
         intervals.AssertEverySecondCarried(1_000_000); // the other direction, second by second, through the whole outage
