@@ -21,7 +21,7 @@ public partial class EtcdWatchTests(ITestOutputHelper output)
     private const string WideConfig = """{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1}}""";
 
     [Fact]
-    public void An_idle_node_of_500_leases_sends_etcd_no_range_and_changes_arrive_by_the_watch()
+    public void An_idle_node_of_500_leases_sends_etcd_no_range_and_changes_and_config_arrive_by_the_watch()
     {
         using var c = new Cluster();
         EtcdTests.StartEtcd(c);
@@ -42,6 +42,13 @@ public partial class EtcdWatchTests(ITestOutputHelper output)
         long more = Ranges(c) - ranges;
         output.WriteLine($"Range calls served to the node over 20 s idle and two changes: {more}");
         Assert.Equal(0, more);
+
+        // The network config changed under the running node: said once; leases valid under the running one keep applying.
+        EtcdTests.Etcdctl(c, "put", "/coreos.com/network/config", """{"Network":"10.0.0.0/9","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1}}""");
+        Assert.True(n1.WaitForLine("The network config in the store changed (Network 10.0.0.0/9, was 10.0.0.0/8)", TimeSpan.FromSeconds(2)) is not null, n1.Output);
+        EtcdTests.Etcdctl(c, "put", Subnets + "10.200.1.0-24", Lease(778));
+        Assert.True(n1.WaitForLine("Subnet added: 10.200.1.0/24", TimeSpan.FromSeconds(1)) is not null, n1.Output);
+        Assert.Single(n1.Output.Split('\n'), l => l.Contains("The network config in the store changed", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Text.Json;
+using Dataplane.Leases.Schema;
 using Etcdserverpb;
 
 namespace Dataplane.Leases.Etcd;
@@ -7,7 +9,8 @@ namespace Dataplane.Leases.Etcd;
 /// Watch, don't poll (flanneld's pkg/subnet/etcd does the same): what a node costs etcd is one list
 /// at start and one watch stream, whatever the size of the cluster.
 ///
-///  - A pump (an async task) runs one watch of <c>subnets/</c> from the cache's revision + 1 and
+///  - A pump (an async task) runs one watch of flannel's keys (the config and <c>subnets/</c>) from
+///    the cache's revision + 1 and
 ///    queues every response; the loop thread applies them to the cache as deltas and offers the
 ///    snapshot to the peer tables only when a lease changed (progress notifications move the
 ///    revision, nothing else).
@@ -109,7 +112,39 @@ internal sealed partial class EtcdLeaseSource
                 pumpAt = DateTime.UtcNow;
                 return true;
             }
+            changed |= ConfigChanged(response);
             changed |= _cache!.Apply(response);
+        }
+        return changed;
+    }
+
+    /// <summary>
+    /// The network config, written anew under a running node: the peer tables say once that it is not
+    /// the one the node runs with (it applies on restart, as flanneld's). One that does not parse is said
+    /// once and the last good one kept.
+    /// </summary>
+    private bool ConfigChanged(WatchResponse response)
+    {
+        EtcdStore store = Store;
+        bool changed = false;
+        foreach (Mvccpb.Event e in response.Events.Where(e => e.Kv.Key.ToStringUtf8() == store.ConfigKey))
+        {
+            string where = $"etcd {store.ConfigKey}";
+            if (e.Type != Mvccpb.Event.Types.EventType.Put)
+            {
+                log.Warning("{Where} was deleted: this node keeps the network config it runs with; new nodes cannot start until it is back", where);
+                continue;
+            }
+            try
+            {
+                using JsonDocument doc = FlannelDocument.Parse(e.Kv.Value.Span, where);
+                _config = NetworkConfig.Parse(doc.RootElement, where);
+                changed = true;
+            }
+            catch (ConfigException bad)
+            {
+                log.Warning("{Error}: this node keeps the network config it runs with", bad.Message);
+            }
         }
         return changed;
     }
@@ -135,7 +170,7 @@ internal sealed partial class EtcdLeaseSource
         {
             try
             {
-                await store.WatchSubnetsAsync(fromRevision, r =>
+                await store.WatchAsync(fromRevision, r =>
                 {
                     _received.Enqueue((number, r));
                     _wake.Set();

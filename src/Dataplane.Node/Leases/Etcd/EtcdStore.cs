@@ -14,7 +14,7 @@ namespace Dataplane.Leases.Etcd;
 /// with a deadline (nothing blocks for longer than <see cref="EtcdOptions.Timeout"/>), TLS and
 /// credentials as flanneld's flags give them. Requests throw <see cref="RpcException"/>; the
 /// caller decides what an unreachable etcd means at that moment. The watch is a gRPC stream of
-/// our own (<see cref="WatchSubnetsAsync"/>): from a revision, on an HTTP/2 connection whose
+/// our own (<see cref="WatchAsync"/>): from a revision, on an HTTP/2 connection whose
 /// keep-alive pings find a dead etcd within 15 s, one endpoint after the other when one fails.
 /// </summary>
 internal sealed class EtcdStore : IDisposable
@@ -172,12 +172,12 @@ internal sealed class EtcdStore : IDisposable
     }
 
     /// <summary>
-    /// One watch of every key under <c>subnets/</c> from <paramref name="fromRevision"/> on (progress
-    /// notifications asked for): each response goes to <paramref name="received"/> as it comes, the
-    /// first one (Created) included. Returns when etcd ends the stream; throws when it fails, and the
-    /// next watch then tries the next endpoint.
+    /// One watch of flannel's keys (the config and every key under <c>subnets/</c>) from
+    /// <paramref name="fromRevision"/> on, progress notifications asked for: each response goes to
+    /// <paramref name="received"/> as it comes, the first one (Created) included. Returns when etcd
+    /// ends the stream; throws when it fails, and the next watch then tries the next endpoint.
     /// </summary>
-    public async Task WatchSubnetsAsync(long fromRevision, Action<WatchResponse> received, CancellationToken stop)
+    public async Task WatchAsync(long fromRevision, Action<WatchResponse> received, CancellationToken stop)
     {
         string endpoint = _options.Endpoints[_watchEndpoint % _options.Endpoints.Count];
         try
@@ -185,13 +185,14 @@ internal sealed class EtcdStore : IDisposable
             var client = new Watch.WatchClient(WatchChannel(endpoint));
             Metadata? headers = string.IsNullOrEmpty(_options.Username) ? null : await TokenAsync(stop).ConfigureAwait(false);
             using AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call = client.Watch(headers, cancellationToken: stop);
-            byte[] end = Encoding.UTF8.GetBytes(SubnetsPrefix);
+            string prefix = _options.Prefix + "/";
+            byte[] end = Encoding.UTF8.GetBytes(prefix);
             end[^1]++; // the range end of a prefix: its last byte plus one
             await call.RequestStream.WriteAsync(new WatchRequest
             {
                 CreateRequest = new WatchCreateRequest
                 {
-                    Key = ByteString.CopyFromUtf8(SubnetsPrefix),
+                    Key = ByteString.CopyFromUtf8(prefix),
                     RangeEnd = ByteString.CopyFrom(end),
                     StartRevision = fromRevision,
                     ProgressNotify = true,
