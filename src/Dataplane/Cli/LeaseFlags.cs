@@ -143,7 +143,7 @@ internal static class LeaseFlags
 
         public Option<double> Resync { get; } = new Option<double>("--kube-resync")
         {
-            Description = "seconds a watch of the nodes runs before they are listed again",
+            Description = "seconds a watch of the nodes runs before it is started again from where it was",
             DefaultValueFactory = _ => D.Resync.TotalSeconds,
             Hidden = true,
         }.InRange(1, 24 * 3600, "must be 1 second to 1 day").NotInFlanneld();

@@ -134,10 +134,11 @@ internal sealed class KubeApi : IDisposable
     /// <summary>
     /// The events of a watch of nodes from <paramref name="resourceVersion"/>, as they come, until
     /// the server ends it (it is asked to after <paramref name="duration"/>), the connection fails
-    /// (an exception), or <paramref name="stop"/>. A 410 Gone (as an ERROR event or an HTTP status)
+    /// (an exception), or <paramref name="stop"/>. <paramref name="answered"/> is called once the API
+    /// server accepted the watch. A 410 Gone (as an ERROR event or an HTTP status)
     /// is a <see cref="KubeApiException"/> with status 410: list again.
     /// </summary>
-    public IEnumerable<(string Type, NodeJson Node)> WatchNodes(string resourceVersion, TimeSpan duration, CancellationToken stop)
+    public IEnumerable<(string Type, NodeJson Node)> WatchNodes(string resourceVersion, TimeSpan duration, CancellationToken stop, Action? answered = null)
     {
         int seconds = Math.Max(1, (int)duration.TotalSeconds);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
@@ -145,6 +146,7 @@ internal sealed class KubeApi : IDisposable
         string path = $"api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion={Uri.EscapeDataString(resourceVersion)}&timeoutSeconds={seconds}";
         using HttpResponseMessage r = Send(HttpMethod.Get, path, null, stream: true, deadline.Token);
         ThrowIfFailed(r, deadline.Token);
+        answered?.Invoke();
         using Stream body = r.Content.ReadAsStream(deadline.Token);
         using var reader = new StreamReader(body, Encoding.UTF8);
         while (reader.ReadLineAsync(deadline.Token).AsTask().GetAwaiter().GetResult() is string line)

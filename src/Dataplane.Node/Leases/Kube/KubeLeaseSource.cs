@@ -21,11 +21,12 @@ namespace Dataplane.Leases.Kube;
 ///     <c>public-ip-overwrite</c> wins), only when one differs. A VtepMAC already in our
 ///     <c>backend-data</c> is reused, so kernel peers' neighbour entries stay valid.
 ///  3. Watch: a thread of its own sets our NetworkUnavailable condition to False (we forward
-///     now), then lists the nodes and watches them from the list's resourceVersion; every event
-///     is offered to the peer tables; a watch ends after the resync period and the nodes are
-///     listed again (which also recovers from 410 Gone, reconnects and missed events). While the
-///     API server is away the last table stays and the packet loops never notice; it is retried
-///     with backoff.
+///     now), then lists the nodes once and watches them from the list's resourceVersion, as
+///     client-go's reflector: an ended or broken watch starts again from the last resourceVersion
+///     seen (BOOKMARKs keep it fresh); only 410 Gone lists again. Each node is kept as what its lease
+///     is made of, and an update that changes none of it is ignored. While the API server is away
+///     the last table stays and the packet loops never notice; it is retried after 0.5 s doubling
+///     to 3 s, jittered.
 ///  4. Dispose: stop the watch. The annotations stay, as flanneld leaves them.
 /// </summary>
 internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILeaseSource
@@ -305,10 +306,17 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         _thread.Start();
     }
 
+    /// <summary>
+    /// Lists once, then watches from the list's resourceVersion, as client-go's reflector: a watch the
+    /// API server ends (its timeout, ours: <see cref="KubeOptions.Resync"/>) or that breaks is started
+    /// again from the last resourceVersion seen (events and BOOKMARKs move it); only 410 Gone lists
+    /// again. While the API server is away the last table stays; the watch is retried after 0.5 s
+    /// doubling to 3 s, jittered, and resumes where it was.
+    /// </summary>
     private void Loop(PeerTables tables)
     {
         bool conditionSet = !options.SetNodeNetworkUnavailable;
-        var outage = new StoreOutage(Description, log);
+        var outage = new StoreOutage(Description, log, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(3));
         string? resourceVersion = null;
         while (!_stop.IsCancellationRequested)
         {
@@ -328,15 +336,21 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                     outage.Reached();
                     Offer(tables);
                 }
-                foreach ((string type, NodeJson node) in Api.WatchNodes(resourceVersion, options.Resync, _stop.Token))
+                long started = Environment.TickCount64;
+                int events = 0;
+                foreach ((string type, NodeJson node) in Api.WatchNodes(resourceVersion, options.Resync, _stop.Token, outage.Reached))
                 {
+                    events++;
                     resourceVersion = node.Metadata?.ResourceVersion ?? resourceVersion;
                     if (Apply(type, node))
                     {
                         Offer(tables);
                     }
                 }
-                resourceVersion = null; // the watch ran its time: list again (the resync)
+                if (events == 0 && Environment.TickCount64 - started < 1000)
+                {
+                    _stop.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(1)); // a watch that ends at once is not started again at once
+                }
             }
             catch (KubeApiException e) when (e.Status == 410)
             {
@@ -349,13 +363,16 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 {
                     return; // Dispose ended the watch
                 }
-                resourceVersion = null;
                 _stop.Token.WaitHandle.WaitOne(outage.Failed(KubeApi.Describe(e)));
             }
         }
     }
 
-    /// <summary>A watch event applied to the node map; whether anything a lease is made of could have changed.</summary>
+    /// <summary>
+    /// A watch event applied to the node map, keeping of each node only what a lease is made of
+    /// (<see cref="Slim"/>); whether any of it changed. An update of anything else (its status, its
+    /// other annotations: most updates) changes nothing: no table is built, nothing is said.
+    /// </summary>
     private bool Apply(string type, NodeJson node)
     {
         if (node.Metadata?.Name is not string name)
@@ -365,7 +382,12 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         switch (type)
         {
             case "ADDED" or "MODIFIED":
-                _nodes[name] = node;
+                NodeJson slim = Slim(node);
+                if (_nodes.TryGetValue(name, out NodeJson? had) && SameLease(had, slim))
+                {
+                    return false;
+                }
+                _nodes[name] = slim;
                 return true;
             case "DELETED":
                 return _nodes.Remove(name);
@@ -374,6 +396,24 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         }
     }
 
+    /// <summary>A node with only its name, pod CIDRs and our annotations: what a lease is made of.</summary>
+    private NodeJson Slim(NodeJson node) => new()
+    {
+        Metadata = new ObjectMetaJson
+        {
+            Name = node.Metadata?.Name,
+            Annotations = node.Metadata?.Annotations?.Where(a => a.Key.StartsWith(_annotations.Prefix, StringComparison.Ordinal))
+                .ToDictionary(a => a.Key, a => a.Value, StringComparer.Ordinal),
+        },
+        Spec = node.Spec,
+    };
+
+    private static bool SameLease(NodeJson a, NodeJson b) =>
+        a.Spec?.PodCidr == b.Spec?.PodCidr
+        && (a.Spec?.PodCidrs ?? []).SequenceEqual(b.Spec?.PodCidrs ?? [])
+        && (a.Metadata?.Annotations ?? []).Count == (b.Metadata?.Annotations ?? []).Count
+        && (a.Metadata?.Annotations ?? []).All(kv => b.Metadata?.Annotations?.GetValueOrDefault(kv.Key) == kv.Value);
+
     private void Replace(NodeListJson list)
     {
         _nodes.Clear();
@@ -381,7 +421,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         {
             if (n.Metadata?.Name is string name)
             {
-                _nodes[name] = n;
+                _nodes[name] = Slim(n);
             }
         }
     }

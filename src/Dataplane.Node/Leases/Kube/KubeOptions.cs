@@ -18,7 +18,7 @@ internal sealed record KubeOptions
     public bool SetNodeNetworkUnavailable { get; init; } = true;
     /// <summary>Deadline of each request (not of a watch).</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
-    /// <summary>How long one watch runs before the nodes are listed again in full (flanneld's informer: 5 min).</summary>
+    /// <summary>How long one watch runs before it is started again from its resourceVersion (no list; flanneld's informer: 5 min).</summary>
     public TimeSpan Resync { get; init; } = TimeSpan.FromMinutes(5);
     /// <summary>How often our node is read again while it has no podCIDR yet.</summary>
     public TimeSpan PodCidrPoll { get; init; } = TimeSpan.FromSeconds(2);

@@ -1,0 +1,58 @@
+using System.Diagnostics;
+using Dataplane.Lab;
+using Xunit.Abstractions;
+
+namespace Dataplane.Integration.Tests.Kube;
+
+/// <summary>
+/// What a node costs the API server, counted by the stand-in: one list at start, then watches that
+/// start again from their resourceVersion when the server ends them (no list), and after the API server was away a change made once it is back applied within
+/// 3 s, the watch resumed rather than the nodes listed again.
+/// </summary>
+public class KubeWatchTests(ITestOutputHelper output)
+{
+    private static int Lists(KubeCluster k) => k.Api.Requests.Count(r => r.StartsWith("GET /api/v1/nodes", StringComparison.Ordinal) && !r.Contains("watch=", StringComparison.Ordinal));
+
+    [Fact]
+    public void Watches_the_server_ends_start_again_from_their_resource_version_without_a_list()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, withPod: false);
+        k.Api.PutNode("node2", KubeCluster.PodCidr(2), KubeCluster.FlanneldVxlan(2, "0e:22:22:22:22:22"));
+        NodeProcess n1 = k.StartNode(1, "--kube-resync", "2"); // each watch ends after 2 s
+        Assert.True(SpinWait.SpinUntil(() => n1.Output.Contains("NetworkUnavailable set to False", StringComparison.Ordinal), 10_000), n1.Output);
+        int lists = Lists(k), watches = k.Api.Requests.Count(r => r.Contains("watch=true", StringComparison.Ordinal));
+
+        Thread.Sleep(TimeSpan.FromSeconds(7));
+        var applied = Stopwatch.StartNew();
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3), KubeCluster.FlanneldVxlan(3, "0e:33:33:33:33:33"));
+        Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(1)) is not null, n1.Output);
+        output.WriteLine($"a new Node applied {applied.ElapsedMilliseconds} ms after it was written");
+
+        int moreWatches = k.Api.Requests.Count(r => r.Contains("watch=true", StringComparison.Ordinal)) - watches;
+        output.WriteLine($"over ~8 s with 2-second watches: {moreWatches} watches started again, {Lists(k) - lists} lists");
+        Assert.True(moreWatches >= 2, $"the watches did not end: {moreWatches}");
+        Assert.Equal(lists, Lists(k));
+    }
+
+    [Fact]
+    public void Api_server_away_20_s_then_back_a_new_node_is_applied_within_3_s_without_a_list()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, withPod: false);
+        NodeProcess n1 = k.StartNode(1);
+        Assert.True(SpinWait.SpinUntil(() => n1.Output.Contains("NetworkUnavailable set to False", StringComparison.Ordinal), 10_000), n1.Output);
+        int lists = Lists(k);
+
+        k.Api.Stop();
+        Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
+        Thread.Sleep(TimeSpan.FromSeconds(20)); // a backoff doubling to 30 s would be asleep when the server returns
+        k.Api.Start();
+        var applied = Stopwatch.StartNew();
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3), KubeCluster.FlanneldVxlan(3, "0e:33:33:33:33:33"));
+        Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(3)) is not null, $"not applied within 3 s:\n{n1.Output}");
+        output.WriteLine($"a Node written after the API server came back applied {applied.ElapsedMilliseconds} ms later");
+        Assert.Equal(lists, Lists(k)); // resumed from its resourceVersion
+        Assert.Single(n1.Output.Split('\n'), l => l.Contains("forwarding on the last known subnets", StringComparison.Ordinal));
+    }
+}
