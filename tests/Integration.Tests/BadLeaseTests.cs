@@ -74,6 +74,14 @@ public partial class BadLeaseTests(ITestOutputHelper output)
             Assert.Contains($"{key} ({reason})", stats);
         }
 
+        string metrics = c.Topology.Exec(c.Topology.Node(1), ["curl", "-s", $"http://{Topology.UnderlayIp(1)}:9100/metrics"]).Stdout;
+        foreach (IGrouping<string, string> reason in EtcdBadLeases.Select(b => b.Reason).GroupBy(r => r))
+        {
+            Assert.Contains($"dataplane_leases_rejected{{reason=\"{reason.Key}\"}} {reason.Count()}\n", metrics);
+        }
+        Assert.Contains("dataplane_leases_rejected{reason=\"overlaps_lease\"} 0\n", metrics);
+        Assert.Contains("dataplane_lease_rejected_info{lease=\"10.9.0.0-16\",reason=\"subnet_outside_network\"} 1\n", metrics);
+
         EtcdTests.Etcdctl(c, "del", Subnets + "10.9.0.0-16");
         Assert.True(n1.WaitForLine("Lease 10.9.0.0-16 is gone: no longer refused", TimeSpan.FromSeconds(5)) is not null, n1.Output);
     }
@@ -117,7 +125,8 @@ public partial class BadLeaseTests(ITestOutputHelper output)
     private static NodeProcess StartNode(Cluster c, int i)
     {
         NodeProcess p = c.Topology.Start(c.Topology.Node(i), [.. c.Program, "run", "--etcd-endpoints", EtcdTests.Endpoint, "--public-ip", Topology.UnderlayIp(i),
-            "--subnet-file", c.Path_($"node{i}-subnet.env"), "--control-socket", c.ControlSocket(i), "--vtep-mac-file", c.Path_($"node{i}.vtepmac")], $"node{i}");
+            "--subnet-file", c.Path_($"node{i}-subnet.env"), "--control-socket", c.ControlSocket(i), "--vtep-mac-file", c.Path_($"node{i}.vtepmac"),
+            "--metrics", $"{Topology.UnderlayIp(i)}:9100"], $"node{i}");
         Assert.True(p.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, p.Output);
         return p;
     }
