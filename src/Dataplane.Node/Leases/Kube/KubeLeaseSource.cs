@@ -160,7 +160,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                     mac = VtepMacFile.LoadOrCreate(options.VtepMacFile, null);
                 }
             }
-            var lease = new LeaseRecord(subnet, publishedIp, BackendProfile.Of(request.Backend).Name, mac);
+            var lease = new LeaseRecord(subnet, publishedIp, BackendProfile.Of(request.Backend).LeaseBackendType, mac);
             if (snapshot.Config.EnableIpv6 && request.WantsIpv6)
             {
                 // Dual-stack: our IPv6 half is the node's IPv6 podCIDR (assigned like the IPv4 one; none: IPv4 only).
@@ -215,7 +215,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     {
         var wanted = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
-            [_annotations.BackendType] = lease.BackendType!,
+            [_annotations.BackendType] = lease.BackendType ?? "", // flanneld's udp backend: no BackendType, an empty annotation
             [_annotations.BackendData] = lease.VtepMac is MacAddress mac ? VxlanBackendData(vni, mac) : "null",
             [_annotations.PublicIp] = lease.PublicIpText,
             [_annotations.SubnetKubeManaged] = "true",
