@@ -6,9 +6,10 @@ namespace Dataplane.Node;
 /// <summary>
 /// <c>--ip-masq</c>: flanneld's masquerade and forward rules, in its own chains so they are easy to
 /// find and to remove: nat <c>FLANNEL-POSTRTG</c> (jumped to from POSTROUTING) and filter
-/// <c>FLANNEL-FWD</c> (from FORWARD). Traffic inside the overlay keeps its addresses; traffic from
-/// pods to the outside is masqueraded (with --random-fully where iptables has it); forwarding of
-/// overlay traffic is accepted. Installed in the node's network namespace through the iptables
+/// <c>FLANNEL-FWD</c> (from FORWARD), rule for rule and in the order flanneld writes them. Traffic
+/// kube-proxy marked is left to kube-proxy; traffic to and from our subnet inside the overlay keeps
+/// its addresses; traffic from pods to the outside is masqueraded (with --random-fully where
+/// iptables has it); forwarding of overlay traffic is accepted. Installed in the node's network namespace through the iptables
 /// command (as flanneld does, via go-iptables). Removed on stop, or with <c>--on-exit keep</c> kept
 /// for the next start (which replaces them) so that traffic leaving the overlay stays masqueraded
 /// while the node restarts.
@@ -17,6 +18,9 @@ internal sealed class IpMasq : IDisposable
 {
     private const string Masq = "FLANNEL-POSTRTG";
     private const string Fwd = "FLANNEL-FWD";
+
+    /// <summary>kube-proxy's masquerade mark (its --iptables-masquerade-bit 14), as flanneld's KubeProxyMark.</summary>
+    public const string KubeProxyMark = "0x4000/0x4000";
     private readonly string _iptables;
     private readonly bool _keep;
     private readonly ILogger _log;
@@ -39,11 +43,15 @@ internal sealed class IpMasq : IDisposable
         string[] masq = ["-m", "comment", "--comment", "flanneld masq"];
         string[] fwd = ["-m", "comment", "--comment", "flanneld forward"];
         m.Run("-t", "nat", "-N", Masq);
-        m.Run(["-t", "nat", "-A", Masq, "-s", n, "-d", n, .. masq, "-j", "RETURN"]);                     // inside the overlay
-        m.Run(["-t", "nat", "-A", Masq, "!", "-s", n, "-d", s, .. masq, "-j", "RETURN"]);                // to our pods from outside
+        // flanneld's masqRules (pkg/trafficmngr/iptables), in its order: kube-proxy masquerades what it marked itself,
+        // the overlay keeps its addresses (to and from our subnet), pods leaving it and the host entering it are masqueraded.
+        m.Run(["-t", "nat", "-A", Masq, "-m", "mark", "--mark", KubeProxyMark, .. masq, "-j", "RETURN"]);
+        m.Run(["-t", "nat", "-A", Masq, "-s", s, "-d", n, .. masq, "-j", "RETURN"]);
+        m.Run(["-t", "nat", "-A", Masq, "-s", n, "-d", s, .. masq, "-j", "RETURN"]);
+        m.Run(["-t", "nat", "-A", Masq, "!", "-s", n, "-d", s, .. masq, "-j", "RETURN"]);
         m.Run(["-t", "nat", "-A", Masq, "-s", n, "!", "-d", "224.0.0.0/4", .. masq, "-j", "MASQUERADE", .. Opt(random)]);
         m.Run(["-t", "nat", "-A", Masq, "!", "-s", n, "-d", n, .. masq, "-j", "MASQUERADE", .. Opt(random)]);
-        m.Run(["-t", "nat", "-I", "POSTROUTING", "1", .. masq, "-j", Masq]);
+        m.Run(["-t", "nat", "-A", "POSTROUTING", .. masq, "-j", Masq]);
         m.Run("-t", "filter", "-N", Fwd);
         m.Run(["-t", "filter", "-A", Fwd, "-s", n, .. fwd, "-j", "ACCEPT"]);
         m.Run(["-t", "filter", "-A", Fwd, "-d", n, .. fwd, "-j", "ACCEPT"]);
