@@ -25,8 +25,8 @@ namespace Dataplane.Leases.Kube;
 ///     client-go's reflector: an ended or broken watch starts again from the last resourceVersion
 ///     seen (BOOKMARKs keep it fresh); only 410 Gone lists again. Each node is kept as what its lease
 ///     is made of, and an update that changes none of it is ignored. While the API server is away
-///     the last table stays and the packet loops never notice; it is retried after 0.5 s doubling
-///     to 3 s, jittered.
+///     the last table stays and the packet loops never notice; it is retried after 0.25 s doubling
+///     to 2 s, jittered.
 ///  4. Dispose: stop the watch. The annotations stay, as flanneld leaves them.
 /// </summary>
 internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILeaseSource
@@ -310,13 +310,13 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     /// Lists once, then watches from the list's resourceVersion, as client-go's reflector: a watch the
     /// API server ends (its timeout, ours: <see cref="KubeOptions.Resync"/>) or that breaks is started
     /// again from the last resourceVersion seen (events and BOOKMARKs move it); only 410 Gone lists
-    /// again. While the API server is away the last table stays; the watch is retried after 0.5 s
-    /// doubling to 3 s, jittered, and resumes where it was.
+    /// again. While the API server is away the last table stays; the watch is retried after 0.25 s
+    /// doubling to 2 s, jittered, and resumes where it was.
     /// </summary>
     private void Loop(PeerTables tables)
     {
         bool conditionSet = !options.SetNodeNetworkUnavailable;
-        var outage = new StoreOutage(Description, log, TimeSpan.FromSeconds(0.5), TimeSpan.FromSeconds(3));
+        var outage = new StoreOutage(Description, log, TimeSpan.FromSeconds(0.25), TimeSpan.FromSeconds(2));
         string? resourceVersion = null;
         while (!_stop.IsCancellationRequested)
         {
