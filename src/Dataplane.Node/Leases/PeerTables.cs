@@ -145,7 +145,8 @@ internal sealed class PeerTables
         }
     }
 
-    private static string Differences(NetworkConfig a, NetworkConfig b)
+    /// <summary>"Network 10.245.0.0/16, was 10.244.0.0/16, ...": what differs between the running config and a new one.</summary>
+    public static string Differences(NetworkConfig a, NetworkConfig b)
     {
         var d = new List<string>();
         void Compare<T>(string name, T x, T y)

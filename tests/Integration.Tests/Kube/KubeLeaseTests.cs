@@ -204,6 +204,30 @@ public class KubeLeaseTests
         Assert.NotNull(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(20)));
     }
 
+    /// <summary>
+    /// net-conf.json edited under a running node, as a ConfigMap update lands (the kubelet swaps the
+    /// mount's <c>..data</c> link): said once; the node keeps its config, and a Node valid under it
+    /// still becomes a peer. Rewritten to the original, that is said too.
+    /// </summary>
+    [Fact]
+    public void A_changed_net_conf_json_is_said_once_and_leases_keep_applying()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, withPod: false);
+        NodeProcess n1 = k.StartNode(1);
+        string original = File.ReadAllText(k.NetConf);
+        string data = k.C.Path_("..data_2");
+        Directory.CreateDirectory(data);
+        File.WriteAllText(Path.Combine(data, "net-conf.json"), """{"Network":"10.245.0.0/16","Backend":{"Type":"vxlan"} }""");
+        File.Move(Path.Combine(data, "net-conf.json"), k.NetConf, overwrite: true); // one atomic replace, as the kubelet's rename
+        Assert.True(n1.WaitForLine("changed (Network 10.245.0.0/16, was 10.244.0.0/16)", TimeSpan.FromSeconds(5)) is not null, n1.Output);
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3), KubeCluster.FlanneldVxlan(3, "0e:33:33:33:33:33"));
+        Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(5)) is not null, n1.Output);
+        File.WriteAllText(k.NetConf, original);
+        Assert.True(n1.WaitForLine("is again the network config this node runs with", TimeSpan.FromSeconds(5)) is not null, n1.Output);
+        Assert.Single(n1.Output.Split('\n'), l => l.Contains("changed (Network 10.245.0.0/16", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void A_node_without_a_pod_cidr_waits_for_one_and_starts_when_it_is_assigned()
     {

@@ -38,6 +38,9 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     private NetworkConfig? _config;
     private string? _nodeName;
     private Thread? _thread;
+    private FileSystemWatcher? _netConfigWatcher;
+    private readonly Lock _netConfigGate = new();
+    private string? _netConfigSaid; // the change (or the error) last said about net-conf.json
 
     public string Description => $"Kubernetes API {_api?.Server ?? options.ApiUrl ?? "(in-cluster)"}";
 
@@ -302,6 +305,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     public void Watch(PeerTables tables)
     {
         _ = Api; // used before Start: fail here, not on the watch thread
+        WatchNetConfig();
         _thread = new Thread(() => Loop(tables)) { Name = "kube-leases", IsBackground = true };
         _thread.Start();
     }
@@ -461,6 +465,56 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         return new ClusterSnapshot(_config!, leases) { Unreadable = unreadable };
     }
 
+    /// <summary>
+    /// net-conf.json changed under the running node (a ConfigMap edit: the kubelet swaps the mount's
+    /// <c>..data</c> link): said once, as flanneld applies a new config only on restart; the node keeps
+    /// its own, and leases valid under it keep applying.
+    /// </summary>
+    private void WatchNetConfig()
+    {
+        string path = Path.GetFullPath(options.NetConfigPath);
+        _netConfigWatcher = new FileSystemWatcher(Path.GetDirectoryName(path)!)
+        {
+            NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.LastWrite | NotifyFilters.Size,
+        };
+        _netConfigWatcher.Changed += (_, _) => NetConfigChanged();
+        _netConfigWatcher.Created += (_, _) => NetConfigChanged();
+        _netConfigWatcher.Renamed += (_, _) => NetConfigChanged();
+        _netConfigWatcher.EnableRaisingEvents = true;
+    }
+
+    private void NetConfigChanged()
+    {
+        lock (_netConfigGate)
+        {
+            NetworkConfig now;
+            try
+            {
+                now = ReadNetConfig(options.NetConfigPath);
+            }
+            catch (ConfigException e)
+            {
+                if (_netConfigSaid is not string said || said != e.Message)
+                {
+                    log.Warning("{Error}: this node keeps the network config it runs with", e.Message);
+                    _netConfigSaid = e.Message;
+                }
+                return;
+            }
+            string state = now == _config ? "" : PeerTables.Differences(_config!, now);
+            if (state.Length == 0 && _netConfigSaid is not null)
+            {
+                log.Information("--net-config-path {Path} is again the network config this node runs with", options.NetConfigPath);
+            }
+            else if (state.Length > 0 && state != _netConfigSaid)
+            {
+                log.Warning("The network config in {Path} changed ({Change}): this node keeps running with the config it started with, "
+                    + "and leases valid under it keep applying; restart the node to apply the new one (as flanneld does)", options.NetConfigPath, state);
+            }
+            _netConfigSaid = state.Length == 0 ? null : state;
+        }
+    }
+
     public void Dispose()
     {
         if (_stop.IsCancellationRequested)
@@ -468,6 +522,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             return;
         }
         _stop.Cancel();
+        _netConfigWatcher?.Dispose();
         _thread?.Join();
         _api?.Dispose();
     }
