@@ -81,28 +81,28 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
             }
             publicIpv6 = v6;
         }
-        return new LeaseRecord(subnet.Value, publicIp, json.BackendType, VtepMacOf(json.BackendData, $"{where}.BackendData"))
+        (MacAddress? mac, uint? vni) = VxlanDataOf(json.BackendData, $"{where}.BackendData");
+        return new LeaseRecord(subnet.Value, publicIp, json.BackendType, mac)
         {
-            Vni = json.BackendData is { ValueKind: JsonValueKind.Object } data
-                ? FlannelDocument.Read(data, FlannelJson.Default.VxlanBackendDataJson, $"{where}.BackendData").VNI is int vni and >= 0 ? (uint)vni : null
-                : null,
+            Vni = vni,
             Ipv6Subnet = v6Subnet,
             PublicIpv6 = publicIpv6,
-            VtepMacV6 = VtepMacOf(json.BackendV6Data, $"{where}.BackendV6Data"),
+            VtepMacV6 = VxlanDataOf(json.BackendV6Data, $"{where}.BackendV6Data").VtepMac,
         };
     }
 
-    /// <summary>vxlan's VtepMAC in a backend data object, if there is one. BackendData is each backend's own; only an object can hold it.</summary>
-    private static MacAddress? VtepMacOf(JsonElement? element, string where)
+    /// <summary>vxlan's VtepMAC and VNI in a backend data object, where it has them. BackendData is each backend's own; only an object can hold them.</summary>
+    private static (MacAddress? VtepMac, uint? Vni) VxlanDataOf(JsonElement? element, string where)
     {
         if (element is not { ValueKind: JsonValueKind.Object } data)
         {
-            return null;
+            return (null, null);
         }
         VxlanBackendDataJson vxlan = FlannelDocument.Read(data, FlannelJson.Default.VxlanBackendDataJson, where);
+        uint? vni = vxlan.VNI is int v and >= 0 ? (uint)v : null;
         if (vxlan.VtepMAC is not string macText)
         {
-            return null;
+            return (null, vni);
         }
         if (!MacAddress.TryParse(macText, out MacAddress? mac))
         {
@@ -112,7 +112,7 @@ internal sealed record LeaseRecord(Ipv4Prefix Subnet, uint PublicIp, string? Bac
         {
             throw new ConfigException($"{where}.VtepMAC: '{macText}' is a multicast address");
         }
-        return mac;
+        return (mac, vni);
     }
 
     /// <summary>Validates one lease value as stored bytes (etcd's values).</summary>
