@@ -161,7 +161,7 @@ public sealed class DualStackSchemaTests
 
         var skipped = new List<string>();
         var node = new NodeIdentity(ours, config, Engine.BackendKind.Vxlan, 8472, 1) { PublicIpv6 = publicIpv6 };
-        Engine.SubnetTable t = node.BuildTable(snapshot, skipped);
+        Engine.SubnetTable t = Table(node, snapshot, skipped);
         Assert.Equal(3, t.Peers.Count);
         Assert.True(Ipv6Prefix.TryParseAddress("2001:db8:244:2::7", out UInt128 inB));
         Assert.Equal("[2001:db8:2::2]:8472", t.Lookup6(inB)!.Endpoint6.ToString());
@@ -172,10 +172,10 @@ public sealed class DualStackSchemaTests
         // Without an IPv6 underlay address of our own, vxlan forwards IPv4 only; udp then carries IPv6 over IPv4.
         var noUnderlay = new NodeIdentity(ours, config, Engine.BackendKind.Vxlan, 8472, 1);
         Assert.Null(noUnderlay.Ipv6Subnet);
-        Assert.Null(noUnderlay.BuildTable(snapshot, []).Lookup6(inB));
+        Assert.Null(Table(noUnderlay, snapshot, []).Lookup6(inB));
         var udp = new NodeIdentity(ours, config, Engine.BackendKind.Udp, 8285, 1);
         var udpLeases = new ClusterSnapshot(config, [.. snapshot.Leases.Select(l => l with { BackendType = null, VtepMac = null })]);
-        Assert.Equal("192.0.2.2:8285", udp.BuildTable(udpLeases, []).Lookup6(inB)!.Endpoint6.ToString());
+        Assert.Equal("192.0.2.2:8285", Table(udp, udpLeases, []).Lookup6(inB)!.Endpoint6.ToString());
     }
 
     [Fact]
@@ -215,7 +215,7 @@ public sealed class DualStackSchemaTests
         Assert.Same(ours, snapshot.LeaseOf(new LeaseRequest(0, Engine.BackendKind.Vxlan, 1) { PublicIpv6 = publicIpv6 }));
         var node = new NodeIdentity(ours, c, Engine.BackendKind.Vxlan, 8472, 1) { PublicIpv6 = publicIpv6 };
         Assert.True(node.Ipv6Only);
-        Engine.SubnetTable t = node.BuildTable(snapshot, []);
+        Engine.SubnetTable t = Table(node, snapshot, []);
         Assert.False(t.Ipv4);
         Engine.Peer peer = Assert.Single(t.Peers);
         Assert.Equal("2001:db8:244:2::/64 via 2001:db8:2::2", peer.Describe());
@@ -237,5 +237,13 @@ public sealed class DualStackSchemaTests
         LeaseRecord a = Lease("0.0.0.0-0&2001:db8:244:1::-64", """{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:2::1"}""");
         LeaseRecord b = Lease("0.0.0.0-0&2001:db8:244:1::-64", """{"PublicIP":"0.0.0.0","PublicIPv6":"2001:db8:2::2"}""");
         Assert.Contains("IPv6 subnet 2001:db8:244:1::/64 is leased twice", Assert.Throws<ConfigException>(() => ClusterFile.CheckLeases(c, [a, b], "file")).Message);
+    }
+
+    /// <summary>The node's table of <paramref name="snapshot"/>, no local address to avoid; refused leases are lines in <paramref name="notes"/>.</summary>
+    private static Engine.SubnetTable Table(NodeIdentity node, ClusterSnapshot snapshot, List<string> notes)
+    {
+        Engine.SubnetTable table = node.BuildTable(snapshot, new LeaseCheck(node, new HashSet<uint>(), new HashSet<UInt128>()), notes, out List<RejectedLease> rejected);
+        notes.AddRange(rejected.Select(r => r.Detail));
+        return table;
     }
 }

@@ -91,14 +91,6 @@ internal sealed record NodeIdentity(LeaseRecord Lease, NetworkConfig Config, Bac
         return new SubnetTable(Config.Network, Config.SubnetLength, Lease.Subnet, peers, ipv6);
     }
 
-    /// <summary>The table of <paramref name="snapshot"/> with no local address to avoid (tests); refused leases are lines in <paramref name="notes"/>.</summary>
-    public SubnetTable BuildTable(ClusterSnapshot snapshot, List<string> notes)
-    {
-        SubnetTable table = BuildTable(snapshot, new LeaseCheck(this, new HashSet<uint>(), new HashSet<UInt128>()), notes, out List<RejectedLease> rejected);
-        notes.AddRange(rejected.Select(r => r.Detail));
-        return table;
-    }
-
     /// <summary>A peer of an IPv6-only network (checked complete): its IPv6 half alone, its empty IPv4 half kept as flannel keeps it.</summary>
     private Peer Ipv6OnlyPeer(LeaseRecord l)
     {
