@@ -122,14 +122,7 @@ public partial class BadLeaseTests(ITestOutputHelper output)
         Assert.Equal(patchesAtStart, Patches()); // the bad Nodes made neither node write
     }
 
-    private static NodeProcess StartNode(Cluster c, int i)
-    {
-        NodeProcess p = c.Topology.Start(c.Topology.Node(i), [.. c.Program, "run", "--etcd-endpoints", EtcdTests.Endpoint, "--public-ip", Topology.UnderlayIp(i),
-            "--subnet-file", c.Path_($"node{i}-subnet.env"), "--control-socket", c.ControlSocket(i), "--vtep-mac-file", c.Path_($"node{i}.vtepmac"),
-            "--metrics", $"{Topology.UnderlayIp(i)}:9100"], $"node{i}");
-        Assert.True(p.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, p.Output);
-        return p;
-    }
+    private static NodeProcess StartNode(Cluster c, int i) => EtcdTests.StartNode(c, i, "--metrics", $"{Topology.UnderlayIp(i)}:9100");
 
     /// <summary>Each lease named in exactly one "Lease refused (reason): ... NAME: ..." line, however often it was read.</summary>
     private static void AssertEachRefusedOnce(NodeProcess node, IEnumerable<(string Name, string Reason)> expected)

@@ -48,9 +48,10 @@ public class EtcdTests
         Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", """{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}}""");
     }
 
-    private static NodeProcess StartNode(Cluster c, int i, params string[] extra)
+    /// <summary>Node i run against this etcd with its files in the cluster's directory, ready.</summary>
+    internal static NodeProcess StartNode(Cluster c, int i, params string[] extra)
     {
-        NodeProcess p = c.Topology.Start(c.Topology.Node(i), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint,
+        NodeProcess p = c.Topology.Start(c.Topology.Node(i), [.. c.Program, "run", "--etcd-endpoints", Endpoint,
             "--public-ip", Topology.UnderlayIp(i), "--subnet-file", c.Path_($"node{i}-subnet.env"), "--control-socket", c.ControlSocket(i),
             "--vtep-mac-file", c.Path_($"node{i}.vtepmac"), .. extra], $"node{i}");
         Assert.True(p.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, p.Output);

@@ -24,11 +24,7 @@ public partial class EtcdWatchTests(ITestOutputHelper output)
     public void An_idle_node_of_500_leases_sends_etcd_no_range_and_changes_and_config_arrive_by_the_watch()
     {
         using var c = new Cluster();
-        EtcdTests.StartEtcd(c);
-        c.Topology.AddNode(1, withPod: false);
-        EtcdTests.Etcdctl(c, "put", "/coreos.com/network/config", WideConfig);
-        PutLeases(c, 500);
-        NodeProcess n1 = StartNode(c);
+        NodeProcess n1 = OneNode(c, 500).Node;
         Assert.Contains("500 leases", n1.Output);
 
         long ranges = Ranges(c);
@@ -55,11 +51,7 @@ public partial class EtcdWatchTests(ITestOutputHelper output)
     public void Etcd_stopped_20_s_then_back_a_change_made_after_is_applied_within_3_s()
     {
         using var c = new Cluster();
-        NodeProcess etcd = EtcdTests.StartEtcd(c);
-        c.Topology.AddNode(1, withPod: false);
-        EtcdTests.Etcdctl(c, "put", "/coreos.com/network/config", WideConfig);
-        PutLeases(c, 20);
-        NodeProcess n1 = StartNode(c);
+        (NodeProcess etcd, NodeProcess n1) = OneNode(c, 20);
 
         etcd.Stop(TimeSpan.FromSeconds(10));
         Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
@@ -78,11 +70,7 @@ public partial class EtcdWatchTests(ITestOutputHelper output)
     public void A_node_cut_off_while_etcd_compacted_past_it_lists_again_and_converges()
     {
         using var c = new Cluster();
-        EtcdTests.StartEtcd(c);
-        c.Topology.AddNode(1, withPod: false);
-        EtcdTests.Etcdctl(c, "put", "/coreos.com/network/config", WideConfig);
-        PutLeases(c, 20);
-        NodeProcess n1 = StartNode(c);
+        NodeProcess n1 = OneNode(c, 20).Node;
 
         c.Topology.Ip(c.Topology.Node(1), "link", "set", "eth0", "down"); // a partition: the node's watch connection hangs
         EtcdTests.Etcdctl(c, "put", Subnets + "10.3.1.0-24", Lease(777));
@@ -98,12 +86,14 @@ public partial class EtcdWatchTests(ITestOutputHelper output)
         Assert.True(n1.WaitForLine("Subnet removed: 10.0.7.0/24", TimeSpan.FromSeconds(5)) is not null, n1.Output);
     }
 
-    private static NodeProcess StartNode(Cluster c)
+    /// <summary>etcd with the wide network and <paramref name="leases"/> leases, and node 1 ready on it.</summary>
+    private static (NodeProcess Etcd, NodeProcess Node) OneNode(Cluster c, int leases)
     {
-        NodeProcess p = c.Topology.Start(c.Topology.Node(1), [.. c.Program, "run", "--etcd-endpoints", EtcdTests.Endpoint, "--public-ip", Topology.UnderlayIp(1),
-            "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", c.ControlSocket(1), "--vtep-mac-file", c.Path_("node1.vtepmac")], "node1");
-        Assert.True(p.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, p.Output);
-        return p;
+        NodeProcess etcd = EtcdTests.StartEtcd(c);
+        c.Topology.AddNode(1, withPod: false);
+        EtcdTests.Etcdctl(c, "put", "/coreos.com/network/config", WideConfig);
+        PutLeases(c, leases);
+        return (etcd, EtcdTests.StartNode(c, 1));
     }
 
     private static string Lease(int i) => string.Create(CultureInfo.InvariantCulture,

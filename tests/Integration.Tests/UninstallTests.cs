@@ -133,11 +133,11 @@ public partial class UninstallTests
         string backendData = backend == "vxlan" ? """{"VNI":1,"VtepMAC":"0e:22:22:22:22:22"}""" : "null";
         EtcdTests.Etcdctl(c, "put", "/coreos.com/network/subnets/10.244.2.0-24", $$"""{"PublicIP":"192.0.2.2","BackendType":"{{backend}}","BackendData":{{backendData}}}""");
         string[] etcd = ["--etcd-endpoints", EtcdTests.Endpoint];
-        StartEtcdNode(c, 2, backend, etcd);
+        EtcdTests.StartNode(c, 2, "--backend", backend);
         string before = HostState(c);
         string storeBefore = EtcdState(c);
 
-        NodeProcess n1 = StartEtcdNode(c, 1, backend, [.. etcd, "--source", source, "--ip-masq", .. (keep ? new[] { "--on-exit", "keep" } : [])]);
+        NodeProcess n1 = EtcdTests.StartNode(c, 1, ["--backend", backend, "--source", source, "--ip-masq", .. (keep ? new[] { "--on-exit", "keep" } : [])]);
         Assert.True(c.Ping(c.Topology.Pod(1), Topology.PodIp(2)).ExitCode == 0, "no traffic before the kill");
         InstallCni(c);
         n1.Kill();
@@ -201,15 +201,6 @@ public partial class UninstallTests
         c.Topology.Exec(c.Topology.Node(1), ["env", environment, .. c.Program, "uninstall", "--control-socket", c.ControlSocket(1),
             "--subnet-file", c.Path_("node1-subnet.env"), "--vtep-mac-file", c.Path_("node1.vtepmac"),
             "--cni-conf", c.Path_("10-flannel.conflist"), "--cni-plugin", c.Path_("flannel"), .. extra], 60_000);
-
-    private static NodeProcess StartEtcdNode(Cluster c, int i, string backend, string[] extra)
-    {
-        NodeProcess p = c.Topology.Start(c.Topology.Node(i), [.. c.Program, "run", "--public-ip", Topology.UnderlayIp(i), "--backend", backend,
-            "--subnet-file", c.Path_($"node{i}-subnet.env"), "--control-socket", c.ControlSocket(i), "--vtep-mac-file", c.Path_($"node{i}.vtepmac"), .. extra],
-            $"node{i}");
-        Assert.True(p.WaitForLine("Ready:", TimeSpan.FromSeconds(30)) is not null, p.Output);
-        return p;
-    }
 
     /// <summary>What the DaemonSet's init container and the bridge plugin put on a node.</summary>
     private static void InstallCni(Cluster c)
