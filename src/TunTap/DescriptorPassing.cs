@@ -54,6 +54,30 @@ public static unsafe class DescriptorPassing
     }
 
     /// <summary>
+    /// As <see cref="Receive(int, Span{byte}, Span{int}, out int)"/>, after waiting at most
+    /// <paramref name="timeoutMs"/> for the message; <see cref="TimeoutException"/> when none came.
+    /// </summary>
+    public static int Receive(int socket, Span<byte> buffer, Span<int> descriptors, out int count, int timeoutMs)
+    {
+        pollfd p = new() { fd = socket, events = POLLIN };
+        int ready;
+        do
+        {
+            ready = poll(&p, 1, timeoutMs);
+        }
+        while (ready < 0 && Errno.Last == Errno.EINTR);
+        if (ready < 0)
+        {
+            throw new NativeException("poll (waiting for a message)", Errno.Last);
+        }
+        if (ready == 0)
+        {
+            throw new TimeoutException($"no message within {timeoutMs} ms");
+        }
+        return Receive(socket, buffer, descriptors, out count);
+    }
+
+    /// <summary>
     /// Receives one message into <paramref name="buffer"/> and its descriptors into
     /// <paramref name="descriptors"/>; returns the message's length (0: the peer closed) and the
     /// descriptors' count. The caller owns the descriptors it got.

@@ -33,6 +33,9 @@ internal sealed class EdgeDescriptor : IDisposable
     /// <summary>Wakes a wait in progress; later waits return at once.</summary>
     public void StopWaiting() => _wake.Set();
 
+    /// <summary>Undoes <see cref="StopWaiting"/>: waits block again (a loop restarted on this edge).</summary>
+    public void ResumeWaiting() => _wake.Reset();
+
     public void Dispose()
     {
         _wake.Set();

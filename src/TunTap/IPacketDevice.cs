@@ -43,7 +43,13 @@ public interface IPacketDevice : IDisposable
 
     /// <summary>
     /// Wakes a loop waiting in <see cref="ReadBatch"/> on another thread (it returns 0 at once), and
-    /// makes every later wait return at once too: the node is stopping.
+    /// makes every later wait return at once too: the node (or this queue) is stopping.
     /// </summary>
     void StopWaiting();
+
+    /// <summary>
+    /// Undoes <see cref="StopWaiting"/>: waits block again, so a loop can run on this edge once more
+    /// (a queue whose hand-over to a successor did not finish resumes).
+    /// </summary>
+    void ResumeWaiting();
 }

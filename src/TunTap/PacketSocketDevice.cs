@@ -501,6 +501,8 @@ public sealed unsafe class PacketSocketDevice : IPacketDevice
 
     public void StopWaiting() => _edge.StopWaiting();
 
+    public void ResumeWaiting() => _edge.ResumeWaiting();
+
     /// <summary>Closes the socket (after any call in progress has returned; the message vectors go with it).</summary>
     public void Dispose() => _edge.Dispose();
 }

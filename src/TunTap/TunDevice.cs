@@ -42,6 +42,7 @@ public sealed unsafe class TunDevice : IPacketDevice
     {
         _edge = new EdgeDescriptor(fd);
         Name = name;
+        OffloadFlags = offloadFlags;
         Offloads = offload ? VnetOffload.Describe(offloadFlags) : "off";
         if (offload)
         {
@@ -53,6 +54,9 @@ public sealed unsafe class TunDevice : IPacketDevice
     }
 
     public string Name { get; }
+
+    /// <summary>The TUN_F_* flags the kernel accepted (0 without offloads): what a successor adopting this queue is told (<see cref="Adopt"/>).</summary>
+    public uint OffloadFlags { get; }
 
     /// <summary>What the kernel accepted: "off", or for example "csum tso4 tso6 uso4 uso6".</summary>
     public string Offloads { get; }
@@ -318,6 +322,8 @@ public sealed unsafe class TunDevice : IPacketDevice
 
     /// <summary>Wakes a loop waiting in <see cref="ReadBatch"/>; later waits return at once.</summary>
     public void StopWaiting() => _edge.StopWaiting();
+
+    public void ResumeWaiting() => _edge.ResumeWaiting();
 
     /// <summary>Closes the device (after any read or write in progress has returned).</summary>
     public void Dispose() => _edge.Dispose();

@@ -381,6 +381,8 @@ public sealed unsafe class UdpBatchSocket : IDisposable
     /// <summary>Wakes a loop waiting in <see cref="ReceiveBatch"/>; later waits return at once.</summary>
     public void StopWaiting() => _edge.StopWaiting();
 
+    public void ResumeWaiting() => _edge.ResumeWaiting();
+
     /// <summary>Closes the socket (after any call in progress has returned; the message vectors go with it).</summary>
     public void Dispose() => _edge.Dispose();
 }

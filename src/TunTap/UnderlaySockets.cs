@@ -102,6 +102,12 @@ public sealed class UnderlaySockets : IUnderlay
         Ipv6?.StopWaiting();
     }
 
+    public void ResumeWaiting()
+    {
+        Ipv4?.ResumeWaiting();
+        Ipv6?.ResumeWaiting();
+    }
+
     public void Dispose()
     {
         Ipv4?.Dispose();

@@ -51,6 +51,8 @@ internal static class FaultInjection
         }
         public int WriteBatch(PacketBatch batch) => inner.WriteBatch(batch);
         public void StopWaiting() => inner.StopWaiting();
+
+        public void ResumeWaiting() => inner.ResumeWaiting();
         public void Dispose() => inner.Dispose();
     }
 
@@ -60,6 +62,8 @@ internal static class FaultInjection
         public int ReceiveBatch(PacketBatch batch, int timeoutMs) => inner.ReceiveBatch(batch, timeoutMs) > 0 ? throw Fault("inbound") : 0;
         public int SendBatch(PacketBatch batch) => inner.SendBatch(batch);
         public void StopWaiting() => inner.StopWaiting();
+
+        public void ResumeWaiting() => inner.ResumeWaiting();
         public void Dispose() => inner.Dispose();
     }
 }

@@ -7,7 +7,7 @@ namespace Dataplane.TestSupport;
 internal sealed class MemoryDevice : IPacketDevice
 {
     private readonly BlockingCollection<byte[]> _toEngine = new();
-    private readonly CancellationTokenSource _stopWaiting = new();
+    private CancellationTokenSource _stopWaiting = new();
 
     public string Name => "mem0";
     public ConcurrentQueue<byte[]> Written { get; } = new();
@@ -91,6 +91,14 @@ internal sealed class MemoryDevice : IPacketDevice
     public Exception? FailNextRead { get; set; }
 
     public void StopWaiting() => _stopWaiting.Cancel();
+
+    public void ResumeWaiting()
+    {
+        if (_stopWaiting.IsCancellationRequested)
+        {
+            _stopWaiting = new CancellationTokenSource();
+        }
+    }
 
     public void Dispose()
     {

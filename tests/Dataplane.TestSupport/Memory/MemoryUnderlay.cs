@@ -7,7 +7,7 @@ namespace Dataplane.TestSupport;
 internal sealed class MemoryUnderlay(UdpEndpoint local) : IUnderlay
 {
     private readonly BlockingCollection<(byte[] Data, UdpEndpoint From, bool Truncated)> _toEngine = new();
-    private readonly CancellationTokenSource _stopWaiting = new();
+    private CancellationTokenSource _stopWaiting = new();
 
     public UdpEndpoint LocalEndpoint { get; } = local;
     public UdpEndpoint LocalEndpointOf(bool ipv6) => LocalEndpoint;
@@ -65,6 +65,14 @@ internal sealed class MemoryUnderlay(UdpEndpoint local) : IUnderlay
     public Exception? FailNextReceive { get; set; }
 
     public void StopWaiting() => _stopWaiting.Cancel();
+
+    public void ResumeWaiting()
+    {
+        if (_stopWaiting.IsCancellationRequested)
+        {
+            _stopWaiting = new CancellationTokenSource();
+        }
+    }
 
     public void Dispose()
     {

@@ -53,6 +53,10 @@ internal sealed class ReplayDevice(IReadOnlyList<byte[]> packets) : IPacketDevic
     {
     }
 
+    public void ResumeWaiting()
+    {
+    }
+
     public void Dispose()
     {
     }

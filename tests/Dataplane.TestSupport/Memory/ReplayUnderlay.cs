@@ -56,6 +56,10 @@ internal sealed class ReplayUnderlay(IReadOnlyList<byte[]> datagrams, UdpEndpoin
     {
     }
 
+    public void ResumeWaiting()
+    {
+    }
+
     public void Dispose()
     {
     }
