@@ -15,13 +15,16 @@ namespace Dataplane.Engine;
 /// loop thread never dies silently and never takes the process with it.
 ///
 /// <see cref="Stop"/> cancels the loops, wakes every edge's wait (<c>StopWaiting</c>) and joins the
-/// threads: after it returns no loop uses an edge, so the edges may be closed.
+/// threads: after it returns no loop uses an edge, so the edges may be closed. A hand-over moves
+/// the queues to the next process one at a time: <see cref="StopQueue"/> here, <see cref="StartQueue"/>
+/// there (and here again, should the successor go away before it took every queue).
 /// </summary>
 internal sealed class DataplaneEngine : IDisposable
 {
     private readonly TableHolder _table;
     private readonly CancellationTokenSource _stop = new();
-    private readonly List<Thread> _threads = [];
+    // Per queue, its two loop threads and their stop while they run (null when stopped).
+    private readonly QueueThreads?[] _running;
     private readonly ManualResetEventSlim _faulted = new();
     private readonly IReadOnlyList<EngineQueue> _queues;
     private LoopFailure? _failure;
@@ -36,6 +39,7 @@ internal sealed class DataplaneEngine : IDisposable
         Capture.CaptureHub? capture = null)
     {
         _queues = queues;
+        _running = new QueueThreads?[queues.Count];
         _table = new TableHolder(table);
         OutboundLoops = [.. queues.Select(q => new OutboundLoop(q.Device, q.Sender, _table, settings, capture))];
         InboundLoops = [.. queues.Select(q => new InboundLoop(q.Device, q.Receiver, _table, settings, capture))];
@@ -65,26 +69,68 @@ internal sealed class DataplaneEngine : IDisposable
 
     public void Start()
     {
-        for (int q = 0; q < OutboundLoops.Count; q++)
+        for (int q = 0; q < _queues.Count; q++)
         {
-            StartLoop($"dp-out-{q}", OutboundLoops[q].Run);
-            StartLoop($"dp-in-{q}", InboundLoops[q].Run);
+            StartQueue(q);
         }
     }
 
-    private void StartLoop(string name, Func<CancellationToken, string?> run)
+    /// <summary>
+    /// Starts queue <paramref name="q"/>'s two loops (again, after <see cref="StopQueue"/>: its edges
+    /// wait again first). A hand-over starts the successor's queues one by one this way.
+    /// </summary>
+    public void StartQueue(int q)
     {
-        var t = new Thread(() => Guard(name, run)) { Name = name, IsBackground = true };
-        _threads.Add(t);
+        if (_running[q] is not null)
+        {
+            return;
+        }
+        _queues[q].Device.ResumeWaiting();
+        _queues[q].Receiver.ResumeWaiting();
+        var stop = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        _running[q] = new QueueThreads(stop,
+            StartLoop($"dp-out-{q}", OutboundLoops[q].Run, stop.Token),
+            StartLoop($"dp-in-{q}", InboundLoops[q].Run, stop.Token));
+    }
+
+    /// <summary>
+    /// Stops queue <paramref name="q"/>'s loops and returns when both threads have ended: each
+    /// finishes the batch it read (every packet it took from the device or the socket is sent or
+    /// written) and reads nothing more; what arrives later waits in the device's ring and the
+    /// socket's queue. The other queues keep running. A hand-over stops the predecessor's queues
+    /// one by one this way.
+    /// </summary>
+    public void StopQueue(int q)
+    {
+        if (_running[q] is not QueueThreads running)
+        {
+            return;
+        }
+        running.Stop.Cancel();
+        _queues[q].Device.StopWaiting();
+        _queues[q].Receiver.StopWaiting();
+        running.Outbound.Join();
+        running.Inbound.Join();
+        running.Stop.Dispose();
+        _running[q] = null;
+    }
+
+    /// <summary>True while queue <paramref name="q"/>'s loops run.</summary>
+    public bool IsRunning(int q) => _running[q] is not null;
+
+    private Thread StartLoop(string name, Func<CancellationToken, string?> run, CancellationToken stop)
+    {
+        var t = new Thread(() => Guard(name, run, stop)) { Name = name, IsBackground = true };
         t.Start();
+        return t;
     }
 
     /// <summary>The one guard around a loop thread: how the loop ended decides what the node does.</summary>
-    private void Guard(string name, Func<CancellationToken, string?> run)
+    private void Guard(string name, Func<CancellationToken, string?> run, CancellationToken stop)
     {
         try
         {
-            if (run(_stop.Token) is string reason)
+            if (run(stop) is string reason)
             {
                 Fail(new LoopFailure(name, reason, null));
             }
@@ -107,16 +153,10 @@ internal sealed class DataplaneEngine : IDisposable
     public void Stop()
     {
         _stop.Cancel();
-        foreach (EngineQueue q in _queues)
+        for (int q = 0; q < _queues.Count; q++)
         {
-            q.Device.StopWaiting();
-            q.Receiver.StopWaiting();
+            StopQueue(q);
         }
-        foreach (Thread t in _threads)
-        {
-            t.Join();
-        }
-        _threads.Clear();
     }
 
     public void Dispose()
@@ -126,6 +166,9 @@ internal sealed class DataplaneEngine : IDisposable
         _faulted.Dispose();
     }
 }
+
+/// <summary>A running queue's loop threads and what stops them.</summary>
+internal sealed record QueueThreads(CancellationTokenSource Stop, Thread Outbound, Thread Inbound);
 
 /// <summary>
 /// One queue's edges: the device descriptor, the underlay its inbound loop receives on (and answers
