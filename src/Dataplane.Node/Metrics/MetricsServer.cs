@@ -16,6 +16,8 @@ internal sealed class MetricsServer : IDisposable
     private readonly Func<Socket, string, bool>? _request;
     private readonly Socket _listener;
     private readonly string? _unixPath;
+    // False once a successor took over (a hand-over): the path is its control socket now, or soon.
+    private volatile bool _ownsPath = true;
     private readonly Thread _thread;
     private volatile bool _stopped;
 
@@ -46,14 +48,25 @@ internal sealed class MetricsServer : IDisposable
         {
             Directory.CreateDirectory(dir);
         }
-        if (File.Exists(path))
-        {
-            File.Delete(path); // a leftover of a killed instance: nobody listens there any more
-        }
+        // Bound under a name of our own, then renamed over the path in one step (rename(2)): a leftover
+        // of a killed node, or a predecessor's socket in a hand-over, is replaced without a moment
+        // with no socket. The name .NET bound stays with the socket: .NET unlinks the path a socket
+        // was bound to when it is disposed, which here is the private name, long gone.
+        string bound = $"{path}.{Environment.ProcessId}.new";
+        File.Delete(bound);
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        s.Bind(new UnixDomainSocketEndPoint(path));
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        s.Listen(4);
+        try
+        {
+            s.Bind(new UnixDomainSocketEndPoint(bound));
+            File.SetUnixFileMode(bound, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            s.Listen(4);
+            File.Move(bound, path, overwrite: true);
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
         return new MetricsServer(s, render, path, request);
     }
 
@@ -79,7 +92,7 @@ internal sealed class MetricsServer : IDisposable
                 {
                     Respond(client);
                 }
-                else if (PeerUid(client) is uint uid and not 0)
+                else if (Node.PeerCredentials.Of(client)?.Uid is uint uid and not 0)
                 {
                     // Counters and captures show every pod's traffic: root only, whatever the file mode says.
                     // (The request is read first, so closing does not reset the connection under the answer.)
@@ -142,21 +155,6 @@ internal sealed class MetricsServer : IDisposable
         return Encoding.UTF8.GetString(buffer, 0, n).Split('\n')[0].Trim();
     }
 
-    /// <summary>The uid of the process at the other end of a Unix socket (SO_PEERCRED), or null.</summary>
-    private static uint? PeerUid(Socket client)
-    {
-        Span<byte> ucred = stackalloc byte[12]; // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
-        try
-        {
-            int n = client.GetRawSocketOption(Tmds.Linux.LibC.SOL_SOCKET, Tmds.Linux.LibC.SO_PEERCRED, ucred);
-            return n >= 8 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(ucred[4..]) : null;
-        }
-        catch (SocketException)
-        {
-            return null;
-        }
-    }
-
     private void Respond(Socket client)
     {
         byte[] buffer = new byte[4096];
@@ -172,12 +170,19 @@ internal sealed class MetricsServer : IDisposable
         client.Send([.. Encoding.ASCII.GetBytes(head), .. payload]);
     }
 
+    /// <summary>
+    /// Leaves the socket's path alone at <see cref="Dispose"/>: a successor binds its own control
+    /// socket there (an inode comparison could not tell: a path unlinked and made again may get the
+    /// same inode number back).
+    /// </summary>
+    public void LeavePath() => _ownsPath = false;
+
     public void Dispose()
     {
         _stopped = true;
         _listener.Close();
         _thread.Join(2000);
-        if (_unixPath is not null)
+        if (_unixPath is not null && _ownsPath)
         {
             try
             {

@@ -111,9 +111,7 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
         {
             return null; // nobody listens: a leftover of a killed node
         }
-        Span<byte> ucred = stackalloc byte[12]; // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
-        int got = s.GetRawSocketOption(Tmds.Linux.LibC.SOL_SOCKET, Tmds.Linux.LibC.SO_PEERCRED, ucred);
-        return got >= 4 ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(ucred) : 0;
+        return PeerCredentials.Of(s)?.Pid ?? 0;
     }
 
     /// <summary>Ours: a TUN or device with our mark, or the host end of our veth pair.</summary>
