@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Net;
 using Dataplane.Lab.Bench;
 using Dataplane.Lab.Demo;
 using Dataplane.Lab.PodTools;
@@ -9,12 +10,12 @@ namespace Dataplane.Lab;
 /// <summary>
 /// The lab's commands: <c>demo</c>, <c>bench</c>, and the hidden pod tools the demo, the bench and
 /// the integration tests start inside network namespaces (<c>pod-sink</c>, <c>pod-send</c>,
-/// <c>pod-ping</c>, <c>flood</c>). The program adds them beside the node's own commands.
+/// <c>pod-ping</c>, <c>pod-udp-send</c>, <c>pod-udp-sink</c>, <c>flood</c>). The program adds them beside the node's own commands.
 /// </summary>
 internal static class LabCommands
 {
     public static IEnumerable<Command> All() =>
-        [DemoCommandLine(), BenchCommandLine(), FootprintCommandLine(), PodSink(), PodSend(), PodPing(), Flood()];
+        [DemoCommandLine(), BenchCommandLine(), FootprintCommandLine(), PodSink(), PodSend(), PodPing(), PodUdpSend(), PodUdpSink(), Flood()];
 
     private static Command DemoCommandLine()
     {
@@ -88,6 +89,28 @@ internal static class LabCommands
             return PodTraffic.Send(target[..colon].Trim('[', ']'), int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture),
                 r.GetValue(bytes), r.GetValue(seconds) ?? (r.GetValue(bytes) is null ? 5 : null), Console.Out);
         });
+        return cmd;
+    }
+
+    private static Command PodUdpSend()
+    {
+        var to = new Option<string>("--to") { Required = true };
+        var count = new Option<int>("--count") { DefaultValueFactory = _ => 5000 };
+        var interval = new Option<double>("--interval-ms") { DefaultValueFactory = _ => 1 };
+        var cmd = new Command("pod-udp-send", "send numbered 64-byte UDP datagrams, one every --interval-ms") { to, count, interval };
+        cmd.Hidden = true;
+        cmd.SetAction(r => NumberedDatagrams.Send(IPEndPoint.Parse(r.GetValue(to)!), r.GetValue(count), r.GetValue(interval), Console.Out));
+        return cmd;
+    }
+
+    private static Command PodUdpSink()
+    {
+        var port = new Option<int>("--port") { DefaultValueFactory = _ => 5401 };
+        var count = new Option<int>("--count") { DefaultValueFactory = _ => 5000 };
+        var idle = new Option<double>("--idle-seconds") { DefaultValueFactory = _ => 3 };
+        var cmd = new Command("pod-udp-sink", "count numbered UDP datagrams: received, lost, reordered, the longest gap") { port, count, idle };
+        cmd.Hidden = true;
+        cmd.SetAction(r => NumberedDatagrams.Sink(r.GetValue(port), r.GetValue(count), r.GetValue(idle), Console.Out));
         return cmd;
     }
 
