@@ -22,13 +22,14 @@ internal sealed class IpMasq : IDisposable
     /// <summary>kube-proxy's masquerade mark (its --iptables-masquerade-bit 14), as flanneld's KubeProxyMark.</summary>
     public const string KubeProxyMark = "0x4000/0x4000";
     private readonly string _iptables;
-    private readonly bool _keep;
+    // Why the rules stay at Dispose (--on-exit keep, or a successor took over), or null: they go.
+    private string? _keptFor;
     private readonly ILogger _log;
 
     private IpMasq(string iptables, bool keep, ILogger log)
     {
         _iptables = iptables;
-        _keep = keep;
+        _keptFor = keep ? "--on-exit keep" : null;
         _log = log;
     }
 
@@ -94,11 +95,23 @@ internal sealed class IpMasq : IDisposable
         return removed;
     }
 
+    /// <summary>Removes the rules a predecessor installed (a successor started without --ip-masq), saying why.</summary>
+    public static void RemoveLeftBy(string predecessor, ILogger log)
+    {
+        if (ProcessRunner.Which("iptables") is string iptables && RemoveChains(iptables).Count > 0)
+        {
+            log.Information("ip-masq: rules of {Predecessor} removed (this node runs without --ip-masq)", predecessor);
+        }
+    }
+
+    /// <summary>Leaves the rules in place at Dispose, whatever --on-exit said (a successor took over: they are its now).</summary>
+    public void KeepFor(string why) => _keptFor = why;
+
     public void Dispose()
     {
-        if (_keep)
+        if (_keptFor is not null)
         {
-            _log.Information("ip-masq: rules kept (--on-exit keep)");
+            _log.Information("ip-masq: rules kept ({Why})", _keptFor);
             return;
         }
         Remove();

@@ -33,6 +33,10 @@ internal sealed class NodeDevice : IDisposable
     private int _index;
     // Set once Create has finished: a start that fails half-way removes what it created, whatever --on-exit says.
     private bool _created;
+    // Made of a running node's descriptors (a hand-over): until the start has finished, the device is that node's.
+    private bool _adopted;
+    // Handed over to a successor: it owns the device now, whatever --on-exit says (who, for the log).
+    private string? _successor;
 
     private readonly List<EngineQueue> _queues = [];
     // Every socket bound, receiving and send-only, in the order bound (for counters and disposal).
@@ -95,6 +99,96 @@ internal sealed class NodeDevice : IDisposable
             device.Device.Offloads, device._sockets[0].Offloads, batch, queues);
         return device;
     }
+
+    /// <summary>
+    /// The device as a running node passes it in a hand-over (<paramref name="from"/>): every
+    /// queue's TUN descriptor or packet socket and its UDP sockets, adopted as they were made
+    /// (offloads, source-port steering, send ports), with the packets queued in them. Then the
+    /// device's settings, address and route are confirmed as for a device taken over. Until the
+    /// start has finished, a failure leaves the device to the running node.
+    /// </summary>
+    public static NodeDevice Adopt(NodePlan plan, HandoverSuccessor from, int batch, OnExit onExit, ILogger log)
+    {
+        var device = new NodeDevice(plan, onExit, log) { _adopted = true };
+        try
+        {
+            HandoverOffer offer = from.Offer;
+            var layout = new EncapsulationLayout(plan.Node.Profile.PayloadPrefix, plan.DeviceMtu);
+            UdpBatchSocket? Socket(HandedQueue q, string role) =>
+                q.Take(role) is int fd ? device.Keep(UdpBatchSocket.Adopt(fd, batch, layout)) : null;
+            foreach (HandedQueue q in from.TakeQueues())
+            {
+                int fd = q.Take(HandedQueue.Device)!.Value;
+                IPacketDevice queue = plan.Source == DeviceSource.Packet
+                    ? PacketSocketDevice.Adopt(fd, plan.DeviceName, VethPeerName(plan.DeviceName), offer.Offload)
+                    : TunDevice.Adopt(fd, plan.DeviceName, offer.Offload, offer.TunFlags);
+                var receiver = new UnderlaySockets(Socket(q, HandedQueue.Receive4), Socket(q, HandedQueue.Receive6));
+                UdpBatchSocket? send4 = Socket(q, HandedQueue.Send4), send6 = Socket(q, HandedQueue.Send6);
+                device.Underlay ??= receiver;
+                device._queues.Add(new EngineQueue(queue, receiver, send4 is null && send6 is null ? receiver : new UnderlaySockets(send4, send6)));
+                if (q.Index == 0 && queue is TunDevice tun)
+                {
+                    tun.SetPersistent(onExit == OnExit.Keep);
+                }
+            }
+            device.Configure();
+            device._created = true;
+        }
+        catch (NativeException e)
+        {
+            device.Dispose();
+            throw new ConfigException($"hand-over from {from.Predecessor}: {e.Message}");
+        }
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
+        log.Information("Offloads: device {DeviceOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues} (as {Predecessor} made them)",
+            device.Device.Offloads, device._sockets[0].Offloads, batch, device._queues.Count, from.Predecessor);
+        return device;
+    }
+
+    /// <summary>
+    /// Queue <paramref name="q"/>'s descriptors for a successor, in the roles
+    /// <see cref="HandedQueue"/> names: the device's, the receiving sockets', and the send-only
+    /// ones when the queue has its own send ports. They stay ours until we exit.
+    /// </summary>
+    public (string Roles, int[] Descriptors) HandoverDescriptors(int q)
+    {
+        EngineQueue queue = _queues[q];
+        var pairs = new List<(string Role, int Fd)>
+        {
+            (HandedQueue.Device, queue.Device switch
+            {
+                TunDevice tun => tun.DescriptorNumber,
+                PacketSocketDevice packet => packet.DescriptorNumber,
+                _ => throw new InvalidOperationException($"queue {q}'s device cannot be handed over"),
+            }),
+        };
+        var receiver = (UnderlaySockets)queue.Receiver;
+        AddSockets(pairs, receiver, HandedQueue.Receive4, HandedQueue.Receive6);
+        if (!ReferenceEquals(queue.Sender, queue.Receiver))
+        {
+            AddSockets(pairs, (UnderlaySockets)queue.Sender, HandedQueue.Send4, HandedQueue.Send6);
+        }
+        return (string.Join(',', pairs.Select(p => p.Role)), [.. pairs.Select(p => p.Fd)]);
+    }
+
+    private static void AddSockets(List<(string Role, int Fd)> pairs, UnderlaySockets sockets, string ipv4, string ipv6)
+    {
+        if (sockets.Ipv4 is UdpBatchSocket v4)
+        {
+            pairs.Add((ipv4, v4.DescriptorNumber));
+        }
+        if (sockets.Ipv6 is UdpBatchSocket v6)
+        {
+            pairs.Add((ipv6, v6.DescriptorNumber));
+        }
+    }
+
+    /// <summary>A successor took every queue: at <see cref="Dispose"/> close our descriptors only, whatever --on-exit says.</summary>
+    public void LeaveTo(string successor) => _successor = successor;
 
     /// <summary>One queue: its device descriptor and an underlay of its own (a socket per family the node forwards, SO_REUSEPORT with several queues).</summary>
     private void AddQueue(IPacketDevice queue, int batch, bool offload, bool multiQueue)
@@ -306,12 +400,24 @@ internal sealed class NodeDevice : IDisposable
         }
     }
 
-    /// <summary>Keep the device at Dispose: --on-exit keep after a complete start, or a device we took over (left as found).</summary>
-    private bool Keeps => _onExit == OnExit.Keep && (_created || _plan.Existing is not null);
+    /// <summary>
+    /// Keep the device at Dispose: a successor has it; a start adopting it from a running node did
+    /// not finish (it is still that node's); --on-exit keep after a complete start, or a device we
+    /// took over (left as found).
+    /// </summary>
+    private bool Keeps => _successor is not null || _adopted && !_created || _onExit == OnExit.Keep && (_created || _plan.Existing is not null);
 
     public void Dispose()
     {
-        if (_index > 0 && Keeps)
+        if (_successor is not null)
+        {
+            _log.Information("Left device {Device} with its address and route to {Successor}", _plan.DeviceName, _successor);
+        }
+        else if (_index > 0 && _adopted && !_created)
+        {
+            _log.Information("Left device {Device} to the running node", _plan.DeviceName);
+        }
+        else if (_index > 0 && Keeps)
         {
             _log.Information("Kept device {Device} with its address and route (--on-exit keep): the next start takes it over", _plan.DeviceName);
         }

@@ -26,6 +26,9 @@ internal sealed record NodePlan(ClusterSnapshot Snapshot, NodeIdentity Node, str
     /// <summary>Our device as an earlier run kept it (or a crash left it), checked to be taken over; null when there is none.</summary>
     public ExistingDevice? Existing { get; init; }
 
+    /// <summary>The running node that offered to hand its device and sockets over to this start (the connection to it), or null.</summary>
+    public HandoverSuccessor? Predecessor { get; init; }
+
     /// <summary>TUN or packet socket, decided (never <see cref="DeviceSource.Auto"/> here).</summary>
     public DeviceSource Source { get; init; } = DeviceSource.Tun;
 }

@@ -30,12 +30,14 @@ internal static partial class NodeRunner
         {
             throw new ConfigException("needs CAP_NET_ADMIN to create the device and its routes (run as root)");
         }
-        ExistingDevice? existing = CheckDeviceFree(o, device, source);
+        string controlSocket = o.ControlSocket ?? Metrics.StatsCommand.DefaultSocket(device);
+        bool running = ExistingDevice.RunningNode(controlSocket) is not null; // asked for a hand-over last, once all else is known
+        ExistingDevice? existing = running ? null : CheckDeviceFree(o, device, source);
         int underlayMtu = RouteNetlink.GetMtu(underlay.Iface);
         LeaseRecord lease = AcquireLease(leases, snapshot, underlay, profile);
         var node = new NodeIdentity(lease, snapshot.Config, profile.Kind, port, snapshot.Config.Vni) { PublicIpv6 = LeasedIpv6(o, snapshot, lease, underlay) };
         int deviceMtu = profile.InnerMtu(underlayMtu, ipv6Underlay: network == IpFamilies.Ipv6Only);
-        return new NodePlan(snapshot, node, underlay.Iface, device, deviceMtu)
+        var plan = new NodePlan(snapshot, node, underlay.Iface, device, deviceMtu)
         {
             MetricsEndpoint = o.Metrics,
             BindAddress = underlay.PublicIp,
@@ -43,7 +45,43 @@ internal static partial class NodeRunner
             Existing = existing,
             Ipv6RouteMtu = Ipv6RouteMtu(node, deviceMtu, underlayMtu, log),
         };
+        return running ? AskForHandover(o, plan, controlSocket, log) : plan;
     }
+
+    /// <summary>
+    /// A node runs on our device: ask it to hand the device and sockets over (its offer checked
+    /// against this plan). If it stopped meanwhile, this is a plain start after all.
+    /// </summary>
+    private static NodePlan AskForHandover(RunOptions o, NodePlan plan, string controlSocket, ILogger log)
+    {
+        if (HandoverSuccessor.Ask(controlSocket, OfferOf(o, plan, tunFlags: 0)) is HandoverSuccessor predecessor)
+        {
+            log.Information("Hand-over: {Predecessor} runs on {Device} and offers its queues (protocol version {Version})",
+                predecessor.Predecessor, plan.DeviceName, predecessor.Offer.Version);
+            return plan with { Predecessor = predecessor };
+        }
+        return plan with { Existing = CheckDeviceFree(o, plan.DeviceName, plan.Source) };
+    }
+
+    /// <summary>What this node is, as a hand-over offer says it (a successor compares its own with the running node's).</summary>
+    private static HandoverOffer OfferOf(RunOptions o, NodePlan plan, uint tunFlags) => new()
+    {
+        Version = HandoverChannel.HighestVersion,
+        Pid = Environment.ProcessId,
+        Device = plan.DeviceName,
+        Source = plan.Source == DeviceSource.Packet ? "packet" : "tun",
+        Backend = plan.Node.Profile.Name,
+        Port = plan.Node.Port,
+        Queues = o.Queues,
+        Offload = o.Offload,
+        TunFlags = tunFlags,
+        Subnet = plan.Node.ForwardsIpv4 ? plan.Node.Subnet.ToString() : "",
+        Subnet6 = plan.Node.Ipv6Subnet?.ToString() ?? "",
+        PublicIp = plan.Node.ForwardsIpv4 ? plan.Node.Lease.PublicIpText : "",
+        PublicIpv6 = plan.Node.ForwardsIpv6 && plan.Node.PublicIpv6 is UInt128 v6 ? Ipv6Prefix.Format(v6) : "",
+        VtepMac = plan.Node.Profile.NeedsVtepMac ? plan.Node.VtepMac.ToString() : "",
+        IpMasq = o.IpMasq,
+    };
 
     /// <summary>Where is our underlay: the public addresses (flags, else the interface's) and their interface, each checked to be this host's.</summary>
     private static Underlay FindUnderlay(RunOptions o, ClusterSnapshot snapshot, IpFamilies network)

@@ -15,16 +15,21 @@ namespace Dataplane.Node;
 ///  1. Plan (<see cref="Plan"/>, in NodeRunner.Plan.cs): read the network config and the leases, then
 ///     answer, in order, what families the network has, where our underlay is, which backend, port
 ///     and device, which device source, whether we may (CAP_NET_ADMIN), the underlay's MTU, and last
-///     our lease (taken or renewed in a store). Any problem is a <see cref="ConfigException"/>: one
-///     line, non-zero exit, nothing created.
+///     our lease (taken or renewed in a store); then, if a node already runs on our device, ask it
+///     for a hand-over (<see cref="HandoverSuccessor"/>: its offer must match this plan). Any problem
+///     is a <see cref="ConfigException"/>: one line, non-zero exit, nothing created.
 ///  2. Build the first subnet table from the leases; bind the metrics port (the one thing that can
 ///     still be refused); register SIGINT/SIGTERM.
 ///  3. Create the device and each queue's sockets, then set the device up with flannel's MTU,
 ///     address <c>&lt;subnet&gt;.0/32</c> and route <c>&lt;Network&gt; dev &lt;device&gt;</c>
-///     (<see cref="NodeDevice"/>; a failure undoes what was done).
-///  4. Install --ip-masq's rules, write subnet.env, start the loops and the lease watch, open the
-///     control socket, log "Ready" and tell systemd.
-///  5. Wait for SIGINT/SIGTERM, or a loop's failure (the device deleted under us, an exception).
+///     (<see cref="NodeDevice"/>; a failure undoes what was done), or adopt the running node's
+///     descriptors, every queue's, while it still forwards.
+///  4. Install --ip-masq's rules, write subnet.env, start the loops (after a hand-over one queue
+///     at a time, as the predecessor stops its own) and the lease watch, open the control socket
+///     (which also answers a successor's hand-over: <see cref="HandoverPredecessor"/>), log "Ready"
+///     and tell systemd.
+///  5. Wait for SIGINT/SIGTERM, a loop's failure (the device deleted under us, an exception), or a
+///     successor that took every queue (then nothing is removed at the stop).
 ///  6. Stop: the lease watch, captures and loops, log the counters, then (as the usings unwind) the
 ///     control socket, the rules, the device and its route. Exit 0, or 1 after a failure.
 /// </summary>
@@ -34,27 +39,30 @@ internal static partial class NodeRunner
     {
         using ILeaseSource leases = LeaseSources.Create(o.LeasesPath, o.Etcd, o.Kube, log);
         NodePlan plan = Plan(o, leases, log);                                                     // 1
-        log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})", plan.Node.ForwardsIpv4 ? plan.Node.Subnet.ToString() : plan.Node.Ipv6Subnet.ToString(),
-            plan.Node.ForwardsIpv4 ? plan.Node.Lease.PublicIpText : Ipv6Prefix.Format(plan.Node.PublicIpv6.GetValueOrDefault()), plan.UnderlayIface);
+        using HandoverSuccessor? predecessor = plan.Predecessor;
+        LogLease(plan, log);
 
         DataplaneEngine? engine = null;                                                           // 2
         var tables = new PeerTables(plan.Node, table => engine!.Publish(table), log, HostInfo.LocalAddresses());
         SubnetTable table = tables.First(plan.Snapshot);
         MetricsText.Source? metricsSource = null;
-        using MetricsServer? metrics = plan.MetricsEndpoint is null ? null
-            : StartMetrics(plan.MetricsEndpoint, () => metricsSource is { } m ? MetricsText.Render(m) : "", log);
+        Func<string> renderMetrics = () => metricsSource is { } m ? MetricsText.Render(m) : "";
+        using MetricsServer? metrics = plan.MetricsEndpoint is null || predecessor is not null ? null : StartMetrics(plan.MetricsEndpoint, renderMetrics, log);
         using var signals = new StopSignals();
 
-        using NodeDevice device = NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, o.OnExit, log);      // 3
+        using NodeDevice device = predecessor is null ? NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, o.OnExit, log)      // 3
+            : NodeDevice.Adopt(plan, predecessor, o.Batch, o.OnExit, log);
         var captures = new CaptureHub();
         EngineSettings settings = Settings(o, plan);
         using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q))], table, settings, captures);
         engine = running;
 
-        using IpMasq? masq = o.IpMasq ? IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, keep: o.OnExit == OnExit.Keep, log) : null;   // 4
+        using IpMasq? masq = Masquerade(o, plan, log);                                            // 4
         SubnetEnvFile.Write(o.SubnetFile, plan.Ipv4Subnets, plan.DeviceMtu, o.IpMasq, plan.Ipv6Subnets);
         log.Information("Wrote {Path}", o.SubnetFile);
-        running.Start();
+        StartForwarding(running, predecessor, log);
+        using MetricsServer? metricsAfterHandover = plan.MetricsEndpoint is not null && predecessor is not null
+            ? StartMetricsAfterHandover(plan.MetricsEndpoint, renderMetrics, log) : null;
         leases.Watch(tables);
         var metricsNow = new MetricsText.Source(running, plan.Node.Profile.Name, plan.DeviceName, o.Batch, device)
         {
@@ -63,20 +71,101 @@ internal static partial class NodeRunner
             RejectedLeases = () => tables.Rejected,
         };
         metricsSource = metricsNow;
-        using MetricsServer control = StartControl(o, plan, device, metricsNow, settings.SlotSize, log);
-        log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}",
-            plan.Node.Profile.Name, plan.Node.Vni, device.Underlay, plan.DeviceName);
+        using var handover = new HandoverPredecessor(OfferOf(o, plan, (device.Device as TunTap.TunDevice)?.OffloadFlags ?? 0), device, running, log);
+        using MetricsServer control = StartControl(o, plan, device, metricsNow, settings.SlotSize, handover, log);
+        LogReady(plan, device, predecessor, log);
         ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
 
-        bool failed = WaitForStop(signals, running, log);                                          // 5
+        Stop stop = WaitForStop(signals, running, handover, log);                                // 5
         ServiceNotifier.Notify("STOPPING=1");
-        leases.Dispose();                                                                          // 6
+        if (stop == Stop.HandedOver)
+        {
+            device.LeaveTo(handover.Successor);
+            masq?.KeepFor($"handed over to {handover.Successor}");
+            control.LeavePath();
+        }
+        StopForwarding(leases, captures, running, device, log);                                   // 6
+        return stop == Stop.Failed ? 1 : 0;
+    }
+
+    /// <summary>Step 6, before the usings unwind: the lease watch, captures and loops stop, and the counters are logged.</summary>
+    private static void StopForwarding(ILeaseSource leases, CaptureHub captures, DataplaneEngine running, NodeDevice device, ILogger log)
+    {
+        leases.Dispose();
         captures.EndAll();
         running.Stop();
         CountersReport.Log(running, log);
         CountersReport.LogOffloads(device, log);
-        return failed ? 1 : 0;
     }
+
+    /// <summary>
+    /// Step 4's start of the loops: all at once, or after a hand-over one queue at a time, each as
+    /// soon as the predecessor has stopped its own loops on it (if the predecessor goes away half-way,
+    /// every queue starts here at once: the descriptors are ours already).
+    /// </summary>
+    private static void StartForwarding(DataplaneEngine running, HandoverSuccessor? predecessor, ILogger log)
+    {
+        if (predecessor is null)
+        {
+            running.Start();
+            return;
+        }
+        var took = System.Diagnostics.Stopwatch.StartNew();
+        bool moved = true;
+        for (int q = 0; q < running.InboundLoops.Count && moved; q++)
+        {
+            moved = predecessor.MoveQueue(q, log);
+            running.StartQueue(q);
+        }
+        running.Start(); // the queues not started yet, if the predecessor went away
+        predecessor.Finish(log);
+        predecessor.Dispose(); // the connection: every descriptor it brought is adopted
+        log.Information("Took over from {Predecessor}: {Queues} queues moved one by one in {Ms:F1} ms, every descriptor passed, none reopened",
+            predecessor.Predecessor, running.InboundLoops.Count, took.Elapsed.TotalMilliseconds);
+    }
+
+    /// <summary>The metrics port when a predecessor held it, once it has gone (it closes it on its way out): tried for a few seconds.</summary>
+    private static MetricsServer? StartMetricsAfterHandover(IPEndPoint endpoint, Func<string> render, ILogger log)
+    {
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); ; Thread.Sleep(50))
+        {
+            try
+            {
+                return StartMetrics(endpoint, render, log);
+            }
+            catch (ConfigException) when (waited.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                // still the predecessor's
+            }
+            catch (ConfigException e)
+            {
+                log.Warning("Metrics: {Error} (the predecessor still holds it); serving none", e.Message);
+                return null;
+            }
+        }
+    }
+
+    /// <summary>--ip-masq's rules; without the flag, a predecessor's rules are removed (it left them to us).</summary>
+    private static IpMasq? Masquerade(RunOptions o, NodePlan plan, ILogger log)
+    {
+        if (o.IpMasq)
+        {
+            return IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, keep: o.OnExit == OnExit.Keep, log);
+        }
+        if (plan.Predecessor is { Offer.IpMasq: true } predecessor)
+        {
+            IpMasq.RemoveLeftBy(predecessor.Predecessor, log);
+        }
+        return null;
+    }
+
+    private static void LogReady(NodePlan plan, NodeDevice device, HandoverSuccessor? predecessor, ILogger log) =>
+        log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}{Predecessor}",
+            plan.Node.Profile.Name, plan.Node.Vni, device.Underlay, plan.DeviceName, predecessor is null ? "" : $" (taken over from {predecessor.Predecessor})");
+
+    private static void LogLease(NodePlan plan, ILogger log) =>
+        log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})", plan.Node.ForwardsIpv4 ? plan.Node.Subnet.ToString() : plan.Node.Ipv6Subnet.ToString(),
+            plan.Node.ForwardsIpv4 ? plan.Node.Lease.PublicIpText : Ipv6Prefix.Format(plan.Node.PublicIpv6.GetValueOrDefault()), plan.UnderlayIface);
 
     private static EngineSettings Settings(RunOptions o, NodePlan plan) => new(plan.Node.Backend, plan.Node.Vni, plan.Node.VtepMac, o.Batch)
     {
@@ -87,31 +176,53 @@ internal static partial class NodeRunner
     };
 
     /// <summary>The control socket: <c>stats</c> and <c>doctor</c> read the metrics there, <c>capture</c> starts captures.</summary>
-    private static MetricsServer StartControl(RunOptions o, NodePlan plan, NodeDevice device, MetricsText.Source metrics, int slotSize, ILogger log)
+    private static MetricsServer StartControl(RunOptions o, NodePlan plan, NodeDevice device, MetricsText.Source metrics, int slotSize, HandoverPredecessor handover,
+        ILogger log)
     {
         string path = o.ControlSocket ?? StatsCommand.DefaultSocket(plan.DeviceName);
         string overlayName = $"overlay {plan.DeviceName}", underlayName = $"underlay {device.Underlay}";
         CaptureHub captures = metrics.Captures!;
         MetricsServer control = MetricsServer.Unix(path, () => MetricsText.Render(metrics),
-            (client, line) => CaptureServer.TryStart(client, line, captures, overlayName, underlayName, slotSize, log));
+            (client, line) => handover.TryServe(client, line) || CaptureServer.TryStart(client, line, captures, overlayName, underlayName, slotSize, log));
         log.Information("Control socket {Path} (dataplane stats --control-socket {Path})", path, path);
         return control;
     }
 
-    /// <summary>Step 5: true when a loop failed (logged here, once, with its stack), false on SIGINT/SIGTERM.</summary>
-    private static bool WaitForStop(StopSignals signals, DataplaneEngine running, ILogger log)
+    /// <summary>Why step 5 ended.</summary>
+    private enum Stop
     {
-        int woke = WaitHandle.WaitAny([signals.Stopping, running.Faulted]);
+        Signal,
+        Failed,
+        HandedOver,
+    }
+
+    /// <summary>
+    /// Step 5: a loop failed (logged here, once, with its stack), SIGINT/SIGTERM came, or a successor
+    /// took every queue. A signal during a hand-over waits for its end: once the successor holds the
+    /// descriptors, removing the device would cut it off.
+    /// </summary>
+    private static Stop WaitForStop(StopSignals signals, DataplaneEngine running, HandoverPredecessor handover, ILogger log)
+    {
+        int woke = WaitHandle.WaitAny([signals.Stopping, running.Faulted, handover.HandedOver]);
         if (woke == 1 && running.Failure is LoopFailure failure)
         {
             // Exit non-zero rather than recreate the device or restart the loop: whatever deleted
             // the device may do so again, and a restart by the service manager runs every start-up
             // check anew.
             log.Error(failure.Exception, "Stopping: {Failure}; exiting with status 1 so the service manager restarts the node", failure.Reason);
-            return true;
+            return Stop.Failed;
+        }
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); woke == 0 && handover.InProgress && waited.Elapsed.TotalMilliseconds < 2 * HandoverChannel.ReplyTimeoutMs;)
+        {
+            woke = handover.HandedOver.WaitOne(10) ? 2 : 0;
+        }
+        if (woke == 2 || handover.HandedOver.WaitOne(0))
+        {
+            log.Information("Stopping: handed over to {Successor}; exiting without removing anything", handover.Successor);
+            return Stop.HandedOver;
         }
         log.Information("Stopping");
-        return false;
+        return Stop.Signal;
     }
 
     /// <summary>The labels of <c>dataplane_node_info</c>: what <c>dataplane doctor</c> checks the host against.</summary>

@@ -1,0 +1,173 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Dataplane.Lab;
+using Dataplane.Node;
+using Xunit.Abstractions;
+
+namespace Dataplane.Integration.Tests;
+
+/// <summary>
+/// A planned hand-over (<c>dataplane run</c> started beside a running node of the same device): the
+/// running node passes its TUN queues or packet sockets and its UDP sockets, stops queue by queue
+/// as the new one starts, and exits 0 removing nothing. Numbered datagrams sent pod to pod every
+/// millisecond, both ways, through two hand-overs in a row (old to new, and new to a third), arrive
+/// all and in order. A start that differs from the running node is refused in one line, and the
+/// running node keeps forwarding.
+/// </summary>
+public class HandoverTests(ITestOutputHelper output)
+{
+    private const int Datagrams = 4000; // 4 s at 1 ms: two hand-overs in the middle
+
+    [Theory]
+    [InlineData("vxlan", "tun")]
+    [InlineData("udp", "tun")]
+    [InlineData("vxlan", "packet")]
+    [InlineData("udp", "packet")]
+    public void Two_handovers_in_a_row_lose_and_reorder_no_datagram_either_way(string backend, string source)
+    {
+        using Cluster c = Cluster.WithTwoNodes();
+        NodeProcess first = c.StartNode(1, backend, null, "--source", source);
+        c.StartNode(2, backend, null, "--source", source);
+        ProcessRunner.Result warm = c.Ping(c.Topology.Pod(2), Topology.PodIp(1));
+        Assert.True(warm.ExitCode == 0, warm.Stdout);
+
+        (NodeProcess sink1, NodeProcess send2) = Stream(c, from: 2, to: 1);
+        (NodeProcess sink2, NodeProcess send1) = Stream(c, from: 1, to: 2);
+        Thread.Sleep(1000);
+        NodeProcess second = HandOver(c, first, backend, source);
+        Thread.Sleep(700);
+        NodeProcess third = HandOver(c, second, backend, source);
+        foreach (NodeProcess p in new[] { send1, send2, sink1, sink2 })
+        {
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), $"{p.Output}");
+        }
+
+        foreach ((string way, NodeProcess sink) in new[] { ("pod 2 to pod 1", sink1), ("pod 1 to pod 2", sink2) })
+        {
+            Match m = Regex.Match(sink.Output, @"received=(\d+) lost=(\d+) reordered=(\d+) duplicates=(\d+) longest_gap_ms=([\d.]+)");
+            Assert.True(m.Success, sink.Output);
+            output.WriteLine($"{backend}/{source}, {way}: {m.Value}");
+            Assert.Equal("0", m.Groups[2].Value); // lost
+            Assert.Equal("0", m.Groups[3].Value); // reordered
+        }
+        Assert.True(third.Pid == ExistingDevice.RunningNode(c.ControlSocket(1)), // the control socket is the last node's now
+            $"exists {File.Exists(c.ControlSocket(1))}\n--- first:\n{first.Output}\n--- second:\n{second.Output}\n--- third:\n{third.Output}");
+        Assert.Equal(0, third.Stop(TimeSpan.FromSeconds(10)));
+        Assert.DoesNotContain(backend == "vxlan" ? "flannel.1" : "flannel0", c.Topology.Ip(c.Topology.Node(1), "link", "show")); // --on-exit remove, as the first said
+    }
+
+    /// <summary>Starts a node beside <paramref name="running"/>; the running one exits 0 saying to whom it handed over.</summary>
+    private static NodeProcess HandOver(Cluster c, NodeProcess running, string backend, string source)
+    {
+        NodeProcess next = c.StartNode(1, backend, null, "--source", source);
+        Assert.True(next.Output.Contains($"Took over from pid {running.Pid}", StringComparison.Ordinal), next.Output + "\n--- running:\n" + running.Output);
+        Assert.True(running.WaitForExit(TimeSpan.FromSeconds(10)), running.Output);
+        Assert.True(running.ExitCode == 0, running.Output);
+        Assert.Contains($"Handed over to pid {next.Pid}", running.Output);
+        Assert.Contains("Left device", running.Output);
+        Assert.DoesNotContain("Removed device", running.Output);
+        return next;
+    }
+
+    /// <summary>Numbered datagrams from pod <paramref name="from"/> to pod <paramref name="to"/>, one per millisecond.</summary>
+    private static (NodeProcess Sink, NodeProcess Sender) Stream(Cluster c, int from, int to)
+    {
+        string count = Datagrams.ToString(CultureInfo.InvariantCulture);
+        NodeProcess sink = c.Topology.Start(c.Topology.Pod(to), [.. SelfCommand.Prefix(), "pod-udp-sink", "--port", "5401", "--count", count], $"udp-sink{to}");
+        Assert.NotNull(sink.WaitForLine("listening", TimeSpan.FromSeconds(10)));
+        NodeProcess sender = c.Topology.Start(c.Topology.Pod(from),
+            [.. SelfCommand.Prefix(), "pod-udp-send", "--to", $"{Topology.PodIp(to)}:5401", "--count", count, "--interval-ms", "1"], $"udp-send{from}");
+        return (sink, sender);
+    }
+
+    [Fact]
+    public void A_start_that_differs_from_the_running_node_is_refused_in_one_line_and_it_keeps_forwarding()
+    {
+        using Cluster c = Cluster.WithTwoNodes();
+        NodeProcess running = c.StartNode(1, "vxlan", null, "--queues", "2");
+        c.StartNode(2, "vxlan");
+        ProcessRunner.Result r = c.Topology.Exec(c.Topology.Node(1), [.. c.Program, "run", "--leases", c.LeasesPath, "--public-ip", Topology.UnderlayIp(1),
+            "--backend", "vxlan", "--subnet-file", c.Path_("node1-subnet.env"), "--control-socket", c.ControlSocket(1), "--queues", "1"]);
+        BadInputTests.AssertOneLine(r.ExitCode, r.Stderr, $"a node is already running on flannel.1 (pid {running.Pid}) and differs from this start (--queues 2 there, 1 here)");
+        Assert.Contains("Hand-over to pid", running.Output);
+        Assert.Contains("abandoned by it", running.Output);
+        Assert.False(running.HasExited);
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
+    }
+
+    /// <summary>
+    /// The protocol from an independent client (this test): a successor that stops a queue and
+    /// goes away before DONE. The running node starts the queue again and keeps forwarding; a
+    /// request in versions it does not speak is refused, naming both ranges.
+    /// </summary>
+    [Fact]
+    public void A_successor_that_goes_away_half_way_leaves_the_running_node_forwarding()
+    {
+        using Cluster c = Cluster.WithTwoNodes();
+        NodeProcess running = c.StartNode(1, "vxlan", null, "--queues", "1");
+        c.StartNode(2, "vxlan", null, "--queues", "1");
+        using (HandoverChannel later = Connect(c))
+        {
+            later.Send("HANDOVER 2 3");
+            Assert.Equal("REFUSED no protocol version in common: the successor speaks 2-3, this node 1-1", later.Receive().Line);
+        }
+        using (HandoverChannel channel = Connect(c))
+        {
+            channel.Send("HANDOVER 1 1");
+            HandoverOffer offer = HandoverOffer.Parse(channel.Receive().Line);
+            Assert.Equal((1, running.Pid, "flannel.1", "tun", "vxlan", 8472, 1, "10.244.1.0/24", Topology.UnderlayIp(1)),
+                (offer.Version, offer.Pid, offer.Device, offer.Source, offer.Backend, offer.Port, offer.Queues, offer.Subnet, offer.PublicIp));
+            channel.Send("SEND 0");
+            (string queue, int[] descriptors) = channel.Receive();
+            HandoverChannel.CloseAll(descriptors);
+            Assert.Equal("QUEUE 0 roles=device,receive4", queue);
+            Assert.Equal(2, descriptors.Length);
+            channel.Send("STOP 0");
+            channel.Expect("STOPPED", 0);
+        } // gone before DONE
+        Assert.NotNull(running.WaitForLine("queues 0 resume here", TimeSpan.FromSeconds(5)));
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr + running.Output);
+        Assert.False(running.HasExited);
+    }
+
+    private static HandoverChannel Connect(Cluster c)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Connect(new UnixDomainSocketEndPoint(c.ControlSocket(1)));
+        return new HandoverChannel(socket);
+    }
+
+    /// <summary>
+    /// Twenty hand-overs in a row under a TCP transfer: the transfer arrives whole (SHA-256), and the
+    /// last node has as many descriptors open as the first had (none leaked by a hand-over), stops
+    /// with everything removed (--on-exit remove), and leaves no process behind.
+    /// </summary>
+    [Fact]
+    public void Twenty_handovers_under_a_transfer_leak_no_descriptor_and_lose_no_byte()
+    {
+        using Cluster c = Cluster.WithTwoNodes();
+        NodeProcess node = c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+        Thread.Sleep(300); // the runtime's own threads and descriptors settle
+        int before = Descriptors(node.Pid);
+        var pids = new List<int> { node.Pid };
+        Transfer transfer = c.StartTimedTransfer(2, 1, seconds: 8);
+        for (int i = 0; i < 20; i++)
+        {
+            node = HandOver(c, node, "vxlan", "tun");
+            pids.Add(node.Pid);
+        }
+        Thread.Sleep(300);
+        int after = Descriptors(node.Pid);
+        output.WriteLine($"descriptors: first node {before}, after 20 hand-overs {after}; {transfer.AssertIntact(TimeSpan.FromSeconds(60))}");
+        Assert.Equal(before, after);
+        Assert.Equal(0, node.Stop(TimeSpan.FromSeconds(10)));
+        Assert.DoesNotContain("flannel.1", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
+        Assert.All(pids, pid => Assert.False(Directory.Exists($"/proc/{pid}"), $"pid {pid} is still running"));
+    }
+
+    private static int Descriptors(int pid) => Directory.GetFileSystemEntries($"/proc/{pid}/fd").Length;
+}
