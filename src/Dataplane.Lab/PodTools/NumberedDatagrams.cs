@@ -52,7 +52,7 @@ internal static class NumberedDatagrams
         return 0;
     }
 
-    /// <summary>Prints "listening port=P", then at the end "received=N lost=L reordered=R duplicates=D longest_gap_ms=G".</summary>
+    /// <summary>Prints "listening port=P", then at the end "received=N lost=L reordered=R duplicates=D longest_gap_ms=G missing=the first 10 lost numbers".</summary>
     public static int Sink(int port, int count, double idleSeconds, TextWriter output)
     {
         using var socket = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = true };
@@ -103,8 +103,9 @@ internal static class NumberedDatagrams
             }
             highest = Math.Max(highest, number);
         }
+        string missing = string.Join(',', Enumerable.Range(0, count).Where(i => !seen[i]).Take(10));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"received={received} lost={count - received} reordered={reordered} duplicates={duplicates} longest_gap_ms={longestGapMs:F1}"));
+            $"received={received} lost={count - received} reordered={reordered} duplicates={duplicates} longest_gap_ms={longestGapMs:F1} missing={missing}"));
         return 0;
     }
 }
