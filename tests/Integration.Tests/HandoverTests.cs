@@ -43,14 +43,8 @@ public class HandoverTests(ITestOutputHelper output)
             Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), $"{p.Output}");
         }
 
-        foreach ((string way, NodeProcess sink) in new[] { ("pod 2 to pod 1", sink1), ("pod 1 to pod 2", sink2) })
-        {
-            Match m = Regex.Match(sink.Output, @"received=(\d+) lost=(\d+) reordered=(\d+) duplicates=(\d+) longest_gap_ms=([\d.]+)");
-            Assert.True(m.Success, sink.Output);
-            output.WriteLine($"{backend}/{source}, {way}: {m.Value}");
-            Assert.Equal("0", m.Groups[2].Value); // lost
-            Assert.Equal("0", m.Groups[3].Value); // reordered
-        }
+        AssertAllArrived($"{backend}/{source}, pod 2 to pod 1", sink1);
+        AssertAllArrived($"{backend}/{source}, pod 1 to pod 2", sink2);
         Assert.True(third.Pid == ExistingDevice.RunningNode(c.ControlSocket(1)), // the control socket is the last node's now
             $"exists {File.Exists(c.ControlSocket(1))}\n--- first:\n{first.Output}\n--- second:\n{second.Output}\n--- third:\n{third.Output}");
         Assert.Equal(0, third.Stop(TimeSpan.FromSeconds(10)));
@@ -70,14 +64,15 @@ public class HandoverTests(ITestOutputHelper output)
         return next;
     }
 
-    /// <summary>Numbered datagrams from pod <paramref name="from"/> to pod <paramref name="to"/>, one per millisecond.</summary>
-    private static (NodeProcess Sink, NodeProcess Sender) Stream(Cluster c, int from, int to)
+    /// <summary>Numbered datagrams from pod <paramref name="from"/> to pod <paramref name="to"/>, one per millisecond (over IPv6 pods' addresses with <paramref name="ipv6"/>).</summary>
+    internal static (NodeProcess Sink, NodeProcess Sender) Stream(Cluster c, int from, int to, int datagrams = Datagrams, bool ipv6 = false)
     {
-        string count = Datagrams.ToString(CultureInfo.InvariantCulture);
-        NodeProcess sink = c.Topology.Start(c.Topology.Pod(to), [.. SelfCommand.Prefix(), "pod-udp-sink", "--port", "5401", "--count", count], $"udp-sink{to}");
+        string count = datagrams.ToString(CultureInfo.InvariantCulture), port = ipv6 ? "5402" : "5401";
+        NodeProcess sink = c.Topology.Start(c.Topology.Pod(to), [.. SelfCommand.Prefix(), "pod-udp-sink", "--port", port, "--count", count], $"udp-sink{to}");
         Assert.NotNull(sink.WaitForLine("listening", TimeSpan.FromSeconds(10)));
+        string target = ipv6 ? $"[{Topology.PodIpv6(to)}]:{port}" : $"{Topology.PodIp(to)}:{port}";
         NodeProcess sender = c.Topology.Start(c.Topology.Pod(from),
-            [.. SelfCommand.Prefix(), "pod-udp-send", "--to", $"{Topology.PodIp(to)}:5401", "--count", count, "--interval-ms", "1"], $"udp-send{from}");
+            [.. SelfCommand.Prefix(), "pod-udp-send", "--to", target, "--count", count, "--interval-ms", "1"], $"udp-send{from}");
         return (sink, sender);
     }
 
@@ -170,4 +165,94 @@ public class HandoverTests(ITestOutputHelper output)
     }
 
     private static int Descriptors(int pid) => Directory.GetFileSystemEntries($"/proc/{pid}/fd").Length;
+
+    /// <summary>
+    /// A DaemonSet's old pod: with --after-handover wait the old process, once it handed over,
+    /// holds no descriptor of the device or the underlay, waits for its SIGTERM and then exits 0
+    /// leaving the device to the new one; each process's --ready-file exists exactly while it forwards.
+    /// </summary>
+    [Fact]
+    public void After_a_handover_the_old_process_can_wait_for_its_sigterm_holding_nothing()
+    {
+        using Cluster c = Cluster.WithTwoNodes();
+        string oldReady = c.Path_("old-pod/ready"), newReady = c.Path_("new-pod/ready");
+        NodeProcess old = c.StartNode(1, "vxlan", null, "--after-handover", "wait", "--ready-file", oldReady);
+        c.StartNode(2, "vxlan");
+        Assert.Equal($"pid {old.Pid}\n", File.ReadAllText(oldReady));
+
+        NodeProcess next = c.StartNode(1, "vxlan", null, "--after-handover", "wait", "--ready-file", newReady);
+        Assert.NotNull(old.WaitForLine("Waiting for SIGTERM (--after-handover wait)", TimeSpan.FromSeconds(10)));
+        Assert.False(old.HasExited);
+        Assert.False(File.Exists(oldReady), "the old process's ready file outlived its forwarding");
+        Assert.Equal($"pid {next.Pid}\n", File.ReadAllText(newReady));
+        string[] held = [.. Directory.GetFileSystemEntries($"/proc/{old.Pid}/fd").Select(fd => new FileInfo(fd).LinkTarget ?? "")];
+        Assert.DoesNotContain(held, target => target == "/dev/net/tun");
+        Assert.True(held.Count(target => target.StartsWith("socket:", StringComparison.Ordinal)) <= 1, string.Join(", ", held)); // the runtime's own, at most
+
+        Assert.Equal(0, old.Stop(TimeSpan.FromSeconds(10)));
+        Assert.Contains("flannel.1", c.Topology.Ip(c.Topology.Node(1), "link", "show"));
+        ProcessRunner.Result ping = c.Ping(c.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + ping.Stderr);
+        Assert.Equal(0, next.Stop(TimeSpan.FromSeconds(10)));
+        Assert.False(File.Exists(newReady));
+    }
+
+    /// <summary>
+    /// Our node beside a kernel flannel.1 node (programmed as flanneld programs it): numbered
+    /// datagrams both ways through a hand-over of our node, none lost or reordered: the kernel
+    /// peer sees nothing of it.
+    /// </summary>
+    [Fact]
+    public void A_kernel_flannel_1_peer_and_our_node_exchange_every_datagram_across_a_handover()
+    {
+        using var c = new Cluster();
+        c.OursBesideAKernelPeer();
+        NodeProcess ours = c.StartNode(1, "vxlan");
+        ProcessRunner.Result warm = c.Ping(c.Topology.Pod(2), Topology.PodIp(1));
+        Assert.True(warm.ExitCode == 0, warm.Stdout);
+        (NodeProcess sink1, NodeProcess send2) = Stream(c, from: 2, to: 1);
+        (NodeProcess sink2, NodeProcess send1) = Stream(c, from: 1, to: 2);
+        Thread.Sleep(1500);
+        NodeProcess next = HandOver(c, ours, "vxlan", "tun");
+        foreach (NodeProcess p in new[] { send1, send2, sink1, sink2 })
+        {
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), p.Output);
+        }
+        AssertAllArrived("kernel peer to ours", sink1);
+        AssertAllArrived("ours to kernel peer", sink2);
+        Assert.Equal(0, next.Stop(TimeSpan.FromSeconds(10)));
+    }
+
+    /// <summary>
+    /// TCP (iperf3, one report a second) through two hand-overs: no one-second interval falls below
+    /// half the transfer's median rate.
+    /// </summary>
+    [Theory]
+    [InlineData("vxlan")]
+    [InlineData("udp")]
+    public void Tcp_keeps_at_least_half_its_rate_in_every_second_across_handovers(string backend)
+    {
+        using Cluster c = Cluster.WithTwoNodes();
+        NodeProcess node = c.StartNode(1, backend);
+        c.StartNode(2, backend);
+        Intervals intervals = c.StartIntervals(2, 1, seconds: 8);
+        Thread.Sleep(2500);
+        node = HandOver(c, node, backend, "tun");
+        Thread.Sleep(2500);
+        HandOver(c, node, backend, "tun");
+        double[] bytes = intervals.AssertEverySecondCarried(0);
+        double median = bytes.Order().ElementAt(bytes.Length / 2);
+        string shown = string.Join(", ", bytes.Select(b => (b * 8 / 1e9).ToString("0.00", CultureInfo.InvariantCulture)));
+        output.WriteLine($"{backend}: Gbit/s per second: {shown}");
+        Assert.True(bytes.All(b => b >= median / 2), $"an interval below half the median: {shown}");
+    }
+
+    private void AssertAllArrived(string way, NodeProcess sink)
+    {
+        Match m = Regex.Match(sink.Output, @"received=(\d+) lost=(\d+) reordered=(\d+) duplicates=(\d+) longest_gap_ms=([\d.]+)");
+        Assert.True(m.Success, sink.Output);
+        output.WriteLine($"{way}: {sink.Output.Split('\n').Last(l => l.StartsWith("received=", StringComparison.Ordinal))}");
+        Assert.Equal("0", m.Groups[2].Value); // lost
+        Assert.Equal("0", m.Groups[3].Value); // reordered
+    }
 }

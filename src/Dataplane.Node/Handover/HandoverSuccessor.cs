@@ -207,6 +207,11 @@ internal sealed class HandedQueue
 
     public int Index { get; }
 
+    /// <summary>A queue's descriptors by role, as systemd kept them (<see cref="DescriptorStore"/>).</summary>
+    public static HandedQueue Of(int index, Dictionary<string, int> descriptors) => new(index, descriptors);
+
+    public bool Has(string role) => _descriptors.ContainsKey(role);
+
     /// <summary>Reads "QUEUE q roles=device,receive4,send4" and its descriptors (closed if the message is wrong).</summary>
     public static HandedQueue Read(int q, string line, int[] fds)
     {

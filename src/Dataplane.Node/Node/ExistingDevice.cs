@@ -48,9 +48,10 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
 
     /// <summary>
     /// Whether a node with this <paramref name="source"/> and <paramref name="queues"/> may take this
-    /// device over; a <see cref="ConfigException"/> that says why not otherwise.
+    /// device over; a <see cref="ConfigException"/> that says why not otherwise. A carrier (queues
+    /// attached) refuses it, unless <paramref name="attachedByUs"/> (systemd keeps our descriptors).
     /// </summary>
-    public void Check(DeviceSource source, int queues)
+    public void Check(DeviceSource source, int queues, bool attachedByUs = false)
     {
         string wanted = source == DeviceSource.Packet ? "veth" : "tun";
         string clear = $"delete it (ip link del {Name}) or choose --device";
@@ -69,7 +70,7 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
             throw new ConfigException($"--source {source.ToString().ToLowerInvariant()}: {Name} is ours but was kept by a node with "
                 + $"--source {(Kind == "tun" ? "tun" : "packet")}: start with that, or {clearOurs}");
         }
-        if (Kind == "tun" && Carrier)
+        if (Kind == "tun" && Carrier && !attachedByUs)
         {
             throw new ConfigException($"{Name} is in use: a running node has its queues attached; stop it first, or choose --device");
         }

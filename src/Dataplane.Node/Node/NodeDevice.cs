@@ -107,21 +107,27 @@ internal sealed class NodeDevice : IDisposable
     /// device's settings, address and route are confirmed as for a device taken over. Until the
     /// start has finished, a failure leaves the device to the running node.
     /// </summary>
-    public static NodeDevice Adopt(NodePlan plan, HandoverSuccessor from, int batch, OnExit onExit, ILogger log)
+    public static NodeDevice Adopt(NodePlan plan, HandoverSuccessor from, int batch, OnExit onExit, ILogger log) =>
+        Adopt(plan, from.TakeQueues(), (from.Offer.Offload, from.Offer.TunFlags), from.Predecessor, batch, onExit, log);
+
+    /// <summary>As <see cref="Adopt(NodePlan, HandoverSuccessor, int, OnExit, ILogger)"/>, from the descriptors systemd kept (<see cref="DescriptorStore"/>).</summary>
+    public static NodeDevice Adopt(NodePlan plan, StoredDescriptors stored, int batch, OnExit onExit, ILogger log) =>
+        Adopt(plan, stored.Queues, (stored.Offload, stored.TunFlags), "systemd's descriptor store", batch, onExit, log);
+
+    private static NodeDevice Adopt(NodePlan plan, IReadOnlyList<HandedQueue> handed, (bool On, uint TunFlags) offload, string from, int batch, OnExit onExit, ILogger log)
     {
         var device = new NodeDevice(plan, onExit, log) { _adopted = true };
         try
         {
-            HandoverOffer offer = from.Offer;
             var layout = new EncapsulationLayout(plan.Node.Profile.PayloadPrefix, plan.DeviceMtu);
             UdpBatchSocket? Socket(HandedQueue q, string role) =>
                 q.Take(role) is int fd ? device.Keep(UdpBatchSocket.Adopt(fd, batch, layout)) : null;
-            foreach (HandedQueue q in from.TakeQueues())
+            foreach (HandedQueue q in handed)
             {
                 int fd = q.Take(HandedQueue.Device)!.Value;
                 IPacketDevice queue = plan.Source == DeviceSource.Packet
-                    ? PacketSocketDevice.Adopt(fd, plan.DeviceName, VethPeerName(plan.DeviceName), offer.Offload)
-                    : TunDevice.Adopt(fd, plan.DeviceName, offer.Offload, offer.TunFlags);
+                    ? PacketSocketDevice.Adopt(fd, plan.DeviceName, VethPeerName(plan.DeviceName), offload.On)
+                    : TunDevice.Adopt(fd, plan.DeviceName, offload.On, offload.TunFlags);
                 var receiver = new UnderlaySockets(Socket(q, HandedQueue.Receive4), Socket(q, HandedQueue.Receive6));
                 UdpBatchSocket? send4 = Socket(q, HandedQueue.Send4), send6 = Socket(q, HandedQueue.Send6);
                 device.Underlay ??= receiver;
@@ -137,15 +143,15 @@ internal sealed class NodeDevice : IDisposable
         catch (NativeException e)
         {
             device.Dispose();
-            throw new ConfigException($"hand-over from {from.Predecessor}: {e.Message}");
+            throw new ConfigException($"taking over from {from}: {e.Message}");
         }
         catch
         {
             device.Dispose();
             throw;
         }
-        log.Information("Offloads: device {DeviceOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues} (as {Predecessor} made them)",
-            device.Device.Offloads, device._sockets[0].Offloads, batch, device._queues.Count, from.Predecessor);
+        log.Information("Offloads: device {DeviceOffloads}; socket {UdpOffloads}; batch {Batch}; queues {Queues} (as passed by {From})",
+            device.Device.Offloads, device._sockets[0].Offloads, batch, device._queues.Count, from);
         return device;
     }
 

@@ -29,6 +29,9 @@ internal sealed record NodePlan(ClusterSnapshot Snapshot, NodeIdentity Node, str
     /// <summary>The running node that offered to hand its device and sockets over to this start (the connection to it), or null.</summary>
     public HandoverSuccessor? Predecessor { get; init; }
 
+    /// <summary>The queues systemd kept for this device across a restart (FDSTORE), checked to be this start's, or null.</summary>
+    public StoredDescriptors? Stored { get; init; }
+
     /// <summary>TUN or packet socket, decided (never <see cref="DeviceSource.Auto"/> here).</summary>
     public DeviceSource Source { get; init; } = DeviceSource.Tun;
 }

@@ -32,7 +32,8 @@ internal static partial class NodeRunner
         }
         string controlSocket = o.ControlSocket ?? Metrics.StatsCommand.DefaultSocket(device);
         bool running = ExistingDevice.RunningNode(controlSocket) is not null; // asked for a hand-over last, once all else is known
-        ExistingDevice? existing = running ? null : CheckDeviceFree(o, device, source);
+        StoredDescriptors? stored = running ? null : TakeStored(o, device, source, log);
+        ExistingDevice? existing = running ? null : CheckDeviceFree(o, device, source, attachedByUs: stored is not null);
         int underlayMtu = RouteNetlink.GetMtu(underlay.Iface);
         LeaseRecord lease = AcquireLease(leases, snapshot, underlay, profile);
         var node = new NodeIdentity(lease, snapshot.Config, profile.Kind, port, snapshot.Config.Vni) { PublicIpv6 = LeasedIpv6(o, snapshot, lease, underlay) };
@@ -43,6 +44,7 @@ internal static partial class NodeRunner
             BindAddress = underlay.PublicIp,
             Source = source,
             Existing = existing,
+            Stored = stored,
             Ipv6RouteMtu = Ipv6RouteMtu(node, deviceMtu, underlayMtu, log),
         };
         return running ? AskForHandover(o, plan, controlSocket, log) : plan;
@@ -190,12 +192,55 @@ internal static partial class NodeRunner
     /// device of that name on the host is one of ours that this start can take over (else one line
     /// that says what is in the way). Returns that device, or null when there is none.
     /// </summary>
-    private static ExistingDevice? CheckDeviceFree(RunOptions o, string device, DeviceSource source)
+    /// <param name="attachedByUs">The device's queues are attached by descriptors systemd kept for us: its carrier is ours.</param>
+    private static ExistingDevice? CheckDeviceFree(RunOptions o, string device, DeviceSource source, bool attachedByUs = false)
     {
         ExistingDevice.RefuseIfRunning(o.ControlSocket ?? Metrics.StatsCommand.DefaultSocket(device), device);
         ExistingDevice? existing = ExistingDevice.Find(device);
-        existing?.Check(source, o.Queues);
+        existing?.Check(source, o.Queues, attachedByUs);
         return existing;
+    }
+
+    /// <summary>
+    /// The descriptors systemd kept for our device (<see cref="DescriptorStore"/>), checked to be
+    /// what this start would make; dropped (and systemd told) when the device is gone, refused in
+    /// one line (and dropped, so the next start makes the queues anew) when this start differs.
+    /// </summary>
+    private static StoredDescriptors? TakeStored(RunOptions o, string device, DeviceSource source, ILogger log)
+    {
+        StoredDescriptors? stored = DescriptorStore.Take(device, log);
+        if (stored is null)
+        {
+            return null;
+        }
+        string ours = source == DeviceSource.Packet ? "packet" : "tun";
+        var differences = new List<string>();
+        void Compare(string what, string kept, string here)
+        {
+            if (kept != here)
+            {
+                differences.Add($"{what} {kept} there, {here} here");
+            }
+        }
+        Compare("--queues", stored.Queues.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), o.Queues.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Compare("--source", stored.Source, ours);
+        Compare("--offload", stored.Offload ? "on" : "off", o.Offload ? "on" : "off");
+        bool gone = ExistingDevice.Find(device) is null;
+        if (gone || differences.Count > 0 || !stored.Complete)
+        {
+            DescriptorStore.Forget(stored.Names);
+            stored.Dispose();
+            if (gone)
+            {
+                log.Warning("systemd kept descriptors of {Device}, which is gone (deleted meanwhile): dropped them; the device is made anew", device);
+                return null;
+            }
+            throw new ConfigException($"systemd kept {device}'s queues as an earlier start made them, and this start differs "
+                + $"({(differences.Count > 0 ? string.Join("; ", differences) : "some are missing")}): dropped them from its store, so the next start makes them anew");
+        }
+        log.Information("systemd kept {Queues} queues of {Device} ({Count} descriptors, FDSTORE): taking them over with what is queued in them",
+            stored.Queues.Count, device, stored.Names.Count);
+        return stored;
     }
 
     /// <summary>

@@ -37,6 +37,26 @@ internal static partial class NodeRunner
 {
     public static int Run(RunOptions o, ILogger log)
     {
+        int exit = Forward(o, log, out StopSignals? afterHandover);
+        if (afterHandover is not null)
+        {
+            using (afterHandover)
+            {
+                log.Information("Waiting for SIGTERM (--after-handover wait): the successor forwards; this process holds nothing");
+                afterHandover.Stopping.WaitOne();
+                log.Information("Stopping");
+            }
+        }
+        return exit;
+    }
+
+    /// <summary>
+    /// Steps 1 to 6. With --after-handover wait, a node that handed over returns a SIGTERM/SIGINT
+    /// watch registered before its own goes (no signal falls between them) in <paramref name="afterHandover"/>.
+    /// </summary>
+    private static int Forward(RunOptions o, ILogger log, out StopSignals? afterHandover)
+    {
+        afterHandover = null;
         using ILeaseSource leases = LeaseSources.Create(o.LeasesPath, o.Etcd, o.Kube, log);
         NodePlan plan = Plan(o, leases, log);                                                     // 1
         using HandoverSuccessor? predecessor = plan.Predecessor;
@@ -50,8 +70,8 @@ internal static partial class NodeRunner
         using MetricsServer? metrics = plan.MetricsEndpoint is null || predecessor is not null ? null : StartMetrics(plan.MetricsEndpoint, renderMetrics, log);
         using var signals = new StopSignals();
 
-        using NodeDevice device = predecessor is null ? NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, o.OnExit, log)      // 3
-            : NodeDevice.Adopt(plan, predecessor, o.Batch, o.OnExit, log);
+        using StoredDescriptors? stored = plan.Stored;
+        using NodeDevice device = MakeDevice(o, plan, log);                                       // 3
         var captures = new CaptureHub();
         EngineSettings settings = Settings(o, plan);
         using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q))], table, settings, captures);
@@ -71,21 +91,34 @@ internal static partial class NodeRunner
             RejectedLeases = () => tables.Rejected,
         };
         metricsSource = metricsNow;
-        using var handover = new HandoverPredecessor(OfferOf(o, plan, (device.Device as TunTap.TunDevice)?.OffloadFlags ?? 0), device, running, log);
+        uint tunFlags = (device.Device as TunTap.TunDevice)?.OffloadFlags ?? 0;
+        using var handover = new HandoverPredecessor(OfferOf(o, plan, tunFlags), device, running, log);
         using MetricsServer control = StartControl(o, plan, device, metricsNow, settings.SlotSize, handover, log);
-        LogReady(plan, device, predecessor, log);
-        ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
+        Announce(o, plan, device, predecessor, tunFlags, log);
 
         Stop stop = WaitForStop(signals, running, handover, log);                                // 5
-        ServiceNotifier.Notify("STOPPING=1");
-        if (stop == Stop.HandedOver)
-        {
-            device.LeaveTo(handover.Successor);
-            masq?.KeepFor($"handed over to {handover.Successor}");
-            control.LeavePath();
-        }
+        afterHandover = Release(stop, o, device, masq, control, handover);
         StopForwarding(leases, captures, running, device, log);                                   // 6
         return stop == Stop.Failed ? 1 : 0;
+    }
+
+    /// <summary>
+    /// Step 5's end: tell systemd, remove our ready file, and after a hand-over leave the device, the
+    /// rules and the control socket's path to the successor; returns the signal watch of
+    /// --after-handover wait, registered before ours goes.
+    /// </summary>
+    private static StopSignals? Release(Stop stop, RunOptions o, NodeDevice device, IpMasq? masq, MetricsServer control, HandoverPredecessor handover)
+    {
+        ServiceNotifier.Notify("STOPPING=1");
+        ReadyFile.Remove(o.ReadyFile);
+        if (stop != Stop.HandedOver)
+        {
+            return null;
+        }
+        device.LeaveTo(handover.Successor);
+        masq?.KeepFor($"handed over to {handover.Successor}");
+        control.LeavePath();
+        return o.AfterHandover == AfterHandover.Wait ? new StopSignals() : null;
     }
 
     /// <summary>Step 6, before the usings unwind: the lease watch, captures and loops stop, and the counters are logged.</summary>
@@ -159,9 +192,27 @@ internal static partial class NodeRunner
         return null;
     }
 
-    private static void LogReady(NodePlan plan, NodeDevice device, HandoverSuccessor? predecessor, ILogger log) =>
+    /// <summary>Step 3's device: the predecessor's queues, the ones systemd kept, or made anew.</summary>
+    private static NodeDevice MakeDevice(RunOptions o, NodePlan plan, ILogger log) =>
+        plan.Predecessor is HandoverSuccessor predecessor ? NodeDevice.Adopt(plan, predecessor, o.Batch, o.OnExit, log)
+        : plan.Stored is StoredDescriptors stored ? NodeDevice.Adopt(plan, stored, o.Batch, o.OnExit, log)
+        : NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, o.OnExit, log);
+
+    /// <summary>
+    /// Step 4's end: "Ready" in the log, the --ready-file, under systemd with --on-exit keep the
+    /// descriptors it keeps across a restart (<see cref="DescriptorStore"/>), and READY=1.
+    /// </summary>
+    private static void Announce(RunOptions o, NodePlan plan, NodeDevice device, HandoverSuccessor? predecessor, uint tunFlags, ILogger log)
+    {
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}{Predecessor}",
             plan.Node.Profile.Name, plan.Node.Vni, device.Underlay, plan.DeviceName, predecessor is null ? "" : $" (taken over from {predecessor.Predecessor})");
+        ReadyFile.Write(o.ReadyFile);
+        if (o.OnExit == OnExit.Keep)
+        {
+            DescriptorStore.Keep(device, plan.DeviceName, plan.Source == DeviceSource.Packet ? "packet" : "tun", o.Offload, tunFlags, log);
+        }
+        ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
+    }
 
     private static void LogLease(NodePlan plan, ILogger log) =>
         log.Information("Lease acquired: {Subnet} (public IP {PublicIP} on {Iface})", plan.Node.ForwardsIpv4 ? plan.Node.Subnet.ToString() : plan.Node.Ipv6Subnet.ToString(),

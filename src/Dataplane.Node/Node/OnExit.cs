@@ -11,3 +11,15 @@ internal enum OnExit
     /// </summary>
     Keep,
 }
+
+/// <summary>What a node does once a successor has taken its device and sockets over (<c>run --after-handover</c>).</summary>
+internal enum AfterHandover
+{
+    /// <summary>Exit 0 (the CLI, systemd).</summary>
+    Exit,
+    /// <summary>
+    /// Wait for SIGTERM, holding nothing, then exit 0: a DaemonSet's old pod, which its kubelet would
+    /// restart if it exited, until the DaemonSet controller deletes it (the new pod is ready).
+    /// </summary>
+    Wait,
+}

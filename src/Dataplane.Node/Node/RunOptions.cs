@@ -29,6 +29,10 @@ internal sealed record RunOptions
     public DeviceSource Source { get; init; } = DeviceSource.Auto;
     /// <summary>What a stop without a successor does with the device, its address, route and rules.</summary>
     public OnExit OnExit { get; init; } = OnExit.Remove;
+    /// <summary>What the node does once a successor took its device and sockets over.</summary>
+    public AfterHandover AfterHandover { get; init; } = AfterHandover.Exit;
+    /// <summary>A file that exists while this process forwards (a readiness probe's), or none.</summary>
+    public string? ReadyFile { get; init; }
     public BackendKind? Backend { get; init; }
     public int? Port { get; init; }
     public string SubnetFile { get; init; } = "/run/flannel/subnet.env";

@@ -77,12 +77,18 @@ internal static class RunFlags
             + "for the next start to take over, as flanneld keeps flannel.1; a crash leaves what keep keeps",
             D.OnExit.ToString().ToLowerInvariant(), "remove", "keep").NotInFlanneld("flanneld always keeps flannel.1");
 
-        public IEnumerable<Option> Options => [Name, Source, Offload, Batch, Queues, OnExit];
+        public Option<string> AfterHandover { get; } = Choice("--after-handover",
+            "what this process does once a new one has taken its device and sockets over (a start beside it): exit 0, or wait for SIGTERM "
+            + "holding nothing (a DaemonSet's pod, which would be restarted if it exited)",
+            D.AfterHandover.ToString().ToLowerInvariant(), "exit", "wait").NotInFlanneld("it has no hand-over");
+
+        public IEnumerable<Option> Options => [Name, Source, Offload, Batch, Queues, OnExit, AfterHandover];
 
         public RunOptions Read(ParseResult r, RunOptions o) => o with
         {
             Device = r.GetValue(Name),
             OnExit = Enum.Parse<OnExit>(r.GetValue(OnExit)!, ignoreCase: true),
+            AfterHandover = Enum.Parse<AfterHandover>(r.GetValue(AfterHandover)!, ignoreCase: true),
             Source = Enum.Parse<DeviceSource>(r.GetValue(Source)!, ignoreCase: true),
             Offload = r.GetValue(Offload) == "on",
             Batch = r.GetValue(Batch),
@@ -151,9 +157,16 @@ internal static class RunFlags
             Description = "where our VTEP MAC is kept across restarts (etcd, Kubernetes; default /var/lib/dataplane/DEVICE.vtepmac)",
         }.NotInFlanneld("it keeps the MAC with its lease");
 
-        public IEnumerable<Option> Options => [SubnetFile, IpMasq, VtepMacFile];
+        public Option<string?> ReadyFile { get; } = new Option<string?>("--ready-file")
+        {
+            Description = "a file that exists while this process forwards: written at Ready (after a hand-over, once it took every queue), "
+                + "removed when it stops or hands over (a readiness probe: test -f FILE)",
+        }.NotInFlanneld();
 
-        public RunOptions Read(ParseResult r, RunOptions o) => o with { SubnetFile = r.GetValue(SubnetFile)!, IpMasq = r.GetValue(IpMasq) };
+        public IEnumerable<Option> Options => [SubnetFile, IpMasq, VtepMacFile, ReadyFile];
+
+        public RunOptions Read(ParseResult r, RunOptions o) =>
+            o with { SubnetFile = r.GetValue(SubnetFile)!, IpMasq = r.GetValue(IpMasq), ReadyFile = r.GetValue(ReadyFile) };
 
         /// <summary>The VTEP MAC file: the flag's, else the device's default.</summary>
         public string VtepMacPath(ParseResult r, string? device) =>

@@ -97,6 +97,45 @@ public class DeployManifestTests
         Assert.Equal(Dataplane.Engine.BackendKind.Vxlan, config.Backend);
     }
 
+    /// <summary>
+    /// Both DaemonSets update as a hand-over needs: the new pod beside the old one (maxSurge 1, never
+    /// one unavailable), no declared port (a hostPort would keep the surge pod off the node), the
+    /// control socket's directory shared with the host (where the new node finds the old one), the
+    /// old process waiting for its SIGTERM after the hand-over, and readiness from this pod's own
+    /// ready file (an emptyDir), which the node writes only once it forwards.
+    /// </summary>
+    [Theory]
+    [InlineData("kube-dataplane.yml")]
+    [InlineData("daemonset.yaml")]
+    public void The_daemonsets_roll_updates_as_hand_overs(string file)
+    {
+        var yaml = new YamlStream();
+        using (var reader = new StreamReader(Path.Combine(RepositoryRoot(), "deploy", file)))
+        {
+            yaml.Load(reader);
+        }
+        YamlMappingNode daemonSet = yaml.Documents.Select(d => (YamlMappingNode)d.RootNode).Single(n => ((YamlScalarNode)n["kind"]).Value == "DaemonSet");
+        var update = (YamlMappingNode)daemonSet["spec"]["updateStrategy"];
+        Assert.Equal("RollingUpdate", ((YamlScalarNode)update["type"]).Value);
+        Assert.Equal("1", ((YamlScalarNode)update["rollingUpdate"]["maxSurge"]).Value);
+        Assert.Equal("0", ((YamlScalarNode)update["rollingUpdate"]["maxUnavailable"]).Value);
+        var pod = (YamlMappingNode)daemonSet["spec"]["template"]["spec"];
+        Assert.True(int.Parse(((YamlScalarNode)pod["terminationGracePeriodSeconds"]).Value!, System.Globalization.CultureInfo.InvariantCulture) >= 20);
+        var container = (YamlMappingNode)((YamlSequenceNode)pod["containers"]).Single(c => ((YamlScalarNode)c["name"]).Value == "dataplane");
+        Assert.False(container.Children.ContainsKey("ports"), "a declared port is a hostPort on the host network: the surge pod could not be scheduled");
+        string[] args = [.. ((YamlSequenceNode)container["args"]).Select(a => ((YamlScalarNode)a).Value!)];
+        Assert.Contains("--after-handover=wait", args);
+        Assert.Contains("--on-exit=keep", args);
+        string readyFile = args.Single(a => a.StartsWith("--ready-file=", StringComparison.Ordinal))["--ready-file=".Length..];
+        Assert.Equal($"test,-f,{readyFile}", Scalars(container["readinessProbe"]["exec"]["command"]));
+
+        var mounts = ((YamlSequenceNode)container["volumeMounts"]).Cast<YamlMappingNode>()
+            .ToDictionary(m => ((YamlScalarNode)m["mountPath"]).Value!, m => ((YamlScalarNode)m["name"]).Value!);
+        var volumes = ((YamlSequenceNode)pod["volumes"]).Cast<YamlMappingNode>().ToDictionary(v => ((YamlScalarNode)v["name"]).Value!);
+        Assert.Equal("/run/dataplane", ((YamlScalarNode)volumes[mounts["/run/dataplane"]]["hostPath"]["path"]).Value);
+        Assert.True(volumes[mounts[Path.GetDirectoryName(readyFile)!]].Children.ContainsKey("emptyDir"), "the ready file must be this pod's own");
+    }
+
     private static string Scalars(YamlNode n) => string.Join(',', ((YamlSequenceNode)n).Select(x => ((YamlScalarNode)x).Value));
 
     private static string RepositoryRoot()
