@@ -116,4 +116,59 @@ public class UnfinishedChecksumTests
         Assert.True(UnfinishedChecksum.Complete(ip, s, o));
         Assert.True(Verifies(ip));
     }
+
+    /// <summary>
+    /// A UDP/IPv6 datagram whose checksum computes to zero (one in 65,536: numbered datagrams met
+    /// it within a few thousand), finished from the kernel's partial sum (NEEDS_CSUM, as a TUN or
+    /// packet socket hands it over): written as 0xFFFF, never 0, which IPv6 receivers refuse as "no
+    /// checksum" (the pod's kernel counted it in Udp6InErrors). The same through the completion of a
+    /// kernel peer's unfinished checksum.
+    /// </summary>
+    [Fact]
+    public void A_udp_checksum_that_computes_to_zero_is_written_as_all_ones()
+    {
+        byte[] ip = ZeroChecksumUdp6(out ushort seed);
+        ip.AsSpan(40 + 6, 2).Clear();
+        BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(40 + 6), seed);
+        Assert.True(Segmenter.FinishChecksum(ip, 40, 6));
+        Assert.Equal(0xFFFF, BinaryPrimitives.ReadUInt16BigEndian(ip.AsSpan(40 + 6)));
+        Assert.True(Verifies(ip));
+
+        byte[] unfinished = ZeroChecksumUdp6(out seed);
+        BinaryPrimitives.WriteUInt16BigEndian(unfinished.AsSpan(40 + 6), seed);
+        Assert.True(UnfinishedChecksum.Complete(unfinished, 40, 6));
+        Assert.Equal(0xFFFF, BinaryPrimitives.ReadUInt16BigEndian(unfinished.AsSpan(40 + 6)));
+        Assert.True(Verifies(unfinished));
+    }
+
+    /// <summary>
+    /// A UDP/IPv6 datagram (2001:db8:244:2::2 to 2001:db8:244:1::2, 64 bytes of payload) whose last
+    /// payload word is chosen so that its checksum computes to 0; <paramref name="seed"/> is the
+    /// pseudo-header sum a kernel leaves in the field for NEEDS_CSUM.
+    /// </summary>
+    private static byte[] ZeroChecksumUdp6(out ushort seed)
+    {
+        byte[] ip = new byte[40 + 8 + 64];
+        ip[0] = 0x60;
+        BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(4), 8 + 64);
+        ip[6] = 17;
+        ip[7] = 64;
+        Convert.FromHexString("20010db8024400020000000000000002").CopyTo(ip, 8);
+        Convert.FromHexString("20010db8024400010000000000000002").CopyTo(ip, 24);
+        BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(40), 40000);
+        BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(42), 5402);
+        BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(44), 8 + 64);
+        BinaryPrimitives.WriteInt32BigEndian(ip.AsSpan(48), 2020); // a datagram's number, as pod-udp-send writes it
+        ulong pseudo = InternetChecksum.PseudoHeaderIpv6(ip.AsSpan(8, 16), ip.AsSpan(24, 16), 17, 8 + 64);
+        seed = (ushort)~InternetChecksum.Finish(pseudo);
+        for (int word = 0; word <= 0xFFFF; word++)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(ip.AsSpan(ip.Length - 2), (ushort)word);
+            if (InternetChecksum.Finish(InternetChecksum.Sum(ip.AsSpan(40), pseudo)) == 0)
+            {
+                return ip;
+            }
+        }
+        throw new InvalidOperationException("no payload word makes the checksum zero");
+    }
 }

@@ -159,7 +159,10 @@ public static class Segmenter
 
     /// <summary>
     /// Finishes a partial checksum in place (<c>NEEDS_CSUM</c> without segmentation): the field
-    /// holds the pseudo-header sum; the sum from <paramref name="start"/> to the end goes in it.
+    /// holds the pseudo-header sum; the sum from <paramref name="start"/> to the end goes in it. A
+    /// computed zero is written as 0xFFFF, as the kernel's skb_checksum_help does: UDP must (a zero
+    /// there means "no checksum", which IPv6 refuses: the datagram would be dropped), and for TCP
+    /// the two are the same ones' complement value.
     /// </summary>
     public static bool FinishChecksum(Span<byte> packet, int start, int offset)
     {
@@ -170,7 +173,8 @@ public static class Segmenter
         }
         ushort initial = BinaryPrimitives.ReadUInt16BigEndian(packet[at..]);
         packet[at] = packet[at + 1] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(packet[at..], InternetChecksum.Finish(InternetChecksum.Sum(packet[start..], initial)));
+        ushort checksum = InternetChecksum.Finish(InternetChecksum.Sum(packet[start..], initial));
+        BinaryPrimitives.WriteUInt16BigEndian(packet[at..], checksum == 0 ? (ushort)0xFFFF : checksum);
         return true;
     }
 }
