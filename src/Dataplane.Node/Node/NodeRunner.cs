@@ -199,18 +199,18 @@ internal static partial class NodeRunner
         : NodeDevice.Create(plan, o.Offload, o.Batch, o.Queues, o.OnExit, log);
 
     /// <summary>
-    /// Step 4's end: "Ready" in the log, the --ready-file, under systemd with --on-exit keep the
-    /// descriptors it keeps across a restart (<see cref="DescriptorStore"/>), and READY=1.
+    /// Step 4's end: under systemd with --on-exit keep the descriptors it keeps across a restart
+    /// (<see cref="DescriptorStore"/>), the --ready-file, "Ready" in the log, and READY=1.
     /// </summary>
     private static void Announce(RunOptions o, NodePlan plan, NodeDevice device, HandoverSuccessor? predecessor, uint tunFlags, ILogger log)
     {
-        log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}{Predecessor}",
-            plan.Node.Profile.Name, plan.Node.Vni, device.Underlay, plan.DeviceName, predecessor is null ? "" : $" (taken over from {predecessor.Predecessor})");
-        ReadyFile.Write(o.ReadyFile);
         if (o.OnExit == OnExit.Keep)
         {
             DescriptorStore.Keep(device, plan.DeviceName, plan.Source == DeviceSource.Packet ? "packet" : "tun", o.Offload, tunFlags, log);
         }
+        ReadyFile.Write(o.ReadyFile); // before the log line: whoever reads "Ready" finds the file
+        log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}{Predecessor}",
+            plan.Node.Profile.Name, plan.Node.Vni, device.Underlay, plan.DeviceName, predecessor is null ? "" : $" (taken over from {predecessor.Predecessor})");
         ServiceNotifier.Notify("READY=1\nSTATUS=forwarding");
     }
 
