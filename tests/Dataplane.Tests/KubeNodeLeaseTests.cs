@@ -122,8 +122,12 @@ public sealed class KubeNodeLeaseTests
         Assert.Equal("""{"VNI":1,"VtepMAC":"0e:00:5e:00:00:01"}""", KubeLeaseSource.VxlanBackendData(1, MacAddress.Read([0x0e, 0, 0x5e, 0, 0, 1])));
         Assert.Equal("""{"metadata":{"annotations":{"flannel.alpha.coreos.com/backend-type":"vxlan","flannel.alpha.coreos.com/public-ip":"192.0.2.1"}}}""",
             KubeLeaseSource.AnnotationsPatch([new(Flannel.BackendType, "vxlan"), new(Flannel.PublicIp, "192.0.2.1")]));
+        // flanneld's CompleteLease (pkg/subnet/kube/kube.go): fmt.Sprintf(`{"status":{"conditions":%s}}`, json.Marshal([]v1.NodeCondition{...}))
+        // with Type NetworkUnavailable, Status False, Reason FlannelIsUp, Message "Flannel is running on this node" and both
+        // times metav1.Now(); Go writes a struct's fields in declaration order: type, status, lastHeartbeatTime,
+        // lastTransitionTime, reason, message (k8s.io/api core/v1 NodeCondition), a metav1.Time as RFC 3339 to the second.
         Assert.Equal(
-            """{"status":{"conditions":[{"type":"NetworkUnavailable","status":"False","reason":"FlannelIsUp","message":"Flannel is running on this node","lastTransitionTime":"2026-11-27T05:00:00Z","lastHeartbeatTime":"2026-11-27T05:00:00Z"}]}}""",
+            """{"status":{"conditions":[{"type":"NetworkUnavailable","status":"False","lastHeartbeatTime":"2026-11-27T05:00:00Z","lastTransitionTime":"2026-11-27T05:00:00Z","reason":"FlannelIsUp","message":"Flannel is running on this node"}]}}""",
             KubeLeaseSource.NetworkAvailablePatch(new DateTime(2026, 11, 27, 5, 0, 0, DateTimeKind.Utc)));
     }
 }

@@ -290,12 +290,13 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         w.WriteStartObject("status");
         w.WriteStartArray("conditions");
         w.WriteStartObject();
+        // json.Marshal of a v1.NodeCondition writes its fields in the struct's order (k8s.io/api core/v1).
         w.WriteString("type", "NetworkUnavailable");
         w.WriteString("status", "False");
+        w.WriteString("lastHeartbeatTime", time);
+        w.WriteString("lastTransitionTime", time);
         w.WriteString("reason", "FlannelIsUp");
         w.WriteString("message", "Flannel is running on this node");
-        w.WriteString("lastTransitionTime", time);
-        w.WriteString("lastHeartbeatTime", time);
         w.WriteEndObject();
         w.WriteEndArray();
         w.WriteEndObject();
