@@ -20,7 +20,9 @@ namespace Dataplane.Integration.Tests.Kube;
 /// <item>discovery (<c>/api</c>, <c>/apis</c>, <c>/api/v1</c>, <c>/version</c>);</item>
 /// <item>nodes: get, list (with the list's resourceVersion), watch (one JSON event a line from a
 ///   resourceVersion, <c>timeoutSeconds</c>, BOOKMARKs; a resourceVersion older than the last
-///   <see cref="Compact"/> gets the ERROR event with a 410 Status, as after etcd compaction);</item>
+///   <see cref="Compact"/> gets the ERROR event with a 410 Status, as after etcd compaction, and
+///   <see cref="ExpireWatches"/> ends the open watches so); a list with <c>resourceVersion=0</c> is
+///   served as the API server serves it from its cache (here: the same current state);</item>
 /// <item>PATCH of <c>nodes/NAME</c> and <c>nodes/NAME/status</c> with merge and strategic merge
 ///   patches (conditions merged by type); the main resource changes metadata and spec, the status
 ///   subresource metadata and status; with <see cref="ForbidNodePatch"/> (kube-flannel's RBAC)
@@ -44,6 +46,8 @@ internal sealed class KubeApiStandIn : IDisposable
     private IPEndPoint _endpoint;
     private long _version = 1000;
     private long _compactedAt;
+    // Moved by ExpireWatches: a watch that sees it move sends a 410 ERROR event and ends.
+    private long _expiries;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication? _app;
     private int _listenFd = -1;
@@ -216,6 +220,24 @@ internal sealed class KubeApiStandIn : IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="Compact"/>, and every watch open now gets the ERROR event with a 410 Status and
+    /// ends, as a real API server ends a watch it can no longer serve from its cache ("too old
+    /// resource version"): the watcher must list again.
+    /// </summary>
+    public void ExpireWatches()
+    {
+        lock (_gate)
+        {
+            _compactedAt = _version;
+            _events.Clear();
+            _expiries++;
+            TaskCompletionSource was = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            was.TrySetResult();
+        }
+    }
+
     private void Record(string type, JsonObject node)
     {
         _version++;
@@ -360,10 +382,11 @@ internal sealed class KubeApiStandIn : IDisposable
         using var until = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted,
             ctx.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
         until.CancelAfter(TimeSpan.FromSeconds(timeoutSeconds));
-        long sent;
+        long sent, expiries;
         List<string> lines = [];
         lock (_gate)
         {
+            expiries = _expiries;
             if (from is "" or "0")
             {
                 // No resourceVersion: the current state as ADDED events, then changes.
@@ -386,6 +409,15 @@ internal sealed class KubeApiStandIn : IDisposable
             Task changed;
             lock (_gate)
             {
+                if (_expiries != expiries && sent != long.MaxValue)
+                {
+                    lines.Add(new JsonObject
+                    {
+                        ["type"] = "ERROR",
+                        ["object"] = StatusObject(410, "Expired", $"too old resource version: {sent} ({_compactedAt})"),
+                    }.ToJsonString());
+                    sent = long.MaxValue;
+                }
                 foreach ((long version, string type, JsonObject node) in _events.Where(e => e.Version > sent))
                 {
                     lines.Add(Event(type, node));

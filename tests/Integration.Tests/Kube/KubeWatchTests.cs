@@ -61,4 +61,44 @@ public class KubeWatchTests(ITestOutputHelper output)
         Assert.True(lists == Lists(k), $"listed again: {string.Join("; ", k.Api.Requests.Where(r => r.StartsWith("GET", StringComparison.Ordinal)))}\n{n1.Output}"); // resumed from its resourceVersion
         Assert.Single(n1.Output.Split('\n'), l => l.Contains("forwarding on the last known subnets", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// Lists as client-go's reflector makes them: from the API server's cache (resourceVersion=0),
+    /// and after a 410 a quorum read (no resourceVersion: the cache may be older than what expired).
+    /// With the default 5-minute watch: a 410 ending the open watch makes the node list again at once;
+    /// after the API server was away while a Node was added and another deleted and its history
+    /// compacted, the resumed watch gets a 410 and the list converges: the new peer is added, the
+    /// deleted one removed.
+    /// </summary>
+    [Fact]
+    public void Lists_come_from_the_cache_and_after_a_410_a_consistent_list_converges()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, withPod: false);
+        k.Api.PutNode("node2", KubeCluster.PodCidr(2), KubeCluster.FlanneldVxlan(2, "0e:22:22:22:22:22"));
+        NodeProcess n1 = k.StartNode(1);
+        WaitForTheWatch(k, n1);
+        string[] NodeLists() => [.. k.Api.Requests.Where(r => r.StartsWith("GET /api/v1/nodes", StringComparison.Ordinal)
+            && !r.StartsWith("GET /api/v1/nodes/", StringComparison.Ordinal) && !r.Contains("watch=", StringComparison.Ordinal))];
+        Assert.All(NodeLists(), r => Assert.Equal("GET /api/v1/nodes?resourceVersion=0", r));
+        int before = NodeLists().Length;
+
+        k.Api.ExpireWatches(); // the open watch ends with a 410
+        Assert.NotNull(n1.WaitForLine("watch expired", TimeSpan.FromSeconds(5)));
+        Assert.True(SpinWait.SpinUntil(() => NodeLists().Length == before + 1, 5000), string.Join("; ", NodeLists()));
+        Assert.Equal("GET /api/v1/nodes", NodeLists()[^1]);
+        WaitForTheWatch(k, n1);
+
+        k.Api.Stop();
+        Assert.NotNull(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)));
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3), KubeCluster.FlanneldVxlan(3, "0e:33:33:33:33:33"));
+        k.Api.DeleteNode("node2");
+        k.Api.Compact();
+        k.Api.Start();
+        var converged = Stopwatch.StartNew();
+        Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(10)) is not null, n1.Output);
+        Assert.True(n1.WaitForLine("Subnet removed: 10.244.2.0/24", TimeSpan.FromSeconds(5)) is not null, n1.Output);
+        output.WriteLine($"after the API server came back compacted: converged in {converged.ElapsedMilliseconds} ms; lists: {string.Join("; ", NodeLists())}");
+        Assert.Equal("GET /api/v1/nodes", NodeLists()[^1]);
+    }
 }

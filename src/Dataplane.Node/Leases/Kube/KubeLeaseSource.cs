@@ -323,6 +323,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         bool conditionSet = !options.SetNodeNetworkUnavailable;
         var outage = new StoreOutage(Description, log, TimeSpan.FromSeconds(0.25), TimeSpan.FromSeconds(2));
         string? resourceVersion = null;
+        bool consistent = false; // the next list a quorum read (after a 410)
         while (!_stop.IsCancellationRequested)
         {
             try
@@ -335,7 +336,8 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 }
                 if (resourceVersion is null)
                 {
-                    NodeListJson list = Api.ListNodes();
+                    NodeListJson list = Api.ListNodes(consistent);
+                    consistent = false;
                     Replace(list);
                     resourceVersion = list.Metadata?.ResourceVersion ?? "";
                     outage.Reached();
@@ -361,6 +363,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             {
                 log.Information("{Source}: watch expired ({Error}); listing the nodes again", Description, e.Message);
                 resourceVersion = null;
+                consistent = true;
             }
             catch (Exception e) when (KubeApi.IsRequestFailure(e))
             {
