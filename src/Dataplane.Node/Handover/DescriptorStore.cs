@@ -96,8 +96,12 @@ internal static class DescriptorStore
                 made ??= (parts[4], parts[5] == "on", flags);
                 continue;
             }
-            log.Warning("systemd passed a descriptor named '{Name}', not one of {Device}'s: dropped", i < names.Length ? names[i] : "", device);
-            Forget([names.ElementAtOrDefault(i) ?? ""]);
+            string name = i < names.Length ? names[i] : "";
+            log.Warning("systemd passed a descriptor named '{Name}', not one of {Device}'s: dropped", name, device);
+            if (name.Length > 0)
+            {
+                Forget([name]);
+            }
             close(fd);
         }
         if (made is not { } m)

@@ -87,13 +87,7 @@ internal sealed record HandoverOffer
     public IReadOnlyList<string> DifferencesFrom(HandoverOffer there)
     {
         var found = new List<string>();
-        void Compare(string what, string thereValue, string hereValue)
-        {
-            if (thereValue != hereValue)
-            {
-                found.Add($"{what} {Shown(thereValue)} there, {Shown(hereValue)} here");
-            }
-        }
+        void Compare(string what, string thereValue, string hereValue) => AddDifference(found, what, thereValue, hereValue);
         Compare("--device", there.Device, Device);
         Compare("--source", there.Source, Source);
         Compare("--backend", there.Backend, Backend);
@@ -106,6 +100,15 @@ internal sealed record HandoverOffer
         Compare("public IPv6", there.PublicIpv6, PublicIpv6);
         Compare("VTEP MAC", there.VtepMac, VtepMac);
         return found;
+    }
+
+    /// <summary>Adds "WHAT THERE there, HERE here" to <paramref name="found"/> when the two differ ("none" for an empty value).</summary>
+    public static void AddDifference(List<string> found, string what, string there, string here)
+    {
+        if (there != here)
+        {
+            found.Add($"{what} {Shown(there)} there, {Shown(here)} here");
+        }
     }
 
     private static string Shown(string value) => value.Length == 0 ? "none" : value;

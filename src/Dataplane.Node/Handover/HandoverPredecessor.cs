@@ -40,7 +40,7 @@ internal sealed class HandoverPredecessor(HandoverOffer offer, NodeDevice device
         using var channel = new HandoverChannel(client);
         int pid = channel.Peer?.Pid ?? 0;
         string who = pid > 0 ? $"pid {pid}" : "a process in another PID namespace";
-        if (Refusal(words) is string refused)
+        if (Refusal(words, out int version) is string refused)
         {
             log.Warning("Hand-over to {Successor} refused: {Why}", who, refused);
             Send(channel, $"REFUSED {refused}");
@@ -49,7 +49,7 @@ internal sealed class HandoverPredecessor(HandoverOffer offer, NodeDevice device
         Interlocked.Exchange(ref _busy, 1);
         try
         {
-            Serve(channel, Version(words), who);
+            Serve(channel, version, who);
         }
         finally
         {
@@ -58,9 +58,10 @@ internal sealed class HandoverPredecessor(HandoverOffer offer, NodeDevice device
         return true;
     }
 
-    /// <summary>Why this node cannot hand over now, or null.</summary>
-    private string? Refusal(string[] request)
+    /// <summary>Why this node cannot hand over now, or null and the <paramref name="version"/> both sides speak (the highest).</summary>
+    private string? Refusal(string[] request, out int version)
     {
+        version = 0;
         if (_handedOver.IsSet)
         {
             return $"this node already handed over to {Successor}";
@@ -74,13 +75,11 @@ internal sealed class HandoverPredecessor(HandoverOffer offer, NodeDevice device
         {
             return $"expected '{HandoverChannel.Request} LOWEST HIGHEST' (the protocol versions the successor speaks)";
         }
-        return Math.Min(highest, HandoverChannel.HighestVersion) < Math.Max(lowest, HandoverChannel.LowestVersion)
+        version = Math.Min(highest, HandoverChannel.HighestVersion);
+        return version < Math.Max(lowest, HandoverChannel.LowestVersion)
             ? $"no protocol version in common: the successor speaks {lowest}-{highest}, this node {HandoverChannel.LowestVersion}-{HandoverChannel.HighestVersion}"
             : null;
     }
-
-    private static int Version(string[] request) =>
-        Math.Min(int.Parse(request[2], CultureInfo.InvariantCulture), HandoverChannel.HighestVersion);
 
     private void Serve(HandoverChannel channel, int version, string who)
     {

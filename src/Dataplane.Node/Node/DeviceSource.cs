@@ -11,3 +11,9 @@ internal enum DeviceSource
     Packet,
 }
 
+/// <summary>How a <see cref="DeviceSource"/> is written in flags, marks, offers and descriptor names: "tun", "packet".</summary>
+internal static class DeviceSourceNames
+{
+    public static string Name(this DeviceSource source) => source.ToString().ToLowerInvariant();
+}
+

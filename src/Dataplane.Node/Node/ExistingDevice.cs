@@ -19,7 +19,7 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
 
     /// <summary>The mark a node writes on its device: "dataplane source=tun queues=2".</summary>
     public static string MarkOf(DeviceSource source, int queues) =>
-        string.Create(CultureInfo.InvariantCulture, $"{MarkPrefix} source={source.ToString().ToLowerInvariant()} queues={queues}");
+        string.Create(CultureInfo.InvariantCulture, $"{MarkPrefix} source={source.Name()} queues={queues}");
 
     /// <summary>The device named <paramref name="name"/> as sysfs shows it, or null when there is none.</summary>
     public static ExistingDevice? Find(string name)
@@ -67,7 +67,7 @@ internal sealed record ExistingDevice(string Name, string Kind, IReadOnlyDiction
         }
         if (Kind != wanted)
         {
-            throw new ConfigException($"--source {source.ToString().ToLowerInvariant()}: {Name} is ours but was kept by a node with "
+            throw new ConfigException($"--source {source.Name()}: {Name} is ours but was kept by a node with "
                 + $"--source {(Kind == "tun" ? "tun" : "packet")}: start with that, or {clearOurs}");
         }
         if (Kind == "tun" && Carrier && !attachedByUs)

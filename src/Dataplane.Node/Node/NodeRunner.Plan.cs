@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using Dataplane.Encap;
 using Dataplane.Engine;
@@ -71,7 +72,7 @@ internal static partial class NodeRunner
         Version = HandoverChannel.HighestVersion,
         Pid = Environment.ProcessId,
         Device = plan.DeviceName,
-        Source = plan.Source == DeviceSource.Packet ? "packet" : "tun",
+        Source = plan.Source.Name(),
         Backend = plan.Node.Profile.Name,
         Port = plan.Node.Port,
         Queues = o.Queues,
@@ -213,18 +214,10 @@ internal static partial class NodeRunner
         {
             return null;
         }
-        string ours = source == DeviceSource.Packet ? "packet" : "tun";
         var differences = new List<string>();
-        void Compare(string what, string kept, string here)
-        {
-            if (kept != here)
-            {
-                differences.Add($"{what} {kept} there, {here} here");
-            }
-        }
-        Compare("--queues", stored.Queues.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), o.Queues.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        Compare("--source", stored.Source, ours);
-        Compare("--offload", stored.Offload ? "on" : "off", o.Offload ? "on" : "off");
+        HandoverOffer.AddDifference(differences, "--queues", stored.Queues.Count.ToString(CultureInfo.InvariantCulture), o.Queues.ToString(CultureInfo.InvariantCulture));
+        HandoverOffer.AddDifference(differences, "--source", stored.Source, source.Name());
+        HandoverOffer.AddDifference(differences, "--offload", stored.Offload ? "on" : "off", o.Offload ? "on" : "off");
         bool gone = ExistingDevice.Find(device) is null;
         if (gone || differences.Count > 0 || !stored.Complete)
         {

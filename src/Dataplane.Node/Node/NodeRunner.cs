@@ -206,7 +206,7 @@ internal static partial class NodeRunner
     {
         if (o.OnExit == OnExit.Keep)
         {
-            DescriptorStore.Keep(device, plan.DeviceName, plan.Source == DeviceSource.Packet ? "packet" : "tun", o.Offload, tunFlags, log);
+            DescriptorStore.Keep(device, plan.DeviceName, plan.Source.Name(), o.Offload, tunFlags, log);
         }
         ReadyFile.Write(o.ReadyFile); // before the log line: whoever reads "Ready" finds the file
         log.Information("Ready: backend {Backend}, VNI {Vni}, listening on {Endpoint}, device {Device}{Predecessor}",
