@@ -27,7 +27,7 @@ public class FuzzTests(ITestOutputHelper output)
     public void Fuzz_target_survives_a_bounded_run(string target)
     {
         Require.Tool("afl-fuzz", "afl++");
-        string root = RepositoryRoot();
+        string root = Repository.Root;
         string work = Directory.CreateTempSubdirectory($"dataplane-fuzz-{target}-").FullName;
         try
         {
@@ -44,17 +44,5 @@ public class FuzzTests(ITestOutputHelper output)
         {
             Directory.Delete(work, recursive: true);
         }
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Dataplane.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException("Dataplane.sln not found above the test folder");
     }
 }

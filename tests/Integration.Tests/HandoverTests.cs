@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net.Sockets;
-using System.Text.RegularExpressions;
 using Dataplane.Lab;
 using Dataplane.Node;
 using Xunit.Abstractions;
@@ -32,21 +31,14 @@ public class HandoverTests(ITestOutputHelper output)
         ProcessRunner.Result warm = c.Ping(c.Topology.Pod(2), Topology.PodIp(1));
         Assert.True(warm.ExitCode == 0, warm.Stdout);
 
-        (NodeProcess sink1, NodeProcess send2) = Stream(c, from: 2, to: 1);
-        (NodeProcess sink2, NodeProcess send1) = Stream(c, from: 1, to: 2);
+        DatagramStream toOne = DatagramStream.Start(c, from: 2, to: 1, Datagrams), toTwo = DatagramStream.Start(c, from: 1, to: 2, Datagrams);
         Thread.Sleep(1000);
         NodeProcess second = HandOver(c, first, backend, source);
         Thread.Sleep(700);
         NodeProcess third = HandOver(c, second, backend, source);
-        foreach (NodeProcess p in new[] { send1, send2, sink1, sink2 })
-        {
-            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), $"{p.Output}");
-        }
-
-        AssertAllArrived($"{backend}/{source}, pod 2 to pod 1", sink1);
-        AssertAllArrived($"{backend}/{source}, pod 1 to pod 2", sink2);
-        Assert.True(third.Pid == ExistingDevice.RunningNode(c.ControlSocket(1)), // the control socket is the last node's now
-            $"exists {File.Exists(c.ControlSocket(1))}\n--- first:\n{first.Output}\n--- second:\n{second.Output}\n--- third:\n{third.Output}");
+        toOne.AssertAllArrived(output, $"{backend}/{source}, pod 2 to pod 1");
+        toTwo.AssertAllArrived(output, $"{backend}/{source}, pod 1 to pod 2");
+        Assert.Equal(third.Pid, ExistingDevice.RunningNode(c.ControlSocket(1))); // the control socket is the last node's now
         Assert.Equal(0, third.Stop(TimeSpan.FromSeconds(10)));
         Assert.DoesNotContain(backend == "vxlan" ? "flannel.1" : "flannel0", c.Topology.Ip(c.Topology.Node(1), "link", "show")); // --on-exit remove, as the first said
     }
@@ -64,18 +56,6 @@ public class HandoverTests(ITestOutputHelper output)
         return next;
     }
 
-    /// <summary>Numbered datagrams from pod <paramref name="from"/> to pod <paramref name="to"/>, one per millisecond (over IPv6 pods' addresses with <paramref name="ipv6"/>).</summary>
-    internal static (NodeProcess Sink, NodeProcess Sender) Stream(Cluster c, int from, int to, int datagrams = Datagrams, bool ipv6 = false)
-    {
-        string count = datagrams.ToString(CultureInfo.InvariantCulture), port = ipv6 ? "5402" : "5401";
-        NodeProcess sink = c.Topology.Start(c.Topology.Pod(to), [.. SelfCommand.Prefix(), "pod-udp-sink", "--port", port, "--count", count], $"udp-sink{to}");
-        Assert.NotNull(sink.WaitForLine("listening", TimeSpan.FromSeconds(10)));
-        string target = ipv6 ? $"[{Topology.PodIpv6(to)}]:{port}" : $"{Topology.PodIp(to)}:{port}";
-        NodeProcess sender = c.Topology.Start(c.Topology.Pod(from),
-            [.. SelfCommand.Prefix(), "pod-udp-send", "--to", target, "--count", count, "--interval-ms", "1"], $"udp-send{from}");
-        return (sink, sender);
-    }
-
     /// <summary>
     /// A dual-stack node hands over its sockets of both families (an IPv4 and an IPv6 underlay socket
     /// per queue): numbered datagrams between IPv4 pods and between IPv6 pods, through a hand-over
@@ -90,16 +70,11 @@ public class HandoverTests(ITestOutputHelper output)
         c.StartNode(2, "vxlan");
         ProcessRunner.Result warm = c.Ping(c.Topology.Pod(2), Topology.PodIpv6(1));
         Assert.True(warm.ExitCode == 0, warm.Stdout);
-        (NodeProcess sink4, NodeProcess send4) = Stream(c, from: 2, to: 1);
-        (NodeProcess sink6, NodeProcess send6) = Stream(c, from: 2, to: 1, ipv6: true);
+        DatagramStream ipv4 = DatagramStream.Start(c, from: 2, to: 1, Datagrams), ipv6 = DatagramStream.Start(c, from: 2, to: 1, Datagrams, ipv6: true);
         Thread.Sleep(1500);
         NodeProcess next = HandOver(c, node, "vxlan", "tun");
-        foreach (NodeProcess p in new[] { send4, send6, sink4, sink6 })
-        {
-            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), p.Output);
-        }
-        AssertAllArrived("IPv4 pods", sink4);
-        AssertAllArrived("IPv6 pods", sink6);
+        ipv4.AssertAllArrived(output, "IPv4 pods");
+        ipv6.AssertAllArrived(output, "IPv6 pods");
         Assert.Contains("listening on 192.0.2.1:8472 and [2001:db8:2::1]:8472", next.Output); // both families' sockets, adopted
         Assert.Equal(0, next.Stop(TimeSpan.FromSeconds(10)));
     }
@@ -239,16 +214,11 @@ public class HandoverTests(ITestOutputHelper output)
         NodeProcess ours = c.StartNode(1, "vxlan");
         ProcessRunner.Result warm = c.Ping(c.Topology.Pod(2), Topology.PodIp(1));
         Assert.True(warm.ExitCode == 0, warm.Stdout);
-        (NodeProcess sink1, NodeProcess send2) = Stream(c, from: 2, to: 1);
-        (NodeProcess sink2, NodeProcess send1) = Stream(c, from: 1, to: 2);
+        DatagramStream toOurs = DatagramStream.Start(c, from: 2, to: 1, Datagrams), toKernel = DatagramStream.Start(c, from: 1, to: 2, Datagrams);
         Thread.Sleep(1500);
         NodeProcess next = HandOver(c, ours, "vxlan", "tun");
-        foreach (NodeProcess p in new[] { send1, send2, sink1, sink2 })
-        {
-            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), p.Output);
-        }
-        AssertAllArrived("kernel peer to ours", sink1);
-        AssertAllArrived("ours to kernel peer", sink2);
+        toOurs.AssertAllArrived(output, "kernel peer to ours");
+        toKernel.AssertAllArrived(output, "ours to kernel peer");
         Assert.Equal(0, next.Stop(TimeSpan.FromSeconds(10)));
     }
 
@@ -274,14 +244,5 @@ public class HandoverTests(ITestOutputHelper output)
         string shown = string.Join(", ", bytes.Select(b => (b * 8 / 1e9).ToString("0.00", CultureInfo.InvariantCulture)));
         output.WriteLine($"{backend}: Gbit/s per second: {shown}");
         Assert.True(bytes.All(b => b >= median / 2), $"an interval below half the median: {shown}");
-    }
-
-    private void AssertAllArrived(string way, NodeProcess sink)
-    {
-        Match m = Regex.Match(sink.Output, @"received=(\d+) lost=(\d+) reordered=(\d+) duplicates=(\d+) longest_gap_ms=([\d.]+)");
-        Assert.True(m.Success, sink.Output);
-        output.WriteLine($"{way}: {sink.Output.Split('\n').Last(l => l.StartsWith("received=", StringComparison.Ordinal))}");
-        Assert.Equal("0", m.Groups[2].Value); // lost
-        Assert.Equal("0", m.Groups[3].Value); // reordered
     }
 }

@@ -25,7 +25,7 @@ public class SystemdTests(ITestOutputHelper output)
         using var systemd = new UserSystemd(c.Topology);
         string log = c.Path_("node1.log");
         systemd.OutputFile = log;
-        string unit = File.ReadAllText(Path.Combine(RepositoryRoot(), "deploy", "dataplane.service"));
+        string unit = File.ReadAllText(Path.Combine(Repository.Root, "deploy", "dataplane.service"));
         string execStart = Regex.Match(unit, @"^ExecStart=((?:.*\\\n)*.*)$", RegexOptions.Multiline).Groups[1].Value;
         string shippedFlags = string.Join(' ', Regex.Matches(execStart, @"--(ip-masq|metrics=\S+|on-exit=\S+)").Select(m => m.Value));
         Assert.Contains("--on-exit=keep", shippedFlags);
@@ -41,8 +41,7 @@ public class SystemdTests(ITestOutputHelper output)
         Assert.True(warm.ExitCode == 0, warm.Stdout + File.ReadAllText(log));
 
         const int Count = 6000; // 6 s: a restart at 1.5 s, a SIGKILL at 3.5 s (RestartSec=1)
-        (NodeProcess sink1, NodeProcess send2) = HandoverTests.Stream(c, from: 2, to: 1, Count);
-        (NodeProcess sink2, NodeProcess send1) = HandoverTests.Stream(c, from: 1, to: 2, Count);
+        DatagramStream toOne = DatagramStream.Start(c, from: 2, to: 1, Count), toTwo = DatagramStream.Start(c, from: 1, to: 2, Count);
         Thread.Sleep(1500);
         int first = systemd.MainPid("dataplane.service");
         systemd.Check("restart", "dataplane.service");
@@ -51,23 +50,12 @@ public class SystemdTests(ITestOutputHelper output)
         systemd.Check("kill", "-s", "SIGKILL", "dataplane.service");
         Assert.True(SpinWait.SpinUntil(() => systemd.MainPid("dataplane.service") is int p && p != 0 && p != second && systemd.Systemctl("is-active", "dataplane.service").Stdout.Trim() == "active",
             TimeSpan.FromSeconds(15)), systemd.Check("status", "dataplane.service") + File.ReadAllText(log));
-        foreach (NodeProcess p in new[] { send1, send2, sink1, sink2 })
-        {
-            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(30)), p.Output);
-        }
-
+        toOne.AssertAllArrived(output, $"{source}, pod 2 to pod 1");
+        toTwo.AssertAllArrived(output, $"{source}, pod 1 to pod 2");
         string text = File.ReadAllText(log);
         output.WriteLine(string.Join('\n', text.Split('\n').Where(l => l.Contains("systemd", StringComparison.Ordinal) || l.Contains("Ready", StringComparison.Ordinal))));
         Assert.NotEqual(first, second);
         Assert.Equal(2, Regex.Matches(text, "systemd kept 2 queues of flannel.1").Count); // the restart and the start after the SIGKILL
-        foreach ((string way, NodeProcess sink) in new[] { ("pod 2 to pod 1", sink1), ("pod 1 to pod 2", sink2) })
-        {
-            Match m = Regex.Match(sink.Output, @"received=(\d+) lost=(\d+) reordered=(\d+)");
-            Assert.True(m.Success, sink.Output);
-            output.WriteLine($"{source}, {way}: {sink.Output.Split('\n').Last(l => l.Length > 0)}");
-            Assert.Equal("0", m.Groups[2].Value);
-            Assert.Equal("0", m.Groups[3].Value);
-        }
         // `systemctl stop` drops what systemd kept: the device stays (--on-exit=keep), a TUN without a queue attached.
         systemd.Check("stop", "dataplane.service");
         string link = c.Topology.Ip(c.Topology.Node(1), "link", "show", "flannel.1");
@@ -75,17 +63,5 @@ public class SystemdTests(ITestOutputHelper output)
         {
             Assert.Contains("NO-CARRIER", link);
         }
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-        {
-            if (File.Exists(Path.Combine(dir, "Dataplane.sln")))
-            {
-                return dir;
-            }
-        }
-        throw new InvalidOperationException("repository root (Dataplane.sln) not found above " + AppContext.BaseDirectory);
     }
 }

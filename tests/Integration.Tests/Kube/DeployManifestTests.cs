@@ -9,7 +9,7 @@ namespace Dataplane.Integration.Tests.Kube;
 /// </summary>
 public class DeployManifestTests
 {
-    private static readonly string Manifest = Path.Combine(RepositoryRoot(), "deploy", "kube-dataplane.yml");
+    private static readonly string Manifest = Path.Combine(Repository.Root, "deploy", "kube-dataplane.yml");
 
     [Fact]
     public void Kubectl_accepts_the_manifest_in_a_client_side_dry_run()
@@ -29,7 +29,7 @@ public class DeployManifestTests
     [Fact]
     public void Kubectl_accepts_the_uninstall_manifest_and_it_runs_uninstall_on_every_node()
     {
-        string uninstall = Path.Combine(RepositoryRoot(), "deploy", "uninstall-dataplane.yml");
+        string uninstall = Path.Combine(Repository.Root, "deploy", "uninstall-dataplane.yml");
         using var k = new KubeCluster("vxlan");
         string output = k.KubectlOk("apply", "--dry-run=client", "--validate=false", "-f", uninstall);
         Assert.Contains("daemonset.apps/dataplane-uninstall created (dry run)", output);
@@ -110,7 +110,7 @@ public class DeployManifestTests
     public void The_daemonsets_roll_updates_as_hand_overs(string file)
     {
         var yaml = new YamlStream();
-        using (var reader = new StreamReader(Path.Combine(RepositoryRoot(), "deploy", file)))
+        using (var reader = new StreamReader(Path.Combine(Repository.Root, "deploy", file)))
         {
             yaml.Load(reader);
         }
@@ -137,16 +137,4 @@ public class DeployManifestTests
     }
 
     private static string Scalars(YamlNode n) => string.Join(',', ((YamlSequenceNode)n).Select(x => ((YamlScalarNode)x).Value));
-
-    private static string RepositoryRoot()
-    {
-        for (string? dir = AppContext.BaseDirectory; dir is not null; dir = Path.GetDirectoryName(dir))
-        {
-            if (File.Exists(Path.Combine(dir, "Dataplane.sln")))
-            {
-                return dir;
-            }
-        }
-        throw new InvalidOperationException("repository root (Dataplane.sln) not found above " + AppContext.BaseDirectory);
-    }
 }
