@@ -23,6 +23,7 @@ command -v etcd >/dev/null     || need+=(etcd-server)
 command -v etcdctl >/dev/null  || need+=(etcd-client)
 command -v kubectl >/dev/null  || need+=(kubernetes-client) # checks the stand-in Kubernetes API server
 command -v iptables >/dev/null || need+=(iptables)
+[ -x /usr/lib/systemd/systemd ] || need+=(systemd)         # a real systemd runs the shipped unit (SystemdTests)
 command -v clang >/dev/null    || need+=(clang)        # NativeAOT links with clang
 [ -f /usr/include/zlib.h ]     || need+=(zlib1g-dev)
 # The linux-arm64 binary: cross-compiled with Debian's aarch64 toolchain and lld, run under qemu-user.
