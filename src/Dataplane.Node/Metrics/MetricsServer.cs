@@ -51,8 +51,10 @@ internal sealed class MetricsServer : IDisposable
         // Bound under a name of our own, then renamed over the path in one step (rename(2)): a leftover
         // of a killed node, or a predecessor's socket in a hand-over, is replaced without a moment
         // with no socket. The name .NET bound stays with the socket: .NET unlinks the path a socket
-        // was bound to when it is disposed, which here is the private name, long gone.
-        string bound = $"{path}.{Environment.ProcessId}.new";
+        // was bound to when it is disposed, which here is the private name, long gone. The name is
+        // random, not only the pid: in containers every node is pid 1, and a predecessor disposing its
+        // socket would unlink the very name its successor had just bound.
+        string bound = $"{path}.{Environment.ProcessId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4))}.new";
         File.Delete(bound);
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
