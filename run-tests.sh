@@ -24,6 +24,15 @@ command -v etcdctl >/dev/null  || need+=(etcd-client)
 command -v kubectl >/dev/null  || need+=(kubernetes-client) # checks the stand-in Kubernetes API server
 command -v iptables >/dev/null || need+=(iptables)
 [ -x /usr/lib/systemd/systemd ] || need+=(systemd)         # a real systemd runs the shipped unit (SystemdTests)
+command -v curl >/dev/null     || need+=(curl)
+# The image (deploy/build-image.sh) and the DaemonSet's pod run by a real container runtime (DaemonSetPodTests).
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v umoci >/dev/null    || need+=(umoci)
+command -v skopeo >/dev/null   || need+=(skopeo)           # reads the OCI archive independently
+command -v podman >/dev/null   || need+=(podman)
+command -v runc >/dev/null     || need+=(runc)
+command -v ctr >/dev/null      || need+=(containerd)       # imports the archive as a node's containerd does
+[ -x /usr/lib/cni/bridge ]     || need+=(containernetworking-plugins)
 command -v clang >/dev/null    || need+=(clang)        # NativeAOT links with clang
 [ -f /usr/include/zlib.h ]     || need+=(zlib1g-dev)
 # The linux-arm64 binary: cross-compiled with Debian's aarch64 toolchain and lld, run under qemu-user.
@@ -68,6 +77,12 @@ rm -rf "$arm64"
 dotnet publish src/Dataplane -c Release -r linux-arm64 -o "$arm64" -p:LinkerFlavor=lld -p:ObjCopyName=aarch64-linux-gnu-objcopy \
   -nologo -v quiet >artifacts/publish-arm64.log 2>&1 || { tail -20 artifacts/publish-arm64.log; echo "NativeAOT publish for linux-arm64 failed"; exit 1; }
 export DATAPLANE_ARM64_BINARY="$PWD/$arm64/dataplane"
+# The image users run, built from Debian packages with the binary just published (DaemonSetPodTests load it).
+deploy/build-image.sh --binary "$aot/dataplane" --out artifacts/image >artifacts/image.log 2>&1
+image=$(tail -n 1 artifacts/image.log)
+[ -f "$image" ] || { tail -20 artifacts/image.log; echo "deploy/build-image.sh failed"; exit 1; }
+grep '^Image ' artifacts/image.log
+export DATAPLANE_IMAGE="$PWD/$image"
 dotnet test Dataplane.sln -c Release --logger "trx" --results-directory "$results" "$@"
 status=$?
 

@@ -4,7 +4,11 @@ using Dataplane.Node;
 
 namespace Dataplane.Lab;
 
-/// <summary>A program started in a network namespace with <c>ip netns exec</c> (which execs it: same pid); its output is collected line by line.</summary>
+/// <summary>
+/// A program started in a network namespace with <c>ip netns exec</c> (which execs it: same pid), or in
+/// this process's own namespace (a null namespace: a container runtime, which places its containers
+/// itself); its output is collected line by line.
+/// </summary>
 internal sealed class NodeProcess : IDisposable
 {
     private readonly Process _process;
@@ -20,20 +24,21 @@ internal sealed class NodeProcess : IDisposable
         _echo = echo;
     }
 
-    public static NodeProcess Start(string netns, IEnumerable<string> command, string label, TextWriter? echo = null)
+    public static NodeProcess Start(string? netns, IEnumerable<string> command, string label, TextWriter? echo = null)
     {
-        var psi = new ProcessStartInfo(ProcessRunner.Which("ip") ?? "ip")
+        string[] argv = netns is null ? [.. command] : [ProcessRunner.Which("ip") ?? "ip", "netns", "exec", netns, .. command];
+        var psi = new ProcessStartInfo(argv[0])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        foreach (string a in new[] { "netns", "exec", netns }.Concat(command))
+        foreach (string a in argv.Skip(1))
         {
             psi.ArgumentList.Add(a);
         }
-        var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start ip netns exec");
+        var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {argv[0]}");
         var np = new NodeProcess(p, label, echo);
         p.OutputDataReceived += (_, e) => np.Add(e.Data);
         p.ErrorDataReceived += (_, e) => np.Add(e.Data);

@@ -97,6 +97,16 @@ internal sealed class Topology : IDisposable
     }
 
     /// <summary>
+    /// Pod i's namespace with nothing in it but <c>lo</c>, for a CNI plugin to give it its interface
+    /// and address (as a container runtime hands the plugin a new pod's namespace).
+    /// </summary>
+    public void AddEmptyPod(int i)
+    {
+        AddNamespace(Pod(i));
+        Ip(Pod(i), "link", "set", "lo", "up");
+    }
+
+    /// <summary>
     /// Node i as a kernel VXLAN node programmed exactly as flanneld programs one:
     /// <c>flannel.1 type vxlan id 1 dstport 8472 nolearning</c> with its VtepMAC, MTU 1450, address
     /// &lt;subnet&gt;.0/32, and per peer a permanent neighbour, an FDB entry and an onlink route.
@@ -156,8 +166,8 @@ internal sealed class Topology : IDisposable
     public ProcessRunner.Result Exec(string netns, IEnumerable<string> command, int timeoutMs = 60_000) =>
         ProcessRunner.Run(_ip, ["netns", "exec", netns, .. command], timeoutMs);
 
-    /// <summary>Starts a long-running command inside a namespace; it is killed on <see cref="Dispose"/>.</summary>
-    public NodeProcess Start(string netns, IEnumerable<string> command, string label, TextWriter? echo = null)
+    /// <summary>Starts a long-running command inside a namespace (null: this process's own); it is killed on <see cref="Dispose"/>.</summary>
+    public NodeProcess Start(string? netns, IEnumerable<string> command, string label, TextWriter? echo = null)
     {
         NodeProcess p = NodeProcess.Start(netns, command, label, echo);
         lock (_processes)

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using System.Text.Json.Nodes;
@@ -43,6 +44,7 @@ internal sealed class KubeApiStandIn : IDisposable
     private readonly List<string> _requests = [];
     private readonly List<string> _authorizations = [];
     private readonly string? _netns;
+    private readonly X509Certificate2? _certificate;
     private IPEndPoint _endpoint;
     private long _version = 1000;
     private long _compactedAt;
@@ -53,13 +55,15 @@ internal sealed class KubeApiStandIn : IDisposable
     private int _listenFd = -1;
 
     /// <param name="netns">The namespace to listen in; null: this process's own (on loopback only).</param>
-    public KubeApiStandIn(string? netns, IPEndPoint endpoint)
+    /// <param name="certificate">Serve HTTPS with this certificate (and its key), as an API server does; null: plain HTTP.</param>
+    public KubeApiStandIn(string? netns, IPEndPoint endpoint, X509Certificate2? certificate = null)
     {
         _netns = netns;
         _endpoint = endpoint;
+        _certificate = certificate;
     }
 
-    public string Url => $"http://{_endpoint}";
+    public string Url => $"{(_certificate is null ? "http" : "https")}://{_endpoint}";
 
     /// <summary>kube-flannel's ClusterRole grants <c>nodes/status</c> patch only: the main resource answers 403.</summary>
     public bool ForbidNodePatch { get; set; }
@@ -110,7 +114,13 @@ internal sealed class KubeApiStandIn : IDisposable
         _listenFd = (int)fd;
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.ListenHandle(fd));
+        builder.WebHost.ConfigureKestrel(k => k.ListenHandle(fd, listen =>
+        {
+            if (_certificate is not null)
+            {
+                listen.UseHttps(_certificate);
+            }
+        }));
         builder.WebHost.UseShutdownTimeout(TimeSpan.FromSeconds(1));
         WebApplication app = builder.Build();
         Map(app);

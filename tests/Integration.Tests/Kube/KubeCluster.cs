@@ -16,18 +16,22 @@ internal sealed class KubeCluster : IDisposable
     public const int ApiHost = 100;
     public const string Prefix = "flannel.alpha.coreos.com/";
 
-    public KubeCluster(string backend)
+    /// <param name="tls">Serve the API over HTTPS with a CA the test makes (<see cref="Authority"/>), as a real API server does.</param>
+    public KubeCluster(string backend, bool tls = false)
     {
         Backend = backend;
         C = new Cluster();
         C.Topology.AddNode(ApiHost, withPod: false);
-        Api = new KubeApiStandIn(C.Topology.Node(ApiHost), new IPEndPoint(IPAddress.Parse(Topology.UnderlayIp(ApiHost)), 6443)) { ForbidNodePatch = true };
+        IPAddress address = IPAddress.Parse(Topology.UnderlayIp(ApiHost));
+        Authority = tls ? new ClusterAuthority(address) : null;
+        Api = new KubeApiStandIn(C.Topology.Node(ApiHost), new IPEndPoint(address, 6443), Authority?.ServerCertificate) { ForbidNodePatch = true };
         Api.Start();
         File.WriteAllText(NetConf, $$"""{"Network":"10.244.0.0/16","Backend":{"Type":"{{backend}}"} }""");
     }
 
     public Cluster C { get; }
     public KubeApiStandIn Api { get; }
+    public ClusterAuthority? Authority { get; }
     public string Backend { get; }
     public string NetConf => C.Path_("net-conf.json");
 
@@ -97,6 +101,7 @@ internal sealed class KubeCluster : IDisposable
     public void Dispose()
     {
         Api.Dispose();
+        Authority?.Dispose();
         C.Dispose();
     }
 }
