@@ -58,6 +58,42 @@ public class MetricsTests
         Assert.Contains("cannot read", missing.Stderr);
     }
 
+    /// <summary>
+    /// flanneld's --healthz-ip/--healthz-port: /healthz and /readyz on their own listener, apart from
+    /// --metrics (which serves neither, nor they it); bound to the address asked for only; one listener
+    /// when both flags name the same address and port. Fetched by curl from the other node.
+    /// </summary>
+    [Fact]
+    public void Healthz_and_readyz_answer_on_their_own_port_and_address()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        c.StartNode(1, "vxlan", null, "--metrics", "192.0.2.1:9100", "--healthz-ip", "192.0.2.1", "--healthz-port", "9110");
+        c.StartNode(2, "vxlan", null, "--metrics", ":9100", "--healthz-port", "9100");
+
+        Assert.Equal((200, "ok"), Get(c, "192.0.2.1:9110/healthz"));
+        Assert.Equal((200, "ready: lease 10.244.1.0/24, 1 peer, 2 queues forwarding"), Get(c, "192.0.2.1:9110/readyz"));
+        Assert.Equal(404, Get(c, "192.0.2.1:9110/metrics").Status);
+        Assert.Equal(404, Get(c, "192.0.2.1:9100/healthz").Status);
+        Assert.Equal(0, Get(c, "127.0.0.1:9110/healthz", from: 1).Status); // --healthz-ip: that address only (curl: no connection)
+        Assert.Equal(200, Get(c, "192.0.2.1:9100/metrics").Status);
+
+        // Node 2: --healthz-port on --metrics's own address and port (flanneld's default --healthz-ip, 0.0.0.0): one listener with every path.
+        Assert.Equal((200, "ok"), Get(c, "192.0.2.2:9100/healthz", from: 1));
+        Assert.Equal(200, Get(c, "192.0.2.2:9100/readyz", from: 1).Status);
+        Assert.Equal(200, Get(c, "192.0.2.2:9100/metrics", from: 1).Status);
+    }
+
+    /// <summary>curl from node <paramref name="from"/>: the status (0: no connection) and the body's first line.</summary>
+    private static (int Status, string Body) Get(Cluster c, string url, int from = 2)
+    {
+        ProcessRunner.Result r = c.Topology.Exec(c.Topology.Node(from), ["curl", "-s", "-m", "5", "-w", "\n%{http_code}", $"http://{url}"], 15_000);
+        string[] lines = r.Stdout.TrimEnd().Split('\n');
+        return (int.Parse(lines[^1], CultureInfo.InvariantCulture), lines.Length > 1 ? lines[0] : "");
+    }
+
     private static double Value(string metrics, string series)
     {
         Match m = Regex.Match(metrics, "^" + Regex.Escape(series) + @" (\S+)$", RegexOptions.Multiline);

@@ -4,15 +4,20 @@ using System.Text;
 
 namespace Dataplane.Metrics;
 
+/// <summary>One answer of the HTTP responder: the status code, the body, its type.</summary>
+internal readonly record struct HttpAnswer(int Status, string Body, string ContentType = "text/plain; charset=utf-8");
+
 /// <summary>
-/// Serves the metrics text two ways, each from a background thread, never from a packet loop:
-/// HTTP <c>GET /metrics</c> on <c>--metrics ADDR:PORT</c> (for Prometheus), and a Unix socket that
-/// writes the same text to whoever connects (for <c>dataplane stats</c>; root only, no port).
-/// A tiny HTTP/1.1 responder: one request per connection, then close.
+/// Serves the node's state two ways, each from a background thread, never from a packet loop:
+/// HTTP GETs of a few paths (<c>/metrics</c> on <c>--metrics ADDR:PORT</c> for Prometheus,
+/// <c>/healthz</c> and <c>/readyz</c> on <c>--healthz-ip/--healthz-port</c> for probes), and a
+/// Unix socket that writes the metrics text to whoever connects (for <c>dataplane stats</c>; root
+/// only, no port). A tiny HTTP/1.1 responder: one request per connection, then close.
 /// </summary>
 internal sealed class MetricsServer : IDisposable
 {
     private readonly Func<string> _render;
+    private readonly IReadOnlyDictionary<string, Func<HttpAnswer>> _routes = new Dictionary<string, Func<HttpAnswer>>();
     private readonly Func<Socket, string, bool>? _request;
     private readonly Socket _listener;
     private readonly string? _unixPath;
@@ -21,24 +26,38 @@ internal sealed class MetricsServer : IDisposable
     private readonly Thread _thread;
     private volatile bool _stopped;
 
-    private MetricsServer(Socket listener, Func<string> render, string? unixPath, Func<Socket, string, bool>? request = null)
+    private MetricsServer(Socket listener, Func<string> render, string? unixPath, Func<Socket, string, bool>? request = null,
+        IReadOnlyDictionary<string, Func<HttpAnswer>>? routes = null)
     {
         _listener = listener;
         _render = render;
+        _routes = routes ?? _routes;
         _request = request;
         _unixPath = unixPath;
         _thread = new Thread(Serve) { Name = unixPath is null ? "metrics-http" : "control-socket", IsBackground = true };
         _thread.Start();
     }
 
-    public static MetricsServer Http(IPEndPoint endpoint, Func<string> render)
+    /// <summary>HTTP on <paramref name="endpoint"/>: each path of <paramref name="routes"/> answers a GET; any other path 404.</summary>
+    public static MetricsServer Http(IPEndPoint endpoint, IReadOnlyDictionary<string, Func<HttpAnswer>> routes)
     {
         var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-        s.Bind(endpoint);
-        s.Listen(16);
-        return new MetricsServer(s, render, null);
+        try
+        {
+            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            s.Bind(endpoint);
+            s.Listen(16);
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
+        return new MetricsServer(s, () => "", null, null, routes);
     }
+
+    /// <summary>The Prometheus text as <c>/metrics</c> answers it.</summary>
+    public static HttpAnswer Metrics(Func<string> render) => new(200, render(), "text/plain; version=0.0.4; charset=utf-8");
 
     /// <param name="request">Offered each request line other than <c>STATS</c> (a capture): true when it took the connection over.</param>
     public static MetricsServer Unix(string path, Func<string> render, Func<Socket, string, bool>? request = null)
@@ -53,8 +72,9 @@ internal sealed class MetricsServer : IDisposable
         // with no socket. The name .NET bound stays with the socket: .NET unlinks the path a socket
         // was bound to when it is disposed, which here is the private name, long gone. The name is
         // random, not only the pid: in containers every node is pid 1, and a predecessor disposing its
-        // socket would unlink the very name its successor had just bound.
-        string bound = $"{path}.{Environment.ProcessId}-{Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4))}.new";
+        // socket would unlink the very name its successor had just bound. (Random.Shared, not the
+        // cryptographic generator: that one loads OpenSSL, which a node without TLS need not have.)
+        string bound = $"{path}.{Environment.ProcessId}-{Random.Shared.Next():x8}.new";
         File.Delete(bound);
         var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -164,11 +184,18 @@ internal sealed class MetricsServer : IDisposable
         string request = Encoding.ASCII.GetString(buffer, 0, n);
         string firstLine = request.Split('\n')[0].Trim();
         string[] parts = firstLine.Split(' ');
-        (string status, string type, string body) = parts.Length >= 2 && parts[0] == "GET" && parts[1].Split('?')[0] == "/metrics"
-            ? ("200 OK", "text/plain; version=0.0.4; charset=utf-8", _render())
-            : ("404 Not Found", "text/plain; charset=utf-8", "not found: try /metrics\n");
-        byte[] payload = Encoding.UTF8.GetBytes(body);
-        string head = $"HTTP/1.1 {status}\r\nContent-Type: {type}\r\nContent-Length: {payload.Length}\r\nConnection: close\r\n\r\n";
+        HttpAnswer answer = parts.Length >= 2 && parts[0] == "GET" && _routes.TryGetValue(parts[1].Split('?')[0], out Func<HttpAnswer>? route)
+            ? route()
+            : new HttpAnswer(404, $"not found: try {string.Join(", ", _routes.Keys.Order(StringComparer.Ordinal))}\n");
+        string status = answer.Status switch
+        {
+            200 => "200 OK",
+            404 => "404 Not Found",
+            503 => "503 Service Unavailable",
+            _ => answer.Status.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        byte[] payload = Encoding.UTF8.GetBytes(answer.Body);
+        string head = $"HTTP/1.1 {status}\r\nContent-Type: {answer.ContentType}\r\nContent-Length: {payload.Length}\r\nConnection: close\r\n\r\n";
         client.Send([.. Encoding.ASCII.GetBytes(head), .. payload]);
     }
 

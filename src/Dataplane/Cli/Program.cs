@@ -41,6 +41,11 @@ internal static class Program
         }
     }
 
+    /// <summary>The release and the commit it was built from ("0.9.0+COMMIT"), as <c>dataplane --version</c> prints it.</summary>
+    internal static string Version =>
+        typeof(Program).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>().FirstOrDefault()?.InformationalVersion ?? "unknown";
+
     /// <summary>The commands that talk to a running node through its control socket (<see cref="ControlSocketFlags"/>).</summary>
     internal static IEnumerable<Command> NodeCommands() => [StatsCommandLine(), DoctorCommandLine(), CaptureCommandLine()];
 

@@ -26,8 +26,16 @@ internal static class RunCommandLine
         {
             cmd.Options.Add(o);
         }
+        // flanneld's --version: the release (and the commit it was built from), then exit.
+        var version = new Option<bool>("--version") { Description = "print the version and exit" }.Flanneld();
+        cmd.Options.Add(version);
         cmd.SetAction(r =>
         {
+            if (r.GetValue(version))
+            {
+                Console.WriteLine(Program.Version);
+                return 0;
+            }
             RunOptions options = groups.Aggregate(RunOptions.Defaults, (o, g) => g.Read(r, o));
             using Serilog.Core.Logger log = createLogger();
             try
