@@ -56,5 +56,6 @@ public static class NetlinkLayout
     public const byte RTPROT_BOOT = 3;
     public const byte RT_SCOPE_LINK = 253;
     public const byte RTN_UNICAST = 1;
+    public const byte RTN_BLACKHOLE = 6;
 }
 #pragma warning restore CA1707

@@ -250,6 +250,42 @@ public sealed unsafe class RouteNetlink : IDisposable
     public void DeleteRoute(Ipv4Prefix prefix, int index, string what) =>
         ExecuteDelete(RouteMessage(NetlinkLayout.RTM_DELROUTE, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK, prefix, index), what);
 
+    /// <summary>
+    /// <c>ip route add blackhole PREFIX</c> (main table) unless a route for exactly that prefix is
+    /// there already (ours from before, or another's, such as a CNI bridge's): true when it added one.
+    /// </summary>
+    public bool AddBlackholeRoute(Ipv4Prefix prefix, string what)
+    {
+        try
+        {
+            Execute(BlackholeMessage(NetlinkLayout.RTM_NEWROUTE,
+                NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK | NetlinkLayout.NLM_F_CREATE | NetlinkLayout.NLM_F_EXCL, prefix), what);
+            return true;
+        }
+        catch (NativeException e) when (e.Errno is Errno.EEXIST)
+        {
+            return false;
+        }
+    }
+
+    /// <summary><c>ip route del blackhole PREFIX</c>; a route already gone is not an error.</summary>
+    public void DeleteBlackholeRoute(Ipv4Prefix prefix, string what) =>
+        ExecuteDelete(BlackholeMessage(NetlinkLayout.RTM_DELROUTE, NetlinkLayout.NLM_F_REQUEST | NetlinkLayout.NLM_F_ACK, prefix), what);
+
+    private static Message BlackholeMessage(ushort type, ushort flags, Ipv4Prefix prefix)
+    {
+        var m = new Message(type, flags);
+        Span<byte> rtm = m.Reserve(NetlinkLayout.RtmsgSize);
+        rtm[0] = (byte)AF_INET;
+        rtm[1] = (byte)prefix.Length;
+        rtm[4] = NetlinkLayout.RT_TABLE_MAIN;
+        rtm[5] = NetlinkLayout.RTPROT_BOOT;
+        rtm[6] = NetlinkLayout.RT_SCOPE_UNIVERSE;
+        rtm[7] = NetlinkLayout.RTN_BLACKHOLE;
+        m.AttributeIpv4(NetlinkLayout.RTA_DST, prefix.Address);
+        return m;
+    }
+
     /// <summary><c>ip link del</c>; a link already gone is not an error.</summary>
     public void DeleteLink(int index, string what)
     {

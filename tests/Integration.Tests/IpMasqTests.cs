@@ -44,7 +44,7 @@ public class IpMasqTests
     }
 
     /// <summary>The sources of the echo requests pod 1 sends to <paramref name="target"/>, as tshark captures them in <paramref name="netns"/>.</summary>
-    private static string[] EchoSources(Cluster c, string netns, string target)
+    internal static string[] EchoSources(Cluster c, string netns, string target)
     {
         string tshark = Require.Tool("tshark", "tshark");
         NodeProcess capture = c.Topology.Start(netns, [tshark, "-i", "eth0", "-l", "-f", $"icmp[icmptype] == icmp-echo and dst host {target}",

@@ -14,6 +14,8 @@ public class RunHelpTests
         "--public-ip", "--public-ipv6", "--iface", "--ip-masq", "--subnet-file", "--etcd-endpoints", "--etcd-prefix", "--etcd-username", "--etcd-password",
         "--etcd-cafile", "--etcd-certfile", "--etcd-keyfile", "--subnet-lease-renew-margin", "--kube-subnet-mgr", "--kube-api-url",
         "--kubeconfig-file", "--kube-annotation-prefix", "--net-config-path", "--set-node-network-unavailable",
+        "--healthz-ip", "--healthz-port", "--version", "--iptables-forward-rules", "--iptables-resync", "--ip-blackhole-route",
+        "--ip-masq-fully-random-disable", "--iface-regex", "--iface-can-reach",
     ];
 
     [Fact]
@@ -25,6 +27,18 @@ public class RunHelpTests
         string[] same = [.. flags.Where(o => o.Description!.EndsWith("[flanneld: the same]", StringComparison.Ordinal)).Select(o => o.Name)];
         Assert.Equal(FlanneldNames.Order(), same.Order());
         Assert.Equal(flags.Length, flags.Select(o => o.Name).Distinct().Count());
+    }
+
+    /// <summary>flanneld's --version prints its version and exits 0: so do <c>dataplane run --version</c> and <c>dataplane --version</c>, with the commit.</summary>
+    [Fact]
+    public void Run_version_prints_the_release_and_commit_and_exits_0()
+    {
+        string version = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(Path.Combine(Repository.Root, "Directory.Build.props")), "<Version>(.*)</Version>").Groups[1].Value;
+        IReadOnlyList<string> program = Dataplane.Lab.SelfCommand.Prefix();
+        Dataplane.Node.ProcessRunner.Result run = Dataplane.Node.ProcessRunner.Run(program[0], [.. program.Skip(1), "run", "--version"]);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Matches($"^{System.Text.RegularExpressions.Regex.Escape(version)}\\+[0-9a-f]{{40}}\n$", run.Stdout);
+        Assert.Equal(run.Stdout, Dataplane.Node.ProcessRunner.Run(program[0], [.. program.Skip(1), "--version"]).Stdout);
     }
 
     [Fact]

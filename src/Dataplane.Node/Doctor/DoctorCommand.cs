@@ -137,7 +137,7 @@ internal static class DoctorCommand
         return letThrough
             ? DoctorCheck.Pass("forward-policy", $"FORWARD policy DROP, with rules letting {net} through")
             : DoctorCheck.Fail("forward-policy", $"FORWARD policy DROP and no rule lets {net} through: pod traffic is dropped",
-                $"iptables -A FORWARD -s {net} -j ACCEPT && iptables -A FORWARD -d {net} -j ACCEPT (or run the node with --ip-masq)");
+                $"iptables -A FORWARD -s {net} -j ACCEPT && iptables -A FORWARD -d {net} -j ACCEPT (or run the node with --iptables-forward-rules, its default)");
     }
 
     private static IEnumerable<DoctorCheck> Device(NodeFacts n)

@@ -29,6 +29,9 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
     public UInt128 Ipv6SubnetMax { get; init; }
     public bool EnableIpv6 => Ipv6Network is not null;
 
+    /// <summary>flannel's <c>EnableNFTables</c>: the masquerade and forward rules in nftables, not iptables.</summary>
+    public bool EnableNFTables { get; init; }
+
     /// <summary>flannel's <c>EnableIPv4</c> (default true); false only beside EnableIPv6 (an IPv6-only network).</summary>
     public bool EnableIpv4 => SubnetLength != 0;
 
@@ -80,6 +83,7 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
                 Ipv6SubnetLength = v6Length,
                 Ipv6SubnetMin = v6Min,
                 Ipv6SubnetMax = v6Max,
+                EnableNFTables = json.EnableNFTables == true,
             };
         }
         string networkText = json.Network ?? throw new ConfigException($"{where}: missing \"Network\"");
@@ -113,6 +117,7 @@ internal sealed record NetworkConfig(Ipv4Prefix Network, int SubnetLength, Backe
             Ipv6SubnetLength = v6Length,
             Ipv6SubnetMin = v6Min,
             Ipv6SubnetMax = v6Max,
+            EnableNFTables = json.EnableNFTables == true,
         };
 
         uint SubnetBound(string? text, string name, uint fallback)

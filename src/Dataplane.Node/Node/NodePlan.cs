@@ -6,6 +6,8 @@ namespace Dataplane.Node;
 internal sealed record NodePlan(ClusterSnapshot Snapshot, NodeIdentity Node, string UnderlayIface, string DeviceName, int DeviceMtu)
 {
     public System.Net.IPEndPoint? MetricsEndpoint { get; init; }
+    /// <summary>Where /healthz and /readyz are served (--healthz-ip, --healthz-port), or none.</summary>
+    public System.Net.IPEndPoint? HealthzEndpoint { get; init; }
 
     /// <summary>
     /// Our underlay address, where the socket listens. Usually the lease's public IP; not when the

@@ -22,7 +22,7 @@ internal static partial class NodeRunner
         log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases", leases.Description,
             network == IpFamilies.Ipv6Only ? $"{snapshot.Config.Ipv6Network} (IPv6-only)" : snapshot.Config.Network.ToString(),
             network == IpFamilies.Ipv6Only ? snapshot.Config.Ipv6SubnetLength : snapshot.Config.SubnetLength, snapshot.Leases.Count);
-        Underlay underlay = FindUnderlay(o, snapshot, network);
+        Underlay underlay = FindUnderlay(o, snapshot, network, log);
         BackendProfile profile = BackendProfile.Of(o.Backend ?? snapshot.Config.Backend);
         int port = o.Port ?? (profile.Kind == snapshot.Config.Backend ? snapshot.Config.Port : profile.DefaultPort);
         string device = o.Device ?? profile.DefaultDevice;
@@ -42,6 +42,7 @@ internal static partial class NodeRunner
         var plan = new NodePlan(snapshot, node, underlay.Iface, device, deviceMtu)
         {
             MetricsEndpoint = o.Metrics,
+            HealthzEndpoint = o.Healthz,
             BindAddress = underlay.PublicIp,
             Source = source,
             Existing = existing,
@@ -87,18 +88,15 @@ internal static partial class NodeRunner
     };
 
     /// <summary>Where is our underlay: the public addresses (flags, else the interface's) and their interface, each checked to be this host's.</summary>
-    private static Underlay FindUnderlay(RunOptions o, ClusterSnapshot snapshot, IpFamilies network)
+    private static Underlay FindUnderlay(RunOptions o, ClusterSnapshot snapshot, IpFamilies network, ILogger log)
     {
-        string? iface = o.Iface;
-        if (iface is not null && !HostInfo.InterfaceExists(iface))
-        {
-            throw new ConfigException($"--iface {iface}: no such interface");
-        }
+        UnderlayInterface.Choice? chosen = UnderlayInterface.Choose(o.Ifaces, o.IfaceRegexes, o.IfaceCanReach, log);
+        string? iface = chosen?.Name;
         uint publicIp = 0;
         string? underlay = null;
         if (network != IpFamilies.Ipv6Only)
         {
-            publicIp = o.PublicIp is not null ? Ipv4Prefix.ToUInt32(o.PublicIp) : DefaultPublicIp(ref iface);
+            publicIp = o.PublicIp is not null ? Ipv4Prefix.ToUInt32(o.PublicIp) : chosen?.Address ?? DefaultPublicIp(ref iface);
             underlay = HostInfo.InterfaceWith(publicIp)
                 ?? throw new ConfigException($"public IP {Ipv4Prefix.Format(publicIp)} is not an address of this host");
         }

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Dataplane.Capture;
 using Dataplane.Encap;
 using Dataplane.Engine;
@@ -66,8 +64,10 @@ internal static partial class NodeRunner
         var tables = new PeerTables(plan.Node, table => engine!.Publish(table), log, HostInfo.LocalAddresses());
         SubnetTable table = tables.First(plan.Snapshot);
         MetricsText.Source? metricsSource = null;
-        Func<string> renderMetrics = () => metricsSource is { } m ? MetricsText.Render(m) : "";
-        using MetricsServer? metrics = plan.MetricsEndpoint is null || predecessor is not null ? null : StartMetrics(plan.MetricsEndpoint, renderMetrics, log);
+        var health = new NodeHealth();
+        IReadOnlyList<HttpListenerPlan> listeners = HttpListeners.Plan(plan.MetricsEndpoint, plan.HealthzEndpoint,
+            () => metricsSource is { } m ? MetricsText.Render(m) : "", health);
+        using HttpListeners? http = predecessor is null ? HttpListeners.Start(listeners, log) : null;
         using var signals = new StopSignals();
 
         using StoredDescriptors? stored = plan.Stored;
@@ -77,12 +77,11 @@ internal static partial class NodeRunner
         using var running = new DataplaneEngine([.. device.Queues.Select(q => FaultInjection.Wrap(o.InjectFault, q))], table, settings, captures);
         engine = running;
 
-        using IpMasq? masq = Masquerade(o, plan, log);                                            // 4
+        using TrafficRules? rules = HostRules(o, plan, log);                                      // 4
         SubnetEnvFile.Write(o.SubnetFile, plan.Ipv4Subnets, plan.DeviceMtu, o.IpMasq, plan.Ipv6Subnets);
         log.Information("Wrote {Path}", o.SubnetFile);
         StartForwarding(running, predecessor, log);
-        using MetricsServer? metricsAfterHandover = plan.MetricsEndpoint is not null && predecessor is not null
-            ? StartMetricsAfterHandover(plan.MetricsEndpoint, renderMetrics, log) : null;
+        using HttpListeners? httpAfterHandover = predecessor is not null ? HttpListeners.StartAfterHandover(listeners, log) : null;
         leases.Watch(tables);
         var metricsNow = new MetricsText.Source(running, plan.Node.Profile.Name, plan.DeviceName, o.Batch, device)
         {
@@ -95,9 +94,11 @@ internal static partial class NodeRunner
         using var handover = new HandoverPredecessor(OfferOf(o, plan, tunFlags), device, running, log);
         using MetricsServer control = StartControl(o, plan, device, metricsNow, settings.SlotSize, handover, log);
         Announce(o, plan, device, predecessor, tunFlags, log);
+        health.Forwarding(running, plan.Node.ForwardsIpv4 ? plan.Node.Subnet.ToString() : plan.Node.Ipv6Subnet.ToString() ?? "");
 
         Stop stop = WaitForStop(signals, running, handover, log);                                // 5
-        afterHandover = Release(stop, o, device, masq, control, handover);
+        health.Stopping(stop == Stop.HandedOver ? $"handed over to {handover.Successor}" : "stopping");
+        afterHandover = Release(stop, o, device, rules, control, handover);
         StopForwarding(leases, captures, running, device, log);                                   // 6
         return stop == Stop.Failed ? 1 : 0;
     }
@@ -107,7 +108,7 @@ internal static partial class NodeRunner
     /// rules and the control socket's path to the successor; returns the signal watch of
     /// --after-handover wait, registered before ours goes.
     /// </summary>
-    private static StopSignals? Release(Stop stop, RunOptions o, NodeDevice device, IpMasq? masq, MetricsServer control, HandoverPredecessor handover)
+    private static StopSignals? Release(Stop stop, RunOptions o, NodeDevice device, TrafficRules? rules, MetricsServer control, HandoverPredecessor handover)
     {
         ServiceNotifier.Notify("STOPPING=1");
         ReadyFile.Remove(o.ReadyFile);
@@ -116,7 +117,7 @@ internal static partial class NodeRunner
             return null;
         }
         device.LeaveTo(handover.Successor);
-        masq?.KeepFor($"handed over to {handover.Successor}");
+        rules?.KeepFor($"handed over to {handover.Successor}");
         control.LeavePath();
         return o.AfterHandover == AfterHandover.Wait ? new StopSignals() : null;
     }
@@ -157,39 +158,22 @@ internal static partial class NodeRunner
             predecessor.Predecessor, running.InboundLoops.Count, took.Elapsed.TotalMilliseconds);
     }
 
-    /// <summary>The metrics port when a predecessor held it, once it has gone (it closes it on its way out): tried for a few seconds.</summary>
-    private static MetricsServer? StartMetricsAfterHandover(IPEndPoint endpoint, Func<string> render, ILogger log)
+    /// <summary>
+    /// The host's rules (--ip-masq, --iptables-forward-rules, --ip-blackhole-route), IPv4 only; without
+    /// --ip-masq, a predecessor's masquerade rules are removed (it left them to us).
+    /// </summary>
+    private static TrafficRules? HostRules(RunOptions o, NodePlan plan, ILogger log)
     {
-        for (var waited = System.Diagnostics.Stopwatch.StartNew(); ; Thread.Sleep(50))
+        if (!o.IpMasq && plan.Predecessor is { Offer.IpMasq: true } predecessor)
         {
-            try
-            {
-                return StartMetrics(endpoint, render, log);
-            }
-            catch (ConfigException) when (waited.Elapsed < TimeSpan.FromSeconds(5))
-            {
-                // still the predecessor's
-            }
-            catch (ConfigException e)
-            {
-                log.Warning("Metrics: {Error} (the predecessor still holds it); serving none", e.Message);
-                return null;
-            }
+            TrafficRules.RemoveMasqueradeLeftBy(predecessor.Predecessor, log);
         }
-    }
-
-    /// <summary>--ip-masq's rules; without the flag, a predecessor's rules are removed (it left them to us).</summary>
-    private static IpMasq? Masquerade(RunOptions o, NodePlan plan, ILogger log)
-    {
-        if (o.IpMasq)
+        if (!plan.Node.ForwardsIpv4)
         {
-            return IpMasq.Install(plan.Node.Config.Network, plan.Node.Subnet, keep: o.OnExit == OnExit.Keep, log);
+            return null;
         }
-        if (plan.Predecessor is { Offer.IpMasq: true } predecessor)
-        {
-            IpMasq.RemoveLeftBy(predecessor.Predecessor, log);
-        }
-        return null;
+        var wanted = new TrafficRules.Wanted(o.IpMasq, o.ForwardRules, !o.MasqueradeFullyRandomDisable, o.BlackholeRoute, o.RulesResync, Keep: o.OnExit == OnExit.Keep);
+        return TrafficRules.Install(plan.Node.Config.Network, plan.Node.Subnet, plan.Node.Config.EnableNFTables, wanted, log);
     }
 
     /// <summary>Step 3's device: the predecessor's queues, the ones systemd kept, or made anew.</summary>
@@ -294,18 +278,4 @@ internal static partial class NodeRunner
         ("public_ipv6", plan.Node.ForwardsIpv6 && plan.Node.PublicIpv6 is UInt128 p6 ? Ipv6Prefix.Format(p6) : ""),
         ("pid", Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)),
     ];
-
-    private static MetricsServer StartMetrics(IPEndPoint endpoint, Func<string> render, ILogger log)
-    {
-        try
-        {
-            MetricsServer server = MetricsServer.Http(endpoint, render);
-            log.Information("Metrics at http://{Endpoint}/metrics", endpoint);
-            return server;
-        }
-        catch (SocketException e)
-        {
-            throw new ConfigException($"--metrics {endpoint}: cannot listen: {e.SocketErrorCode}");
-        }
-    }
 }

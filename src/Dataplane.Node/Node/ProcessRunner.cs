@@ -7,14 +7,26 @@ internal static class ProcessRunner
 {
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
-    public static Result Run(string file, IEnumerable<string> args, int timeoutMs = 30_000)
+    /// <param name="stdin">Written to the program's standard input, which is then closed (iptables-restore, nft -f -).</param>
+    public static Result Run(string file, IEnumerable<string> args, int timeoutMs = 30_000, string? stdin = null)
     {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(file)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = stdin is not null,
+            UseShellExecute = false,
+        };
         foreach (string a in args)
         {
             psi.ArgumentList.Add(a);
         }
         using var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        if (stdin is not null)
+        {
+            p.StandardInput.Write(stdin);
+            p.StandardInput.Close();
+        }
         Task<string> stdout = p.StandardOutput.ReadToEndAsync();
         Task<string> stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(timeoutMs))

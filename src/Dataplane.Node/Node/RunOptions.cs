@@ -23,7 +23,10 @@ internal sealed record RunOptions
     public IPAddress? PublicIp { get; init; }
     /// <summary>Our IPv6 underlay address (a dual-stack network config only).</summary>
     public IPAddress? PublicIpv6 { get; init; }
-    public string? Iface { get; init; }
+    /// <summary>flanneld's --iface (names or addresses, tried in order), --iface-regex (in order) and --iface-can-reach: see <see cref="UnderlayInterface"/>.</summary>
+    public IReadOnlyList<string> Ifaces { get; init; } = [];
+    public IReadOnlyList<string> IfaceRegexes { get; init; } = [];
+    public IPAddress? IfaceCanReach { get; init; }
     public string? Device { get; init; }
     /// <summary>The device side: a TUN, a veth pair read with a packet socket, or whichever the host allows.</summary>
     public DeviceSource Source { get; init; } = DeviceSource.Auto;
@@ -37,6 +40,14 @@ internal sealed record RunOptions
     public int? Port { get; init; }
     public string SubnetFile { get; init; } = "/run/flannel/subnet.env";
     public bool IpMasq { get; init; }
+    /// <summary>flanneld's --iptables-forward-rules (default true): FORWARD accepts the overlay's traffic.</summary>
+    public bool ForwardRules { get; init; } = true;
+    /// <summary>flanneld's --ip-masq-fully-random-disable: MASQUERADE without --random-fully.</summary>
+    public bool MasqueradeFullyRandomDisable { get; init; }
+    /// <summary>flanneld's --ip-blackhole-route: a blackhole route for our subnet.</summary>
+    public bool BlackholeRoute { get; init; }
+    /// <summary>flanneld's --iptables-resync: how often the rules and the blackhole route are checked and put back.</summary>
+    public TimeSpan RulesResync { get; init; } = TimeSpan.FromSeconds(5);
     /// <summary>TUN offloads (virtio-net header, TSO/USO, GRO) and UDP GSO/GRO.</summary>
     public bool Offload { get; init; } = true;
     /// <summary>Packets per system call at most (1: the naive one-packet-per-call mode).</summary>
@@ -46,6 +57,8 @@ internal sealed record RunOptions
     public const int MaxQueues = 64;
     /// <summary>Where Prometheus text is served, or none.</summary>
     public IPEndPoint? Metrics { get; init; }
+    /// <summary>Where /healthz and /readyz are served (flanneld's --healthz-ip and --healthz-port; port 0: none).</summary>
+    public IPEndPoint? Healthz { get; init; }
     /// <summary>The Unix socket <c>dataplane stats</c> reads (default /run/dataplane/DEVICE.sock).</summary>
     public string? ControlSocket { get; init; }
     public double IcmpRate { get; init; } = EngineSettings.DefaultIcmpRate;

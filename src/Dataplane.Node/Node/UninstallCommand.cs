@@ -14,7 +14,8 @@ namespace Dataplane.Node;
 ///     with <c>--force</c> stopped first (SIGTERM, SIGKILL after 10 s).
 ///  3. Each device (its addresses, routes and neighbours go with it; a veth pair's other end too),
 ///     then the files of each device name: its control socket and its VTEP MAC file.
-///  4. The <c>--ip-masq</c> chains and the jumps into them, and subnet.env.
+///  4. The <c>--ip-masq</c> and forward chains and the jumps into them (iptables, or the nftables
+///     table), and subnet.env.
 ///  5. With <c>--release-lease</c>: our lease in the store the node used (<see cref="Leases.ILeaseSource.Release"/>:
 ///     etcd keys whose PublicIP is an address of this host, or our Node's lease annotations).
 ///  6. With <c>--cni</c>: the CNI config and the flannel plugin the DaemonSet installs, and cni0
@@ -65,7 +66,11 @@ internal static class UninstallCommand
         }
         if (ProcessRunner.Which("iptables") is string iptables)
         {
-            removed.AddRange(IpMasq.RemoveChains(iptables).Select(chain => $"iptables chain {chain} and the jump into it"));
+            removed.AddRange(TrafficRules.RemoveChains(iptables).Select(chain => $"iptables chain {chain} and the jump into it"));
+        }
+        if (ProcessRunner.Which("nft") is string nft && NftRules.RemoveTable(nft))
+        {
+            removed.Add($"nftables table ip {NftRules.Table}");
         }
         removed.AddRange(RemoveFile(o.SubnetFile, "subnet.env"));
         if (o.ReleaseLease)

@@ -39,11 +39,52 @@ internal static class RunFlags
                 && !a.IsIPv6LinkLocal && !a.IsIPv6Multicast && !a.Equals(IPAddress.IPv6Any) && !a.Equals(IPAddress.IPv6Loopback) ? a : null,
             "not a global IPv6 address").Flanneld();
 
-        public Option<string?> Iface { get; } = new Option<string?>("--iface") { Description = "the underlay interface (default: the one of the default route)" }.Flanneld();
+        public Option<string[]> Iface { get; } = new Option<string[]>("--iface")
+        {
+            Description = "the underlay interface, a name or an address of this host; repeat it to try each in order, the first found wins "
+                + "(default: the default route's interface)",
+        }.Flanneld();
 
-        public IEnumerable<Option> Options => [PublicIp, PublicIpv6, Iface];
+        public Option<string[]> IfaceRegex { get; } = IfaceRegexOption().Flanneld();
 
-        public RunOptions Read(ParseResult r, RunOptions o) => o with { PublicIp = r.GetValue(PublicIp), PublicIpv6 = r.GetValue(PublicIpv6), Iface = r.GetValue(Iface) };
+        public Option<IPAddress?> IfaceCanReach { get; } = Parsed("--iface-can-reach",
+            "the underlay interface is the one this address is routed through (what ip route get ADDRESS says), tried after --iface and --iface-regex",
+            t => IPAddress.TryParse(t, out IPAddress? a) ? a : null, "not an IP address").Flanneld();
+
+        public IEnumerable<Option> Options => [PublicIp, PublicIpv6, Iface, IfaceRegex, IfaceCanReach];
+
+        public RunOptions Read(ParseResult r, RunOptions o) => o with
+        {
+            PublicIp = r.GetValue(PublicIp),
+            PublicIpv6 = r.GetValue(PublicIpv6),
+            Ifaces = r.GetValue(Iface) ?? [],
+            IfaceRegexes = r.GetValue(IfaceRegex) ?? [],
+            IfaceCanReach = r.GetValue(IfaceCanReach),
+        };
+
+        private static Option<string[]> IfaceRegexOption()
+        {
+            var regex = new Option<string[]>("--iface-regex")
+            {
+                Description = "a regular expression matched against every interface's IPv4 addresses, then their names; repeat it to try each in order "
+                    + "(after --iface)",
+            };
+            regex.Validators.Add(r =>
+            {
+                foreach (string pattern in r.GetValueOrDefault<string[]>() ?? [])
+                {
+                    try
+                    {
+                        _ = new System.Text.RegularExpressions.Regex(pattern);
+                    }
+                    catch (ArgumentException e)
+                    {
+                        r.AddError($"--iface-regex {pattern}: not a regular expression ({e.Message})");
+                    }
+                }
+            });
+            return regex;
+        }
     }
 
     /// <summary>The device side: its name, what it is, and how it is read (offloads, batches, queues).</summary>
@@ -163,10 +204,40 @@ internal static class RunFlags
                 + "removed when it stops or hands over (a readiness probe: test -f FILE)",
         }.NotInFlanneld();
 
-        public IEnumerable<Option> Options => [SubnetFile, IpMasq, VtepMacFile, ReadyFile];
+        public Option<bool> ForwardRules { get; } = new Option<bool>("--iptables-forward-rules")
+        {
+            Description = "accept the overlay's traffic in FORWARD (filter FLANNEL-FWD), whatever its policy; --iptables-forward-rules=false: leave FORWARD alone",
+            DefaultValueFactory = _ => RunOptions.Defaults.ForwardRules,
+        }.Flanneld();
 
-        public RunOptions Read(ParseResult r, RunOptions o) =>
-            o with { SubnetFile = r.GetValue(SubnetFile)!, IpMasq = r.GetValue(IpMasq), ReadyFile = r.GetValue(ReadyFile) };
+        public Option<int> RulesResync { get; } = new Option<int>("--iptables-resync")
+        {
+            Description = "seconds between checks of the rules and the blackhole route; what someone else removed is put back",
+            DefaultValueFactory = _ => (int)RunOptions.Defaults.RulesResync.TotalSeconds,
+        }.InRange(1, 86400, "must be 1 to 86400 seconds").Flanneld();
+
+        public Option<bool> BlackholeRoute { get; } = new Option<bool>("--ip-blackhole-route")
+        {
+            Description = "a blackhole route for our subnet (traffic to an address no pod has is dropped here), when no other route covers it",
+        }.Flanneld();
+
+        public Option<bool> FullyRandomDisable { get; } = new Option<bool>("--ip-masq-fully-random-disable")
+        {
+            Description = "masquerade without --random-fully",
+        }.Flanneld();
+
+        public IEnumerable<Option> Options => [SubnetFile, IpMasq, ForwardRules, RulesResync, BlackholeRoute, FullyRandomDisable, VtepMacFile, ReadyFile];
+
+        public RunOptions Read(ParseResult r, RunOptions o) => o with
+        {
+            SubnetFile = r.GetValue(SubnetFile)!,
+            IpMasq = r.GetValue(IpMasq),
+            ForwardRules = r.GetValue(ForwardRules),
+            RulesResync = TimeSpan.FromSeconds(r.GetValue(RulesResync)),
+            BlackholeRoute = r.GetValue(BlackholeRoute),
+            MasqueradeFullyRandomDisable = r.GetValue(FullyRandomDisable),
+            ReadyFile = r.GetValue(ReadyFile),
+        };
 
         /// <summary>The VTEP MAC file: the flag's, else the device's default.</summary>
         public string VtepMacPath(ParseResult r, string? device) =>
@@ -180,7 +251,17 @@ internal static class RunFlags
 
         public Option<IPEndPoint?> Metrics { get; } = Parsed("--metrics",
             "serve Prometheus metrics at http://ADDR:PORT/metrics (for example 127.0.0.1:9100, or :9100 for every address)",
-            ParseEndpoint, "not ADDR:PORT (for example 127.0.0.1:9100 or :9100)").NotInFlanneld("it serves --healthz-port instead");
+            ParseEndpoint, "not ADDR:PORT (for example 127.0.0.1:9100 or :9100)").NotInFlanneld();
+
+        public Option<IPAddress?> HealthzIp { get; } = Parsed("--healthz-ip",
+            "the address /healthz and /readyz are served on (default 0.0.0.0, every address)",
+            t => IPAddress.TryParse(t, out IPAddress? a) ? a : null, "not an IP address").Flanneld();
+
+        public Option<int> HealthzPort { get; } = new Option<int>("--healthz-port")
+        {
+            Description = "serve /healthz (200 while the process and its packet loops run) and /readyz (200 while it forwards: lease held, "
+                + "peers loaded, every queue running) on this port; 0: none",
+        }.InRange(0, 65535, "must be 0 to 65535").Flanneld();
 
         public Option<string?> ControlSocket { get; } = new Option<string?>("--control-socket")
         {
@@ -208,11 +289,12 @@ internal static class RunFlags
             Hidden = true,
         }.NotInFlanneld();
 
-        public IEnumerable<Option> Options => [Metrics, ControlSocket, IcmpRate, IcmpBurst, Assist, InjectFault];
+        public IEnumerable<Option> Options => [Metrics, HealthzIp, HealthzPort, ControlSocket, IcmpRate, IcmpBurst, Assist, InjectFault];
 
         public RunOptions Read(ParseResult r, RunOptions o) => o with
         {
             Metrics = r.GetValue(Metrics),
+            Healthz = r.GetValue(HealthzPort) is int port and > 0 ? new IPEndPoint(r.GetValue(HealthzIp) ?? IPAddress.Any, port) : null,
             ControlSocket = r.GetValue(ControlSocket),
             IcmpRate = r.GetValue(IcmpRate),
             IcmpBurst = r.GetValue(IcmpBurst),

@@ -34,6 +34,10 @@ public class ContainerImageTests
         long size = long.Parse(ProcessRunner.Check(podman, "image", "inspect", "--format", "{{.Size}}", image).Trim(), CultureInfo.InvariantCulture);
         Assert.True(size <= 60_000_000, $"the image is {size / 1e6:0.0} MB uncompressed (goal: at most 60 MB)");
 
+        // The binary in the image is the release and commit the labels name.
+        string revision = labels.GetProperty("org.opencontainers.image.revision").GetString()!;
+        Assert.Equal($"{version}+{revision.Replace("-dirty", "", StringComparison.Ordinal)}", Run(image, "/usr/local/bin/dataplane", "run", "--version").Trim());
+
         // What --ip-masq, doctor and the DaemonSet's init container and probes run, and nothing of a package manager or shell.
         Assert.Contains("nf_tables", Run(image, "/usr/sbin/iptables", "-V"));
         Assert.Contains("nf_tables", Run(image, "/usr/sbin/ip6tables", "-V"));

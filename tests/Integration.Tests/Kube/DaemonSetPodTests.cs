@@ -50,6 +50,9 @@ public class DaemonSetPodTests(ITestOutputHelper output)
                 PodmanKubelet kubelet = kubelets[i - 1];
                 Assert.True(kubelet.Ready(Container, PodName(i)), $"the readiness probe failed on node {i}:\n{node.Output}");
                 Assert.Equal(200, kubelet.HttpProbe(Container, "livenessProbe"));
+                // --metrics=$(POD_IP):9109: on the node's address, not on every interface (not on loopback).
+                Assert.Contains("dataplane_build_info", Curl(k, i, $"http://{Topology.UnderlayIp(i)}:9109/metrics"));
+                Assert.Equal("", Curl(k, i, "http://127.0.0.1:9109/metrics"));
                 // What the container wrote for the CNI plugin, read by flannel's CNI logic and the real plugins.
                 Assert.Contains("FLANNEL_IPMASQ=true", File.ReadAllText(kubelet.HostPath("/run/flannel/subnet.env")));
                 Assert.Equal(string.Create(CultureInfo.InvariantCulture, $"10.244.{i}.2/24"), FlannelCniPlugin.AddPod(kubelet, k.C.Topology, i));
@@ -141,6 +144,9 @@ public class DaemonSetPodTests(ITestOutputHelper output)
             ProcessRunner.Run(Require.Tool("podman", "podman"), ["rmi", next]);
         }
     }
+
+    private static string Curl(KubeCluster k, int node, string url) =>
+        k.C.Topology.Exec(k.C.Topology.Node(node), ["curl", "-s", "-m", "5", url], 15_000).Stdout;
 
     private static bool WaitUntil(Func<bool> condition, TimeSpan timeout)
     {

@@ -156,7 +156,8 @@ internal sealed class PodmanKubelet : IDisposable
             string[] add = DaemonSetManifest.Child(security, "capabilities") is YamlMappingNode caps ? DaemonSetManifest.Scalars(caps, "add") : [];
             a.AddRange(["--cap-drop", "all", .. add.SelectMany(x => new[] { "--cap-add", x })]);
         }
-        a.AddRange(Environment(c, podName).SelectMany(e => new[] { "--env", e }));
+        string[] env = [.. Environment(c, podName)];
+        a.AddRange(env.SelectMany(e => new[] { "--env", e }));
         a.AddRange(Mounts(c, podName).SelectMany(m => new[] { "--volume", m }));
         string[] command = DaemonSetManifest.Scalars(c, "command");
         if (command.Length > 0)
@@ -164,9 +165,17 @@ internal sealed class PodmanKubelet : IDisposable
             a.AddRange(["--entrypoint", command[0]]);
         }
         a.Add(image ?? _image);
-        a.AddRange(command.Skip(1));
-        a.AddRange(DaemonSetManifest.Scalars(c, "args"));
+        a.AddRange(command.Skip(1).Select(x => Expand(x, env)));
+        a.AddRange(DaemonSetManifest.Scalars(c, "args").Select(x => Expand(x, env)));
         return a;
+    }
+
+    /// <summary>A kubelet's expansion of <c>$(VAR)</c> in command and args from the container's env (an unknown name stays as written; <c>$$</c> is a <c>$</c>).</summary>
+    private static string Expand(string text, string[] env)
+    {
+        var values = env.ToDictionary(e => e[..e.IndexOf('=', StringComparison.Ordinal)], e => e[(e.IndexOf('=', StringComparison.Ordinal) + 1)..]);
+        return System.Text.RegularExpressions.Regex.Replace(text, @"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+            m => m.Value == "$$" ? "$" : values.TryGetValue(m.Groups[1].Value, out string? v) ? v : m.Value);
     }
 
     private IEnumerable<string> Environment(YamlMappingNode c, string podName)
@@ -192,6 +201,7 @@ internal sealed class PodmanKubelet : IDisposable
                 "spec.nodeName" => NodeName,
                 "metadata.name" => podName,
                 "metadata.namespace" => _manifest.Namespace,
+                "status.podIP" or "status.hostIP" => Topology.UnderlayIp(_node), // a host-network pod's IP is its node's
                 _ => throw new InvalidOperationException($"the downward API's {field} is not modelled here"),
             };
         }

@@ -24,6 +24,8 @@ internal sealed class NetworkConfigJson
     public bool? EnableIPv6 { get; set; }
     public string? IPv6Network { get; set; }
     public int? IPv6SubnetLen { get; set; }
+    /// <summary>flanneld's traffic manager in nftables instead of iptables (default false).</summary>
+    public bool? EnableNFTables { get; set; }
     public string? IPv6SubnetMin { get; set; }
     public string? IPv6SubnetMax { get; set; }
     public string? Network { get; set; }
