@@ -80,7 +80,7 @@ public class BadInputTests
     [InlineData("--backend", "geneve", "--backend geneve: unknown backend (supported: udp, vxlan)")]
     [InlineData("--public-ip", "192.0.2.77", "public IP 192.0.2.77 is not an address of this host")]
     [InlineData("--public-ip", "192.0.2", "--public-ip 192.0.2: not an IPv4 address")]
-    [InlineData("--iface", "nosuch0", "--iface nosuch0: no such interface")]
+    [InlineData("--iface", "nosuch0", "no interface matches --iface nosuch0")]
     [InlineData("--public-ipv6", "192.0.2.1", "--public-ipv6 192.0.2.1: not a global IPv6 address")]
     [InlineData("--public-ipv6", "fe80::1", "--public-ipv6 fe80::1: not a global IPv6 address")]
     [InlineData("--device", "a/b", "--device a/b: not a valid interface name")]
