@@ -9,6 +9,14 @@ internal sealed record ClusterSnapshot(NetworkConfig Config, IReadOnlyList<Lease
 {
     public IReadOnlyList<(string Name, string Message)> Unreadable { get; init; } = [];
 
+    /// <summary>
+    /// The public addresses the store says this node is to use (flanneld's GetStoredPublicIP: our
+    /// Node's <c>node-public-ip</c> and <c>node-public-ipv6</c> annotations), with where they come
+    /// from; they win over <c>--public-ip</c>/<c>--public-ipv6</c>, as in flanneld. Null: none.
+    /// </summary>
+    public (string Address, string From)? StoredPublicIp { get; init; }
+    public (string Address, string From)? StoredPublicIpv6 { get; init; }
+
     public LeaseRecord? LeaseOf(uint publicIp) => Leases.FirstOrDefault(l => l.PublicIp == publicIp);
 
     /// <summary>The lease whose PublicIPv6 is <paramref name="publicIpv6"/> (how an IPv6-only node finds its own).</summary>

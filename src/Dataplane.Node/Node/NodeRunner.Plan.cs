@@ -22,6 +22,7 @@ internal static partial class NodeRunner
         log.Information("{Source}: network {Network}, SubnetLen {Len}, {Count} leases", leases.Description,
             network == IpFamilies.Ipv6Only ? $"{snapshot.Config.Ipv6Network} (IPv6-only)" : snapshot.Config.Network.ToString(),
             network == IpFamilies.Ipv6Only ? snapshot.Config.Ipv6SubnetLength : snapshot.Config.SubnetLength, snapshot.Leases.Count);
+        o = WithStoredPublicIps(o, snapshot, log);
         Underlay underlay = FindUnderlay(o, snapshot, network, log);
         BackendProfile profile = BackendProfile.Of(o.Backend ?? snapshot.Config.Backend);
         int port = o.Port ?? (profile.Kind == snapshot.Config.Backend ? snapshot.Config.Port : profile.DefaultPort);
@@ -123,6 +124,30 @@ internal static partial class NodeRunner
             }
         }
         return new Underlay(publicIp, publicIpv6, underlay!);
+    }
+
+    /// <summary>
+    /// flanneld's rule (main.go, GetStoredPublicIP): a public address the store keeps for this node
+    /// (our Node's <c>node-public-ip</c>, <c>node-public-ipv6</c>) wins over <c>--public-ip</c> and
+    /// <c>--public-ipv6</c>; said in one line.
+    /// </summary>
+    private static RunOptions WithStoredPublicIps(RunOptions o, ClusterSnapshot snapshot, ILogger log)
+    {
+        if (snapshot.StoredPublicIp is (string v4, string from))
+        {
+            IPAddress a = IPAddress.TryParse(v4, out IPAddress? p) && p.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? p
+                : throw new ConfigException($"{from}: '{v4}' is not an IPv4 address");
+            log.Information("Public IP {PublicIP} from {From}{Instead}", v4, from, o.PublicIp is null ? "" : $" (instead of --public-ip {o.PublicIp})");
+            o = o with { PublicIp = a };
+        }
+        if (snapshot.StoredPublicIpv6 is (string v6, string from6))
+        {
+            IPAddress a = IPAddress.TryParse(v6, out IPAddress? p) && p.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? p
+                : throw new ConfigException($"{from6}: '{v6}' is not an IPv6 address");
+            log.Information("Public IPv6 {PublicIP} from {From}{Instead}", v6, from6, o.PublicIpv6 is null ? "" : $" (instead of --public-ipv6 {o.PublicIpv6})");
+            o = o with { PublicIpv6 = a };
+        }
+        return o;
     }
 
     /// <summary>No --public-ip: the IPv4 address of --iface, else of the default route's interface (which <paramref name="iface"/> then names).</summary>

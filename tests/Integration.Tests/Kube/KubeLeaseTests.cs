@@ -55,6 +55,36 @@ public class KubeLeaseTests
     }
 
     /// <summary>
+    /// flanneld's GetStoredPublicIP and --kube-annotation-prefix, end to end: each node's
+    /// <c>PREFIX-node-public-ip</c> annotation (an operator's) wins over its --public-ip, the lease is
+    /// published under the prefix only, and the two nodes reach each other's pods over those
+    /// addresses (a second underlay subnet, 198.51.100.0/24, on the same link).
+    /// </summary>
+    [Fact]
+    public void Node_public_ip_annotations_under_a_custom_prefix_choose_the_address_peers_use()
+    {
+        using var k = new KubeCluster("vxlan");
+        const string prefix = "example.com/net-";
+        foreach (int i in new[] { 1, 2 })
+        {
+            string address = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"198.51.100.{i}");
+            k.Register(i, annotations: new Dictionary<string, string> { [prefix + "node-public-ip"] = address });
+            k.C.Topology.Ip(k.C.Topology.Node(i), "addr", "add", address + "/24", "dev", "eth0");
+        }
+        NodeProcess n1 = k.StartNode(1, "--kube-annotation-prefix", "example.com/net");
+        NodeProcess n2 = k.StartNode(2, "--kube-annotation-prefix", "example.com/net");
+        Assert.Contains("Public IP 198.51.100.1 from node node1's annotation example.com/net-node-public-ip (instead of --public-ip 192.0.2.1)", n1.Output);
+        Assert.NotNull(n2.WaitForLine("Subnet added: 10.244.1.0/24 via 198.51.100.1", TimeSpan.FromSeconds(10)));
+
+        IReadOnlyDictionary<string, string> published = k.Api.Annotations("node1");
+        Assert.Equal("198.51.100.1", published[prefix + "public-ip"]);
+        Assert.Equal("vxlan", published[prefix + "backend-type"]);
+        Assert.DoesNotContain(published.Keys, a => a.StartsWith(KubeCluster.Prefix, StringComparison.Ordinal));
+        ProcessRunner.Result ping = k.C.Ping(k.C.Topology.Pod(1), Topology.PodIp(2));
+        Assert.True(ping.ExitCode == 0, ping.Stdout + n1.Output + n2.Output);
+    }
+
+    /// <summary>
     /// A dual-stack kube-flannel cluster: the flanneld node (annotations with public-ipv6 and
     /// backend-v6-data, a kernel flannel.1 and flannel-v6.1 behind them) is a peer in both families;
     /// ours takes its IPv6 subnet from its second podCIDR and publishes both annotations as

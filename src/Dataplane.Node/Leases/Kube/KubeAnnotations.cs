@@ -20,6 +20,7 @@ internal sealed partial record KubeAnnotations(string Prefix)
     public string PublicIpOverwrite => Prefix + "public-ip-overwrite";
     /// <summary>Set by the operator: the local address to use as the public IP (as <c>--public-ip</c>).</summary>
     public string NodePublicIp => Prefix + "node-public-ip";
+    public string NodePublicIpv6 => Prefix + "node-public-ipv6";
 
     /// <summary>The annotations a node publishes its lease in (the operator's two are not among them).</summary>
     public IEnumerable<string> Published => [BackendData, BackendType, PublicIp, SubnetKubeManaged, PublicIpv6, BackendV6Data];
