@@ -77,8 +77,14 @@ internal sealed class PeerTables
         }
     }
 
+    /// <summary>Tables built from a snapshot of every lease (the first too): a store update no lease is made of builds none.</summary>
+    public long Built => Interlocked.Read(ref _built);
+
+    private long _built;
+
     private SubnetTable Build(ClusterSnapshot snapshot)
     {
+        Interlocked.Increment(ref _built);
         var notes = new List<string>();
         SubnetTable table;
         List<RejectedLease> rejected;

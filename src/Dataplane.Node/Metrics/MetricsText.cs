@@ -25,6 +25,8 @@ internal static class MetricsText
 
         /// <summary>The leases refused now (<see cref="Leases.PeerTables.Rejected"/>), or null.</summary>
         public Func<IReadOnlyList<Leases.RejectedLease>>? RejectedLeases { get; init; }
+        /// <summary>Subnet tables built from the store's leases so far.</summary>
+        public Func<long>? TablesBuilt { get; init; }
     }
 
     public static string Render(Source s)
@@ -84,6 +86,12 @@ internal static class MetricsText
         }
         Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
         Line(b, "dataplane_peers", table.Peers.Count);
+        if (s.TablesBuilt?.Invoke() is long built)
+        {
+            Family(b, "dataplane_peer_tables_built_total", "counter",
+                "Subnet tables built from a snapshot of the store's leases (the first one too); a store update that changes no lease builds none.");
+            Line(b, "dataplane_peer_tables_built_total", built);
+        }
         if (s.RejectedLeases?.Invoke() is { } rejected)
         {
             RenderRejected(b, rejected);

@@ -88,6 +88,7 @@ internal static partial class NodeRunner
             Facts = Describe(plan, leases.Description, o.SubnetFile, o.IpMasq),
             Captures = captures,
             RejectedLeases = () => tables.Rejected,
+            TablesBuilt = () => tables.Built,
         };
         metricsSource = metricsNow;
         uint tunFlags = (device.Device as TunTap.TunDevice)?.OffloadFlags ?? 0;

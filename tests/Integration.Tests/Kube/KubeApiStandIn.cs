@@ -50,6 +50,8 @@ internal sealed class KubeApiStandIn : IDisposable
     private long _compactedAt;
     // Moved by ExpireWatches: a watch that sees it move sends a 410 ERROR event and ends.
     private long _expiries;
+    private int _listPagesServed;
+    private const int MaxEvents = 4000;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication? _app;
     private int _listenFd = -1;
@@ -64,6 +66,16 @@ internal sealed class KubeApiStandIn : IDisposable
     }
 
     public string Url => $"{(_certificate is null ? "http" : "https")}://{_endpoint}";
+
+    /// <summary>
+    /// Nodes as a real cluster's are (labels; status with 50 images, five conditions, addresses,
+    /// capacity, nodeInfo; about 15 KB of JSON each) rather than only what a lease needs: what a
+    /// node's lists and watches then cost it.
+    /// </summary>
+    public bool RealisticNodes { get; set; }
+
+    /// <summary>Compact the history right after serving this list page (1: the first page served): the next page's continue token is then a 410.</summary>
+    public int CompactAfterListPage { get; set; }
 
     /// <summary>kube-flannel's ClusterRole grants <c>nodes/status</c> patch only: the main resource answers 403.</summary>
     public bool ForbidNodePatch { get; set; }
@@ -163,8 +175,22 @@ internal sealed class KubeApiStandIn : IDisposable
                     ["creationTimestamp"] = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture),
                 },
                 ["spec"] = new JsonObject(),
-                ["status"] = new JsonObject { ["conditions"] = new JsonArray() },
+                ["status"] = RealisticNodes ? RealisticStatus(name) : new JsonObject { ["conditions"] = new JsonArray() },
             };
+            if (RealisticNodes)
+            {
+                node["metadata"]!["labels"] = new JsonObject
+                {
+                    ["beta.kubernetes.io/arch"] = "amd64",
+                    ["beta.kubernetes.io/os"] = "linux",
+                    ["kubernetes.io/arch"] = "amd64",
+                    ["kubernetes.io/hostname"] = name,
+                    ["kubernetes.io/os"] = "linux",
+                    ["node.kubernetes.io/instance-type"] = "n2-standard-8",
+                    ["topology.kubernetes.io/region"] = "europe-west1",
+                    ["topology.kubernetes.io/zone"] = "europe-west1-b",
+                };
+            }
             var spec = new JsonObject();
             if (podCidr is not null)
             {
@@ -181,6 +207,83 @@ internal sealed class KubeApiStandIn : IDisposable
             _nodes[name] = node;
             Record(exists ? "MODIFIED" : "ADDED", node);
         }
+    }
+
+    /// <summary>
+    /// The kubelet's heartbeat: the Ready condition's lastHeartbeatTime moves, nothing a lease is
+    /// made of (a MODIFIED event carrying the whole Node, as most of a cluster's Node updates are).
+    /// </summary>
+    public void Heartbeat(string name)
+    {
+        lock (_gate)
+        {
+            if (!_nodes.TryGetValue(name, out JsonObject? node))
+            {
+                return;
+            }
+            string now = DateTime.UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
+            foreach (JsonNode? c in node["status"]?["conditions"]?.AsArray() ?? [])
+            {
+                if (c?["type"]?.GetValue<string>() == "Ready")
+                {
+                    c["lastHeartbeatTime"] = now;
+                }
+            }
+            Record("MODIFIED", node);
+        }
+    }
+
+    /// <summary>A kubelet's Node status, about 15 KB of JSON: 50 images, five conditions, addresses, capacity, nodeInfo.</summary>
+    private static JsonObject RealisticStatus(string name)
+    {
+        const string t = "2026-12-01T08:00:00Z";
+        JsonObject Condition(string type, string status, string reason, string message) => new()
+        {
+            ["type"] = type,
+            ["status"] = status,
+            ["lastHeartbeatTime"] = t,
+            ["lastTransitionTime"] = t,
+            ["reason"] = reason,
+            ["message"] = message,
+        };
+        var images = new JsonArray();
+        for (int i = 0; i < 50; i++)
+        {
+            string repo = $"registry.example/team-{i % 7}/service-{i}";
+            string digest = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(repo)));
+            images.Add(new JsonObject
+            {
+                ["names"] = new JsonArray($"{repo}@sha256:{digest}", $"{repo}:v1.{i}.{i * 3 % 17}", $"mirror.registry.example/{repo}:v1.{i}.{i * 3 % 17}-bookworm"),
+                ["sizeBytes"] = 10_000_000L + (i * 7_919_113L),
+            });
+        }
+        var capacity = new JsonObject { ["cpu"] = "8", ["ephemeral-storage"] = "101203600Ki", ["hugepages-1Gi"] = "0", ["hugepages-2Mi"] = "0", ["memory"] = "32874844Ki", ["pods"] = "110" };
+        return new JsonObject
+        {
+            ["capacity"] = capacity,
+            ["allocatable"] = capacity.DeepClone(),
+            ["conditions"] = new JsonArray(
+                Condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                Condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                Condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                Condition("Ready", "True", "KubeletReady", "kubelet is posting ready status. AppArmor enabled")),
+            ["addresses"] = new JsonArray(new JsonObject { ["type"] = "InternalIP", ["address"] = "198.51.100.10" }, new JsonObject { ["type"] = "Hostname", ["address"] = name }),
+            ["daemonEndpoints"] = new JsonObject { ["kubeletEndpoint"] = new JsonObject { ["Port"] = 10250 } },
+            ["nodeInfo"] = new JsonObject
+            {
+                ["machineID"] = Convert.ToHexStringLower(System.Security.Cryptography.MD5.HashData(Encoding.UTF8.GetBytes(name))),
+                ["systemUUID"] = Guid.NewGuid().ToString(),
+                ["bootID"] = Guid.NewGuid().ToString(),
+                ["kernelVersion"] = "6.1.0-27-cloud-amd64",
+                ["osImage"] = "Debian GNU/Linux 12 (bookworm)",
+                ["containerRuntimeVersion"] = "containerd://1.7.24",
+                ["kubeletVersion"] = "v1.31.4",
+                ["kubeProxyVersion"] = "v1.31.4",
+                ["operatingSystem"] = "linux",
+                ["architecture"] = "amd64",
+            },
+            ["images"] = images,
+        };
     }
 
     public void DeleteNode(string name)
@@ -253,6 +356,12 @@ internal sealed class KubeApiStandIn : IDisposable
         _version++;
         node["metadata"]!["resourceVersion"] = _version.ToString(CultureInfo.InvariantCulture);
         _events.Add((_version, type, (JsonObject)node.DeepClone()));
+        if (_events.Count > MaxEvents)
+        {
+            // The watch cache's window: older resourceVersions are compacted away (a watcher that far behind gets a 410).
+            _compactedAt = _events[MaxEvents / 2].Version - 1;
+            _events.RemoveRange(0, MaxEvents / 2);
+        }
         TaskCompletionSource was = _changed;
         _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         was.TrySetResult();
@@ -371,18 +480,53 @@ internal sealed class KubeApiStandIn : IDisposable
             await Watch(ctx, q["resourceVersion"].ToString(), int.TryParse(q["timeoutSeconds"], out int t) ? t : 1800);
             return;
         }
-        JsonObject list;
+        IResult answer;
         lock (_gate)
         {
-            list = new JsonObject
-            {
-                ["kind"] = "NodeList",
-                ["apiVersion"] = "v1",
-                ["metadata"] = new JsonObject { ["resourceVersion"] = _version.ToString(CultureInfo.InvariantCulture) },
-                ["items"] = new JsonArray([.. _nodes.Values.Select(n => n.DeepClone())]),
-            };
+            answer = ListPage(q);
         }
-        await Json(list).ExecuteAsync(ctx);
+        await answer.ExecuteAsync(ctx);
+    }
+
+    /// <summary>
+    /// A page of the node list as the API server pages one (<c>limit</c>, <c>continue</c>): a list
+    /// from its cache (<c>resourceVersion=0</c>) ignores the limit; a continue token names where the
+    /// next page starts and the resourceVersion it was made at, and once the history was compacted
+    /// past that it is a 410. (The API server serves every page at the first page's resourceVersion,
+    /// from etcd; the stand-in serves the rest of the current state.)
+    /// </summary>
+    private IResult ListPage(IQueryCollection q)
+    {
+        IEnumerable<KeyValuePair<string, JsonObject>> nodes = _nodes;
+        if (q["continue"].ToString() is { Length: > 0 } token)
+        {
+            string[] parts = Encoding.UTF8.GetString(Convert.FromBase64String(token)).Split('|', 2);
+            if (long.Parse(parts[0], CultureInfo.InvariantCulture) < _compactedAt)
+            {
+                return StatusResult(410, "Expired", "The provided continue parameter is too old to display a consistent list result. "
+                    + "You can start a new list without the continue parameter.");
+            }
+            nodes = nodes.Where(n => string.CompareOrdinal(n.Key, parts[1]) > 0);
+        }
+        int limit = q["resourceVersion"].ToString() != "0" && int.TryParse(q["limit"], out int l) && l > 0 ? l : int.MaxValue;
+        JsonObject[] page = [.. nodes.Take(limit == int.MaxValue ? int.MaxValue : limit + 1).Select(n => n.Value)];
+        var metadata = new JsonObject { ["resourceVersion"] = _version.ToString(CultureInfo.InvariantCulture) };
+        if (page.Length > limit)
+        {
+            page = page[..limit];
+            string last = page[^1]["metadata"]!["name"]!.GetValue<string>();
+            metadata["continue"] = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{_version}|{last}"));
+        }
+        var list = new JsonObject { ["kind"] = "NodeList", ["apiVersion"] = "v1", ["metadata"] = metadata, ["items"] = new JsonArray([.. page.Select(n => n.DeepClone())]) };
+        if (++_listPagesServed == CompactAfterListPage)
+        {
+            // Other objects written (etcd's revision moves with every key) and the history compacted
+            // under the paged list: its next token is too old.
+            _version++;
+            _compactedAt = _version;
+            _events.Clear();
+        }
+        return Json(list);
     }
 
     /// <summary>Events after <paramref name="from"/>, then each new one as it happens, until the timeout, the client leaves, or the server stops.</summary>

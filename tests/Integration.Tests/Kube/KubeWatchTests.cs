@@ -80,13 +80,13 @@ public class KubeWatchTests(ITestOutputHelper output)
         WaitForTheWatch(k, n1);
         string[] NodeLists() => [.. k.Api.Requests.Where(r => r.StartsWith("GET /api/v1/nodes", StringComparison.Ordinal)
             && !r.StartsWith("GET /api/v1/nodes/", StringComparison.Ordinal) && !r.Contains("watch=", StringComparison.Ordinal))];
-        Assert.All(NodeLists(), r => Assert.Equal("GET /api/v1/nodes?resourceVersion=0", r));
+        Assert.Equal(["GET /api/v1/nodes?limit=500&resourceVersion=0"], NodeLists()); // one list at start, from the cache, paged as client-go pages
         int before = NodeLists().Length;
 
         k.Api.ExpireWatches(); // the open watch ends with a 410
-        Assert.NotNull(n1.WaitForLine("watch expired", TimeSpan.FromSeconds(5)));
+        Assert.NotNull(n1.WaitForLine("(expired); listing the nodes again", TimeSpan.FromSeconds(5)));
         Assert.True(SpinWait.SpinUntil(() => NodeLists().Length == before + 1, 5000), string.Join("; ", NodeLists()));
-        Assert.Equal("GET /api/v1/nodes", NodeLists()[^1]);
+        Assert.Equal("GET /api/v1/nodes?limit=500", NodeLists()[^1]);
         WaitForTheWatch(k, n1);
 
         k.Api.Stop();
@@ -99,6 +99,6 @@ public class KubeWatchTests(ITestOutputHelper output)
         Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(10)) is not null, n1.Output);
         Assert.True(n1.WaitForLine("Subnet removed: 10.244.2.0/24", TimeSpan.FromSeconds(5)) is not null, n1.Output);
         output.WriteLine($"after the API server came back compacted: converged in {converged.ElapsedMilliseconds} ms; lists: {string.Join("; ", NodeLists())}");
-        Assert.Equal("GET /api/v1/nodes", NodeLists()[^1]);
+        Assert.Equal("GET /api/v1/nodes?limit=500", NodeLists()[^1]);
     }
 }

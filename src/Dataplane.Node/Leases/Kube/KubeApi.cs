@@ -116,14 +116,35 @@ internal sealed class KubeApi : IDisposable
     /// <summary>Our node, or null if there is none of that name.</summary>
     public NodeJson? GetNode(string name) => Get($"api/v1/nodes/{Uri.EscapeDataString(name)}", KubeJson.Default.NodeJson, allowNotFound: true);
 
+    /// <summary>Nodes a page of a list holds at most (client-go's pager's default).</summary>
+    public const int PageSize = 500;
+
     /// <summary>
     /// All nodes, as client-go's reflector lists them: from the API server's watch cache
     /// (<c>resourceVersion=0</c>: no quorum read of etcd, what 5,000 nodes listing at once need),
     /// or with <paramref name="consistent"/> a quorum read (after a 410: the cache may be older than
-    /// the version that expired).
+    /// the version that expired); in pages of <see cref="PageSize"/> (<c>limit</c>, then each page's
+    /// <c>continue</c> token, which takes no resourceVersion), each read from the stream as it comes,
+    /// never the whole answer's text at once. An expired token is a 410 (list again).
     /// </summary>
-    public NodeListJson ListNodes(bool consistent = false) =>
-        Get(consistent ? "api/v1/nodes" : "api/v1/nodes?resourceVersion=0", KubeJson.Default.NodeListJson, allowNotFound: false)!;
+    public NodeListJson ListNodes(bool consistent = false)
+    {
+        var items = new List<NodeJson>();
+        string first = $"api/v1/nodes?limit={PageSize}" + (consistent ? "" : "&resourceVersion=0");
+        NodeListJson page = Get(first, KubeJson.Default.NodeListJson, allowNotFound: false)!;
+        string? version = page.Metadata?.ResourceVersion;
+        while (true)
+        {
+            items.AddRange(page.Items ?? []);
+            if (page.Metadata?.Continue is not { Length: > 0 } next)
+            {
+                break;
+            }
+            page = Get($"api/v1/nodes?limit={PageSize}&continue={Uri.EscapeDataString(next)}", KubeJson.Default.NodeListJson, allowNotFound: false)!;
+            version = page.Metadata?.ResourceVersion ?? version;
+        }
+        return new NodeListJson { Metadata = new ListMetaJson { ResourceVersion = version }, Items = items };
+    }
 
     public PodJson? GetPod(string ns, string name) =>
         Get($"api/v1/namespaces/{Uri.EscapeDataString(ns)}/pods/{Uri.EscapeDataString(name)}", KubeJson.Default.PodJson, allowNotFound: true);
@@ -154,36 +175,44 @@ internal sealed class KubeApi : IDisposable
         using HttpResponseMessage r = Send(HttpMethod.Get, path, null, stream: true, deadline.Token);
         ThrowIfFailed(r, deadline.Token);
         answered?.Invoke();
+        using CancellationTokenRegistration abort = deadline.Token.Register(r.Dispose); // ends a blocked read
         using Stream body = r.Content.ReadAsStream(deadline.Token);
-        using var reader = new StreamReader(body, Encoding.UTF8);
-        while (reader.ReadLineAsync(deadline.Token).AsTask().GetAwaiter().GetResult() is string line)
+        // One event a line, read and parsed as UTF-8 bytes (no text decoded, the Node read in one
+        // pass with its status skipped): a cluster's heartbeats are most of what a watch carries.
+        var lines = new JsonLines(body);
+        while (lines.Next(deadline.Token) is ReadOnlyMemory<byte> line)
         {
-            if (line.Length == 0)
-            {
-                continue;
-            }
-            WatchEventJson e = JsonSerializer.Deserialize(line, KubeJson.Default.WatchEventJson) ?? throw new JsonException("a watch event that is null");
+            WatchEventJson e = JsonSerializer.Deserialize(line.Span, KubeJson.Default.WatchEventJson) ?? throw new JsonException("a watch event that is null");
+            WatchObjectJson o = e.Object ?? throw new JsonException("a watch event without an object");
             if (e.Type == "ERROR")
             {
-                StatusJson? s = e.Object.Deserialize(KubeJson.Default.StatusJson);
-                throw new KubeApiException(s?.Code ?? 500, $"watch: {s?.Code} {s?.Reason}: {s?.Message}");
+                throw new KubeApiException(o.Code == 0 ? 500 : o.Code, $"watch: {o.Code} {o.Reason}: {o.Message}");
             }
-            NodeJson node = e.Object.Deserialize(KubeJson.Default.NodeJson) ?? throw new JsonException("a watch event without an object");
-            yield return (e.Type ?? "", node);
+            yield return (e.Type ?? "", new NodeJson { Metadata = o.Metadata, Spec = o.Spec });
         }
     }
 
     private T? Get<T>(string path, JsonTypeInfo<T> type, bool allowNotFound) where T : class
     {
         using CancellationTokenSource deadline = new(_timeout);
-        using HttpResponseMessage r = Send(HttpMethod.Get, path, null, stream: false, deadline.Token);
+        // The body is read as it comes (a list of 5,000 Nodes is tens of MB of text: never held whole);
+        // the deadline covers the reading too, by ending the response.
+        using HttpResponseMessage r = Send(HttpMethod.Get, path, null, stream: true, deadline.Token);
+        using CancellationTokenRegistration abort = deadline.Token.Register(r.Dispose);
         if (allowNotFound && r.StatusCode == System.Net.HttpStatusCode.NotFound)
         {
             return null;
         }
         ThrowIfFailed(r, deadline.Token);
         using Stream body = r.Content.ReadAsStream(deadline.Token);
-        return JsonSerializer.Deserialize(body, type) ?? throw new JsonException($"GET {path}: null");
+        try
+        {
+            return JsonSerializer.Deserialize(body, type) ?? throw new JsonException($"GET {path}: null");
+        }
+        catch (ObjectDisposedException) when (deadline.IsCancellationRequested)
+        {
+            throw new OperationCanceledException($"GET {path}: no whole answer in time");
+        }
     }
 
     private HttpResponseMessage Send(HttpMethod method, string path, HttpContent? content, bool stream, CancellationToken token)

@@ -30,6 +30,8 @@ internal sealed class NodeJson
 internal sealed class ListMetaJson
 {
     public string? ResourceVersion { get; set; }
+    /// <summary>The token of the next page of a paged list; none on the last page.</summary>
+    public string? Continue { get; set; }
 }
 
 internal sealed class NodeListJson
@@ -52,7 +54,20 @@ internal sealed class PodJson
 internal sealed class WatchEventJson
 {
     public string? Type { get; set; }
-    public JsonElement Object { get; set; }
+    /// <summary>
+    /// A Node, or with type ERROR a Status: read in one pass as the fields of both (they do not
+    /// overlap: a Node's <c>status</c> object and a Status's <c>status</c> string are not read).
+    /// </summary>
+    public WatchObjectJson? Object { get; set; }
+}
+
+internal sealed class WatchObjectJson
+{
+    public ObjectMetaJson? Metadata { get; set; }
+    public NodeSpecJson? Spec { get; set; }
+    public int Code { get; set; }
+    public string? Reason { get; set; }
+    public string? Message { get; set; }
 }
 
 /// <summary>What the API server answers an error with (and an ERROR event carries).</summary>

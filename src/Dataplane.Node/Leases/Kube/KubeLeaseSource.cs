@@ -37,6 +37,8 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     private KubeApi? _api;
     private NetworkConfig? _config;
     private string? _nodeName;
+    // The resourceVersion of Start's list: the watch begins there (no second list).
+    private string? _listedVersion;
     private Thread? _thread;
     private FileSystemWatcher? _netConfigWatcher;
     private readonly Lock _netConfigGate = new();
@@ -63,6 +65,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             _nodeName = FindNodeName();
             NodeListJson list = Api.ListNodes();
             Replace(list);
+            _listedVersion = list.Metadata?.ResourceVersion;
             return Snapshot();
         }
         catch (Exception e) when (KubeApi.IsRequestFailure(e))
@@ -322,7 +325,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     {
         bool conditionSet = !options.SetNodeNetworkUnavailable;
         var outage = new StoreOutage(Description, log, TimeSpan.FromSeconds(0.25), TimeSpan.FromSeconds(2));
-        string? resourceVersion = null;
+        string? resourceVersion = _listedVersion; // watched from Start's list: the node lists once at start
         bool consistent = false; // the next list a quorum read (after a 410)
         while (!_stop.IsCancellationRequested)
         {
@@ -361,7 +364,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
             }
             catch (KubeApiException e) when (e.Status == 410)
             {
-                log.Information("{Source}: watch expired ({Error}); listing the nodes again", Description, e.Message);
+                log.Information("{Source}: {Error} (expired); listing the nodes again", Description, e.Message);
                 resourceVersion = null;
                 consistent = true;
             }
@@ -466,7 +469,17 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 unreadable.Add(($"node {n.Metadata?.Name}", reason!));
             }
         }
-        return new ClusterSnapshot(_config!, leases) { Unreadable = unreadable };
+        IReadOnlyDictionary<string, string> ours = _nodeName is not null && _nodes.TryGetValue(_nodeName, out NodeJson? self)
+            ? self.Metadata?.Annotations ?? [] : new Dictionary<string, string>();
+        return new ClusterSnapshot(_config!, leases)
+        {
+            Unreadable = unreadable,
+            StoredPublicIp = Stored(ours, _annotations.NodePublicIp),
+            StoredPublicIpv6 = Stored(ours, _annotations.NodePublicIpv6),
+        };
+
+        (string, string)? Stored(IReadOnlyDictionary<string, string> annotations, string key) =>
+            annotations.GetValueOrDefault(key) is { Length: > 0 } a ? (a, $"node {_nodeName}'s annotation {key}") : null;
     }
 
     /// <summary>
