@@ -51,6 +51,7 @@ internal sealed class KubeApiStandIn : IDisposable
     // Moved by ExpireWatches: a watch that sees it move sends a 410 ERROR event and ends.
     private long _expiries;
     private int _listPagesServed;
+    private long _bytesServed;
     private const int MaxEvents = 4000;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private WebApplication? _app;
@@ -91,6 +92,9 @@ internal sealed class KubeApiStandIn : IDisposable
             }
         }
     }
+
+    /// <summary>Bytes of response bodies served so far (lists, watches, every answer).</summary>
+    public long BytesServed => Interlocked.Read(ref _bytesServed);
 
     /// <summary>The Authorization header of every request ("" when none).</summary>
     public IReadOnlyList<string> Authorizations
@@ -378,6 +382,7 @@ internal sealed class KubeApiStandIn : IDisposable
                 _requests.Add($"{ctx.Request.Method} {ctx.Request.Path}{ctx.Request.QueryString} {ctx.Request.ContentType}".TrimEnd());
                 _authorizations.Add(ctx.Request.Headers.Authorization.ToString());
             }
+            ctx.Response.Body = new CountingStream(ctx.Response.Body, n => Interlocked.Add(ref _bytesServed, n));
             await next(ctx);
         });
         app.MapGet("/version", () => Json(new JsonObject { ["major"] = "1", ["minor"] = "20", ["gitVersion"] = "v1.20.0-standin", ["platform"] = "linux/amd64" }));
@@ -673,4 +678,39 @@ internal sealed class KubeApiStandIn : IDisposable
             }
         }
     }
+}
+
+/// <summary>A write-only stream that counts what passes through it.</summary>
+internal sealed class CountingStream(Stream inner, Action<int> counted) : Stream
+{
+    public override bool CanRead => false;
+    public override bool CanSeek => false;
+    public override bool CanWrite => true;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override void Flush() => inner.Flush();
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count)
+    {
+        counted(count);
+        inner.Write(buffer, offset, count);
+    }
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        counted(buffer.Length);
+        return inner.WriteAsync(buffer, cancellationToken);
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 }

@@ -46,9 +46,18 @@ public class KubeScaleTests(ITestOutputHelper output)
         Assert.True(readySeconds < 10, $"ready after {readySeconds:F1} s");
         Assert.True(hwm < 100 * 1024, $"VmHWM {hwm / 1024} MB");
 
+        // What the idle node asks of the API server (its watch open, nothing changing): requests and bytes a minute.
+        int requests = k.Api.Requests.Count;
+        long bytes = k.Api.BytesServed;
+        Thread.Sleep(TimeSpan.FromSeconds(5));
+        double idleRequests = (k.Api.Requests.Count - requests) * 12.0, idleBytes = (k.Api.BytesServed - bytes) * 12.0;
+        output.WriteLine($"idle: {idleRequests:F0} requests and {idleBytes / 1024:F1} KiB a minute from the API server (x {nodes} nodes: {idleBytes * nodes / 1e6:F1} MB a minute)");
+        Assert.Equal(0, idleRequests);
+
         // Heartbeats (500 a second): whole Nodes in MODIFIED events, nothing a lease is made of.
         long tables = Metric(k, "dataplane_peer_tables_built_total");
         double cpuBefore = CpuSeconds(n1.Pid);
+        long churnBytes = k.Api.BytesServed;
         var churn = Stopwatch.StartNew();
         long beats = 0;
         while (churn.Elapsed.TotalSeconds < churnSeconds)
@@ -63,6 +72,8 @@ public class KubeScaleTests(ITestOutputHelper output)
         }
         Thread.Sleep(500); // the last events read
         double cpu = (CpuSeconds(n1.Pid) - cpuBefore) / churn.Elapsed.TotalSeconds;
+        double perMinute = (k.Api.BytesServed - churnBytes) / churn.Elapsed.TotalMinutes;
+        output.WriteLine($"under 500 heartbeats/s: {perMinute / 1e6:F0} MB a minute of watch events to this node (what every node watching Nodes costs, flanneld's informer too)");
         output.WriteLine($"{beats} heartbeats in {churn.Elapsed.TotalSeconds:F1} s ({beats / churn.Elapsed.TotalSeconds:F0}/s): node CPU {cpu * 100:F1} % of a core, "
             + $"tables built {Metric(k, "dataplane_peer_tables_built_total") - tables}; VmRSS {Status(n1.Pid, "VmRSS:") / 1024} MB, VmHWM {Status(n1.Pid, "VmHWM:") / 1024} MB");
         Assert.Equal(tables, Metric(k, "dataplane_peer_tables_built_total"));
