@@ -227,15 +227,21 @@ public sealed unsafe class RouteNetlink : IDisposable
         }
     }
 
-    private static void WriteRoute6(Message m, Ipv6Prefix prefix, int index)
+    /// <summary>The rtmsg of a route of ours: main table, protocol boot.</summary>
+    private static void WriteRtmsg(Message m, int family, int prefixLength, byte scope, byte type)
     {
         Span<byte> rtm = m.Reserve(NetlinkLayout.RtmsgSize);
-        rtm[0] = (byte)AF_INET6;
-        rtm[1] = (byte)prefix.Length;
+        rtm[0] = (byte)family;
+        rtm[1] = (byte)prefixLength; // rtm_dst_len
         rtm[4] = NetlinkLayout.RT_TABLE_MAIN;
         rtm[5] = NetlinkLayout.RTPROT_BOOT;
-        rtm[6] = NetlinkLayout.RT_SCOPE_UNIVERSE;
-        rtm[7] = NetlinkLayout.RTN_UNICAST;
+        rtm[6] = scope;
+        rtm[7] = type;
+    }
+
+    private static void WriteRoute6(Message m, Ipv6Prefix prefix, int index)
+    {
+        WriteRtmsg(m, AF_INET6, prefix.Length, NetlinkLayout.RT_SCOPE_UNIVERSE, NetlinkLayout.RTN_UNICAST);
         m.AttributeIpv6(NetlinkLayout.RTA_DST, prefix.Address);
         m.AttributeU32(NetlinkLayout.RTA_OIF, (uint)index);
     }
@@ -275,13 +281,7 @@ public sealed unsafe class RouteNetlink : IDisposable
     private static Message BlackholeMessage(ushort type, ushort flags, Ipv4Prefix prefix)
     {
         var m = new Message(type, flags);
-        Span<byte> rtm = m.Reserve(NetlinkLayout.RtmsgSize);
-        rtm[0] = (byte)AF_INET;
-        rtm[1] = (byte)prefix.Length;
-        rtm[4] = NetlinkLayout.RT_TABLE_MAIN;
-        rtm[5] = NetlinkLayout.RTPROT_BOOT;
-        rtm[6] = NetlinkLayout.RT_SCOPE_UNIVERSE;
-        rtm[7] = NetlinkLayout.RTN_BLACKHOLE;
+        WriteRtmsg(m, AF_INET, prefix.Length, NetlinkLayout.RT_SCOPE_UNIVERSE, NetlinkLayout.RTN_BLACKHOLE);
         m.AttributeIpv4(NetlinkLayout.RTA_DST, prefix.Address);
         return m;
     }
@@ -304,13 +304,7 @@ public sealed unsafe class RouteNetlink : IDisposable
     private static Message RouteMessage(ushort type, ushort flags, Ipv4Prefix prefix, int index)
     {
         var m = new Message(type, flags);
-        Span<byte> rtm = m.Reserve(NetlinkLayout.RtmsgSize);
-        rtm[0] = (byte)AF_INET;
-        rtm[1] = (byte)prefix.Length; // rtm_dst_len
-        rtm[4] = NetlinkLayout.RT_TABLE_MAIN;
-        rtm[5] = NetlinkLayout.RTPROT_BOOT;
-        rtm[6] = NetlinkLayout.RT_SCOPE_LINK;
-        rtm[7] = NetlinkLayout.RTN_UNICAST;
+        WriteRtmsg(m, AF_INET, prefix.Length, NetlinkLayout.RT_SCOPE_LINK, NetlinkLayout.RTN_UNICAST);
         m.AttributeIpv4(NetlinkLayout.RTA_DST, prefix.Address);
         m.AttributeU32(NetlinkLayout.RTA_OIF, (uint)index);
         return m;

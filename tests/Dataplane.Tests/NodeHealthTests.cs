@@ -17,7 +17,7 @@ public sealed class NodeHealthTests
 
         f.Engine.Start();
         health.Forwarding(f.Engine, "10.244.1.0/24");
-        Assert.Equal((200, "ready: lease 10.244.1.0/24, 1 peer, 1 queues forwarding\n"), (health.Ready().Status, health.Ready().Body));
+        Assert.Equal((200, "ready: lease 10.244.1.0/24, 1 peer, 1 queue forwarding\n"), (health.Ready().Status, health.Ready().Body));
         Assert.Equal(200, health.Live().Status);
 
         f.Engine.StopQueue(0); // a queue whose loops no longer run: neither alive nor ready

@@ -17,11 +17,8 @@ public class HostRulesTests
     [Fact]
     public void Forward_rules_are_on_by_default_and_let_pods_through_a_drop_policy_and_false_leaves_forward_alone()
     {
-        using var c = new Cluster();
+        using Cluster c = Cluster.WithTwoNodes();
         string iptables = Require.Tool("iptables", "iptables");
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         NodeProcess one = c.StartNode(1, "vxlan");
         c.StartNode(2, "vxlan", null, "--iptables-forward-rules=false");
         string node1 = c.Topology.Node(1), node2 = c.Topology.Node(2);
@@ -46,11 +43,8 @@ public class HostRulesTests
     [Fact]
     public void Rules_someone_removed_come_back_within_the_resync_period()
     {
-        using var c = new Cluster();
+        using Cluster c = Cluster.WithTwoNodes();
         string iptables = Require.Tool("iptables", "iptables");
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
         NodeProcess one = c.StartNode(1, "vxlan", null, "--ip-masq", "--iptables-resync", "1");
         string node1 = c.Topology.Node(1);
         string masq = c.Topology.Exec(node1, [iptables, "-t", "nat", "-S", "FLANNEL-POSTRTG"]).Stdout;

@@ -66,10 +66,7 @@ public class MetricsTests
     [Fact]
     public void Healthz_and_readyz_answer_on_their_own_port_and_address()
     {
-        using var c = new Cluster();
-        c.Topology.AddNode(1);
-        c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        using Cluster c = Cluster.WithTwoNodes();
         c.StartNode(1, "vxlan", null, "--metrics", "192.0.2.1:9100", "--healthz-ip", "192.0.2.1", "--healthz-port", "9110");
         c.StartNode(2, "vxlan", null, "--metrics", ":9100", "--healthz-port", "9100");
 

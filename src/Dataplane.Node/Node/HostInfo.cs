@@ -92,7 +92,6 @@ internal static class HostInfo
         return System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(bytes);
     }
 
-    public static bool InterfaceExists(string iface) => NetworkInterface.GetAllNetworkInterfaces().Any(n => n.Name == iface);
 
     /// <summary>Whether the effective capability set holds CAP_NET_ADMIN (/proc/self/status CapEff).</summary>
     public static bool HasNetAdmin()

@@ -1,6 +1,5 @@
 using System.Text;
 using Dataplane.Encap;
-using Serilog;
 
 namespace Dataplane.Node;
 
@@ -16,7 +15,7 @@ internal static class NftRules
 {
     public const string Table = "flannel-ipv4";
 
-    public static IEnumerable<TrafficRules.IRuleSet> Sets(Ipv4Prefix network, Ipv4Prefix subnet, TrafficRules.Wanted wanted, ILogger log)
+    public static IEnumerable<TrafficRules.IRuleSet> Sets(Ipv4Prefix network, Ipv4Prefix subnet, TrafficRules.Wanted wanted)
     {
         string nft = ProcessRunner.Which("nft") ?? throw new ConfigException("EnableNFTables in the network config needs nft (apt-get install nftables)");
         string n = network.ToString(), s = subnet.ToString();
@@ -39,7 +38,6 @@ internal static class NftRules
             sets.Add(new NftChain(nft, "forward", "type filter hook forward priority filter", "chain to accept flannel traffic",
                 [$"ip saddr {n} accept", $"ip daddr {n} accept"], $"Forward rules in nftables ip {Table} forward (--iptables-forward-rules)"));
         }
-        log.Debug("nftables: {Count} chains in ip {Table}", sets.Count, Table);
         return sets;
     }
 

@@ -58,9 +58,9 @@ internal sealed class NodeHealth
         {
             return new HttpAnswer(503, $"not ready: queue {q}'s loops are not running\n");
         }
-        int peers = engine?.Table.Peers.Count ?? 0;
+        int peers = engine?.Table.Peers.Count ?? 0, queues = engine?.InboundLoops.Count ?? 0;
         return new HttpAnswer(200, string.Create(CultureInfo.InvariantCulture,
-            $"ready: lease {_forwarding}, {peers} {(peers == 1 ? "peer" : "peers")}, {engine?.InboundLoops.Count} queues forwarding\n"));
+            $"ready: lease {_forwarding}, {peers} {(peers == 1 ? "peer" : "peers")}, {queues} {(queues == 1 ? "queue" : "queues")} forwarding\n"));
     }
 
     private static int? StoppedQueue(DataplaneEngine engine)

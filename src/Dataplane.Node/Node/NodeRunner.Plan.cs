@@ -131,23 +131,24 @@ internal static partial class NodeRunner
     /// (our Node's <c>node-public-ip</c>, <c>node-public-ipv6</c>) wins over <c>--public-ip</c> and
     /// <c>--public-ipv6</c>; said in one line.
     /// </summary>
-    private static RunOptions WithStoredPublicIps(RunOptions o, ClusterSnapshot snapshot, ILogger log)
+    private static RunOptions WithStoredPublicIps(RunOptions o, ClusterSnapshot snapshot, ILogger log) => o with
     {
-        if (snapshot.StoredPublicIp is (string v4, string from))
+        PublicIp = Stored(snapshot.StoredPublicIp, System.Net.Sockets.AddressFamily.InterNetwork, "Public IP", "--public-ip", o.PublicIp, log),
+        PublicIpv6 = Stored(snapshot.StoredPublicIpv6, System.Net.Sockets.AddressFamily.InterNetworkV6, "Public IPv6", "--public-ipv6", o.PublicIpv6, log),
+    };
+
+    /// <summary>The stored address of one family in place of the flag's, said; the flag's when none is stored.</summary>
+    private static IPAddress? Stored((string Address, string From)? stored, System.Net.Sockets.AddressFamily family, string what, string flag,
+        IPAddress? given, ILogger log)
+    {
+        if (stored is not (string text, string from))
         {
-            IPAddress a = IPAddress.TryParse(v4, out IPAddress? p) && p.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? p
-                : throw new ConfigException($"{from}: '{v4}' is not an IPv4 address");
-            log.Information("Public IP {PublicIP} from {From}{Instead}", v4, from, o.PublicIp is null ? "" : $" (instead of --public-ip {o.PublicIp})");
-            o = o with { PublicIp = a };
+            return given;
         }
-        if (snapshot.StoredPublicIpv6 is (string v6, string from6))
-        {
-            IPAddress a = IPAddress.TryParse(v6, out IPAddress? p) && p.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? p
-                : throw new ConfigException($"{from6}: '{v6}' is not an IPv6 address");
-            log.Information("Public IPv6 {PublicIP} from {From}{Instead}", v6, from6, o.PublicIpv6 is null ? "" : $" (instead of --public-ipv6 {o.PublicIpv6})");
-            o = o with { PublicIpv6 = a };
-        }
-        return o;
+        IPAddress a = IPAddress.TryParse(text, out IPAddress? p) && p.AddressFamily == family ? p
+            : throw new ConfigException($"{from}: '{text}' is not an {(family == System.Net.Sockets.AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address");
+        log.Information("{What} {Address} from {From}{Instead}", what, text, from, given is null ? "" : $" (instead of {flag} {given})");
+        return a;
     }
 
     /// <summary>No --public-ip: the IPv4 address of --iface, else of the default route's interface (which <paramref name="iface"/> then names).</summary>

@@ -68,7 +68,7 @@ internal sealed class TrafficRules : IDisposable
         {
             if (nftables)
             {
-                sets.AddRange(NftRules.Sets(network, subnet, wanted, log));
+                sets.AddRange(NftRules.Sets(network, subnet, wanted));
             }
             else if (ProcessRunner.Which("iptables") is string iptables)
             {
@@ -76,11 +76,11 @@ internal sealed class TrafficRules : IDisposable
                     && ProcessRunner.Run(iptables, ["-j", "MASQUERADE", "--help"]).Stdout.Contains("random-fully", StringComparison.Ordinal);
                 if (wanted.Masquerade)
                 {
-                    sets.Add(new IptablesSet("nat", "POSTROUTING", Masq, MasqComment, MasqRules(network, subnet, random)));
+                    sets.Add(new IptablesSet(iptables, "nat", "POSTROUTING", Masq, MasqComment, MasqRules(network, subnet, random)));
                 }
                 if (wanted.ForwardRules)
                 {
-                    sets.Add(new IptablesSet("filter", "FORWARD", Fwd, FwdComment, ForwardRules(network)));
+                    sets.Add(new IptablesSet(iptables, "filter", "FORWARD", Fwd, FwdComment, ForwardRules(network)));
                 }
             }
             else if (wanted.Masquerade)
@@ -270,9 +270,8 @@ internal sealed class TrafficRules : IDisposable
     /// A chain of ours and the jump into it from a built-in chain, in one table, through iptables:
     /// applied with <c>iptables-restore --noflush</c>, read back with <c>iptables-save</c>.
     /// </summary>
-    private sealed class IptablesSet(string table, string parent, string chain, string comment, string[][] rules) : IRuleSet
+    private sealed class IptablesSet(string iptables, string table, string parent, string chain, string comment, string[][] rules) : IRuleSet
     {
-        private readonly string _iptables = ProcessRunner.Which("iptables")!;
         private string[] _applied = [];
 
         public string Name => $"iptables {table} {chain}";
@@ -320,7 +319,7 @@ internal sealed class TrafficRules : IDisposable
                 : $"{gone} of {rulesApplied.Length} rules gone or changed";
         }
 
-        public void Remove() => RemoveChain(_iptables, table, parent, chain, comment);
+        public void Remove() => RemoveChain(iptables, table, parent, chain, comment);
 
         /// <summary>The lines of our chain and our jump into it, as iptables-save prints them (without counters).</summary>
         private IEnumerable<string> Ours(string save) =>
@@ -341,7 +340,7 @@ internal sealed class TrafficRules : IDisposable
         /// <summary>iptables-save and iptables-restore of the same flavour (legacy or nft) as the iptables found.</summary>
         private string Sibling(string suffix)
         {
-            string path = _iptables + suffix;
+            string path = iptables + suffix;
             return File.Exists(path) ? path : ProcessRunner.Which("iptables" + suffix) ?? throw new ConfigException($"iptables{suffix} is missing (apt-get install iptables)");
         }
 

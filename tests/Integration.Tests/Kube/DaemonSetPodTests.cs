@@ -120,7 +120,7 @@ public class DaemonSetPodTests(ITestOutputHelper output)
             string newPod = PodName(1) + "-next";
             NodeProcess successor = one.Start(Container, newPod, next);
             Assert.True(successor.WaitForLine("Took over from", TimeSpan.FromSeconds(60)) is not null, $"the new pod did not take over:\n{successor.Output}\n--- old pod:\n{old.Output}");
-            Assert.True(WaitUntil(() => one.Ready(Container, newPod), TimeSpan.FromSeconds(30)), $"the new pod never turned ready:\n{successor.Output}");
+            Assert.True(SpinWait.SpinUntil(() => one.Ready(Container, newPod), TimeSpan.FromSeconds(30)), $"the new pod never turned ready:\n{successor.Output}");
             Assert.True(old.WaitForLine("Handed over to", TimeSpan.FromSeconds(10)) is not null, old.Output);
             Assert.False(old.HasExited, "the old pod's process exits only at its SIGTERM (--after-handover=wait): " + old.Output);
 
@@ -147,20 +147,6 @@ public class DaemonSetPodTests(ITestOutputHelper output)
 
     private static string Curl(KubeCluster k, int node, string url) =>
         k.C.Topology.Exec(k.C.Topology.Node(node), ["curl", "-s", "-m", "5", url], 15_000).Stdout;
-
-    private static bool WaitUntil(Func<bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                return false;
-            }
-            Thread.Sleep(200);
-        }
-        return true;
-    }
 
     private static string PodName(int i)
              => string.Create(CultureInfo.InvariantCulture, $"kube-dataplane-ds-node{i}");
