@@ -148,7 +148,14 @@ internal static class LeaseFlags
             Hidden = true,
         }.InRange(1, 24 * 3600, "must be 1 second to 1 day").NotInFlanneld();
 
-        public IEnumerable<Option> Options => [SubnetManager, ApiUrl, Kubeconfig, AnnotationPrefix, NetConfigPath, SetUnavailable, Resync];
+        public Option<double> WatchIdleLimit { get; } = new Option<double>("--kube-watch-idle-limit")
+        {
+            Description = "seconds a watch of the nodes may be silent (no event, no bookmark) before it is started again from where it was",
+            DefaultValueFactory = _ => D.WatchIdleLimit.TotalSeconds,
+            Hidden = true,
+        }.InRange(1, 24 * 3600, "must be 1 second to 1 day").NotInFlanneld();
+
+        public IEnumerable<Option> Options => [SubnetManager, ApiUrl, Kubeconfig, AnnotationPrefix, NetConfigPath, SetUnavailable, Resync, WatchIdleLimit];
 
         /// <summary>The Kubernetes options with <c>--kube-subnet-mgr</c>, else none; the node's name from the DaemonSet's environment.</summary>
         public RunOptions Read(ParseResult r, RunOptions o) => o with { Kube = Build(r, host.VtepMacPath(r, o.Device)) };
@@ -162,6 +169,7 @@ internal static class LeaseFlags
                 NetConfigPath = r.GetValue(NetConfigPath)!,
                 SetNodeNetworkUnavailable = r.GetValue(SetUnavailable),
                 Resync = TimeSpan.FromSeconds(r.GetValue(Resync)),
+                WatchIdleLimit = TimeSpan.FromSeconds(r.GetValue(WatchIdleLimit)),
                 VtepMacFile = vtepMacPath,
                 // flanneld's environment: the DaemonSet sets NODE_NAME (or POD_NAME and POD_NAMESPACE) from the downward API.
                 NodeName = Environment.GetEnvironmentVariable("NODE_NAME"),

@@ -22,7 +22,9 @@ namespace Dataplane.Integration.Tests.Kube;
 /// <item>nodes: get, list (with the list's resourceVersion), watch (one JSON event a line from a
 ///   resourceVersion, <c>timeoutSeconds</c>, BOOKMARKs; a resourceVersion older than the last
 ///   <see cref="Compact"/> gets the ERROR event with a 410 Status, as after etcd compaction, and
-///   <see cref="ExpireWatches"/> ends the open watches so); a list with <c>resourceVersion=0</c> is
+///   <see cref="ExpireWatches"/> ends the open watches so; <see cref="HangWatches"/> leaves them
+///   open and silent; <see cref="WriteOtherObjects"/> moves the resourceVersion as writes of other
+///   objects do, which a watcher learns from bookmarks); a list with <c>resourceVersion=0</c> is
 ///   served as the API server serves it from its cache (here: the same current state);</item>
 /// <item>PATCH of <c>nodes/NAME</c> and <c>nodes/NAME/status</c> with merge and strategic merge
 ///   patches (conditions merged by type); the main resource changes metadata and spec, the status
@@ -50,6 +52,9 @@ internal sealed class KubeApiStandIn : IDisposable
     private long _compactedAt;
     // Moved by ExpireWatches: a watch that sees it move sends a 410 ERROR event and ends.
     private long _expiries;
+    // Moved by HangWatches: a watch that sees it move sends nothing more.
+    private long _hangs;
+    private long _bookmarksSent;
     private int _listPagesServed;
     private long _bytesServed;
     private const int MaxEvents = 4000;
@@ -74,6 +79,16 @@ internal sealed class KubeApiStandIn : IDisposable
     /// node's lists and watches then cost it.
     /// </summary>
     public bool RealisticNodes { get; set; }
+
+    /// <summary>
+    /// How often a watch that asked for them (<c>allowWatchBookmarks=true</c>) gets a BOOKMARK with
+    /// the current resourceVersion, as the API server's watch cache sends them: every minute, and
+    /// 2 s before the watch's timeout.
+    /// </summary>
+    public TimeSpan BookmarkInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>BOOKMARK events sent so far, to every watch.</summary>
+    public long BookmarksSent => Interlocked.Read(ref _bookmarksSent);
 
     /// <summary>Compact the history right after serving this list page (1: the first page served): the next page's continue token is then a 410.</summary>
     public int CompactAfterListPage { get; set; }
@@ -194,6 +209,7 @@ internal sealed class KubeApiStandIn : IDisposable
                     ["topology.kubernetes.io/region"] = "europe-west1",
                     ["topology.kubernetes.io/zone"] = "europe-west1-b",
                 };
+                node["metadata"]!["managedFields"] = RealisticManagedFields();
             }
             var spec = new JsonObject();
             if (podCidr is not null)
@@ -233,8 +249,69 @@ internal sealed class KubeApiStandIn : IDisposable
                     c["lastHeartbeatTime"] = now;
                 }
             }
+            if (node["metadata"]?["managedFields"] is JsonArray fields && fields.Count > 0)
+            {
+                fields[^1]!["time"] = now; // the kubelet's status entry
+            }
             Record("MODIFIED", node);
         }
+    }
+
+    /// <summary>
+    /// The server-side apply bookkeeping a real API server puts in every Node it serves, lists and
+    /// watch events alike (kubelet, kube-controller-manager, flanneld's status patch): about 2.5 KB,
+    /// in the metadata, before the spec a node reads.
+    /// </summary>
+    private static JsonArray RealisticManagedFields()
+    {
+        const string t = "2026-12-01T08:00:00Z";
+        JsonObject Entry(string manager, string? subresource, JsonObject fields)
+        {
+            var e = new JsonObject { ["manager"] = manager, ["operation"] = "Update", ["apiVersion"] = "v1", ["time"] = t, ["fieldsType"] = "FieldsV1", ["fieldsV1"] = fields };
+            if (subresource is not null)
+            {
+                e["subresource"] = subresource;
+            }
+            return e;
+        }
+        JsonObject Keys(params string[] keys) => new(keys.Select(k => KeyValuePair.Create<string, JsonNode?>(k, new JsonObject())));
+        var conditions = new JsonObject { ["."] = new JsonObject() };
+        foreach (string type in new[] { "DiskPressure", "MemoryPressure", "PIDPressure", "Ready" })
+        {
+            conditions[$"k:{{\"type\":\"{type}\"}}"] = Keys(".", "f:lastHeartbeatTime", "f:lastTransitionTime", "f:message", "f:reason", "f:status", "f:type");
+        }
+        return new JsonArray(
+            Entry("kubelet", null, new JsonObject
+            {
+                ["f:metadata"] = new JsonObject
+                {
+                    ["f:annotations"] = Keys(".", "f:node.alpha.kubernetes.io/ttl", "f:volumes.kubernetes.io/controller-managed-attach-detach"),
+                    ["f:labels"] = Keys(".", "f:beta.kubernetes.io/arch", "f:beta.kubernetes.io/os", "f:kubernetes.io/arch", "f:kubernetes.io/hostname", "f:kubernetes.io/os",
+                        "f:node.kubernetes.io/instance-type", "f:topology.kubernetes.io/region", "f:topology.kubernetes.io/zone"),
+                },
+                ["f:spec"] = Keys("f:providerID"),
+            }),
+            Entry("kube-controller-manager", null, new JsonObject { ["f:spec"] = new JsonObject { ["f:podCIDR"] = new JsonObject(), ["f:podCIDRs"] = Keys(".", "v:\"10.244.0.0/24\"") } }),
+            Entry("flanneld", "status", new JsonObject
+            {
+                ["f:metadata"] = new JsonObject
+                {
+                    ["f:annotations"] = Keys("f:flannel.alpha.coreos.com/backend-data", "f:flannel.alpha.coreos.com/backend-type", "f:flannel.alpha.coreos.com/kube-subnet-manager",
+                        "f:flannel.alpha.coreos.com/public-ip"),
+                },
+                ["f:status"] = new JsonObject { ["f:conditions"] = new JsonObject { ["k:{\"type\":\"NetworkUnavailable\"}"] = Keys(".", "f:lastHeartbeatTime", "f:lastTransitionTime", "f:message", "f:reason", "f:status", "f:type") } },
+            }),
+            Entry("kubelet", "status", new JsonObject
+            {
+                ["f:status"] = new JsonObject
+                {
+                    ["f:allocatable"] = Keys("f:ephemeral-storage", "f:memory"),
+                    ["f:capacity"] = Keys("f:ephemeral-storage", "f:memory"),
+                    ["f:conditions"] = conditions,
+                    ["f:images"] = new JsonObject(),
+                    ["f:nodeInfo"] = Keys("f:bootID", "f:containerRuntimeVersion", "f:kernelVersion", "f:kubeProxyVersion", "f:kubeletVersion", "f:osImage"),
+                },
+            }));
     }
 
     /// <summary>A kubelet's Node status, about 15 KB of JSON: 50 images, five conditions, addresses, capacity, nodeInfo.</summary>
@@ -349,6 +426,35 @@ internal sealed class KubeApiStandIn : IDisposable
             _compactedAt = _version;
             _events.Clear();
             _expiries++;
+            TaskCompletionSource was = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            was.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// Writes of other objects (pods, leases, events): etcd's revision, and with it every
+    /// resourceVersion, moves by <paramref name="count"/> without a Node event. A watcher of Nodes
+    /// learns the newer version only from a BOOKMARK.
+    /// </summary>
+    public void WriteOtherObjects(int count)
+    {
+        lock (_gate)
+        {
+            _version += count;
+        }
+    }
+
+    /// <summary>
+    /// Every watch open now stops sending, events and bookmarks alike, with its connection left
+    /// open (a hung server, or a peer that is gone without a FIN reaching the client: half-open).
+    /// Watches started after this are served as usual.
+    /// </summary>
+    public void HangWatches()
+    {
+        lock (_gate)
+        {
+            _hangs++;
             TaskCompletionSource was = _changed;
             _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             was.TrySetResult();
@@ -482,7 +588,7 @@ internal sealed class KubeApiStandIn : IDisposable
         IQueryCollection q = ctx.Request.Query;
         if (q["watch"] is { Count: > 0 } w && w[0] is "true" or "1")
         {
-            await Watch(ctx, q["resourceVersion"].ToString(), int.TryParse(q["timeoutSeconds"], out int t) ? t : 1800);
+            await Watch(ctx, q["resourceVersion"].ToString(), int.TryParse(q["timeoutSeconds"], out int t) ? t : 1800, q["allowWatchBookmarks"].ToString() == "true");
             return;
         }
         IResult answer;
@@ -534,18 +640,24 @@ internal sealed class KubeApiStandIn : IDisposable
         return Json(list);
     }
 
-    /// <summary>Events after <paramref name="from"/>, then each new one as it happens, until the timeout, the client leaves, or the server stops.</summary>
-    private async Task Watch(HttpContext ctx, string from, int timeoutSeconds)
+    /// <summary>
+    /// Events after <paramref name="from"/>, then each new one as it happens (with
+    /// <paramref name="bookmarks"/> a BOOKMARK every <see cref="BookmarkInterval"/> and 2 s before the
+    /// timeout), until the timeout, the client leaves, or the server stops.
+    /// </summary>
+    private async Task Watch(HttpContext ctx, string from, int timeoutSeconds, bool bookmarks)
     {
         ctx.Response.ContentType = "application/json";
         using var until = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted,
             ctx.RequestServices.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
         until.CancelAfter(TimeSpan.FromSeconds(timeoutSeconds));
-        long sent, expiries;
+        DateTime end = DateTime.UtcNow.AddSeconds(timeoutSeconds), nextBookmark = NextBookmark(DateTime.UtcNow, end);
+        long sent, expiries, hangs;
         List<string> lines = [];
         lock (_gate)
         {
             expiries = _expiries;
+            hangs = _hangs;
             if (from is "" or "0")
             {
                 // No resourceVersion: the current state as ADDED events, then changes.
@@ -582,10 +694,25 @@ internal sealed class KubeApiStandIn : IDisposable
                     lines.Add(Event(type, node));
                     sent = version;
                 }
+                if (bookmarks && DateTime.UtcNow >= nextBookmark && sent != long.MaxValue)
+                {
+                    lines.Add(Bookmark(_version));
+                    Interlocked.Increment(ref _bookmarksSent);
+                    nextBookmark = NextBookmark(DateTime.UtcNow, end);
+                }
+                if (_hangs != hangs)
+                {
+                    lines.Clear();
+                    sent = long.MinValue;
+                }
                 changed = _changed.Task;
             }
             try
             {
+                if (sent == long.MinValue)
+                {
+                    await Task.Delay(Timeout.Infinite, ctx.RequestAborted); // hung: the connection open, nothing sent, the timeout not kept
+                }
                 foreach (string line in lines)
                 {
                     await ctx.Response.WriteAsync(line + "\n", until.Token);
@@ -596,7 +723,12 @@ internal sealed class KubeApiStandIn : IDisposable
                 {
                     return;
                 }
-                await changed.WaitAsync(until.Token);
+                TimeSpan toBookmark = nextBookmark - DateTime.UtcNow;
+                await (bookmarks ? changed.WaitAsync(toBookmark > TimeSpan.Zero ? toBookmark : TimeSpan.Zero, until.Token) : changed.WaitAsync(until.Token));
+            }
+            catch (TimeoutException)
+            {
+                // time for a bookmark
             }
             catch (OperationCanceledException)
             {
@@ -604,6 +736,24 @@ internal sealed class KubeApiStandIn : IDisposable
             }
         }
     }
+
+    /// <summary>The watch cache's next bookmark: a <see cref="BookmarkInterval"/> from now, or 2 s before the watch ends if that is sooner.</summary>
+    private DateTime NextBookmark(DateTime now, DateTime end)
+    {
+        DateTime periodic = now + BookmarkInterval, beforeEnd = end.AddSeconds(-2);
+        return beforeEnd > now && beforeEnd < periodic ? beforeEnd : periodic;
+    }
+
+    private static string Bookmark(long version) => new JsonObject
+    {
+        ["type"] = "BOOKMARK",
+        ["object"] = new JsonObject
+        {
+            ["kind"] = "Node",
+            ["apiVersion"] = "v1",
+            ["metadata"] = new JsonObject { ["resourceVersion"] = version.ToString(CultureInfo.InvariantCulture) },
+        },
+    }.ToJsonString();
 
     private static string Event(string type, JsonObject node) => new JsonObject { ["type"] = type, ["object"] = node.DeepClone() }.ToJsonString();
 

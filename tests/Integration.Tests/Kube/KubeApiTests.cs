@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using Dataplane.Leases.Kube;
 
@@ -27,14 +28,36 @@ public class KubeApiTests
         using (var stop = new CancellationTokenSource())
         {
             server.PutNode("node2", "10.244.2.0/24");
-            (string type, NodeJson node) = api.WatchNodes(list.Metadata!.ResourceVersion!, TimeSpan.FromSeconds(5), stop.Token).First();
+            (string type, NodeJson node) = api.WatchNodes(list.Metadata!.ResourceVersion!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(60), stop.Token).First();
             Assert.Equal(("ADDED", "node2"), (type, node.Metadata!.Name));
         }
 
         // Compacted away: the ERROR event's 410, as a status the source re-lists on.
         server.Compact();
-        KubeApiException gone = Assert.Throws<KubeApiException>(() => api.WatchNodes(list.Metadata!.ResourceVersion!, TimeSpan.FromSeconds(5), CancellationToken.None).ToList());
+        KubeApiException gone = Assert.Throws<KubeApiException>(() => api.WatchNodes(list.Metadata!.ResourceVersion!, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(60), CancellationToken.None).ToList());
         Assert.Equal(410, gone.Status);
+
+        // Bookmarks (asked for) keep a quiet watch alive past its idle limit, and carry the version
+        // that writes of other objects moved; then a hung watch is abandoned after the idle limit.
+        server.BookmarkInterval = TimeSpan.FromMilliseconds(300);
+        server.WriteOtherObjects(50);
+        string moved = api.ListNodes().Metadata!.ResourceVersion!;
+        string from = moved;
+        var quiet = Stopwatch.StartNew();
+        List<(string Type, NodeJson Node)> marks = [.. api.WatchNodes(moved, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(1), CancellationToken.None)];
+        Assert.InRange(quiet.Elapsed.TotalSeconds, 2.5, 5); // ended by the server's timeout, not as silent
+        Assert.True(marks.Count >= 5, $"{marks.Count} bookmarks");
+        Assert.All(marks, m => Assert.Equal(("BOOKMARK", moved), (m.Type, m.Node.Metadata!.ResourceVersion)));
+        var hung = Stopwatch.StartNew();
+        Assert.Throws<KubeWatchSilentException>(() =>
+        {
+            foreach ((string type, NodeJson _) in api.WatchNodes(from, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(1), CancellationToken.None))
+            {
+                server.HangWatches(); // after the first bookmark: the connection stays, nothing more comes
+            }
+        });
+        Assert.InRange(hung.Elapsed.TotalSeconds, 1.2, 3);
+        server.BookmarkInterval = TimeSpan.FromMinutes(1);
 
         // nodes/status may be patched; a 403 would carry the server's message.
         api.PatchNodeStatus("node1", """{"metadata":{"annotations":{"example.com/a":"b"}}}""");

@@ -63,6 +63,67 @@ public class KubeWatchTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// With the default 5-minute watch: bookmarks carry the resourceVersion that writes of other
+    /// objects moved, so when the API server restarts with its history compacted up to then, the node
+    /// resumes from the bookmark's version: no 410, no list, and a Node written after is applied.
+    /// (Resuming from its last Node event's older version would be a 410 and a list.)
+    /// </summary>
+    [Fact]
+    public void After_a_restart_with_compacted_history_the_watch_resumes_from_a_bookmark_without_a_list()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, withPod: false);
+        k.Api.BookmarkInterval = TimeSpan.FromSeconds(1);
+        NodeProcess n1 = k.StartNode(1);
+        WaitForTheWatch(k, n1);
+        int lists = Lists(k);
+        k.Api.WriteOtherObjects(500);
+        long bookmarks = k.Api.BookmarksSent;
+        Assert.True(SpinWait.SpinUntil(() => k.Api.BookmarksSent >= bookmarks + 2, 10_000), "no bookmarks");
+        k.Api.Stop();
+        k.Api.Compact(); // an API server that restarts keeps no history before now: the node's last Node event is too old
+        k.Api.Start();
+        var applied = Stopwatch.StartNew();
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3), KubeCluster.FlanneldVxlan(3, "0e:33:33:33:33:33"));
+        Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(5)) is not null, n1.Output);
+        output.WriteLine($"applied {applied.ElapsedMilliseconds} ms after it was written; requests: {string.Join("; ", k.Api.Requests.Where(r => r.StartsWith("GET /api/v1/nodes?", StringComparison.Ordinal)))}");
+        Assert.Equal(lists, Lists(k));
+        Assert.DoesNotContain("(expired)", n1.Output, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A watch that hangs (its connection open, nothing sent: a hung API server, or a peer gone
+    /// without its FIN reaching us) is abandoned once silent for the idle limit and started again
+    /// from its resourceVersion; bookmarks keep a quiet live watch from being taken for a hung one.
+    /// The default limit is 90 s against the API server's bookmark a minute; here 4 s against one
+    /// a second (the watch period stays the default 5 minutes).
+    /// </summary>
+    [Fact]
+    public void A_hung_watch_is_abandoned_after_the_idle_limit_and_the_node_converges()
+    {
+        using var k = new KubeCluster("vxlan");
+        k.Register(1, withPod: false);
+        k.Api.BookmarkInterval = TimeSpan.FromSeconds(1);
+        NodeProcess n1 = k.StartNode(1, "--kube-watch-idle-limit", "4");
+        WaitForTheWatch(k, n1);
+        int lists = Lists(k);
+        int Watches() => k.Api.Requests.Count(r => r.Contains("watch=true", StringComparison.Ordinal));
+        int watches = Watches();
+        Thread.Sleep(TimeSpan.FromSeconds(8)); // quiet, but for bookmarks: twice the idle limit
+        Assert.Equal(watches, Watches());
+
+        k.Api.HangWatches();
+        var hung = Stopwatch.StartNew();
+        k.Api.PutNode("node3", KubeCluster.PodCidr(3), KubeCluster.FlanneldVxlan(3, "0e:33:33:33:33:33"));
+        Assert.True(n1.WaitForLine("Subnet added: 10.244.3.0/24 via 192.0.2.3", TimeSpan.FromSeconds(10)) is not null, n1.Output);
+        output.WriteLine($"a Node written when the watch hung applied {hung.ElapsedMilliseconds} ms later");
+        Assert.InRange(hung.Elapsed.TotalSeconds, 2.8, 6); // the limit from the last bookmark (up to 1 s before the hang), and soon after it
+        Assert.Contains("the watch sent nothing (no event, no bookmark) for 4 s; watching again from resourceVersion", n1.Output, StringComparison.Ordinal);
+        Assert.Equal(watches + 1, Watches());
+        Assert.Equal(lists, Lists(k));
+    }
+
+    /// <summary>
     /// Lists as client-go's reflector makes them: from the API server's cache (resourceVersion=0),
     /// and after a 410 a quorum read (no resourceVersion: the cache may be older than what expired).
     /// With the default 5-minute watch: a 410 ending the open watch makes the node list again at once;

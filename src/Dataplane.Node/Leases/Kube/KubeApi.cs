@@ -1,4 +1,5 @@
 using System.Net.Http.Headers;
+using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
@@ -7,6 +8,11 @@ using k8s;
 using k8s.Authentication;
 
 namespace Dataplane.Leases.Kube;
+
+/// <summary>A watch that sent nothing (no event, no bookmark) for longer than its idle limit: it hangs, or its connection lost its peer.</summary>
+internal sealed class KubeWatchSilentException(TimeSpan limit) : Exception($"the watch sent nothing (no event, no bookmark) for {limit.TotalSeconds:0.#} s")
+{
+}
 
 /// <summary>An answer of the API server other than 2xx: its HTTP status and the Status object's message.</summary>
 internal sealed class KubeApiException(int status, string message) : Exception(message)
@@ -36,7 +42,9 @@ internal sealed class KubeApi : IDisposable
     /// </summary>
     private KubeApi(KubernetesClientConfiguration config, TimeSpan timeout)
     {
-        var handler = new SocketsHttpHandler { ConnectTimeout = timeout };
+        // A response ended before its end (a watch's deadline, a silent watch) closes its connection
+        // at once: drained for reuse (the default), a watch would be read on for up to 2 s more.
+        var handler = new SocketsHttpHandler { ConnectTimeout = timeout, ConnectCallback = ConnectBlocking, MaxResponseDrainSize = 0 };
         if (config.SkipTlsVerify)
         {
             handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
@@ -59,6 +67,34 @@ internal sealed class KubeApi : IDisposable
         _credentials = Kubernetes.CreateCredentials(config);
         _base = new Uri(config.Host.TrimEnd('/') + "/");
         _timeout = timeout;
+    }
+
+    /// <summary>
+    /// The connection's socket, connected synchronously so that it stays a blocking socket: every
+    /// request is made with <see cref="HttpClient.Send(HttpRequestMessage, HttpCompletionOption, CancellationToken)"/>,
+    /// so a watch's read is one recv(2) on the watch thread. A socket that has served an async
+    /// operation waits through .NET's socket engine instead: its epoll thread hands each readiness to
+    /// a thread-pool worker, which wakes the reader, three threads woken per read, which was half the
+    /// node's CPU under a cluster's heartbeats. Cancellation (the deadline) disposes the socket, which
+    /// ends a blocked connect or read.
+    /// </summary>
+    private static ValueTask<Stream> ConnectBlocking(SocketsHttpConnectionContext context, CancellationToken token)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            using (token.Register(socket.Dispose))
+            {
+                socket.Connect(context.DnsEndPoint);
+            }
+            return ValueTask.FromResult<Stream>(new NetworkStream(socket, ownsSocket: true));
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            socket.Dispose();
+            token.ThrowIfCancellationRequested();
+            throw;
+        }
     }
 
     /// <summary>The kubeconfig's client certificate and key (inline base64 PEM, or files), if it names one.</summary>
@@ -163,32 +199,48 @@ internal sealed class KubeApi : IDisposable
     /// The events of a watch of nodes from <paramref name="resourceVersion"/>, as they come, until
     /// the server ends it (it is asked to after <paramref name="duration"/>), the connection fails
     /// (an exception), or <paramref name="stop"/>. <paramref name="answered"/> is called once the API
-    /// server accepted the watch. A 410 Gone (as an ERROR event or an HTTP status)
-    /// is a <see cref="KubeApiException"/> with status 410: list again.
+    /// server accepted the watch (its headers within the request deadline). A 410 Gone (as an ERROR
+    /// event or an HTTP status) is a <see cref="KubeApiException"/> with status 410: list again. A
+    /// watch silent for <paramref name="idleLimit"/> (bookmarks are asked for, so a live one never
+    /// is) is a <see cref="KubeWatchSilentException"/>: its connection is closed, start it again.
     /// </summary>
-    public IEnumerable<(string Type, NodeJson Node)> WatchNodes(string resourceVersion, TimeSpan duration, CancellationToken stop, Action? answered = null)
+    public IEnumerable<(string Type, NodeJson Node)> WatchNodes(string resourceVersion, TimeSpan duration, TimeSpan idleLimit, CancellationToken stop, Action? answered = null)
     {
         int seconds = Math.Max(1, (int)duration.TotalSeconds);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        using var silent = new CancellationTokenSource(_timeout); // the headers first, then each line within the idle limit
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stop, silent.Token);
         deadline.CancelAfter(duration + _timeout);
         string path = $"api/v1/nodes?watch=true&allowWatchBookmarks=true&resourceVersion={Uri.EscapeDataString(resourceVersion)}&timeoutSeconds={seconds}";
         using HttpResponseMessage r = Send(HttpMethod.Get, path, null, stream: true, deadline.Token);
         ThrowIfFailed(r, deadline.Token);
         answered?.Invoke();
+        silent.CancelAfter(idleLimit);
         using CancellationTokenRegistration abort = deadline.Token.Register(r.Dispose); // ends a blocked read
         using Stream body = r.Content.ReadAsStream(deadline.Token);
-        // One event a line, read and parsed as UTF-8 bytes (no text decoded, the Node read in one
-        // pass with its status skipped): a cluster's heartbeats are most of what a watch carries.
+        // One event a line, read as UTF-8 bytes (no text decoded) only as far as the Node's spec:
+        // a cluster's heartbeats are most of what a watch carries, and their status is most of them.
         var lines = new JsonLines(body);
-        while (lines.Next(deadline.Token) is ReadOnlyMemory<byte> line)
+        while (NextLine() is ReadOnlyMemory<byte> line)
         {
-            WatchEventJson e = JsonSerializer.Deserialize(line.Span, KubeJson.Default.WatchEventJson) ?? throw new JsonException("a watch event that is null");
-            WatchObjectJson o = e.Object ?? throw new JsonException("a watch event without an object");
-            if (e.Type == "ERROR")
+            silent.CancelAfter(idleLimit);
+            (string type, WatchObjectJson o) = WatchEvent.Read(line.Span);
+            if (type == "ERROR")
             {
                 throw new KubeApiException(o.Code == 0 ? 500 : o.Code, $"watch: {o.Code} {o.Reason}: {o.Message}");
             }
-            yield return (e.Type ?? "", new NodeJson { Metadata = o.Metadata, Spec = o.Spec });
+            yield return (type, new NodeJson { Metadata = o.Metadata, Spec = o.Spec });
+        }
+
+        ReadOnlyMemory<byte>? NextLine()
+        {
+            try
+            {
+                return lines.Next(deadline.Token);
+            }
+            catch (OperationCanceledException) when (silent.IsCancellationRequested && !stop.IsCancellationRequested)
+            {
+                throw new KubeWatchSilentException(idleLimit);
+            }
         }
     }
 
@@ -220,8 +272,7 @@ internal sealed class KubeApi : IDisposable
         var request = new HttpRequestMessage(method, new Uri(_base, path)) { Content = content };
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         _credentials?.ProcessHttpRequestAsync(request, token).GetAwaiter().GetResult();
-        return _http.SendAsync(request, stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, token)
-            .GetAwaiter().GetResult();
+        return _http.Send(request, stream ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, token);
     }
 
     private static void ThrowIfFailed(HttpResponseMessage r, CancellationToken token)
@@ -233,7 +284,8 @@ internal sealed class KubeApi : IDisposable
         string message = "";
         try
         {
-            string text = r.Content.ReadAsStringAsync(token).GetAwaiter().GetResult();
+            using var reader = new StreamReader(r.Content.ReadAsStream(token), Encoding.UTF8);
+            string text = reader.ReadToEnd(); // synchronously: the socket stays a blocking one
             message = text.StartsWith('{') ? JsonSerializer.Deserialize(text, KubeJson.Default.StatusJson)?.Message ?? text : text;
         }
         catch (JsonException)

@@ -50,17 +50,11 @@ internal sealed class PodJson
     public PodSpecJson? Spec { get; set; }
 }
 
-/// <summary>One line of a watch: ADDED, MODIFIED, DELETED, BOOKMARK (a node), or ERROR (a Status).</summary>
-internal sealed class WatchEventJson
-{
-    public string? Type { get; set; }
-    /// <summary>
-    /// A Node, or with type ERROR a Status: read in one pass as the fields of both (they do not
-    /// overlap: a Node's <c>status</c> object and a Status's <c>status</c> string are not read).
-    /// </summary>
-    public WatchObjectJson? Object { get; set; }
-}
-
+/// <summary>
+/// A watch event's object: a Node, or with type ERROR a Status, read in one pass as the fields of
+/// both (they do not overlap: a Node's <c>status</c> object and a Status's <c>status</c> string are
+/// not read). <see cref="WatchEvent"/> reads it.
+/// </summary>
 internal sealed class WatchObjectJson
 {
     public ObjectMetaJson? Metadata { get; set; }
@@ -98,6 +92,7 @@ internal static class KubeJsonWriter
 [JsonSerializable(typeof(NodeJson))]
 [JsonSerializable(typeof(NodeListJson))]
 [JsonSerializable(typeof(PodJson))]
-[JsonSerializable(typeof(WatchEventJson))]
+[JsonSerializable(typeof(ObjectMetaJson))]
+[JsonSerializable(typeof(NodeSpecJson))]
 [JsonSerializable(typeof(StatusJson))]
 internal sealed partial class KubeJson : JsonSerializerContext;

@@ -317,7 +317,8 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
     /// <summary>
     /// Lists once, then watches from the list's resourceVersion, as client-go's reflector: a watch the
     /// API server ends (its timeout, ours: <see cref="KubeOptions.Resync"/>) or that breaks is started
-    /// again from the last resourceVersion seen (events and BOOKMARKs move it); only 410 Gone lists
+    /// again from the last resourceVersion seen (events and BOOKMARKs move it), as is one silent for
+    /// <see cref="KubeOptions.WatchIdleLimit"/> (a hung server, a half-open connection); only 410 Gone lists
     /// again. While the API server is away the last table stays; the watch is retried after 0.25 s
     /// doubling to 2 s, jittered, and resumes where it was.
     /// </summary>
@@ -348,7 +349,7 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 }
                 long started = Environment.TickCount64;
                 int events = 0;
-                foreach ((string type, NodeJson node) in Api.WatchNodes(resourceVersion, options.Resync, _stop.Token, outage.Reached))
+                foreach ((string type, NodeJson node) in Api.WatchNodes(resourceVersion, options.Resync, options.WatchIdleLimit, _stop.Token, outage.Reached))
                 {
                     events++;
                     resourceVersion = node.Metadata?.ResourceVersion ?? resourceVersion;
@@ -361,6 +362,10 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
                 {
                     _stop.Token.WaitHandle.WaitOne(TimeSpan.FromSeconds(1)); // a watch that ends at once is not started again at once
                 }
+            }
+            catch (KubeWatchSilentException e)
+            {
+                log.Warning("{Source}: {Error}; watching again from resourceVersion {Version}", Description, e.Message, resourceVersion);
             }
             catch (KubeApiException e) when (e.Status == 410)
             {

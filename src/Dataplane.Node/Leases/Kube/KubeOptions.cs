@@ -20,6 +20,12 @@ internal sealed record KubeOptions
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>How long one watch runs before it is started again from its resourceVersion (no list; flanneld's informer: 5 min).</summary>
     public TimeSpan Resync { get; init; } = TimeSpan.FromMinutes(5);
+    /// <summary>
+    /// How long a watch may be silent (no event, no BOOKMARK) before it is abandoned and started
+    /// again from its resourceVersion: the API server sends a bookmark at least every minute to a
+    /// watch that asks for them, so a silent one hangs or lost its peer (a half-open connection).
+    /// </summary>
+    public TimeSpan WatchIdleLimit { get; init; } = TimeSpan.FromSeconds(90);
     /// <summary>How often our node is read again while it has no podCIDR yet.</summary>
     public TimeSpan PodCidrPoll { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>Where our VTEP MAC is kept when our node announces none yet.</summary>
