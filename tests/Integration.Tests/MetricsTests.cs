@@ -14,7 +14,8 @@ public class MetricsTests
         using var c = new Cluster();
         c.Topology.AddNode(1);
         c.Topology.AddNode(2);
-        new ClusterFileBuilder().Node(1).Node(2).WriteTo(c.LeasesPath);
+        // Node 9's lease is refused (its public IP is on the overlay): the rejection families have a sample too.
+        new ClusterFileBuilder().Node(1).Node(2).Node(9, publicIp: "10.244.7.7").WriteTo(c.LeasesPath);
         c.StartNode(1, "vxlan", null, "--metrics", "192.0.2.1:9100", "--icmp-rate", "2", "--icmp-burst", "1");
         c.StartNode(2, "vxlan");
 
@@ -41,6 +42,7 @@ public class MetricsTests
         Assert.Contains("dataplane_offload_info{device=\"csum tso4 tso6", m);
         Assert.Contains("dataplane_build_info{version=", m);
         Assert.Contains("dataplane_drops_total{reason=\"bad_vxlan_flags\"} 0", m);
+        AssertEveryDocumentedFamily(m);
         ProcessRunner.Result notFound = c.Topology.Exec(c.Topology.Node(2), ["/bin/bash", "-c",
             "exec 3<>/dev/tcp/192.0.2.1/9100; printf 'GET / HTTP/1.1\\r\\n\\r\\n' >&3; timeout 5 cat <&3"]);
         Assert.StartsWith("HTTP/1.1 404", notFound.Stdout);
@@ -81,6 +83,26 @@ public class MetricsTests
         Assert.Equal((200, "ok"), Get(c, "192.0.2.2:9100/healthz", from: 1));
         Assert.Equal(200, Get(c, "192.0.2.2:9100/readyz", from: 1).Status);
         Assert.Equal(200, Get(c, "192.0.2.2:9100/metrics", from: 1).Status);
+    }
+
+    /// <summary>
+    /// Every family docs/observability.md lists (`dataplane_x{a,b}`) is served, with a sample that
+    /// carries each label it names: the list users read is the list the node serves.
+    /// </summary>
+    private static void AssertEveryDocumentedFamily(string metrics)
+    {
+        string doc = File.ReadAllText(Path.Combine(Repository.Root, "docs", "observability.md"));
+        MatchCollection families = Regex.Matches(doc, @"`(dataplane_[a-z_]+)(?:\{([a-z_,.]+)\})?`");
+        Assert.True(families.Count >= 25, $"{families.Count} families found in the doc");
+        foreach (Match f in families)
+        {
+            string name = f.Groups[1].Value;
+            Assert.True(metrics.Contains($"# TYPE {name} ", StringComparison.Ordinal), $"{name}: documented, not served");
+            foreach (string label in f.Groups[2].Success ? f.Groups[2].Value.Split(',').Where(l => l != "...") : [])
+            {
+                Assert.True(Regex.IsMatch(metrics, $@"^{name}\{{[^}}]*\b{label}=""", RegexOptions.Multiline), $"{name}: no sample with label {label}");
+            }
+        }
     }
 
     /// <summary>curl from node <paramref name="from"/>: the status (0: no connection) and the body's first line.</summary>

@@ -1,8 +1,6 @@
-using Microsoft.Extensions.ObjectPool;
-
 namespace Dataplane.Capture;
 
-/// <summary>One captured packet on its way from a loop to a capture's writer; pooled and reused.</summary>
+/// <summary>One captured packet on its way from a loop to a capture's writer; made when the capture starts and reused.</summary>
 internal sealed class CaptureRecord(int capacity)
 {
     public byte[] Buffer { get; } = new byte[capacity];
@@ -14,11 +12,4 @@ internal sealed class CaptureRecord(int capacity)
     public long Microseconds { get; set; }
     /// <summary>The drop reason, for a packet that was dropped.</summary>
     public string? Comment { get; set; }
-
-    /// <summary>Makes records of one capacity and takes them back as they are (nothing to reset: every use sets every field).</summary>
-    public sealed class Policy(int capacity) : PooledObjectPolicy<CaptureRecord>
-    {
-        public override CaptureRecord Create() => new(capacity);
-        public override bool Return(CaptureRecord record) => true;
-    }
 }

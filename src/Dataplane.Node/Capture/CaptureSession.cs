@@ -3,7 +3,6 @@ using System.IO.Pipelines;
 using System.Threading.Channels;
 using Dataplane.Encap;
 using Dataplane.TunTap;
-using Microsoft.Extensions.ObjectPool;
 
 namespace Dataplane.Capture;
 
@@ -22,11 +21,15 @@ internal sealed class CaptureSession
     // The IP and UDP headers written in front of a datagram: IPv4's, or IPv6's on the IPv6 underlay.
     private const int OuterHeaders = Ipv4Header.MinLength + 8, OuterHeaders6 = Ipv6Header.Length + 8;
 
+    // Every record a session uses is made when it starts (on the control socket's thread, never by
+    // a loop): as many as fit this budget, 64 to QueueLength. A loop that finds none free leaves the
+    // packet out and counts it, as when the writer falls behind: the loops allocate nothing.
+    private const int RecordBudget = 16 << 20;
+
     private readonly CaptureFilter _filter;
     private readonly int _snapLength;
-    private readonly ObjectPool<CaptureRecord> _pool;
-    private readonly Channel<CaptureRecord> _queue = Channel.CreateBounded<CaptureRecord>(
-        new BoundedChannelOptions(QueueLength) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+    private readonly Channel<CaptureRecord> _free;
+    private readonly Channel<CaptureRecord> _queue;
     private readonly CancellationTokenSource _end = new();
     private readonly long _count;
     private readonly TimeSpan _duration;
@@ -41,12 +44,35 @@ internal sealed class CaptureSession
         _duration = duration;
         // Records as large as a packet can be here (a slot plus the outer headers written in front), or the snap length.
         int capacity = Math.Min(snapLength, maxPacket + OuterHeaders6);
-        _pool = new DefaultObjectPool<CaptureRecord>(new CaptureRecord.Policy(capacity), maximumRetained: 512);
+        int records = Math.Clamp(RecordBudget / capacity, 64, QueueLength);
+        _free = Channel.CreateBounded<CaptureRecord>(records);
+        _queue = Channel.CreateBounded<CaptureRecord>(new BoundedChannelOptions(records) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        for (int i = 0; i < records; i++)
+        {
+            _queue.Writer.TryWrite(new CaptureRecord(capacity)); // through the queue once: its ring grows here, not in a loop
+        }
+        while (_queue.Reader.TryRead(out CaptureRecord? r))
+        {
+            _free.Writer.TryWrite(r);
+        }
     }
 
     /// <summary>Packets left out because the writer fell behind.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
     public long Written { get; private set; }
+
+    /// <summary>
+    /// The inner packet a record is about, for the subnet filter: the overlay packet itself; in an
+    /// underlay datagram what follows VXLAN's and Ethernet's headers (VXLAN's first byte is its
+    /// flags, 0x08; an IPv4 packet's is 0x4N), else the udp backend's payload, the packet itself.
+    /// </summary>
+    private static ReadOnlySpan<byte> InnerPacket(int side, ReadOnlySpan<byte> data)
+    {
+        const int vxlanInner = VxlanHeader.Length + EthernetHeader.Length;
+        return side == Underlay && data.Length > vxlanInner && data[0] == 0x08 && BinaryPrimitives.ReadUInt16BigEndian(data[(vxlanInner - 2)..]) == 0x0800
+            ? data[vxlanInner..]
+            : data;
+    }
 
     /// <summary>
     /// From a loop: keep this packet if the filter matches. <paramref name="data"/> is the inner IP
@@ -55,14 +81,18 @@ internal sealed class CaptureSession
     /// </summary>
     public void Offer(int side, bool inbound, ReadOnlySpan<byte> data, UdpEndpoint from, UdpEndpoint to, uint peer, string? dropReason)
     {
-        ReadOnlySpan<byte> inner = side == Overlay ? data : default;
+        ReadOnlySpan<byte> inner = InnerPacket(side, data);
         uint innerSource = inner.Length >= Ipv4Header.MinLength && inner[0] >> 4 == 4 ? BinaryPrimitives.ReadUInt32BigEndian(inner[12..]) : 0;
         uint innerDestination = inner.Length >= Ipv4Header.MinLength && inner[0] >> 4 == 4 ? BinaryPrimitives.ReadUInt32BigEndian(inner[16..]) : 0;
         if (!_filter.Matches(peer, innerSource, innerDestination, dropReason is not null) || _end.IsCancellationRequested)
         {
             return;
         }
-        CaptureRecord r = _pool.Get();
+        if (!_free.Reader.TryRead(out CaptureRecord? r))
+        {
+            Interlocked.Increment(ref _dropped); // every record is queued: the writer is behind
+            return;
+        }
         Span<byte> b = r.Buffer;
         int header = 0;
         if (side == Underlay)
@@ -98,7 +128,7 @@ internal sealed class CaptureSession
         if (!_queue.Writer.TryWrite(r))
         {
             Interlocked.Increment(ref _dropped);
-            _pool.Return(r);
+            _free.Writer.TryWrite(r);
         }
     }
 
@@ -130,7 +160,7 @@ internal sealed class CaptureSession
                 }
                 PcapNg.WritePacket(w, r.Interface, r.Microseconds, r.Buffer.AsSpan(0, r.Length), r.OriginalLength,
                     r.Inbound ? PcapNg.FlagInbound : PcapNg.FlagOutbound, r.Comment);
-                _pool.Return(r);
+                _free.Writer.TryWrite(r);
                 Written++;
             }
             await w.FlushAsync(CancellationToken.None).ConfigureAwait(false);
@@ -144,7 +174,7 @@ internal sealed class CaptureSession
             _end.Cancel();
             while (_queue.Reader.TryRead(out CaptureRecord? r))
             {
-                _pool.Return(r);
+                _free.Writer.TryWrite(r);
             }
             try
             {

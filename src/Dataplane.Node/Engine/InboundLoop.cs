@@ -81,6 +81,7 @@ internal sealed class InboundLoop
             {
                 ProcessBatch();
             }
+            Volatile.Write(ref Counters.AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
         }
         return null;
     }

@@ -29,6 +29,12 @@ internal sealed class LoopCounters(int peerSlots = 0)
     /// <summary>Outbound batches the inbound loop of the queue read and sent on this loop's behalf.</summary>
     public long Assists;
     public readonly long[] Drops = new long[ReasonCount];
+    /// <summary>
+    /// Managed-heap bytes the loop's own thread has allocated since it started (set by the thread
+    /// after each wait or batch, not a row: a gauge of the thread, not a count of packets). It grows
+    /// while the loop starts and then stays: nothing is allocated per packet.
+    /// </summary>
+    public long AllocatedBytes;
 
     /// <summary>Every scalar counter: its field, its loops, its names (see <see cref="LoopCounterRow"/>).</summary>
     public static readonly LoopCounterRow[] Rows =
@@ -87,6 +93,7 @@ internal sealed class LoopCounters(int peerSlots = 0)
             {
                 s.Drops[r] += Volatile.Read(ref c.Drops[r]);
             }
+            s.AllocatedBytes += Volatile.Read(ref c.AllocatedBytes);
         }
         return s;
     }

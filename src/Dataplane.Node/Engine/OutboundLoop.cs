@@ -76,7 +76,8 @@ internal sealed class OutboundLoop
             _waiting = false;
             if (r == Readiness.Ready)
             {
-                lock (_turn)
+                EnterTurn();
+                try
                 {
                     // No waiting under the turn: an assist may have taken what woke us.
                     if (_device.ReadBatch(_batch, 0) > 0)
@@ -84,13 +85,31 @@ internal sealed class OutboundLoop
                         ProcessBatch(_batch);
                     }
                 }
+                finally
+                {
+                    _turn.Exit();
+                }
             }
+            Volatile.Write(ref Counters.AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
             if (_device.Gone)
             {
                 return $"device {_device.Name} is gone (deleted under us)";
             }
         }
         return null;
+    }
+
+    /// <summary>
+    /// Takes the turn, spinning while an assist holds it (a few packets' work): never a blocking
+    /// wait, whose first use would make the lock allocate its wait event on the packet path.
+    /// </summary>
+    private void EnterTurn()
+    {
+        var spin = new SpinWait();
+        while (!_turn.TryEnter())
+        {
+            spin.SpinOnce(sleep1Threshold: -1);
+        }
     }
 
     /// <summary>

@@ -84,6 +84,12 @@ internal static class MetricsText
         {
             Line(b, "dataplane_drops_total", o.DropsOf(r) + i.DropsOf(r), ("reason", DropReasonLabels.Of(r)));
         }
+        Family(b, "dataplane_loop_allocated_bytes_total", "counter",
+            "Managed-heap bytes the packet loops' threads allocated since they started, by direction: it grows while they start, not with packets.");
+        Line(b, "dataplane_loop_allocated_bytes_total", o.AllocatedBytes, ("direction", "out"));
+        Line(b, "dataplane_loop_allocated_bytes_total", i.AllocatedBytes, ("direction", "in"));
+        Family(b, "dataplane_allocated_bytes_total", "counter", "Managed-heap bytes the whole process allocated since it started (lease store, metrics, logs and loops).");
+        Line(b, "dataplane_allocated_bytes_total", GC.GetTotalAllocatedBytes(precise: false));
         Family(b, "dataplane_peers", "gauge", "Peers in the current subnet table.");
         Line(b, "dataplane_peers", table.Peers.Count);
         if (s.TablesBuilt?.Invoke() is long built)
