@@ -1,3 +1,4 @@
+using System.Globalization;
 using Dataplane.Lab;
 using Dataplane.Node;
 using Dataplane.TestSupport;
@@ -80,6 +81,52 @@ public class CaptureTests(ITestOutputHelper output)
         output.WriteLine(string.Join('\n', rows));
         Assert.Equal(2, rows.Count(r => r.StartsWith("1|0x00000002|1|2001:db8:2::1,2001:db8:244:1::2|2001:db8:2::2,2001:db8:244:2::2|8472|128", StringComparison.Ordinal)));
         Assert.Equal(2, rows.Count(r => r.StartsWith("1|0x00000001|1|2001:db8:2::2,2001:db8:244:2::2|2001:db8:2::1,2001:db8:244:1::2|8472|129", StringComparison.Ordinal)));
+    }
+
+    /// <summary>
+    /// <c>--peer</c> by public address and by subnet, and <c>--snaplen</c>: two captures at once on a
+    /// node with two peers, each keeping only its peer's packets (inner and outer), each cut to 64
+    /// bytes while tshark still reads the packet's whole length.
+    /// </summary>
+    [Fact]
+    public void Peer_and_snaplen_keep_one_peers_packets_cut_short()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        c.Topology.AddNode(3);
+        new ClusterFileBuilder().Node(1).Node(2).Node(3).WriteTo(c.LeasesPath);
+        c.StartNode(1, "vxlan");
+        c.StartNode(2, "vxlan");
+        c.StartNode(3, "vxlan");
+        c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 1); // neighbours resolved before the captures
+        c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 1);
+
+        string byAddress = c.Path_("peer2.pcapng"), bySubnet = c.Path_("peer3.pcapng");
+        NodeProcess two = StartCapture(c, byAddress, "--peer", "192.0.2.2", "--snaplen", "64", "--duration", "4");
+        NodeProcess three = StartCapture(c, bySubnet, "--peer", "10.244.3.0/24", "--snaplen", "64", "--duration", "4");
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 3).ExitCode);
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(3), count: 3).ExitCode);
+        Assert.True(two.WaitForExit(TimeSpan.FromSeconds(15)), two.Output);
+        Assert.True(three.WaitForExit(TimeSpan.FromSeconds(15)), three.Output);
+        Assert.True(File.Exists(byAddress) && File.Exists(bySubnet), two.Output + three.Output);
+
+        foreach ((string file, int peer) in new[] { (byAddress, 2), (bySubnet, 3) })
+        {
+            // Overlay frames are 84-byte echo packets, underlay ones 134-byte datagrams: all cut to 64.
+            string[] rows = Tshark(c, file, "frame.interface_id", "frame.cap_len", "frame.len", "ip.src", "ip.dst");
+            output.WriteLine($"--peer {(peer == 2 ? "192.0.2.2" : "10.244.3.0/24")}:\n{string.Join('\n', rows)}");
+            Assert.True(rows.Length == 12, string.Join('\n', rows)); // 3 requests and 3 replies, each as read or written on both sides (a subnet matches the datagrams' inner packets too)
+            foreach (string row in rows)
+            {
+                string[] f = row.Split('|');
+                Assert.Equal("64", f[1]);
+                Assert.True(int.Parse(f[2], CultureInfo.InvariantCulture) > 80, row);
+                // The overlay's inner addresses are the peer's pod; the underlay's outer ones its node (64 bytes end inside the inner header).
+                Assert.Contains(f[0] == "0" ? $"10.244.{peer}.2" : $"192.0.2.{peer}", row, StringComparison.Ordinal);
+            }
+            Assert.Equal(6, rows.Count(r => r.StartsWith("1|", StringComparison.Ordinal)));
+        }
     }
 
     [Fact]
