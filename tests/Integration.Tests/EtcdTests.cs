@@ -222,6 +222,51 @@ public class EtcdTests
         Assert.False(File.Exists(c.Path_("subnet.env")));
     }
 
+    /// <summary>
+    /// etcd with authentication on, and flannel's keys under another prefix: a user whose role may
+    /// read and write that prefix only (as an operator gives flanneld one). Two nodes with
+    /// <c>--etcd-prefix</c>, <c>--etcd-username</c> and <c>--etcd-password</c> write their leases
+    /// there, see each other (through the watch, which needs its own token) and carry a ping; a
+    /// wrong password is one line.
+    /// </summary>
+    [Fact]
+    public void Etcd_with_a_user_and_password_and_a_custom_prefix()
+    {
+        using var c = new Cluster();
+        StartEtcd(c);
+        c.Topology.AddNode(1);
+        c.Topology.AddNode(2);
+        Etcdctl(c, "user", "add", "root", "--new-user-password", "rootpw");
+        Etcdctl(c, "user", "grant-role", "root", "root");
+        Etcdctl(c, "role", "add", "flannel");
+        Etcdctl(c, "role", "grant-permission", "flannel", "--prefix=true", "readwrite", "/example.com/net/");
+        Etcdctl(c, "user", "add", "flannel", "--new-user-password", "secret");
+        Etcdctl(c, "user", "grant-role", "flannel", "flannel");
+        Etcdctl(c, "auth", "enable");
+        Etcdctl(c, "--user", "root:rootpw", "put", "/example.com/net/config", VxlanConfig);
+        foreach (int i in new[] { 1, 2 })
+        {
+            // The leases flanneld left there (the pods sit in these subnets): reused by the nodes.
+            Etcdctl(c, "--user", "root:rootpw", "put", $"/example.com/net/subnets/10.244.{i}.0-24",
+                $$$"""{"PublicIP":"192.0.2.{{{i}}}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:{{{i}}}{{{i}}}:{{{i}}}{{{i}}}:{{{i}}}{{{i}}}:{{{i}}}{{{i}}}:{{{i}}}{{{i}}}"}}""");
+        }
+        string[] auth = ["--etcd-prefix", "/example.com/net", "--etcd-username", "flannel"];
+
+        ProcessRunner.Result wrong = c.Topology.Exec(c.Topology.Node(1), [.. SelfCommand.Prefix(), "run", "--etcd-endpoints", Endpoint, .. auth, "--etcd-password", "nope",
+            "--etcd-timeout", "3", "--public-ip", "192.0.2.1", "--subnet-file", c.Path_("subnet.env"), "--control-socket", c.ControlSocket(1)]);
+        Assert.Equal(1, wrong.ExitCode);
+        Assert.Single(wrong.Stderr.Trim().Split('\n'));
+        Assert.True(wrong.Stderr.Contains("authentication failed", StringComparison.OrdinalIgnoreCase), wrong.Stderr);
+
+        NodeProcess n1 = StartNode(c, 1, [.. auth, "--etcd-password", "secret"]);
+        StartNode(c, 2, [.. auth, "--etcd-password", "secret"]);
+        Assert.True(n1.WaitForLine("Subnet added: 10.244.2.0/24 via 192.0.2.2", TimeSpan.FromSeconds(10)) is not null, n1.Output);
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2)).ExitCode);
+        string keys = Etcdctl(c, "--user", "root:rootpw", "get", "--prefix", "--keys-only", "/");
+        Assert.Equal(2, keys.Split('\n').Count(k => k.StartsWith("/example.com/net/subnets/10.244.", StringComparison.Ordinal)));
+        Assert.DoesNotContain("/coreos.com/", keys, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void A_node_joining_and_one_leaving_while_a_transfer_between_two_others_stays_intact()
     {

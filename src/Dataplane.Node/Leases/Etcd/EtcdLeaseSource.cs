@@ -51,6 +51,11 @@ internal sealed partial class EtcdLeaseSource(EtcdOptions options, ILogger log) 
         {
             return ReadSnapshot();
         }
+        catch (Grpc.Core.RpcException r) when (EtcdStore.IsRefusal(r))
+        {
+            // etcd answered, and said no: a wrong user or password, a role without this prefix.
+            throw new ConfigException($"{Description}: {r.Status.Detail} ({r.StatusCode})");
+        }
         catch (Exception e) when (EtcdStore.IsRequestFailure(e))
         {
             // Whatever gRPC says (a deadline, or the call failing before it), a direct probe says why, in one line.

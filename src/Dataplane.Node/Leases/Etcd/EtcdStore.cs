@@ -252,6 +252,13 @@ internal sealed class EtcdStore : IDisposable
     /// </summary>
     public static bool IsRequestFailure(Exception e) => e is RpcException or OperationCanceledException;
 
+    /// <summary>
+    /// An answer of etcd that refuses the request (authentication failed, permission denied, an
+    /// invalid request) rather than a deadline or an unreachable endpoint: nothing to wait out.
+    /// </summary>
+    public static bool IsRefusal(RpcException r) =>
+        r.StatusCode is StatusCode.InvalidArgument or StatusCode.PermissionDenied or StatusCode.Unauthenticated or StatusCode.FailedPrecondition;
+
     /// <summary>One line for a failed request.</summary>
     public static string Describe(Exception e) => e switch
     {
