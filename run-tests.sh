@@ -83,8 +83,25 @@ image=$(tail -n 1 artifacts/image.log)
 [ -f "$image" ] || { tail -20 artifacts/image.log; echo "deploy/build-image.sh failed"; exit 1; }
 grep '^Image ' artifacts/image.log
 export DATAPLANE_IMAGE="$PWD/$image"
+# The suite must leave the root network namespace as it found it (every test builds hosts in
+# namespaces of its own): its links, addresses, routes, policy rules and firewall rules, compared
+# before and after, counted as one check of its own.
+root_network() {
+  ip -br link | awk '{print $1, $3}'; ip -br addr; ip route show table all; ip -6 route show table all; ip rule; ip -6 rule
+  iptables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+  ip6tables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
+  nft list ruleset 2>/dev/null
+}
+root_network >artifacts/root-network.before
 dotnet test Dataplane.sln -c Release --logger "trx" --results-directory "$results" "$@"
 status=$?
+root_network >artifacts/root-network.after
+root_ok=1
+if ! diff -u artifacts/root-network.before artifacts/root-network.after >artifacts/root-network.diff; then
+  root_ok=0
+  head -40 artifacts/root-network.diff
+  echo "the root network namespace changed during the tests (artifacts/root-network.diff)"
+fi
 
 passed=0; failed=0; skipped=0
 for trx in "$results"/*.trx; do
@@ -99,6 +116,7 @@ if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
   echo "no test results found in $results"
   exit 1
 fi
+if [ "$root_ok" -eq 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 [ "$format_ok" -eq 1 ] || echo "format check failed: run 'dotnet format Dataplane.sln' and commit (artifacts/format.log)"
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"

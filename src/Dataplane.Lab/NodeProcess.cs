@@ -101,12 +101,12 @@ internal sealed class NodeProcess : IDisposable
         }
     }
 
-    /// <summary>Sends SIGTERM and waits; SIGKILL if it has not exited in time. Returns the exit code.</summary>
-    public int Stop(TimeSpan timeout)
+    /// <summary>Sends SIGTERM (or <paramref name="signal"/>: "INT") and waits; SIGKILL if it has not exited in time. Returns the exit code.</summary>
+    public int Stop(TimeSpan timeout, string signal = "TERM")
     {
         if (!_process.HasExited)
         {
-            ProcessRunner.Run("/bin/sh", ["-c", $"kill -TERM {_process.Id}"]);
+            ProcessRunner.Run("/bin/sh", ["-c", $"kill -{signal} {_process.Id}"]);
             if (!_process.WaitForExit(timeout))
             {
                 _process.Kill(entireProcessTree: true);

@@ -97,6 +97,30 @@ internal sealed class Topology : IDisposable
     }
 
     /// <summary>
+    /// Nodes <paramref name="a"/> and <paramref name="b"/> (added by <see cref="AddNode"/>) wired to
+    /// each other by one veth pair instead of the switch's bridge: each <c>eth0</c> is the other's
+    /// peer, with the same addresses, default offloads and nothing between them (so a kernel
+    /// sender's GSO superpackets reach the other node as they left). Call it before anything is
+    /// bound to <c>eth0</c> (a kernel VXLAN device goes with its lower device).
+    /// </summary>
+    public void ConnectDirectly(int a, int b)
+    {
+        bool ipv6 = Ip(Node(a), "-6", "addr", "show", "dev", "eth0").Contains(UnderlayIpv6(a), StringComparison.Ordinal);
+        Ip(Node(a), "link", "del", "eth0");
+        Ip(Node(b), "link", "del", "eth0");
+        Ip(Node(a), "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", Node(b));
+        foreach (int i in new[] { a, b })
+        {
+            Ip(Node(i), "addr", "add", $"{UnderlayIp(i)}/24", "dev", "eth0");
+            if (ipv6)
+            {
+                Ip(Node(i), "addr", "add", $"{UnderlayIpv6(i)}/64", "dev", "eth0", "nodad");
+            }
+            Ip(Node(i), "link", "set", "eth0", "up");
+        }
+    }
+
+    /// <summary>
     /// Pod i's namespace with nothing in it but <c>lo</c>, for a CNI plugin to give it its interface
     /// and address (as a container runtime hands the plugin a new pod's namespace).
     /// </summary>

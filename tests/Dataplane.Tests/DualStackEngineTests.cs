@@ -88,9 +88,16 @@ public sealed class DualStackEngineTests : IDisposable
         Assert.Equal(1, Drops(DropReason.Multicast));
         Assert.Equal(2, Drops(DropReason.NoRoute));
         Assert.Equal(2, _device.Written.Count);
-        var ip = new IPv6Packet(new PacketDotNet.Utils.ByteArraySegment(_device.Written.First()));
-        Assert.Equal(IcmpV6Type.DestinationUnreachable, ip.Extract<IcmpV6Packet>().Type);
-        Assert.Equal("2001:db8:244:1::2", ip.DestinationAddress.ToString());
+        // Each error comes from the /64 of the destination it could not reach (the engine's choice:
+        // no address of ours, so the host does not take it for a martian), to the pod that sent it.
+        string[] sources = ["2001:db8:244:9::", "2001:db8:999::"];
+        for (int k = 0; k < 2; k++)
+        {
+            var ip = new IPv6Packet(new PacketDotNet.Utils.ByteArraySegment(_device.Written.ElementAt(k)));
+            Assert.Equal(IcmpV6Type.DestinationUnreachable, ip.Extract<IcmpV6Packet>().Type);
+            Assert.Equal("2001:db8:244:1::2", ip.DestinationAddress.ToString());
+            Assert.Equal(sources[k], ip.SourceAddress.ToString());
+        }
     }
 
     [Fact]

@@ -110,6 +110,16 @@ public class BadInputTests
     }
 
     [Fact]
+    public void Ip_masq_on_an_ipv6_only_network_is_refused()
+    {
+        using var c = new Cluster();
+        c.Topology.AddNode(1, withPod: false, ipv6: true);
+        File.WriteAllText(c.LeasesPath, Ipv6Only("\"0.0.0.0-0&2001:db8:244:1::-64\": {\"PublicIP\": \"0.0.0.0\", \"PublicIPv6\": \"2001:db8:2::1\"}"));
+        AssertOneLineError(c, RunNode(c, ["--leases", c.LeasesPath, "--public-ipv6", "2001:db8:2::1", "--ip-masq"]),
+            "--ip-masq on an IPv6-only network: not supported (flanneld's IPv6 masquerade rules are ip6tables; this node installs IPv4 rules only)");
+    }
+
+    [Fact]
     public void No_lease_source_at_all()
     {
         using var c = new Cluster();

@@ -88,9 +88,9 @@ public class BehaviourTests
         string link = c.Topology.Ip(c.Topology.Node(1), "-s", "-j", "link", "show", "flannel.1");
         using System.Text.Json.JsonDocument doc = System.Text.Json.JsonDocument.Parse(link);
         System.Text.Json.JsonElement dev = doc.RootElement[0];
-        Assert.Equal(Node.NodeDevice.TxQueueLength, dev.GetProperty("txqlen").GetInt32());
+        Assert.Equal(5000, dev.GetProperty("txqlen").GetInt32()); // the documented size (docs/claims.md), not the code's constant
         System.Text.Json.JsonElement tx = dev.GetProperty("stats64").GetProperty("tx");
-        Assert.True(tx.GetProperty("packets").GetInt64() > 250_000, link);
+        Assert.True(tx.GetProperty("packets").GetInt64() >= 300_000, link); // the documented rate: 80,000 a second for 4 s (320,000), less 6 %
         Assert.Equal(0, tx.GetProperty("dropped").GetInt64());
     }
 

@@ -91,6 +91,41 @@ public class DualStackTests
         }
     }
 
+    /// <summary>
+    /// A kernel dual-stack node with default offloads (no ethtool step: it leaves inner checksums
+    /// unfinished and sends tunnel GSO superpackets) and ours carry 30 MB each way intact, IPv4 and
+    /// IPv6, over the switch's bridge and over a direct veth pair (nothing between the nodes: the
+    /// kernel's superpackets reach our socket as they left flannel.1 and flannel-v6.1).
+    /// </summary>
+    [Theory]
+    [InlineData("bridge", false)]
+    [InlineData("bridge", true)]
+    [InlineData("direct veth", false)]
+    [InlineData("direct veth", true)]
+    public void A_kernel_dual_stack_peer_with_default_offloads_carries_30_MB_each_way(string underlay, bool ipv6)
+    {
+        using var c = new Cluster();
+        c.DualStackPair();
+        if (underlay == "direct veth")
+        {
+            c.Topology.ConnectDirectly(1, 2);
+        }
+        c.ProgramKernelVxlanNode(2, ClusterFileBuilder.VtepMac(2), [(1, ClusterFileBuilder.VtepMac(1))], finishChecksums: false);
+        c.Topology.AddKernelVxlanV6(2, ClusterFileBuilder.VtepMacV6(2), [(1, ClusterFileBuilder.VtepMacV6(1))]);
+        NodeProcess ours = c.StartNode(1, "vxlan");
+
+        c.StartTransfer(2, 1, TransferBytes, ipv6: ipv6).AssertIntact(TimeSpan.FromSeconds(90));
+        c.StartTransfer(1, 2, TransferBytes, port: 5202, ipv6: ipv6).AssertIntact(TimeSpan.FromSeconds(90));
+
+        Assert.Equal(0, ours.Stop(TimeSpan.FromSeconds(10)));
+        string counters = Assert.Single(ours.Lines, l => l.Contains("Counters:", StringComparison.Ordinal));
+        string drops = counters[counters.IndexOf("drops:", StringComparison.Ordinal)..];
+        foreach (string reason in new[] { "UnknownPeer", "BadVxlanFlags", "WrongVni", "NotOurMac", "BadEtherType", "MalformedInner", "InnerSource", "InnerDestination", "BadInnerChecksum" })
+        {
+            Assert.DoesNotContain(reason, drops);
+        }
+    }
+
     /// <summary>tshark, the independent reader: VNI 1 in IPv6 outer packets, flannel-v6.1's MACs inside, IPv6 pods' packets within.</summary>
     [Fact]
     public void Tshark_reads_vni_1_and_the_v6_vtep_macs_in_ipv6_outer_packets()

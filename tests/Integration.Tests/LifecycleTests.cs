@@ -104,6 +104,23 @@ public class LifecycleTests(ITestOutputHelper output)
     /// A start that finds the running node's control socket asks it for a hand-over (HandoverTests);
     /// one with another control socket cannot, and the running node's attached queues refuse it.
     /// </summary>
+    /// <summary>
+    /// SIGINT (Ctrl-C in a terminal, run with SIGINT's default disposition as a terminal gives it)
+    /// stops a node as SIGTERM does: exit 0, the counters said, the device removed.
+    /// </summary>
+    [Fact]
+    public void Ctrl_c_stops_a_node_as_sigterm_does()
+    {
+        using var c = new Cluster();
+        c.Program = [Require.Tool("env", "coreutils"), "--default-signal=INT", .. SelfCommand.Prefix()];
+        var (n1, _) = c.StartTwoNodes("vxlan");
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 2).ExitCode);
+        Assert.Equal(0, n1.Stop(TimeSpan.FromSeconds(10), "INT"));
+        Assert.Contains(n1.Lines, l => l.Contains("Stopping", StringComparison.Ordinal));
+        Assert.Contains(n1.Lines, l => l.Contains("Counters: out ", StringComparison.Ordinal));
+        Assert.NotEqual(0, c.Topology.Exec(c.Topology.Node(1), ["ip", "link", "show", "flannel.1"]).ExitCode); // removed
+    }
+
     [Fact]
     public void A_second_start_on_a_running_nodes_device_is_refused_and_the_first_keeps_forwarding()
     {

@@ -1,5 +1,6 @@
 using Dataplane.Lab;
 using Dataplane.Node;
+using Dataplane.TestSupport;
 
 namespace Dataplane.Integration.Tests;
 
@@ -70,6 +71,34 @@ public class TwoNodeTests
 
     private static long Counter(string line, string pattern) =>
         long.Parse(System.Text.RegularExpressions.Regex.Match(line, pattern).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// The udp backend on the wire as tshark reads it: UDP to port 8285 whose payload is the pod's IP
+    /// packet itself (decoded as IP from the datagram's first byte: no header of ours before it, the
+    /// datagram exactly 8 bytes longer than the packet), as flannel's udp backend and its C proxy send it.
+    /// </summary>
+    [Fact]
+    public void Tshark_reads_the_udp_backends_raw_ip_packet_on_port_8285()
+    {
+        string tshark = Require.Tool("tshark", "tshark");
+        using var c = new Cluster();
+        c.StartTwoNodes("udp");
+        string pcap = c.Path_("underlay.pcap");
+        NodeProcess capture = c.Topology.Start(c.Topology.Node(1), [tshark, "-i", "eth0", "-f", "udp", "-c", "4", "-a", "duration:20", "-w", pcap], "tshark");
+        Assert.NotNull(capture.WaitForLine("Capturing on", TimeSpan.FromSeconds(20)));
+        Thread.Sleep(300);
+        Assert.Equal(0, c.Ping(c.Topology.Pod(1), Topology.PodIp(2), count: 2).ExitCode);
+        Assert.True(capture.WaitForExit(TimeSpan.FromSeconds(25)), capture.Output);
+
+        ProcessRunner.Result read = ProcessRunner.Run(tshark, ["-r", pcap, "-d", "udp.port==8285,ip", "-T", "fields", "-E", "separator=|",
+            "-e", "udp.srcport", "-e", "udp.dstport", "-e", "udp.length", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len", "-e", "icmp.type"]);
+        Assert.True(read.ExitCode == 0, read.Stderr);
+        string[] rows = read.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, rows.Length);
+        // Fields of the outer and the inner header come comma-separated: outer first, inner last.
+        Assert.Equal(2, rows.Count(r => r.EndsWith("|8285|92|192.0.2.1,10.244.1.2|192.0.2.2,10.244.2.2|112,84|8", StringComparison.Ordinal)));
+        Assert.Equal(2, rows.Count(r => r.EndsWith("|8285|92|192.0.2.2,10.244.2.2|192.0.2.1,10.244.1.2|112,84|0", StringComparison.Ordinal)));
+    }
 
     [Fact]
     public void No_route_reaches_the_sender_as_icmp_net_unreachable()

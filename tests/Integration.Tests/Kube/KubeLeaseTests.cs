@@ -120,15 +120,28 @@ public class KubeLeaseTests
         k.C.StartTransfer(2, 1, 16L << 20, port: 5202, ipv6: true).AssertIntact(TimeSpan.FromSeconds(60));
     }
 
+    /// <summary>
+    /// What a node finds on its Node is kept: the VtepMAC a flanneld that ran here announced (no MAC
+    /// file of ours yet), the operator's <c>public-ip-overwrite</c> (published as the public IP, as
+    /// flanneld does for a node behind a NAT); and with <c>--set-node-network-unavailable=false</c>
+    /// the NetworkUnavailable condition is left alone.
+    /// </summary>
     [Fact]
-    public void The_vtep_mac_our_node_already_announces_is_reused()
+    public void An_announced_vtep_mac_and_public_ip_overwrite_are_kept_and_the_condition_left_when_asked()
     {
         using var k = new KubeCluster("vxlan");
-        // As a flanneld that ran on this node left it (its MAC; no MAC file of ours yet).
-        k.Register(1, annotations: KubeCluster.FlanneldVxlan(1, "0e:11:11:11:11:11"));
-        k.StartNode(1);
+        var found = new Dictionary<string, string>(KubeCluster.FlanneldVxlan(1, "0e:11:11:11:11:11")) { [KubeCluster.Prefix + "public-ip-overwrite"] = "198.51.100.7" };
+        k.Register(1, annotations: found);
+        NodeProcess n1 = k.StartNode(1, "--set-node-network-unavailable=false");
         Assert.Equal("0e:11:11:11:11:11", File.ReadAllText(k.C.Path_("node1.vtepmac")).Trim());
-        Assert.Equal("""{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}""", k.Api.Annotations("node1")[KubeCluster.Prefix + "backend-data"]);
+        IReadOnlyDictionary<string, string> published = k.Api.Annotations("node1");
+        Assert.Equal("""{"VNI":1,"VtepMAC":"0e:11:11:11:11:11"}""", published[KubeCluster.Prefix + "backend-data"]);
+        Assert.Equal("198.51.100.7", published[KubeCluster.Prefix + "public-ip"]);
+        Assert.Equal("198.51.100.7", published[KubeCluster.Prefix + "public-ip-overwrite"]);
+        Assert.Contains("Public IP 198.51.100.7 from the node's", n1.Output, StringComparison.Ordinal);
+        Thread.Sleep(1500); // time for a condition patch, were one coming
+        Assert.DoesNotContain("NetworkUnavailable", k.Api.Node("node1")!.ToJsonString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("condition NetworkUnavailable", n1.Output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -278,6 +291,7 @@ public class KubeLeaseTests
     [InlineData("no-such-node", "node node1: no such node in Kubernetes API http://192.0.2.100:6443 (is NODE_NAME right?)")]
     [InlineData("api-down", "Kubernetes API http://192.0.2.100:6443: connection refused")]
     [InlineData("no-net-conf", "--net-config-path")]
+    [InlineData("ipv6-only", "an IPv6-only network (EnableIPv4 false) with --kube-subnet-mgr is not supported yet")]
     public void Bad_cluster_state_exits_1_with_one_line_and_creates_nothing(string fault, string expected)
     {
         using var k = new KubeCluster("vxlan");
@@ -292,6 +306,9 @@ public class KubeLeaseTests
                 break;
             case "no-net-conf":
                 File.Delete(k.NetConf);
+                break;
+            case "ipv6-only":
+                File.WriteAllText(k.NetConf, """{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"2001:db8:244::/48","Backend":{"Type":"vxlan"}}""");
                 break;
         }
         ProcessRunner.Result r = k.C.Topology.Exec(k.C.Topology.Node(1), k.Command(1), 60_000);
