@@ -63,14 +63,18 @@ public partial class EtcdWatchTests(ITestOutputHelper output)
         using var c = new Cluster();
         (NodeProcess etcd, NodeProcess n1) = OneNode(c, 20);
 
+        var away = Stopwatch.StartNew();
         etcd.Stop(TimeSpan.FromSeconds(10));
         Assert.True(n1.WaitForLine("forwarding on the last known subnets", TimeSpan.FromSeconds(20)) is not null, n1.Output);
-        Thread.Sleep(TimeSpan.FromSeconds(20)); // a backoff that doubles to 30 s would be asleep when etcd returns
+        // A backoff that doubles to 30 s would be asleep when etcd returns. DATAPLANE_OUTAGE_SECONDS=35: the figure.
+        int seconds = int.TryParse(Environment.GetEnvironmentVariable("DATAPLANE_OUTAGE_SECONDS"), CultureInfo.InvariantCulture, out int o) && o > 0 ? o : 20;
+        Thread.Sleep(TimeSpan.FromSeconds(Math.Max(0, seconds - away.Elapsed.TotalSeconds)));
         EtcdTests.RestartEtcd(c);
+        double awaySeconds = away.Elapsed.TotalSeconds;
         var applied = Stopwatch.StartNew();
         EtcdTests.Etcdctl(c, "put", Subnets + "10.3.1.0-24", Lease(777));
         Assert.True(n1.WaitForLine("Subnet added: 10.3.1.0/24", TimeSpan.FromSeconds(3)) is not null, $"not applied within 3 s of etcd's return:\n{n1.Output}");
-        output.WriteLine($"a lease put after etcd came back applied {applied.ElapsedMilliseconds} ms later");
+        output.WriteLine($"etcd away {awaySeconds:F0} s; a lease put after it came back applied {applied.ElapsedMilliseconds} ms later");
         Assert.Single(n1.Output.Split('\n'), l => l.Contains("forwarding on the last known subnets", StringComparison.Ordinal));
         Assert.DoesNotContain("Failed to re-register watch", n1.Output); // the library says nothing outside our log
         Assert.DoesNotContain("listing the leases again", n1.Output);   // resumed, not re-listed
