@@ -350,6 +350,32 @@ public class OffloadTests
     }
 
     [Fact]
+    public void A_datagram_is_never_merged_ahead_of_one_of_its_flow_that_came_first()
+    {
+        // Found by the coalesce fuzz target: a datagram of the flow that could not join (another
+        // TTL, a length that is not its own) was passed over and the next one merged into the
+        // superpacket before it, so the receiver got them out of order.
+        var c = new GroCoalescer(64, mergeUdp: true);
+        List<byte[]> d = UdpDatagrams(3, 64);
+        d[1][8] = 62; // TTL, header checksum not updated: the coalescer compares, the kernel would drop
+        c.Reset();
+        Assert.Equal([false, false, false], d.Select((p, i) => c.Offer(p, i)).ToArray());
+        Assert.All(Enumerable.Range(0, 3), i => Assert.Equal(1, c.SegmentsOf(i)));
+
+        d = UdpDatagrams(3, 64);
+        BinaryPrimitives.WriteUInt16BigEndian(d[1].AsSpan(24), 9); // a UDP length that is not its own: no candidate
+        c.Reset();
+        Assert.Equal([false, false, false], d.Select((p, i) => c.Offer(p, i)).ToArray());
+        Assert.True(c.Superpacket(0).IsEmpty);
+
+        // Another flow between two datagrams of one flow does not stop them merging.
+        List<byte[]> other = UdpDatagrams(1, 64, sourcePort: 5001);
+        d = UdpDatagrams(2, 64);
+        c.Reset();
+        Assert.Equal([false, false, true], new[] { d[0], other[0], d[1] }.Select((p, i) => c.Offer(p, i)).ToArray());
+    }
+
+    [Fact]
     public void Coalescing_the_segments_of_a_superpacket_gives_it_back()
     {
         var (p, h) = TcpSuperpacket(20_000, flags: 0x18);

@@ -19,7 +19,9 @@ namespace Dataplane.Encap.Offload;
 /// options, no fragments; IPv6: the same first word (version, traffic class, flow label) and hop
 /// limit, no extension headers; flags ACK (PSH only on the last segment merged); the next sequence
 /// number exactly; every merged segment the size of the first except a shorter last one; at most
-/// 64 KiB in all. A segment whose TCP checksum does
+/// 64 KiB in all. Only the flow's latest piece may take a packet, and a packet of the flow that
+/// cannot merge (another TTL, a FIN, no payload) ends it, so nothing is merged ahead of a packet
+/// of its flow that came before it. A segment whose TCP checksum does
 /// not verify is never merged (the merged packet's checksum is computed anew by the kernel, which
 /// would hide the corruption): it is written alone and the kernel drops it as it would anyway.
 /// Checksums are verified only when a merge is about to happen (the head once, then each
@@ -86,6 +88,7 @@ public sealed class GroCoalescer
         _highestIndex = Math.Max(_highestIndex, index);
         if (!IsCandidate(p, _mergeUdp, out int ipLength, out int l4Length, out int payload, out bool udp))
         {
+            CloseFlowOf(p);
             return false;
         }
         int hdrs = ipLength + l4Length;
@@ -94,11 +97,13 @@ public sealed class GroCoalescer
         for (int k = _itemCount - 1; k >= 0; k--)
         {
             ref Item item = ref _items[k];
-            if (!item.SameFlow(p, ipLength, l4Length, udp))
+            if (!item.SameTuple(p, ipLength))
             {
                 continue;
             }
-            if (item.Closed || seq != item.NextSeq || payload > item.GsoSize || item.Length + payload > MaxSuperpacket
+            // The flow's latest piece: only it may take this packet. Merging into an older one would
+            // put this packet ahead of the one between them (UDP has no sequence number to stop it).
+            if (item.Closed || !item.SameFlow(p, ipLength, l4Length, udp) || seq != item.NextSeq || payload > item.GsoSize || item.Length + payload > MaxSuperpacket
                 || (udp && item.Segments == MaxUdpSegments))
             {
                 break; // same flow but not the next piece: start afresh below
@@ -288,6 +293,27 @@ public sealed class GroCoalescer
         return InternetChecksum.Finish(sum) == 0;
     }
 
+    /// <summary>
+    /// A TCP or UDP packet that cannot merge ends its flow's open superpacket: a later packet of
+    /// the flow must not be merged ahead of it (the kernel's GRO flushes the flow there too).
+    /// </summary>
+    private void CloseFlowOf(ReadOnlySpan<byte> p)
+    {
+        int ipLength = p.Length >= 20 && p[0] >> 4 == 4 ? (p[0] & 0x0F) * 4 : p.Length >= Ipv6Header.Length && p[0] >> 4 == 6 ? Ipv6Header.Length : 0;
+        if (ipLength < 20 || p.Length < ipLength + 4)
+        {
+            return;
+        }
+        for (int k = _itemCount - 1; k >= 0; k--)
+        {
+            if (_items[k].SameTuple(p, ipLength))
+            {
+                _items[k].Closed = true;
+                return;
+            }
+        }
+    }
+
     private struct Item(Memory<byte> head, int length, int ipLength, int l4Length, int gsoSize, uint nextSeq, bool psh)
     {
         public Memory<byte> Head = head;
@@ -303,7 +329,21 @@ public sealed class GroCoalescer
         public bool ChecksumUnfinished;
         public bool Udp;
 
-        /// <summary>Same flow and same everything the kernel's GRO requires to match.</summary>
+        /// <summary>Same IP version, protocol, addresses and ports (<paramref name="p"/>'s transport header at <paramref name="ipLength"/>, at least 4 bytes of it there).</summary>
+        public readonly bool SameTuple(ReadOnlySpan<byte> p, int ipLength)
+        {
+            ReadOnlySpan<byte> h = Head.Span;
+            if (h[0] >> 4 != p[0] >> 4)
+            {
+                return false;
+            }
+            bool sameIp = IpLength == Ipv6Header.Length
+                ? h[Ipv6Header.NextHeaderOffset] == p[Ipv6Header.NextHeaderOffset] && h.Slice(8, 32).SequenceEqual(p.Slice(8, 32))
+                : h[Ipv4Header.ProtocolOffset] == p[Ipv4Header.ProtocolOffset] && h.Slice(12, 8).SequenceEqual(p.Slice(12, 8));
+            return sameIp && h.Slice(IpLength, 4).SequenceEqual(p.Slice(ipLength, 4));
+        }
+
+        /// <summary>Of a flow with the same tuple (<see cref="SameTuple"/>): the same everything else the kernel's GRO requires to match.</summary>
         public readonly bool SameFlow(ReadOnlySpan<byte> p, int ipLength, int l4Length, bool udp)
         {
             ReadOnlySpan<byte> h = Head.Span;
@@ -314,21 +354,14 @@ public sealed class GroCoalescer
             bool sameIp = ipLength == Ipv6Header.Length
                 ? h[..4].SequenceEqual(p[..4])                      // version, traffic class, flow label
                   && h[7] == p[7]                                   // hop limit
-                  && h.Slice(8, 32).SequenceEqual(p.Slice(8, 32))   // addresses
                 : h[1] == p[1]                                      // TOS
                   && h[8] == p[8]                                   // TTL
-                  && (h[6] & 0x40) == (p[6] & 0x40)                 // DF
-                  && h.Slice(12, 8).SequenceEqual(p.Slice(12, 8));  // addresses
+                  && (h[6] & 0x40) == (p[6] & 0x40);                // DF
             int t = ipLength;
-            if (udp)
-            {
-                return sameIp && h.Slice(t, 4).SequenceEqual(p.Slice(t, 4)); // ports
-            }
-            return sameIp
-                && h.Slice(t, 4).SequenceEqual(p.Slice(t, 4))               // ports
-                && h.Slice(t + 8, 4).SequenceEqual(p.Slice(t + 8, 4))       // ACK number
-                && h.Slice(t + 14, 2).SequenceEqual(p.Slice(t + 14, 2))     // window
-                && h.Slice(t + 20, l4Length - 20).SequenceEqual(p.Slice(t + 20, l4Length - 20)); // options
+            return sameIp && (udp
+                || (h.Slice(t + 8, 4).SequenceEqual(p.Slice(t + 8, 4))          // ACK number
+                    && h.Slice(t + 14, 2).SequenceEqual(p.Slice(t + 14, 2))     // window
+                    && h.Slice(t + 20, l4Length - 20).SequenceEqual(p.Slice(t + 20, l4Length - 20)))); // options
         }
     }
 }
