@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes one target with AFL++ for a bounded time and reports what it found.
-#   fuzz/run.sh TARGET SECONDS [WORKDIR]      TARGET: inbound-vxlan | inbound-udp | inbound6-vxlan | inbound6-udp | nd | ip | leases | frame | checksum
+#   fuzz/run.sh TARGET SECONDS [WORKDIR]      TARGET: inbound-vxlan | inbound-udp | inbound6-vxlan | inbound6-udp | nd | ip | leases | frame | checksum | coalesce | outbound
 # Builds the harness, instruments the assemblies under test with SharpFuzz, runs afl-fuzz from
 # the committed seed corpus (fuzz/corpus/TARGET), then prints one line
 #   fuzz TARGET: execs=N crashes=N hangs=N seconds=N paths=N

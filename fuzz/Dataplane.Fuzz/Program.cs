@@ -14,7 +14,10 @@ namespace Dataplane.Fuzz;
 ///   leases                      the static cluster file, and flannel's config and lease values
 ///                               as etcd holds them;
 ///   frame                       the packet source's frame reader (virtio header, Ethernet, packet);
-///   checksum                    unfinished checksums: completed, flagged for the kernel, coalesced.
+///   checksum                    unfinished checksums: completed, flagged for the kernel, coalesced;
+///   coalesce                    a batch of packets of a few flows through the TCP/UDP coalescer:
+///                               every payload byte out once, in order, in superpackets the kernel takes;
+///   outbound                    a batch of packets from the device through the real outbound loop.
 /// Any exception is a crash; so is a broken invariant (every packet delivered or counted).
 /// </summary>
 public static class Program
@@ -23,11 +26,11 @@ public static class Program
     {
         if (args.Length != 1)
         {
-            Console.Error.WriteLine("usage: Dataplane.Fuzz inbound-vxlan|inbound-udp|inbound6-vxlan|inbound6-udp|nd|ip|leases|frame|checksum  (reads one input per run from AFL)");
+            Console.Error.WriteLine("usage: Dataplane.Fuzz inbound-vxlan|inbound-udp|inbound6-vxlan|inbound6-udp|nd|ip|leases|frame|checksum|coalesce|outbound  (reads one input per run from AFL)");
             return 2;
         }
         string target = args[0];
-        if (target is not ("inbound-vxlan" or "inbound-udp" or "inbound6-vxlan" or "inbound6-udp" or "nd" or "ip" or "leases" or "frame" or "checksum"))
+        if (target is not ("inbound-vxlan" or "inbound-udp" or "inbound6-vxlan" or "inbound6-udp" or "nd" or "ip" or "leases" or "frame" or "checksum" or "coalesce" or "outbound"))
         {
             Console.Error.WriteLine($"unknown target {target}");
             return 2;
@@ -47,6 +50,8 @@ public static class Program
                 "ip" => IpHarness.Run,
                 "frame" => FrameHarness.Run,
                 "checksum" => ChecksumHarness.Run,
+                "coalesce" => CoalesceHarness.Run,
+                "outbound" => new OutboundHarness().Run,
                 _ => LeaseHarness.Run,
             };
             using var ms = new MemoryStream();

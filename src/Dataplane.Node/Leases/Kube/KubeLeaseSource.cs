@@ -216,22 +216,29 @@ internal sealed class KubeLeaseSource(KubeOptions options, ILogger log) : ILease
         }
     }
 
-    /// <summary>The annotations flanneld sets, patched only when one differs from what the node has.</summary>
-    private void Publish(string where, IReadOnlyDictionary<string, string> now, LeaseRecord lease, uint vni)
+    /// <summary>The annotations flanneld sets for <paramref name="lease"/> (what <see cref="NodeLease.FromNode"/> reads back).</summary>
+    public static SortedDictionary<string, string> AnnotationsOf(KubeAnnotations a, LeaseRecord lease, uint vni)
     {
         var wanted = new SortedDictionary<string, string>(StringComparer.Ordinal)
         {
-            [_annotations.BackendType] = lease.BackendType ?? "", // flanneld's udp backend: no BackendType, an empty annotation
-            [_annotations.BackendData] = lease.VtepMac is MacAddress mac ? VxlanBackendData(vni, mac) : "null",
-            [_annotations.PublicIp] = lease.PublicIpText,
-            [_annotations.SubnetKubeManaged] = "true",
+            [a.BackendType] = lease.BackendType ?? "", // flanneld's udp backend: no BackendType, an empty annotation
+            [a.BackendData] = lease.VtepMac is MacAddress mac ? VxlanBackendData(vni, mac) : "null",
+            [a.PublicIp] = lease.PublicIpText,
+            [a.SubnetKubeManaged] = "true",
         };
         if (lease.PublicIpv6 is UInt128 v6)
         {
             // As flanneld publishes a dual-stack lease: the IPv6 address and flannel-v6.1's backend data.
-            wanted[_annotations.PublicIpv6] = Ipv6Prefix.Format(v6);
-            wanted[_annotations.BackendV6Data] = lease.VtepMacV6 is MacAddress mac6 ? VxlanBackendData(vni, mac6) : "null";
+            wanted[a.PublicIpv6] = Ipv6Prefix.Format(v6);
+            wanted[a.BackendV6Data] = lease.VtepMacV6 is MacAddress mac6 ? VxlanBackendData(vni, mac6) : "null";
         }
+        return wanted;
+    }
+
+    /// <summary>The annotations flanneld sets, patched only when one differs from what the node has.</summary>
+    private void Publish(string where, IReadOnlyDictionary<string, string> now, LeaseRecord lease, uint vni)
+    {
+        SortedDictionary<string, string> wanted = AnnotationsOf(_annotations, lease, vni);
         var changed = wanted.Where(kv => now.GetValueOrDefault(kv.Key) != kv.Value).ToList();
         if (changed.Count == 0)
         {
