@@ -55,9 +55,33 @@ public class KubeStandInTests
         ProcessRunner.Result missing = k.Kubectl("get", "node", "node9");
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("not found", missing.Stderr + missing.Stdout, StringComparison.OrdinalIgnoreCase);
-        k.Api.Compact();
-        string expired = k.KubectlOk("get", "--raw", "/api/v1/nodes?watch=true&resourceVersion=1&timeoutSeconds=2");
-        Assert.Contains("\"code\":410", expired);
-        Assert.Contains("\"type\":\"ERROR\"", expired);
+
+        // 410 on a watch, as kubectl's own watch decodes it: kubectl lists, watches from the list's
+        // resourceVersion, and when that expires gets an ERROR event whose object is a Status it
+        // reads as one (it prints the event it decoded, typed, with --output-watch-events).
+        NodeProcess expiring = k.C.Topology.Start(k.C.Topology.Node(KubeCluster.ApiHost),
+            [kubectl, "--server", k.Api.Url, "--cache-dir", k.C.Path_("kubectl-cache"), "get", "nodes", "--watch", "--output-watch-events", "-o", "json"], "kubectl-expiring");
+        Assert.True(expiring.WaitForLine("\"node2\"", TimeSpan.FromSeconds(20)) is not null, expiring.Output);
+        k.Api.ExpireWatches();
+        Assert.True(expiring.WaitForExit(TimeSpan.FromSeconds(20)), expiring.Output);
+        JsonElement error = KubectlWatchEvents(expiring.Output).Single(e => e.GetProperty("type").GetString() == "ERROR");
+        JsonElement status = error.GetProperty("object");
+        Assert.Equal("Status", status.GetProperty("kind").GetString());
+        Assert.Equal(410, status.GetProperty("code").GetInt32());
+        Assert.Equal("Expired", status.GetProperty("reason").GetString());
+        Assert.StartsWith("too old resource version", status.GetProperty("message").GetString());
+    }
+
+    /// <summary>The watch events kubectl printed as JSON objects one after another (indented, as -o json prints them).</summary>
+    private static List<JsonElement> KubectlWatchEvents(string output)
+    {
+        var events = new List<JsonElement>();
+        byte[] utf8 = System.Text.Encoding.UTF8.GetBytes(output[output.IndexOf('{', StringComparison.Ordinal)..]);
+        var reader = new Utf8JsonReader(utf8, new JsonReaderOptions { AllowMultipleValues = true });
+        while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+        {
+            events.Add(JsonElement.ParseValue(ref reader));
+        }
+        return events;
     }
 }
