@@ -132,9 +132,10 @@ internal static class LabCommands
         var seconds = new Option<double>("--seconds") { DefaultValueFactory = _ => 10 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 1 };
         var arp = new Option<string?>("--arp-request") { Description = "send only valid VXLAN ARP requests instead: SENDER_IP,SENDER_MAC,TARGET_IP (VNI 1)" };
-        var cmd = new Command("flood", "random datagrams to a node, bounded in count and time (fault tests)") { from, to, count, seconds, seed, arp };
+        var flows = new Option<int>("--flows") { Description = "sockets (source ports) to send from, in turn", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("flood", "random datagrams to a node, bounded in count and time (fault tests)") { from, to, count, seconds, seed, arp, flows };
         cmd.Hidden = true;
-        cmd.SetAction(r => GarbageFlood.Run(r.GetValue(from)!, r.GetValue(to)!, r.GetValue(count), r.GetValue(seconds), r.GetValue(seed), r.GetValue(arp), Console.Out));
+        cmd.SetAction(r => GarbageFlood.Run(r.GetValue(from)!, r.GetValue(to)!, r.GetValue(count), r.GetValue(seconds), r.GetValue(seed), r.GetValue(arp), Console.Out, r.GetValue(flows)));
         return cmd;
     }
 }

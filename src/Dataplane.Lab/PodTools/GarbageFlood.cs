@@ -15,14 +15,18 @@ namespace Dataplane.Lab.PodTools;
 /// </summary>
 internal static class GarbageFlood
 {
-    public static int Run(string from, string to, int count, double seconds, int seed, string? arpRequest, TextWriter o)
+    public static int Run(string from, string to, int count, double seconds, int seed, string? arpRequest, TextWriter o, int flows = 1)
     {
         byte[]? arp = arpRequest is null ? null : ArpRequest(arpRequest);
         int colon = to.LastIndexOf(':');
         var target = new IPEndPoint(IPAddress.Parse(to[..colon]), int.Parse(to[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture));
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        s.Bind(new IPEndPoint(IPAddress.Parse(from), 0));
-        s.SendBufferSize = 4 << 20;
+        Socket[] sockets = new Socket[Math.Max(flows, 1)];
+        for (int k = 0; k < sockets.Length; k++)
+        {
+            sockets[k] = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            sockets[k].Bind(new IPEndPoint(IPAddress.Parse(from), 0)); // a port of its own: a flow of its own
+            sockets[k].SendBufferSize = 4 << 20;
+        }
         var rng = new Random(seed);
         byte[] buf = new byte[20_000];
         var sw = Stopwatch.StartNew();
@@ -36,13 +40,17 @@ internal static class GarbageFlood
             }
             try
             {
-                s.SendTo(buf.AsSpan(0, len), SocketFlags.None, target);
+                sockets[sent % sockets.Length].SendTo(buf.AsSpan(0, len), SocketFlags.None, target);
             }
             catch (SocketException)
             {
                 errors++; // ENOBUFS under our own flood: count and go on
             }
             sent++;
+        }
+        foreach (Socket s in sockets)
+        {
+            s.Dispose();
         }
         o.WriteLine(FormattableString.Invariant($"flood sent={sent} errors={errors} seconds={sw.Elapsed.TotalSeconds:F2} rate={sent / sw.Elapsed.TotalSeconds:F0}"));
         return 0;

@@ -61,6 +61,13 @@ internal static class MetricsText
             Line(b, "dataplane_queue_packets_total", outs[q].Packets, ("queue", queue), ("direction", "out"));
             Line(b, "dataplane_queue_packets_total", ins[q].Packets, ("queue", queue), ("direction", "in"));
         }
+        Family(b, "dataplane_queue_icmp_errors_total", "counter", "ICMP errors of each queue's outbound loop, sent and held back (each loop has its own token bucket).");
+        for (int q = 0; q < outs.Length; q++)
+        {
+            string queue = q.ToString(CultureInfo.InvariantCulture);
+            Line(b, "dataplane_queue_icmp_errors_total", outs[q].IcmpSent, ("queue", queue), ("result", "sent"));
+            Line(b, "dataplane_queue_icmp_errors_total", outs[q].IcmpRateLimited, ("queue", queue), ("result", "rate_limited"));
+        }
 
         Family(b, "dataplane_peer_packets_total", "counter", "Inner packets sent to and delivered from each peer.");
         Family(b, "dataplane_peer_bytes_total", "counter", "Inner bytes sent to and delivered from each peer.");
