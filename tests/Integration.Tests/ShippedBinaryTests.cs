@@ -28,25 +28,33 @@ public class ShippedBinaryTests
     }
 
     /// <summary>
-    /// <c>dataplane footprint</c> on a small scale: the program under test reaches its first
-    /// forwarded packet within 1 s of being started (issue 11's target with file leases), and its
-    /// memory with a few hundred peers in a real etcd, before and after a round of changes, stays
-    /// under 100 MB. The full-scale figures (5,000 peers) are in bench/README.md.
+    /// <c>dataplane footprint</c> at the figures docs/running.md states (5,000 peers): the binary
+    /// under test reaches its first forwarded packet about 25 ms after it is started (bound: a
+    /// median of 100 ms, every one of 5 starts within 1 s, a start that forwards nothing counted as
+    /// a failure), and with 5,000 peers in a real etcd holds about 47 MB after start and 53 MB
+    /// after rounds of 1,000 lease changes (bounds: 60 MB and 70 MB; 100 MB at its peak).
     /// </summary>
     [Fact]
-    public void The_program_forwards_within_a_second_of_its_start_and_stays_small()
+    public void The_program_forwards_within_a_second_of_its_start_and_stays_small_with_5000_peers()
     {
         Dataplane.TestSupport.Require.Root();
-        ProcessRunner.Result r = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "footprint", "--starts", "2", "--peers", "300", "--rounds", "1"], 300_000);
+        ProcessRunner.Result r = ProcessRunner.Run(SelfCommand.Prefix()[0], [.. SelfCommand.Prefix().Skip(1), "footprint", "--starts", "5", "--peers", "5000", "--rounds", "2"], 300_000);
         Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
-        System.Text.RegularExpressions.Match start = System.Text.RegularExpressions.Regex.Match(r.Stdout, @"first forwarded packet .*: median (\d+) ms");
+        System.Text.RegularExpressions.Match start = System.Text.RegularExpressions.Regex.Match(r.Stdout,
+            @"first forwarded packet .*: median (\d+) ms \(min (\d+), max (\d+)\).*; (\d+) of 5 starts forwarded nothing");
         Assert.True(start.Success, r.Stdout);
-        Assert.InRange(int.Parse(start.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 1, 1000);
-        Assert.Contains("vxlan; 300 peers in the table", r.Stdout);
-        Assert.Contains("(300 applied)", r.Stdout);
-        System.Text.RegularExpressions.MatchCollection rss = System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"VmRSS (\d+) kB");
-        Assert.Equal(2, rss.Count);
-        Assert.All(rss, m => Assert.InRange(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 1000, 100_000));
+        int Ms(int group) => int.Parse(start.Groups[group].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(0, Ms(4));
+        Assert.InRange(Ms(1), 1, 100);
+        Assert.InRange(Ms(3), 1, 1000);
+        Assert.Contains("vxlan; 5000 peers in the table", r.Stdout);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"\(1000 applied\)").Count);
+        int[] rss = [.. System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"VmRSS (\d+) kB").Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))];
+        int[] peak = [.. System.Text.RegularExpressions.Regex.Matches(r.Stdout, @"VmHWM (\d+) kB").Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))];
+        Assert.Equal(3, rss.Length);
+        Assert.InRange(rss[0], 10_000, 60_000);
+        Assert.All(rss[1..], kb => Assert.InRange(kb, 10_000, 70_000));
+        Assert.All(peak, kb => Assert.InRange(kb, 10_000, 100_000));
     }
 
     /// <summary>
