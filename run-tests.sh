@@ -22,6 +22,7 @@ command -v sockperf >/dev/null || need+=(sockperf)       # the bench's UDP ping-
 command -v etcd >/dev/null     || need+=(etcd-server)
 command -v etcdctl >/dev/null  || need+=(etcd-client)
 command -v kubectl >/dev/null  || need+=(kubernetes-client) # checks the stand-in Kubernetes API server
+/usr/bin/python3 -c 'import kubernetes' 2>/dev/null || need+=(python3-kubernetes) # the API's definitions kubectl validates manifests by
 command -v iptables >/dev/null || need+=(iptables)
 [ -x /usr/lib/systemd/systemd ] || need+=(systemd)         # a real systemd runs the shipped unit (SystemdTests)
 command -v curl >/dev/null     || need+=(curl)

@@ -1,21 +1,28 @@
+using Dataplane.Node;
+using Dataplane.TestSupport;
 using YamlDotNet.RepresentationModel;
 
 namespace Dataplane.Integration.Tests.Kube;
 
 /// <summary>
-/// deploy/kube-dataplane.yml: kubectl accepts it (client-side dry run, against the stand-in API
-/// server for discovery), and it is what a kube-flannel replacement must be: flanneld's RBAC and
-/// no more, our flags, NODE_NAME from the downward API, the shared /run/flannel.
+/// deploy/kube-dataplane.yml: kubectl accepts it in a client-side dry run and validates it on the
+/// way (its default, strict: every field known, of its type, the required ones there) against the
+/// OpenAPI definitions the stand-in API server serves, which come from the Kubernetes API's own
+/// Python client (python3-kubernetes, generated from the API server's OpenAPI document:
+/// openapi_definitions.py); a manifest with an unknown field, a wrong type or a missing required
+/// field is refused. And it is what a kube-flannel replacement must be: flanneld's RBAC and no
+/// more, our flags, NODE_NAME from the downward API, the shared /run/flannel.
 /// </summary>
 public class DeployManifestTests
 {
     private static readonly string Manifest = Path.Combine(Repository.Root, "deploy", "kube-dataplane.yml");
 
     [Fact]
-    public void Kubectl_accepts_the_manifest_in_a_client_side_dry_run()
+    public void Kubectl_validates_and_accepts_the_manifest_in_a_client_side_dry_run()
     {
         using var k = new KubeCluster("vxlan");
-        string output = k.KubectlOk("apply", "--dry-run=client", "--validate=false", "-f", Manifest);
+        k.Api.OpenApiV2 = KubernetesOpenApi();
+        string output = k.KubectlOk("apply", "--dry-run=client", "-f", Manifest);
         foreach (string created in new[]
         {
             "namespace/kube-flannel", "clusterrole.rbac.authorization.k8s.io/flannel", "clusterrolebinding.rbac.authorization.k8s.io/flannel",
@@ -24,6 +31,33 @@ public class DeployManifestTests
         {
             Assert.Contains($"{created} created (dry run)", output);
         }
+
+        // The validation is real: kubectl refuses the manifest with one mistake of each kind.
+        string text = File.ReadAllText(Manifest);
+        foreach ((string from, string to, string said) in new[]
+        {
+            ("      hostNetwork: true", "      hostNetwrok: true", "ValidationError(DaemonSet.spec.template.spec): unknown field \"hostNetwrok\" in V1PodSpec"),
+            ("          periodSeconds: 2", "          periodSeconds: \"2\"", "invalid type for V1Probe.periodSeconds"),
+            ("      - name: dataplane\n        image:", "      - image:", "missing required field \"name\" in V1Container"),
+        })
+        {
+            Assert.Contains(from, text);
+            string broken = k.C.Path_("broken.yml");
+            File.WriteAllText(broken, text.Replace(from, to, StringComparison.Ordinal));
+            ProcessRunner.Result r = k.Kubectl("apply", "--dry-run=client", "-f", broken);
+            Assert.NotEqual(0, r.ExitCode);
+            Assert.True(r.Stderr.Contains(said, StringComparison.Ordinal) && r.Stderr.Contains("error validating", StringComparison.Ordinal), r.Stderr);
+        }
+    }
+
+    /// <summary>The Kubernetes definitions deploy/*.yml need, from python3-kubernetes, as the API server's protocol buffers.</summary>
+    internal static byte[] KubernetesOpenApi()
+    {
+        Require.Tool("python3", "python3-kubernetes");
+        ProcessRunner.Result r = ProcessRunner.Run("/usr/bin/python3", [Path.Combine(Repository.Root, "tests", "Integration.Tests", "Kube", "openapi_definitions.py")], 60_000);
+        Assert.True(r.ExitCode == 0, $"openapi_definitions.py (apt-get install python3-kubernetes): {r.Stderr}");
+        using var doc = System.Text.Json.JsonDocument.Parse(r.Stdout);
+        return OpenApiV2Proto.Encode(doc.RootElement);
     }
 
     [Fact]
@@ -31,7 +65,8 @@ public class DeployManifestTests
     {
         string uninstall = Path.Combine(Repository.Root, "deploy", "uninstall-dataplane.yml");
         using var k = new KubeCluster("vxlan");
-        string output = k.KubectlOk("apply", "--dry-run=client", "--validate=false", "-f", uninstall);
+        k.Api.OpenApiV2 = KubernetesOpenApi();
+        string output = k.KubectlOk("apply", "--dry-run=client", "-f", uninstall);
         Assert.Contains("daemonset.apps/dataplane-uninstall created (dry run)", output);
         Assert.Contains("clusterrolebinding.rbac.authorization.k8s.io/dataplane-uninstall created (dry run)", output);
 

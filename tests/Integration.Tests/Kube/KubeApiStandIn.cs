@@ -404,6 +404,9 @@ internal sealed class KubeApiStandIn : IDisposable
     public IReadOnlyDictionary<string, string> Annotations(string name) =>
         Node(name)?["metadata"]?["annotations"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<string>()) ?? [];
 
+    /// <summary>Served at <c>/openapi/v2</c> (gnostic protocol buffers, <see cref="OpenApiV2Proto"/>), or null: 404.</summary>
+    public byte[]? OpenApiV2 { get; set; }
+
     /// <summary>Watches from any resourceVersion before now get 410 Gone (as after etcd compaction).</summary>
     public void Compact()
     {
@@ -522,6 +525,8 @@ internal sealed class KubeApiStandIn : IDisposable
         app.MapMethods("/api/v1/nodes/{name}", ["PATCH"], (string name, HttpRequest r) => Patch(name, r, status: false));
         app.MapMethods("/api/v1/nodes/{name}/status", ["PATCH"], (string name, HttpRequest r) => Patch(name, r, status: true));
         app.MapGet("/api/v1/namespaces/{ns}/pods/{name}", (string ns, string name) => GetOne(() => _pods.GetValueOrDefault($"{ns}/{name}"), "pods", name));
+        // The OpenAPI v2 document kubectl validates manifests against, when a test gives one (else 404, and kubectl cannot validate).
+        app.MapGet("/openapi/v2", () => OpenApiV2 is byte[] doc ? Results.Bytes(doc, OpenApiV2Proto.ContentType) : StatusResult(404, "NotFound", "the server could not find the requested resource"));
         // Any other object is not there, said as the API server says it.
         app.MapFallback((HttpContext ctx) => StatusResult(404, "NotFound", $"the server could not find the requested resource ({ctx.Request.Path})"));
     }
