@@ -8,8 +8,10 @@ namespace Dataplane.Integration.Tests;
 /// packet source, UDP sockets, offloads on and off, a capture running) reports what its packet
 /// loops' threads allocated (<c>dataplane_loop_allocated_bytes_total</c>, the GC's own per-thread
 /// count, read over the control socket). After a warm-up that takes every path once, a steady
-/// transfer each way (TCP, datagrams, pings, about 40,000 packets) must not grow it with the packets:
-/// 0 bytes in nearly every run, never more than 4 KiB. The engine-level
+/// transfer each way (TCP, datagrams, pings, about 40,000 packets) must not grow it at all: 0 bytes,
+/// a capture started in the middle included (its records go through lock-free rings: a lock
+/// allocates on the thread that first contends for it, the likely source of the 64 B seen once in
+/// CI23, when the capture used bounded channels). The engine-level
 /// allocation tests (Dataplane.Tests, isolated) stay: they name the method; this proves the binary.
 /// </summary>
 public class LoopAllocationTests(ITestOutputHelper output)
@@ -42,11 +44,8 @@ public class LoopAllocationTests(ITestOutputHelper output)
                 + $"in {after[n].In - before[n].In} B (since start: out {after[n].Out} B, in {after[n].In} B)");
             Assert.True(after[n].Packets - before[n].Packets > 20_000, $"node {n + 1}: only {after[n].Packets - before[n].Packets} packets");
             Assert.True(after[n].Out > 0 && after[n].In > 0, "the count is read (the loops allocate while they start)");
-            // Per packet means growth with the packets: one 24-byte object each would be ~1 MB here.
-            // 0 in nearly every run; a one-time allocation of a few bytes (64 B once, CI23, source not
-            // found yet) is not per packet, so the bound is 4 KiB: one allocation per ten packets breaks it.
             long grown = after[n].Out - before[n].Out + (after[n].In - before[n].In);
-            Assert.True(grown <= 4096, $"node {n + 1}: the loop threads allocated {grown} B over {after[n].Packets - before[n].Packets} packets");
+            Assert.True(grown == 0, $"node {n + 1}: the loop threads allocated {grown} B over {after[n].Packets - before[n].Packets} packets");
         }
     }
 

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.IO.Pipelines;
-using System.Threading.Channels;
 using Dataplane.Encap;
 using Dataplane.TunTap;
 
@@ -11,7 +10,9 @@ namespace Dataplane.Capture;
 /// matches by copying it into a pooled record, and a writer of its own streams the records as
 /// pcapng into the client's connection (System.IO.Pipelines). The loops never wait for it: when
 /// the writer falls behind and its queue is full, a packet is left out of the capture and counted
-/// (<see cref="Dropped"/>), never delayed or lost on the data path.
+/// (<see cref="Dropped"/>), never delayed or lost on the data path. Records go between the loops
+/// and the writer through two lock-free rings (<see cref="RecordRing"/>), so a capture allocates
+/// nothing on a loop's thread; the writer polls (every 2 ms when idle) rather than being woken.
 /// It ends at its packet count or duration, when the client goes away, or when the node stops.
 /// </summary>
 internal sealed class CaptureSession
@@ -26,10 +27,13 @@ internal sealed class CaptureSession
     // packet out and counts it, as when the writer falls behind: the loops allocate nothing.
     private const int RecordBudget = 16 << 20;
 
+    // How long the writer sleeps when it finds the queue empty: what a capture lags behind at most.
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(2);
+
     private readonly CaptureFilter _filter;
     private readonly int _snapLength;
-    private readonly Channel<CaptureRecord> _free;
-    private readonly Channel<CaptureRecord> _queue;
+    private readonly RecordRing _free;
+    private readonly RecordRing _queue;
     private readonly CancellationTokenSource _end = new();
     private readonly long _count;
     private readonly TimeSpan _duration;
@@ -45,15 +49,11 @@ internal sealed class CaptureSession
         // Records as large as a packet can be here (a slot plus the outer headers written in front), or the snap length.
         int capacity = Math.Min(snapLength, maxPacket + OuterHeaders6);
         int records = Math.Clamp(RecordBudget / capacity, 64, QueueLength);
-        _free = Channel.CreateBounded<CaptureRecord>(records);
-        _queue = Channel.CreateBounded<CaptureRecord>(new BoundedChannelOptions(records) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
+        _free = new RecordRing(records);
+        _queue = new RecordRing(records);
         for (int i = 0; i < records; i++)
         {
-            _queue.Writer.TryWrite(new CaptureRecord(capacity)); // through the queue once: its ring grows here, not in a loop
-        }
-        while (_queue.Reader.TryRead(out CaptureRecord? r))
-        {
-            _free.Writer.TryWrite(r);
+            _free.Enqueue(new CaptureRecord(capacity));
         }
     }
 
@@ -88,12 +88,12 @@ internal sealed class CaptureSession
         {
             return;
         }
-        if (!_free.Reader.TryRead(out CaptureRecord? r))
+        if (!_free.TryDequeue(out CaptureRecord? r))
         {
             Interlocked.Increment(ref _dropped); // every record is queued: the writer is behind
             return;
         }
-        Span<byte> b = r.Buffer;
+        Span<byte> b = r!.Buffer;
         int header = 0;
         if (side == Underlay)
         {
@@ -125,11 +125,7 @@ internal sealed class CaptureSession
         r.Inbound = inbound;
         r.Microseconds = (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) / 10;
         r.Comment = dropReason;
-        if (!_queue.Writer.TryWrite(r))
-        {
-            Interlocked.Increment(ref _dropped);
-            _free.Writer.TryWrite(r);
-        }
+        _queue.Enqueue(r);
     }
 
     /// <summary>Ends the capture (node stopping, client gone); the writer finishes what it has.</summary>
@@ -149,18 +145,17 @@ internal sealed class CaptureSession
             await w.FlushAsync(ended.Token).ConfigureAwait(false);
             while (_count <= 0 || Written < _count)
             {
-                if (!_queue.Reader.TryRead(out CaptureRecord? r))
+                if (!_queue.TryDequeue(out CaptureRecord? r))
                 {
+                    // Nothing queued: flush, and look again shortly. The loops signal nothing (a
+                    // signal takes a lock, and a lock allocates on a loop's thread when contended).
                     await w.FlushAsync(ended.Token).ConfigureAwait(false);
-                    if (!await _queue.Reader.WaitToReadAsync(ended.Token).ConfigureAwait(false))
-                    {
-                        break;
-                    }
+                    await Task.Delay(PollInterval, ended.Token).ConfigureAwait(false);
                     continue;
                 }
-                PcapNg.WritePacket(w, r.Interface, r.Microseconds, r.Buffer.AsSpan(0, r.Length), r.OriginalLength,
+                PcapNg.WritePacket(w, r!.Interface, r.Microseconds, r.Buffer.AsSpan(0, r.Length), r.OriginalLength,
                     r.Inbound ? PcapNg.FlagInbound : PcapNg.FlagOutbound, r.Comment);
-                _free.Writer.TryWrite(r);
+                _free.Enqueue(r);
                 Written++;
             }
             await w.FlushAsync(CancellationToken.None).ConfigureAwait(false);
@@ -172,9 +167,9 @@ internal sealed class CaptureSession
         finally
         {
             _end.Cancel();
-            while (_queue.Reader.TryRead(out CaptureRecord? r))
+            while (_queue.TryDequeue(out CaptureRecord? r))
             {
-                _free.Writer.TryWrite(r);
+                _free.Enqueue(r!);
             }
             try
             {
