@@ -29,6 +29,25 @@ internal static class MetricsText
         public Func<long>? TablesBuilt { get; init; }
     }
 
+    /// <summary>Each queue's packets by direction, and its outbound loop's ICMP errors (one token bucket per loop).</summary>
+    private static void QueueLines(StringBuilder b, LoopCounters[] outs, LoopCounters[] ins)
+    {
+        Family(b, "dataplane_queue_packets_total", "counter", "Packets handled by each queue's loops, by direction (how the kernel spreads flows over the queues).");
+        for (int q = 0; q < outs.Length; q++)
+        {
+            string queue = q.ToString(CultureInfo.InvariantCulture);
+            Line(b, "dataplane_queue_packets_total", outs[q].Packets, ("queue", queue), ("direction", "out"));
+            Line(b, "dataplane_queue_packets_total", ins[q].Packets, ("queue", queue), ("direction", "in"));
+        }
+        Family(b, "dataplane_queue_icmp_errors_total", "counter", "ICMP errors of each queue's outbound loop, sent and held back (each loop has its own token bucket).");
+        for (int q = 0; q < outs.Length; q++)
+        {
+            string queue = q.ToString(CultureInfo.InvariantCulture);
+            Line(b, "dataplane_queue_icmp_errors_total", outs[q].IcmpSent, ("queue", queue), ("result", "sent"));
+            Line(b, "dataplane_queue_icmp_errors_total", outs[q].IcmpRateLimited, ("queue", queue), ("result", "rate_limited"));
+        }
+    }
+
     public static string Render(Source s)
     {
         var b = new StringBuilder(4096);
@@ -54,20 +73,7 @@ internal static class MetricsText
                 Line(b, row.Metric, row.Of(o, i), row.Label is { } label ? [label] : []);
             }
         }
-        Family(b, "dataplane_queue_packets_total", "counter", "Packets handled by each queue's loops, by direction (how the kernel spreads flows over the queues).");
-        for (int q = 0; q < outs.Length; q++)
-        {
-            string queue = q.ToString(CultureInfo.InvariantCulture);
-            Line(b, "dataplane_queue_packets_total", outs[q].Packets, ("queue", queue), ("direction", "out"));
-            Line(b, "dataplane_queue_packets_total", ins[q].Packets, ("queue", queue), ("direction", "in"));
-        }
-        Family(b, "dataplane_queue_icmp_errors_total", "counter", "ICMP errors of each queue's outbound loop, sent and held back (each loop has its own token bucket).");
-        for (int q = 0; q < outs.Length; q++)
-        {
-            string queue = q.ToString(CultureInfo.InvariantCulture);
-            Line(b, "dataplane_queue_icmp_errors_total", outs[q].IcmpSent, ("queue", queue), ("result", "sent"));
-            Line(b, "dataplane_queue_icmp_errors_total", outs[q].IcmpRateLimited, ("queue", queue), ("result", "rate_limited"));
-        }
+        QueueLines(b, outs, ins);
 
         Family(b, "dataplane_peer_packets_total", "counter", "Inner packets sent to and delivered from each peer.");
         Family(b, "dataplane_peer_bytes_total", "counter", "Inner bytes sent to and delivered from each peer.");
