@@ -14,7 +14,9 @@ namespace Dataplane.Fuzz;
 /// header, the packet), taken exactly as <see cref="PacketSocketDevice"/> takes it into a real
 /// batch (64 slots of the engine's size), pending segments emitted until none are left. What
 /// comes out must fit its slot, sit at the headroom, and be a segment with a valid IPv4 header
-/// checksum when the frame was an IPv4 superpacket.
+/// checksum when the frame was an IPv4 superpacket. A superpacket cut without an error comes out
+/// whole: every segment's TCP or UDP checksum verifies, and their payloads, one after another,
+/// are the superpacket's payload, every byte once and in order.
 /// </summary>
 internal static class FrameHarness
 {
@@ -36,6 +38,7 @@ internal static class FrameHarness
         int n = 0;
         bool complete = Offload.Take(Frame, 0, length, 14, Batch, ref n);
         int emitted = 0;
+        Payload.SetLength(0);
         for (int round = 0; ; round++)
         {
             Check(n <= Batch.Capacity, $"{n} slots filled of {Batch.Capacity}");
@@ -49,6 +52,10 @@ internal static class FrameHarness
                     Check(ihl >= 20 && InternetChecksum.Compute(Batch.Packet(i)[..ihl]) == 0, "a segment's IPv4 header checksum does not verify");
                     Check(BinaryPrimitives.ReadUInt16BigEndian(Batch.Packet(i)[2..]) == Batch.Lengths[i], "a segment's IPv4 total length is not its length");
                 }
+                if (superpacket)
+                {
+                    Segment(Batch.Packet(i));
+                }
             }
             emitted += n;
             if (!Offload.HasPending)
@@ -61,5 +68,30 @@ internal static class FrameHarness
         }
         Check(emitted > 0 || Offload.SegmentationErrors > errorsBefore || length <= VirtioNetHeader.Length + 14,
             "a frame neither delivered nor counted as a segmentation error");
+        if (superpacket && emitted > 0 && Offload.SegmentationErrors == errorsBefore)
+        {
+            ReadOnlySpan<byte> packet = Frame.AsSpan(VirtioNetHeader.Length + 14, length - VirtioNetHeader.Length - 14);
+            int headers = Headers(packet);
+            Check(Payload.Length == packet.Length - headers && Payload.GetBuffer().AsSpan(0, (int)Payload.Length).SequenceEqual(packet[headers..]),
+                $"the segments carry {Payload.Length} payload bytes, not the superpacket's {packet.Length - headers} in order");
+        }
+    }
+
+    // The payloads of the segments of one frame, in the order they came out.
+    private static readonly MemoryStream Payload = new();
+
+    /// <summary>One segment: its TCP or UDP checksum verifies; its payload is kept for the whole.</summary>
+    private static void Segment(ReadOnlySpan<byte> segment)
+    {
+        int l4 = segment[0] >> 4 == 4 ? (segment[0] & 0x0F) * 4 : Ipv6Header.Length;
+        Check(SegmentCheck.L4ChecksumVerifies(segment, l4), $"a segment's {(SegmentCheck.Protocol(segment) == Ipv4Header.ProtocolTcp ? "TCP" : "UDP")} checksum does not verify");
+        Payload.Write(segment[Headers(segment)..]);
+    }
+
+    /// <summary>IP and TCP or UDP headers' length.</summary>
+    private static int Headers(ReadOnlySpan<byte> ip)
+    {
+        int l4 = ip[0] >> 4 == 4 ? (ip[0] & 0x0F) * 4 : Ipv6Header.Length;
+        return l4 + (SegmentCheck.Protocol(ip) == Ipv4Header.ProtocolTcp ? (ip[l4 + 12] >> 4) * 4 : 8);
     }
 }
