@@ -59,11 +59,20 @@ public class KubeStandInTests
         // 410 on a watch, as kubectl's own watch decodes it: kubectl lists, watches from the list's
         // resourceVersion, and when that expires gets an ERROR event whose object is a Status it
         // reads as one (it prints the event it decoded, typed, with --output-watch-events).
+        int Watches() => k.Api.Requests.Count(r => r.Contains("watch=true", StringComparison.Ordinal));
+        int watchesBefore = Watches();
         NodeProcess expiring = k.C.Topology.Start(k.C.Topology.Node(KubeCluster.ApiHost),
             [kubectl, "--server", k.Api.Url, "--cache-dir", k.C.Path_("kubectl-cache"), "get", "nodes", "--watch", "--output-watch-events", "-o", "json"], "kubectl-expiring");
         Assert.True(expiring.WaitForLine("\"node2\"", TimeSpan.FromSeconds(20)) is not null, expiring.Output);
-        k.Api.ExpireWatches();
-        Assert.True(expiring.WaitForExit(TimeSpan.FromSeconds(20)), expiring.Output);
+        Assert.True(SpinWait.SpinUntil(() => Watches() > watchesBefore, 10_000), "kubectl did not watch after its list");
+        // Its request is seen before the stand-in's handler waits on the watch: expire until the watch has it.
+        DateTime giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        do
+        {
+            k.Api.ExpireWatches();
+        }
+        while (!expiring.WaitForExit(TimeSpan.FromMilliseconds(500)) && DateTime.UtcNow < giveUp);
+        Assert.True(expiring.HasExited, expiring.Output);
         JsonElement error = KubectlWatchEvents(expiring.Output).Single(e => e.GetProperty("type").GetString() == "ERROR");
         JsonElement status = error.GetProperty("object");
         Assert.Equal("Status", status.GetProperty("kind").GetString());
