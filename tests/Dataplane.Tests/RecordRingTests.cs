@@ -17,7 +17,7 @@ public class RecordRingTests
             {
                 Assert.True(ring.TryDequeue(out CaptureRecord? r));
                 Assert.Same(records[i], r);
-                ring.Enqueue(r!);
+                ring.Enqueue(r);
             }
         }
         for (int i = 0; i < records.Length; i++)
@@ -51,9 +51,9 @@ public class RecordRingTests
                 }
                 if (touch)
                 {
-                    r!.Length++;
+                    r.Length++;
                 }
-                to.Enqueue(r!);
+                to.Enqueue(r);
             }
         }
         Thread[] threads =
@@ -67,7 +67,7 @@ public class RecordRingTests
         var back = new HashSet<CaptureRecord>();
         while (free.TryDequeue(out CaptureRecord? r))
         {
-            Assert.True(back.Add(r!));
+            Assert.True(back.Add(r));
         }
         Assert.Equal(Records, back.Count);
     }

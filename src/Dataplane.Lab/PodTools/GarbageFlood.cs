@@ -20,37 +20,40 @@ internal static class GarbageFlood
         byte[]? arp = arpRequest is null ? null : ArpRequest(arpRequest);
         int colon = to.LastIndexOf(':');
         var target = new IPEndPoint(IPAddress.Parse(to[..colon]), int.Parse(to[(colon + 1)..], System.Globalization.CultureInfo.InvariantCulture));
-        Socket[] sockets = new Socket[Math.Max(flows, 1)];
-        for (int k = 0; k < sockets.Length; k++)
-        {
-            sockets[k] = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-            sockets[k].Bind(new IPEndPoint(IPAddress.Parse(from), 0)); // a port of its own: a flow of its own
-            sockets[k].SendBufferSize = 4 << 20;
-        }
+        IPAddress source = IPAddress.Parse(from);
+        Socket[] sockets = [.. Enumerable.Range(0, Math.Max(flows, 1)).Select(_ => new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))];
         var rng = new Random(seed);
         byte[] buf = new byte[20_000];
         var sw = Stopwatch.StartNew();
         int sent = 0, errors = 0;
-        while (sent < count && sw.Elapsed.TotalSeconds < seconds)
+        try
         {
-            int len = arp is null ? Fill(buf, rng) : arp.Length;
-            if (arp is not null)
+            foreach (Socket s in sockets)
             {
-                arp.CopyTo(buf, 0);
+                s.Bind(new IPEndPoint(source, 0)); // a port of its own: a flow of its own
+                s.SendBufferSize = 4 << 20;
             }
-            try
+            while (sent < count && sw.Elapsed.TotalSeconds < seconds)
             {
-                sockets[sent % sockets.Length].SendTo(buf.AsSpan(0, len), SocketFlags.None, target);
+                int len = arp is null ? Fill(buf, rng) : arp.Length;
+                if (arp is not null)
+                {
+                    arp.CopyTo(buf, 0);
+                }
+                try
+                {
+                    sockets[sent % sockets.Length].SendTo(buf.AsSpan(0, len), SocketFlags.None, target);
+                }
+                catch (SocketException)
+                {
+                    errors++; // ENOBUFS under our own flood: count and go on
+                }
+                sent++;
             }
-            catch (SocketException)
-            {
-                errors++; // ENOBUFS under our own flood: count and go on
-            }
-            sent++;
         }
-        foreach (Socket s in sockets)
+        finally
         {
-            s.Dispose();
+            Array.ForEach(sockets, s => s.Dispose());
         }
         o.WriteLine(FormattableString.Invariant($"flood sent={sent} errors={errors} seconds={sw.Elapsed.TotalSeconds:F2} rate={sent / sw.Elapsed.TotalSeconds:F0}"));
         return 0;

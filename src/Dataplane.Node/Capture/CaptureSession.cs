@@ -9,7 +9,7 @@ namespace Dataplane.Capture;
 /// One running capture: the loops offer it packets (<see cref="Offer"/>), it keeps what its filter
 /// matches by copying it into a pooled record, and a writer of its own streams the records as
 /// pcapng into the client's connection (System.IO.Pipelines). The loops never wait for it: when
-/// the writer falls behind and its queue is full, a packet is left out of the capture and counted
+/// the writer falls behind and holds every record, a packet is left out of the capture and counted
 /// (<see cref="Dropped"/>), never delayed or lost on the data path. Records go between the loops
 /// and the writer through two lock-free rings (<see cref="RecordRing"/>), so a capture allocates
 /// nothing on a loop's thread; the writer polls (every 2 ms when idle) rather than being woken.
@@ -93,7 +93,7 @@ internal sealed class CaptureSession
             Interlocked.Increment(ref _dropped); // every record is queued: the writer is behind
             return;
         }
-        Span<byte> b = r!.Buffer;
+        Span<byte> b = r.Buffer;
         int header = 0;
         if (side == Underlay)
         {
@@ -153,7 +153,7 @@ internal sealed class CaptureSession
                     await Task.Delay(PollInterval, ended.Token).ConfigureAwait(false);
                     continue;
                 }
-                PcapNg.WritePacket(w, r!.Interface, r.Microseconds, r.Buffer.AsSpan(0, r.Length), r.OriginalLength,
+                PcapNg.WritePacket(w, r.Interface, r.Microseconds, r.Buffer.AsSpan(0, r.Length), r.OriginalLength,
                     r.Inbound ? PcapNg.FlagInbound : PcapNg.FlagOutbound, r.Comment);
                 _free.Enqueue(r);
                 Written++;
@@ -169,7 +169,7 @@ internal sealed class CaptureSession
             _end.Cancel();
             while (_queue.TryDequeue(out CaptureRecord? r))
             {
-                _free.Enqueue(r!);
+                _free.Enqueue(r);
             }
             try
             {

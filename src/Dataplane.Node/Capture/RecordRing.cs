@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Numerics;
 
 namespace Dataplane.Capture;
@@ -78,7 +79,7 @@ internal sealed class RecordRing
     }
 
     /// <summary>False when empty.</summary>
-    public bool TryDequeue(out CaptureRecord? item)
+    public bool TryDequeue([NotNullWhen(true)] out CaptureRecord? item)
     {
         long at = Volatile.Read(ref _dequeueAt);
         while (true)
@@ -89,7 +90,7 @@ internal sealed class RecordRing
             {
                 if (Interlocked.CompareExchange(ref _dequeueAt, at + 1, at) == at)
                 {
-                    item = cell.Item;
+                    item = cell.Item!; // published before the sequence said so
                     cell.Item = null;
                     Volatile.Write(ref cell.Sequence, at + _mask + 1); // the producers' turn, one lap on
                     return true;

@@ -299,6 +299,10 @@ public sealed class GroCoalescer
     /// </summary>
     private void CloseFlowOf(ReadOnlySpan<byte> p)
     {
+        if (_itemCount == 0)
+        {
+            return; // nothing open (a batch of pure ACKs, say): no per-packet work
+        }
         int ipLength = p.Length >= 20 && p[0] >> 4 == 4 ? (p[0] & 0x0F) * 4 : p.Length >= Ipv6Header.Length && p[0] >> 4 == 6 ? Ipv6Header.Length : 0;
         if (ipLength < 20 || p.Length < ipLength + 4)
         {
